@@ -1,0 +1,8 @@
+/**
+ * Every external dependency of the runtime, pinned, with full specifiers so that a script importing
+ * `mod.ts` by URL resolves them without this project's `deno.json`.
+ *
+ * @module
+ */
+export { parse as parseToml, stringify as stringifyToml, TomlError } from "npm:smol-toml@1.9.1";
+export { z } from "npm:zod@4.6.7";

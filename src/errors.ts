@@ -1,0 +1,129 @@
+/**
+ * The error hierarchy. Programming errors use the built-in classes (TypeError, RangeError); conditions a
+ * user or a caller can act on are {@linkcode AlumetError}s, which the CLI prints as one line.
+ *
+ * @module
+ */
+
+/** Base class of the errors a user can act on; the CLI prints `message` alone, with no stack trace. */
+export class AlumetError extends Error {
+  override name = "AlumetError";
+  /** Process exit code the CLI uses for this error. */
+  readonly exitCode: number = 1;
+}
+
+/** What is wrong in a configuration, and where. */
+export interface ConfigProblem {
+  /** The file (or `"--config-override"`, `"defaults"`) the value came from. */
+  readonly source: string;
+  /** Dotted key, e.g. `plugins.csv.output_path`. Empty for the whole file. */
+  readonly key: string;
+  /** What was expected there. */
+  readonly expected: string;
+  /** A near miss ("did you mean …") or the fix, if one is known. */
+  readonly suggestion?: string | undefined;
+}
+
+/**
+ * A bad configuration value: names the file, the key, what was expected and, for near misses, a suggestion.
+ *
+ * @example
+ * ```ts
+ * import { ConfigError } from "./errors.ts";
+ * import { assertEquals } from "node:assert/strict";
+ * const e = new ConfigError({ source: "a.toml", key: "plugins.csv.outptu_path", expected: "a known key",
+ *   suggestion: 'did you mean "output_path"?' });
+ * assertEquals(e.message, 'Invalid config in a.toml: plugins.csv.outptu_path: expected a known key; did you mean "output_path"?');
+ * ```
+ */
+export class ConfigError extends AlumetError {
+  override name = "ConfigError";
+  override readonly exitCode = 2;
+  readonly problem: ConfigProblem;
+  constructor(problem: ConfigProblem, options?: ErrorOptions) {
+    const where = problem.key === "" ? problem.source : `${problem.source}: ${problem.key}`;
+    const hint = problem.suggestion ? `; ${problem.suggestion}` : "";
+    super(`Invalid config in ${where}: expected ${problem.expected}${hint}`, options);
+    this.problem = problem;
+  }
+}
+
+/** Lifecycle phases in which a plugin can fail. */
+export type PluginPhase = "load" | "init" | "start" | "preStart" | "postStart" | "stop" | "dispose";
+
+/** A plugin failed in a phase of its lifecycle. */
+export class PluginError extends AlumetError {
+  override name = "PluginError";
+  readonly plugin: string;
+  readonly phase: PluginPhase;
+  constructor(plugin: string, phase: PluginPhase, cause: unknown) {
+    super(`Plugin "${plugin}" failed in ${phase}: ${messageOf(cause)}`, { cause });
+    this.plugin = plugin;
+    this.phase = phase;
+  }
+}
+
+/** A command-line usage error (unknown flag, missing argument). */
+export class UsageError extends AlumetError {
+  override name = "UsageError";
+  override readonly exitCode = 2;
+}
+
+/**
+ * Thrown by a source's `poll`, a transform or an output's `write` for a transient failure: the error is
+ * logged and the element goes on (an output retries the same batch with a back-off first).
+ */
+export class RetryableError extends AlumetError {
+  override name = "RetryableError";
+}
+
+/**
+ * Thrown by a source's `poll` to stop that source normally (it has nothing more to measure, e.g. its process
+ * is gone). Not logged as an error.
+ */
+export class NormalStop extends AlumetError {
+  override name = "NormalStop";
+}
+
+/** The message of anything thrown, without its stack. */
+export function messageOf(e: unknown): string {
+  if (e instanceof Error) return e.message;
+  return String(e);
+}
+
+/**
+ * Levenshtein distance, for "did you mean" suggestions on short identifiers.
+ *
+ * @example
+ * ```ts
+ * import { editDistance } from "./errors.ts";
+ * import { assertEquals } from "node:assert/strict";
+ * assertEquals(editDistance("outptu_path", "output_path"), 2);
+ * ```
+ */
+export function editDistance(a: string, b: string): number {
+  const prev = new Array<number>(b.length + 1);
+  for (let j = 0; j <= b.length; j++) prev[j] = j;
+  for (let i = 1; i <= a.length; i++) {
+    let diag = prev[0]!;
+    prev[0] = i;
+    for (let j = 1; j <= b.length; j++) {
+      const up = prev[j]!;
+      prev[j] = Math.min(up + 1, prev[j - 1]! + 1, diag + (a[i - 1] === b[j - 1] ? 0 : 1));
+      diag = up;
+    }
+  }
+  return prev[b.length]!;
+}
+
+/** The closest candidate to `word`, if it is close enough to be a likely typo. */
+export function closest(word: string, candidates: Iterable<string>): string | undefined {
+  let best: string | undefined;
+  let bestD = Infinity;
+  for (const c of candidates) {
+    const d = editDistance(word.toLowerCase(), c.toLowerCase());
+    if (d < bestD) [best, bestD] = [c, d];
+  }
+  const limit = Math.max(1, Math.floor(word.length / 3));
+  return bestD <= limit ? best : undefined;
+}

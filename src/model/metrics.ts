@@ -1,0 +1,131 @@
+/**
+ * Metric definitions and the registry that hands out their ids.
+ *
+ * @module
+ */
+import { AlumetError } from "../errors.ts";
+import { sameUnit, type Unit } from "./units.ts";
+
+/** How values are stored: `f64`, or `u64` (exact beyond 2^53, as a bigint there). */
+export type ValueType = "f64" | "u64";
+
+/**
+ * What a value means over time, so that outputs export it correctly:
+ * - `gauge`: a level at the instant (power, memory used, temperature);
+ * - `delta`: an amount accumulated since the previous point of the same series (energy per interval);
+ * - `counter`: a cumulative total since some start (a perf counter, total CPU time).
+ */
+export type MetricKind = "gauge" | "delta" | "counter";
+
+/** A metric id; its type parameter records the value type for `push`. */
+export type MetricId<T extends ValueType = ValueType> = number & { readonly __metric: T };
+
+/** A metric as registered. */
+export interface Metric {
+  readonly id: MetricId;
+  readonly name: string;
+  readonly unit: Unit;
+  readonly valueType: ValueType;
+  readonly kind: MetricKind;
+  readonly description: string;
+  /** Name of the plugin that created it first. */
+  readonly plugin: string;
+}
+
+/** What a plugin gives to create a metric. */
+export interface MetricSpec<T extends ValueType = ValueType> {
+  readonly name: string;
+  readonly unit: Unit;
+  readonly valueType: T;
+  /** Default: `gauge`. */
+  readonly kind?: MetricKind;
+  /** Default: empty. */
+  readonly description?: string;
+}
+
+/** Two plugins asked for the same metric name with different unit, value type or kind. */
+export class DuplicateMetricError extends AlumetError {
+  override name = "DuplicateMetricError";
+}
+
+const NAME_RE = /^[a-zA-Z_][a-zA-Z0-9_]*$/;
+
+/**
+ * The metric registry: ids are dense, sequential numbers (indexes into {@linkcode MetricRegistry.all}).
+ * Registering the same name with the same unit, value type and kind returns the existing id, so plugins can
+ * share generic metrics (`cpu_time_delta`); an incompatible duplicate is an error naming both plugins.
+ *
+ * @example
+ * ```ts
+ * import { MetricRegistry } from "./metrics.ts";
+ * import { unit } from "./units.ts";
+ * import { assertEquals, assertThrows } from "node:assert/strict";
+ * const r = new MetricRegistry();
+ * const a = r.register("p1", { name: "energy", unit: unit("J"), valueType: "f64", kind: "delta" });
+ * assertEquals(r.register("p2", { name: "energy", unit: unit("J"), valueType: "f64", kind: "delta" }), a);
+ * assertThrows(() => r.register("p3", { name: "energy", unit: unit("W"), valueType: "f64" }));
+ * ```
+ */
+export class MetricRegistry {
+  readonly #byId: Metric[] = [];
+  readonly #byName = new Map<string, Metric>();
+  readonly #listeners = new Set<(m: Metric) => void>();
+
+  /** Registers a metric for `plugin`, or returns the id of an identical one. */
+  register<T extends ValueType>(plugin: string, spec: MetricSpec<T>): MetricId<T> {
+    if (!NAME_RE.test(spec.name)) {
+      throw new RangeError(
+        `Metric name "${spec.name}" (plugin ${plugin}) must be snake_case letters, digits and "_"`,
+      );
+    }
+    const kind = spec.kind ?? "gauge";
+    const existing = this.#byName.get(spec.name);
+    if (existing) {
+      if (sameUnit(existing.unit, spec.unit) && existing.valueType === spec.valueType && existing.kind === kind) {
+        return existing.id as MetricId<T>;
+      }
+      const mine = `${spec.valueType} ${kind} in "${spec.unit.code}"`;
+      const theirs = `${existing.valueType} ${existing.kind} in "${existing.unit.code}"`;
+      throw new DuplicateMetricError(
+        `Metric "${spec.name}" from plugin "${plugin}" (${mine}) conflicts with the one plugin ` +
+          `"${existing.plugin}" registered (${theirs}); rename one of them`,
+      );
+    }
+    const m: Metric = Object.freeze({
+      id: this.#byId.length as MetricId,
+      name: spec.name,
+      unit: spec.unit,
+      valueType: spec.valueType,
+      kind,
+      description: spec.description ?? "",
+      plugin,
+    });
+    this.#byId.push(m);
+    this.#byName.set(m.name, m);
+    for (const l of this.#listeners) l(m);
+    return m.id as MetricId<T>;
+  }
+
+  /** The metric with this id. Throws a RangeError for an unknown id. */
+  get(id: number): Metric {
+    const m = this.#byId[id];
+    if (m === undefined) throw new RangeError(`Unknown metric id ${id}`);
+    return m;
+  }
+
+  /** The metric with this name, if any. */
+  byName(name: string): Metric | undefined {
+    return this.#byName.get(name);
+  }
+
+  /** All metrics, indexed by id. */
+  get all(): readonly Metric[] {
+    return this.#byId;
+  }
+
+  /** Calls `listener` for each metric registered from now on (late metrics). Returns an unsubscribe. */
+  onRegister(listener: (m: Metric) => void): () => void {
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
+  }
+}

@@ -1,0 +1,53 @@
+/**
+ * Wall-clock timestamps in nanoseconds since the Unix epoch, as `bigint`.
+ *
+ * @module
+ */
+
+/** Nanoseconds since 1970-01-01T00:00:00Z. */
+export type Timestamp = bigint;
+
+let originNs = BigInt(Math.round(performance.timeOrigin * 1e6));
+let lastCheck = 0;
+
+/**
+ * The current wall-clock time with the resolution of `performance.now()` (microseconds or better).
+ * It follows the monotonic clock, and realigns on the wall clock when the two drift apart by more than 2 ms
+ * (NTP steps, suspend), checked at most once a second.
+ */
+export function now(): Timestamp {
+  const p = performance.now();
+  if (p - lastCheck > 1000) {
+    lastCheck = p;
+    const drift = Date.now() - (performance.timeOrigin + p);
+    if (Math.abs(drift) > 2) originNs = BigInt(Math.round((performance.timeOrigin + drift) * 1e6));
+  }
+  return originNs + BigInt(Math.round(p * 1e6));
+}
+
+/** A timestamp from milliseconds since the epoch (a `Date`'s time). */
+export function fromMillis(ms: number): Timestamp {
+  return BigInt(Math.round(ms * 1e6));
+}
+
+/**
+ * RFC 3339 in UTC with nine fractional digits, as Alumet's csv output writes it.
+ *
+ * @example
+ * ```ts
+ * import { toRfc3339 } from "./timestamp.ts";
+ * import { assertEquals } from "node:assert/strict";
+ * assertEquals(toRfc3339(1_700_000_000_123_456_789n), "2023-11-14T22:13:20.123456789Z");
+ * ```
+ */
+export function toRfc3339(ts: Timestamp): string {
+  const secs = ts / 1_000_000_000n;
+  let nanos = ts % 1_000_000_000n;
+  let s = secs;
+  if (nanos < 0n) {
+    nanos += 1_000_000_000n;
+    s -= 1n;
+  }
+  const iso = new Date(Number(s) * 1000).toISOString(); // 2023-11-14T22:13:20.000Z
+  return `${iso.slice(0, 19)}.${nanos.toString().padStart(9, "0")}Z`;
+}

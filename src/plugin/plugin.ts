@@ -1,0 +1,175 @@
+/**
+ * The plugin contract: metadata, lifecycle, and the contexts each phase receives.
+ *
+ * Lifecycle, in order, for every enabled plugin:
+ * 1. **metadata**: `name`, `version`, `defaultConfig()`, `configSchema` are read; nothing runs.
+ * 2. **init(config)**: once per agent, with the config validated against `configSchema` (defaults merged).
+ * 3. **start(ctx)**: create metrics, add sources, transforms and outputs. Nothing is running yet.
+ * 4. **preStart(ctx)**: every metric of every plugin is known; subscribe to events here.
+ * 5. the pipeline runs; **postStart(ctx)**: a control handle is available.
+ * 6. **stop()**: called after the plugin's elements have stopped and drained. A stopped plugin may be started
+ *    again: `start`, `preStart` and `postStart` run again, `init` does not.
+ * 7. **[Symbol.asyncDispose]()**: once, when the agent ends; release native resources. Must be idempotent.
+ *
+ * Guarantees: no two lifecycle calls of one agent overlap; plugins are called in the order of the config.
+ * A failing `init`, `start`, `preStart` or `postStart` aborts start-up with the plugin's name and cause (the
+ * plugins already started are stopped); a failing `stop` is reported and the other plugins still stop.
+ *
+ * @module
+ */
+import type { z } from "../deps.ts";
+import type { Batch } from "../model/batch.ts";
+import type { Metric, MetricId, MetricRegistry, MetricSpec, ValueType } from "../model/metrics.ts";
+import type { Timestamp } from "../model/timestamp.ts";
+import type { EventBus } from "./events.ts";
+import type { ControlHandle } from "../pipeline/control.ts";
+import type { Logger } from "../log.ts";
+
+/** A plugin's configuration table, as TOML gives it. */
+export type ConfigTable = Record<string, unknown>;
+
+/**
+ * What the agent knows of a plugin before it runs: its name, version, default config, schema, and `init`.
+ *
+ * @typeParam C the validated config `init` receives (the output of `configSchema`).
+ */
+export interface PluginMetadata<C = ConfigTable> {
+  /** Unique name; the TOML key `[plugins.<name>]`. */
+  readonly name: string;
+  /** Semantic version `x.y.z`. */
+  readonly version: string;
+  /** One line for `plugins list`. */
+  readonly description?: string;
+  /**
+   * The default configuration, as it is written in TOML (snake_case keys, durations as strings).
+   * `config regen` writes it; it is merged under the user's values before validation.
+   */
+  defaultConfig(): ConfigTable | undefined;
+  /**
+   * Validates and converts the TOML table (unknown keys are errors: use `z.strictObject`). Validation runs
+   * once, before `init`, never per batch.
+   */
+  readonly configSchema?: z.ZodType<C>;
+  /** Creates the plugin from its validated config. Called once per agent. */
+  init(config: C): Plugin | Promise<Plugin>;
+}
+
+/** A plugin instance: the lifecycle methods after `init`. */
+export interface Plugin {
+  /** Creates metrics and adds the plugin's pipeline elements. */
+  start(ctx: StartContext): void | Promise<void>;
+  /** Every metric is known; subscribe to events. */
+  preStart?(ctx: PreStartContext): void | Promise<void>;
+  /** The pipeline runs; `ctx.control` is available. */
+  postStart?(ctx: PostStartContext): void | Promise<void>;
+  /** The plugin's elements have stopped and drained; release what `start` took. */
+  stop?(): void | Promise<void>;
+  /** Last chance to free native resources; called once when the agent ends. */
+  [Symbol.asyncDispose]?(): Promise<void>;
+}
+
+/**
+ * A managed source: the pipeline calls `poll` on its trigger, with the time taken just before the call.
+ * `poll` pushes points into `batch` (whose default timestamp is already set). It may throw a
+ * `RetryableError` (logged, goes on), a `NormalStop` (the source ends quietly), or anything else (the source
+ * stops, the rest of the pipeline goes on).
+ */
+export interface Source {
+  poll(batch: Batch, timestamp: Timestamp): void | Promise<void>;
+  /** Called when the source is paused: forget state such as the previous counter value. */
+  reset?(): void;
+  /** Called once when the source stops; release files and counters. */
+  close?(): void | Promise<void>;
+}
+
+/**
+ * A source described by a module and a serialisable config, so that it can be created off the main thread.
+ * The module exports a function (default name `createSource`) taking the config and returning a `Source`.
+ */
+export interface SourceModule {
+  readonly module: string | URL;
+  readonly export?: string;
+  readonly config: unknown;
+}
+
+/** When a managed source is polled and flushed. */
+export interface Trigger {
+  /** Time between polls, in ms, or a humantime string (`"1s"`, `"10ms"`). */
+  readonly pollInterval: number | string;
+  /** Time between flushes into the pipeline; default: equal to `pollInterval`. */
+  readonly flushInterval?: number | string;
+}
+
+/** A transform, applied in plugin order to every batch, in place. Returning a batch replaces it. */
+export interface Transform {
+  apply(batch: Batch, ctx: ElementContext): void | Batch | Promise<void | Batch>;
+  /** Called once at shutdown, after the last batch. */
+  finish?(): void | Promise<void>;
+}
+
+/**
+ * An output. `write` receives a batch shared with the other outputs: read it, do not change it. Throw a
+ * `RetryableError` for a transient failure (the batch is retried with back-off, then counted as lost);
+ * anything else stops this output and the others go on.
+ */
+export interface Output {
+  write(batch: Batch, ctx: ElementContext): void | Promise<void>;
+  /** Called once after the last write (drain done); flush and close files or connections. */
+  close?(): void | Promise<void>;
+}
+
+/** What an output does when its queue is full. */
+export type FullPolicy = "block" | "drop-oldest";
+
+/** How an output's queue behaves. */
+export interface OutputOptions {
+  /** Queue capacity, in batches. Default 64. */
+  readonly queue?: number;
+  /** Default `block`: a full queue holds the sources back. `drop-oldest` drops and counts the loss. */
+  readonly whenFull?: FullPolicy;
+}
+
+/** What transforms and outputs see of the agent. */
+export interface ElementContext {
+  /** The metric with this id. */
+  metric(id: MetricId): Metric;
+}
+
+/** Services every phase gets. */
+export interface PhaseContext {
+  /** This plugin's name. */
+  readonly plugin: string;
+  /** The agent's event bus. */
+  readonly events: EventBus;
+  /** A logger that names the plugin. */
+  readonly log: Logger;
+}
+
+/** What `start` may do. */
+export interface StartContext extends PhaseContext {
+  /** Creates (or, when identical, reuses) a metric. */
+  createMetric<T extends ValueType>(spec: MetricSpec<T>): MetricId<T>;
+  /** Adds a managed source, polled on a trigger. */
+  addSource(name: string, source: Source | SourceModule, trigger: Trigger): void;
+  /**
+   * Adds an autonomous source: the plugin produces its own stream of batches. The factory receives a signal
+   * that aborts at shutdown; the stream should then close (after enqueuing what it still has).
+   */
+  addAutonomousSource(name: string, stream: (signal: AbortSignal) => ReadableStream<Batch>): void;
+  /** Adds a transform; transforms run in plugin order, then in the order added. */
+  addTransform(name: string, transform: Transform | TransformStream<Batch, Batch>): void;
+  /** Adds an output with its own bounded queue. */
+  addOutput(name: string, output: Output | WritableStream<Batch>, options?: OutputOptions): void;
+}
+
+/** What `preStart` may do. */
+export interface PreStartContext extends PhaseContext {
+  /** Every metric registered by every plugin. */
+  readonly metrics: MetricRegistry;
+}
+
+/** What `postStart` may do. */
+export interface PostStartContext extends PreStartContext {
+  /** Controls the running pipeline (sources, outputs, new sources). */
+  readonly control: ControlHandle;
+}
