@@ -1,0 +1,44 @@
+/**
+ * Alumet for Deno: a modular framework for hardware and software measurement, energy first.
+ *
+ * Import it by URL in a `deno run` script, build an agent from plugins, add your own sources (a `Source`
+ * polled on a trigger, or a `ReadableStream` of batches) and outputs (an `Output`, or a `WritableStream`),
+ * control it while it runs, and stop it with `await using`.
+ *
+ * ```ts
+ * import { Agent, Batch, definePlugin, unit } from "./mod.ts";
+ *
+ * const hello = definePlugin({
+ *   name: "hello",
+ *   start(ctx) {
+ *     const m = ctx.createMetric({ name: "hello_count", unit: unit("1"), valueType: "u64", kind: "counter" });
+ *     let n = 0;
+ *     ctx.addSource("in", { poll: (b: Batch) => b.push(m, ++n) }, { pollInterval: "100ms" });
+ *     ctx.addOutput("out", new WritableStream<Batch>({ write: (b) => console.log(b.length, "points") }));
+ *   },
+ * });
+ * await using agent = new Agent({ plugins: [hello] });
+ * await agent.start();
+ * ```
+ *
+ * @module
+ */
+export * from "./src/model/units.ts";
+export * from "./src/model/resources.ts";
+export * from "./src/model/metrics.ts";
+export * from "./src/model/batch.ts";
+export * from "./src/model/timestamp.ts";
+export * from "./src/model/duration.ts";
+export * from "./src/errors.ts";
+export * from "./src/log.ts";
+export * from "./src/plugin/plugin.ts";
+export * from "./src/plugin/events.ts";
+export * from "./src/plugin/schema.ts";
+export * from "./src/pipeline/control.ts";
+export { ElementPattern, type ElementKind, type ElementName, formatName } from "./src/pipeline/names.ts";
+export type { ElementState, SourceStats } from "./src/pipeline/source.ts";
+export type { OutputStats } from "./src/pipeline/output.ts";
+export { Agent, type AgentOptions, definePlugin, type PluginEntry, type SimplePluginSpec } from "./src/agent/agent.ts";
+export { BUILTIN_PLUGINS } from "./src/agent/builtin.ts";
+export { csvPlugin } from "./plugins/csv/mod.ts";
+export { logPlugin } from "./plugins/log/mod.ts";

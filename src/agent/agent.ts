@@ -1,0 +1,294 @@
+/**
+ * The agent: runs the plugin lifecycle around a pipeline. The CLI uses it, and so can `deno run` scripts.
+ *
+ * @module
+ */
+import { AlumetError, messageOf, PluginError, type PluginPhase } from "../errors.ts";
+import { Logger } from "../log.ts";
+import { MetricRegistry } from "../model/metrics.ts";
+import { EventBus } from "../plugin/events.ts";
+import type {
+  ConfigTable,
+  Plugin,
+  PluginMetadata,
+  PostStartContext,
+  PreStartContext,
+  StartContext,
+} from "../plugin/plugin.ts";
+import type { ControlHandle } from "../pipeline/control.ts";
+import { Pipeline } from "../pipeline/pipeline.ts";
+import { validatePluginConfig } from "./config.ts";
+
+/** A plugin to run: its metadata alone (default config), or with a config table. */
+export type PluginEntry =
+  // deno-lint-ignore no-explicit-any
+  | PluginMetadata<any>
+  // deno-lint-ignore no-explicit-any
+  | { readonly plugin: PluginMetadata<any>; readonly config?: ConfigTable };
+
+/** Options of an agent. */
+export interface AgentOptions {
+  /** The plugins, in start order (which is also the transform order). */
+  readonly plugins: readonly PluginEntry[];
+  /** Where the configs came from, for messages. Default `"code"`. */
+  readonly configSource?: string;
+  /** Batches buffered between sources and transforms. Default 64. */
+  readonly sourceChannelSize?: number;
+  /** Period of the self-monitoring source, ms. Default 1000. */
+  readonly selfInterval?: number;
+}
+
+interface Loaded {
+  // deno-lint-ignore no-explicit-any
+  readonly meta: PluginMetadata<any>;
+  readonly table: ConfigTable;
+  readonly log: Logger;
+  instance?: Plugin;
+  started: boolean;
+  disposed: boolean;
+}
+
+/**
+ * Runs plugins through their lifecycle: `init` once, then `start`, `preStart`, pipeline start, `postStart`;
+ * `stop` drains the pipeline and stops the plugins; `start` may be called again after `stop`. Disposing
+ * (`await using`) stops if needed, then disposes every plugin once.
+ *
+ * @example
+ * ```ts
+ * import { Agent, definePlugin, Batch, unit } from "../../mod.ts";
+ * import { assertEquals } from "node:assert/strict";
+ * const seen: number[] = [];
+ * const demo = definePlugin({
+ *   name: "demo",
+ *   start(ctx) {
+ *     const m = ctx.createMetric({ name: "answer", unit: unit("1"), valueType: "u64" });
+ *     ctx.addSource("in", { poll: (b: Batch) => b.push(m, 42) }, { pollInterval: "1h" });
+ *     ctx.addOutput("out", { write: (b: Batch) => { for (const p of b) seen.push(Number(p.value)); } });
+ *   },
+ * });
+ * {
+ *   await using agent = new Agent({ plugins: [demo] });
+ *   await agent.start();
+ *   await agent.control.triggerNow();
+ * }
+ * assertEquals(seen, [42]);
+ * ```
+ */
+export class Agent implements AsyncDisposable {
+  /** The event bus plugins publish to and subscribe on. */
+  readonly events: EventBus = new EventBus();
+  readonly #plugins: Loaded[];
+  readonly #options: AgentOptions;
+  readonly #log = new Logger("agent");
+  #registry = new MetricRegistry();
+  #pipeline: Pipeline | undefined;
+  #state: "idle" | "starting" | "running" | "stopping" | "disposed" = "idle";
+  #initialized = false;
+  #stopRequested: { promise: Promise<void>; resolve: () => void } = Promise.withResolvers<void>();
+
+  constructor(options: AgentOptions) {
+    this.#options = options;
+    const names = new Set<string>();
+    this.#plugins = options.plugins.map((entry) => {
+      const meta = "plugin" in entry ? entry.plugin : entry;
+      const table = "plugin" in entry ? entry.config ?? {} : {};
+      if (names.has(meta.name)) throw new AlumetError(`Plugin "${meta.name}" is listed twice`);
+      names.add(meta.name);
+      return { meta, table, log: new Logger(meta.name), started: false, disposed: false };
+    });
+  }
+
+  /** The metrics of the current (or last) run. */
+  get metrics(): MetricRegistry {
+    return this.#registry;
+  }
+
+  /** `idle`, `starting`, `running`, `stopping` or `disposed`. */
+  get state(): string {
+    return this.#state;
+  }
+
+  /** The names of the plugins, in order. */
+  get pluginNames(): string[] {
+    return this.#plugins.map((p) => p.meta.name);
+  }
+
+  /** Controls the running pipeline. Throws when the agent is not running. */
+  get control(): ControlHandle {
+    if (this.#pipeline === undefined || this.#state !== "running") {
+      throw new Error(`The agent is ${this.#state}: there is no running pipeline to control`);
+    }
+    return this.#pipeline.control;
+  }
+
+  /** Statistics of the running pipeline's sources and outputs. */
+  stats(): ReturnType<Pipeline["stats"]> | undefined {
+    return this.#pipeline?.stats();
+  }
+
+  /** Resolves when someone (a plugin, a script) asked for a shutdown through the control handle. */
+  get shutdownRequested(): Promise<void> {
+    return this.#stopRequested.promise;
+  }
+
+  /**
+   * Initialises the plugins (first time only), starts them and the pipeline. On failure, what was started is
+   * stopped again and a {@linkcode PluginError} names the plugin and the phase.
+   */
+  async start(): Promise<void> {
+    if (this.#state !== "idle") throw new Error(`Cannot start an agent that is ${this.#state}`);
+    this.#state = "starting";
+    try {
+      if (!this.#initialized) await this.#init();
+      this.#registry = new MetricRegistry();
+      const pipeline = new Pipeline(this.#registry, {
+        ...(this.#options.sourceChannelSize !== undefined ? { sourceChannelSize: this.#options.sourceChannelSize } : {}),
+        ...(this.#options.selfInterval !== undefined ? { selfInterval: this.#options.selfInterval } : {}),
+        onShutdownRequest: () => this.#stopRequested.resolve(),
+      });
+      this.#pipeline = pipeline;
+      for (const p of this.#plugins) {
+        await this.#phase(p, "start", async () => {
+          const pending: Promise<void>[] = [];
+          try {
+            await p.instance!.start(this.#startContext(p, pipeline, pending));
+          } finally {
+            await Promise.all(pending);
+          }
+        });
+        p.started = true;
+      }
+      for (const p of this.#plugins) {
+        await this.#phase(p, "preStart", () => p.instance!.preStart?.(this.#preContext(p)));
+      }
+      pipeline.start();
+      this.#state = "running";
+      for (const p of this.#plugins) {
+        await this.#phase(p, "postStart", () => p.instance!.postStart?.(this.#postContext(p, pipeline)));
+      }
+      this.#log.debug(`Started with plugins: ${this.pluginNames.join(", ") || "(none)"}`);
+    } catch (e) {
+      this.#state = "running";
+      await this.stop();
+      throw e;
+    }
+  }
+
+  async #init(): Promise<void> {
+    const source = this.#options.configSource ?? "code";
+    for (const p of this.#plugins) {
+      const config = validatePluginConfig(p.meta, { name: p.meta.name, enabled: true, table: p.table }, source);
+      await this.#phase(p, "init", async () => {
+        p.instance = await p.meta.init(config);
+      });
+    }
+    this.#initialized = true;
+  }
+
+  async #phase(p: Loaded, phase: PluginPhase, fn: () => unknown): Promise<void> {
+    try {
+      await fn();
+    } catch (e) {
+      if (e instanceof PluginError) throw e;
+      throw new PluginError(p.meta.name, phase, e);
+    }
+  }
+
+  /**
+   * Stops the pipeline (draining every point to the outputs), then calls `stop` on every started plugin; a
+   * failing `stop` is logged and the others still stop. Resolves with those failures.
+   */
+  async stop(): Promise<PluginError[]> {
+    if (this.#state !== "running") return [];
+    this.#state = "stopping";
+    const failures: PluginError[] = [];
+    try {
+      await this.#pipeline?.stop();
+    } catch (e) {
+      this.#log.error(`Stopping the pipeline failed: ${messageOf(e)}`);
+    }
+    for (const p of this.#plugins) {
+      if (!p.started) continue;
+      p.started = false;
+      try {
+        await p.instance!.stop?.();
+      } catch (e) {
+        const err = new PluginError(p.meta.name, "stop", e);
+        this.#log.error(err.message);
+        failures.push(err);
+      }
+    }
+    this.events.clear();
+    this.#stopRequested = Promise.withResolvers<void>();
+    this.#state = "idle";
+    return failures;
+  }
+
+  /** Stops if running, then disposes every plugin once. Idempotent. */
+  async [Symbol.asyncDispose](): Promise<void> {
+    if (this.#state === "disposed") return;
+    await this.stop();
+    this.#state = "disposed";
+    for (const p of this.#plugins) {
+      if (p.disposed || p.instance === undefined) continue;
+      p.disposed = true;
+      try {
+        await p.instance[Symbol.asyncDispose]?.();
+      } catch (e) {
+        this.#log.error(new PluginError(p.meta.name, "dispose", e).message);
+      }
+    }
+  }
+
+  #base(p: Loaded) {
+    return { plugin: p.meta.name, events: this.events, log: p.log };
+  }
+
+  #startContext(p: Loaded, pipeline: Pipeline, pending: Promise<void>[]): StartContext {
+    const name = p.meta.name;
+    return {
+      ...this.#base(p),
+      createMetric: (spec) => this.#registry.register(name, spec),
+      // A source given as a module is imported asynchronously: start() awaits it before going on.
+      addSource: (n, source, trigger) => void pending.push(pipeline.addManagedSource(name, n, source, trigger)),
+      addAutonomousSource: (n, factory) => pipeline.addAutonomousSource(name, n, factory),
+      addTransform: (n, t) => pipeline.addTransform(name, n, t),
+      addOutput: (n, o, options) => pipeline.addOutput(name, n, o, options),
+    };
+  }
+
+  #preContext(p: Loaded): PreStartContext {
+    return { ...this.#base(p), metrics: this.#registry };
+  }
+
+  #postContext(p: Loaded, pipeline: Pipeline): PostStartContext {
+    return { ...this.#base(p), metrics: this.#registry, control: pipeline.control };
+  }
+}
+
+/** What {@linkcode definePlugin} takes: a name and the lifecycle methods, for plugins without config. */
+export interface SimplePluginSpec extends Plugin {
+  readonly name: string;
+  readonly version?: string;
+  readonly description?: string;
+}
+
+/**
+ * A plugin from its lifecycle methods alone, for scripts and tests: no config, one instance.
+ *
+ * @example
+ * ```ts
+ * import { definePlugin } from "./agent.ts";
+ * const p = definePlugin({ name: "mine", start() {} });
+ * console.assert(p.name === "mine");
+ * ```
+ */
+export function definePlugin(spec: SimplePluginSpec): PluginMetadata<ConfigTable> {
+  return {
+    name: spec.name,
+    version: spec.version ?? "0.0.0",
+    description: spec.description ?? "",
+    defaultConfig: () => undefined,
+    init: () => spec,
+  };
+}

@@ -1,0 +1,16 @@
+/**
+ * The plugins built into the `alumet` agent, imported statically so that `deno compile` embeds them.
+ *
+ * @module
+ */
+import type { PluginMetadata } from "../plugin/plugin.ts";
+import csv from "../../plugins/csv/mod.ts";
+import log from "../../plugins/log/mod.ts";
+
+/** Built-in plugins by name, in the order `plugins list` shows them. */
+export const BUILTIN_PLUGINS: ReadonlyMap<string, PluginMetadata<unknown>> = new Map<string, PluginMetadata<unknown>>(
+  [csv, log].map((p) => [p.name, p as PluginMetadata<unknown>]),
+);
+
+/** The plugins enabled when there is no config file and no `--plugins`. */
+export const DEFAULT_ENABLED: readonly string[] = ["csv"];

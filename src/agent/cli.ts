@@ -1,0 +1,455 @@
+/**
+ * The `alumet` command line: `run`, `exec`, `watch`, `config regen`, `plugins list`.
+ *
+ * `main(args)` returns the exit code; it never throws for a user error: it prints one line and returns
+ * a non-zero code (stack traces only with `--log-level debug`).
+ *
+ * @module
+ */
+import { parseArgs } from "node:util";
+import { AlumetError, closest, messageOf, UsageError } from "../errors.ts";
+import { Logger, LOG_LEVELS, logLevel, setLogLevel } from "../log.ts";
+import { Consumer } from "../model/resources.ts";
+import type { PluginMetadata } from "../plugin/plugin.ts";
+import { Agent, type PluginEntry } from "./agent.ts";
+import { BUILTIN_PLUGINS, DEFAULT_ENABLED } from "./builtin.ts";
+import { loadConfig, type PluginSection, renderDefaultConfig, selectPlugins } from "./config.ts";
+import { exitCodeOf, processExists, resolveProgram, waitForExit } from "./exec.ts";
+
+const VERSION = "0.1.0";
+
+const GLOBAL_OPTIONS = {
+  config: { type: "string" },
+  "no-default-config": { type: "boolean" },
+  "config-override": { type: "string", multiple: true },
+  plugins: { type: "string" },
+  "output-file": { type: "string" },
+  "log-level": { type: "string" },
+  help: { type: "boolean", short: "h" },
+  version: { type: "boolean", short: "V" },
+} as const;
+
+const COMMAND_OPTIONS = {
+  run: {},
+  exec: { "ignore-exit-code": { type: "boolean" } },
+  watch: {},
+  config: {},
+  plugins: {},
+} as const;
+
+type Command = keyof typeof COMMAND_OPTIONS;
+
+const VALUE_OPTIONS = new Set(["--config", "--config-override", "--plugins", "--output-file", "--log-level"]);
+
+const MAIN_HELP = `alumet ${VERSION}: measure energy and performance on Linux
+
+Usage: alumet [OPTIONS] [COMMAND]
+
+Commands:
+  run                 Measure until SIGINT or SIGTERM (the default command)
+  exec -- PROG ARGS…  Run a program and measure it until it ends
+  watch PID           Measure a running process until it ends
+  config regen        Write the default config file
+  plugins list        List the plugins and whether they are enabled
+
+Options:
+  --config PATH               Config file [env: ALUMET_CONFIG] [default: alumet-config.toml]
+  --no-default-config         Fail if the config file is missing instead of using the defaults
+  --config-override K=V       Override a config value, e.g. 'plugins.csv.output_path="out.csv"' (repeatable)
+  --plugins A,B               Enable exactly these plugins
+  --output-file PATH          Where the csv output writes (plugins.csv.output_path)
+  --log-level LEVEL           ${LOG_LEVELS.join(", ")} [env: ALUMET_LOG] [default: info]
+  -h, --help                  Print help (also after a command: alumet exec --help)
+  -V, --version               Print the version
+
+With no config file, the built-in defaults are used in memory (${DEFAULT_ENABLED.join(", ")}); nothing is written
+unless you run \`alumet config regen\`.`;
+
+const HELP: Record<Command, string> = {
+  run: `Usage: alumet run [OPTIONS]
+
+Runs the agent: the enabled sources are measured and sent to the outputs until SIGINT (Ctrl-C) or SIGTERM;
+then every point measured so far is written before the agent exits. A second Ctrl-C exits at once.
+
+Options: see \`alumet --help\`.`,
+  exec: `Usage: alumet exec [OPTIONS] [--ignore-exit-code] [--] PROGRAM [ARGS]...
+
+Runs PROGRAM (looked up in PATH, or a path relative to the current directory) and measures it: every source is
+polled just before it starts and just after it ends, and plugins are told its pid. The agent exits with the
+program's exit code (128+N when signal N killed it), unless --ignore-exit-code is given.
+Ctrl-C reaches the program; the agent keeps measuring until the program is gone.
+
+Options:
+  --ignore-exit-code   Exit with 0 whatever the program's exit code
+  Other options: see \`alumet --help\`.`,
+  watch: `Usage: alumet watch [OPTIONS] PID
+
+Measures the running process PID until it ends (or until SIGINT/SIGTERM): plugins are told its pid, every
+source is polled at the start and at the end.
+
+Options: see \`alumet --help\`.`,
+  config: `Usage: alumet config regen [OPTIONS]
+
+Writes the default configuration of the enabled plugins (the defaults, or --plugins) to the config file
+(--config, default alumet-config.toml), replacing it.`,
+  plugins: `Usage: alumet plugins list [OPTIONS]
+
+Lists the built-in plugins, their versions, and whether the current config enables them.`,
+};
+
+interface Parsed {
+  command: Command;
+  positionals: string[];
+  program: string[];
+  values: Record<string, string | boolean | string[] | undefined>;
+}
+
+function suggestOption(token: string, command: Command): string {
+  const name = token.replace(/^-+/, "").split("=")[0]!;
+  const known = [...Object.keys(GLOBAL_OPTIONS), ...Object.keys(COMMAND_OPTIONS[command])];
+  const near = closest(name, known);
+  return near ? `; did you mean --${near}?` : "; see `alumet --help`";
+}
+
+/** Splits the arguments into the command, its options and (for exec) the program and its arguments. */
+export function parseCommandLine(args: readonly string[]): Parsed {
+  let i = 0;
+  let command: Command = "run";
+  const head: string[] = [];
+  for (; i < args.length; i++) {
+    const a = args[i]!;
+    if (a === "--") break;
+    if (a.startsWith("-")) {
+      head.push(a);
+      if (VALUE_OPTIONS.has(a) && i + 1 < args.length) head.push(args[++i]!);
+      continue;
+    }
+    if (!(a in COMMAND_OPTIONS)) {
+      const near = closest(a, Object.keys(COMMAND_OPTIONS));
+      throw new UsageError(
+        `Unknown command "${a}"${near ? `; did you mean "${near}"?` : ""} (commands: run, exec, watch, config, plugins)`,
+      );
+    }
+    command = a as Command;
+    i++;
+    break;
+  }
+  const rest: string[] = [];
+  let program: string[] = [];
+  for (; i < args.length; i++) {
+    const a = args[i]!;
+    if (a === "--") {
+      program = args.slice(i + 1);
+      break;
+    }
+    if (a.startsWith("-") && a !== "-") {
+      rest.push(a);
+      if (VALUE_OPTIONS.has(a) && i + 1 < args.length) rest.push(args[++i]!);
+      continue;
+    }
+    if (command === "exec") {
+      program = args.slice(i);
+      break;
+    }
+    rest.push(a);
+  }
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args: [...head, ...rest],
+      options: { ...GLOBAL_OPTIONS, ...COMMAND_OPTIONS[command] },
+      allowPositionals: true,
+      strict: true,
+    });
+  } catch (e) {
+    const msg = messageOf(e);
+    const m = /'(-[^']+)'/.exec(msg);
+    if (m && /Unknown option/i.test(msg)) {
+      throw new UsageError(`Unknown option ${m[1]} for \`alumet ${command}\`${suggestOption(m[1]!, command)}`);
+    }
+    throw new UsageError(`${msg.replace(/\. To specify.*$/s, "")} (see \`alumet ${command} --help\`)`);
+  }
+  return { command, positionals: parsed.positionals, program, values: parsed.values };
+}
+
+/** The directory the user ran the command from: `deno task` runs in the project root and sets INIT_CWD. */
+export function userCwd(): string {
+  const cwd = Deno.cwd();
+  const init = Deno.env.get("INIT_CWD");
+  if (init === undefined || init === cwd) return cwd;
+  try {
+    const root = new URL("../..", import.meta.url);
+    if (root.protocol === "file:" && decodeURIComponent(root.pathname).replace(/\/$/, "") === cwd) return init;
+  } catch {
+    // not a file URL (imported remotely): the cwd is the user's
+  }
+  return cwd;
+}
+
+function write(text: string, stream: { writeSync(p: Uint8Array): number } = Deno.stdout): void {
+  const bytes = new TextEncoder().encode(text.endsWith("\n") ? text : text + "\n");
+  let off = 0;
+  while (off < bytes.length) off += stream.writeSync(bytes.subarray(off));
+}
+
+interface Setup {
+  sections: PluginSection[];
+  source: string;
+  fromFile: boolean;
+  sourceChannelSize: number | undefined;
+}
+
+async function loadSetup(p: Parsed, log: Logger): Promise<Setup> {
+  const v = p.values;
+  const envConfig = Deno.env.get("ALUMET_CONFIG");
+  const given = (v.config as string | undefined) ?? envConfig;
+  const path = given ?? "alumet-config.toml";
+  const overrides = [...((v["config-override"] as string[] | undefined) ?? [])];
+  if (typeof v["output-file"] === "string") {
+    overrides.push(`plugins.csv.output_path=${JSON.stringify(v["output-file"])}`);
+  }
+  const raw = await loadConfig({
+    path: absolute(path),
+    required: given !== undefined || v["no-default-config"] === true,
+    overrides,
+  });
+  if (!raw.fromFile) log.info(`No config file at ${path}: using the built-in defaults (alumet config regen writes them)`);
+  const only = typeof v.plugins === "string" ? v.plugins.split(",").map((s) => s.trim()).filter((s) => s) : undefined;
+  const sections = selectPlugins(raw, {
+    known: BUILTIN_PLUGINS,
+    ...(only ? { only } : {}),
+    enabledByDefault: DEFAULT_ENABLED,
+  });
+  return { sections, source: raw.source, fromFile: raw.fromFile, sourceChannelSize: raw.general.sourceChannelSize };
+}
+
+function absolute(path: string): string {
+  return path.startsWith("/") ? path : `${Deno.cwd()}/${path}`;
+}
+
+async function pluginEntries(setup: Setup): Promise<PluginEntry[]> {
+  const entries: PluginEntry[] = [];
+  for (const s of setup.sections) {
+    let meta: PluginMetadata<unknown> | undefined = BUILTIN_PLUGINS.get(s.name);
+    if (s.module !== undefined) {
+      let mod: Record<string, unknown>;
+      try {
+        mod = await import(s.module);
+      } catch (e) {
+        throw new AlumetError(`Cannot load plugin "${s.name}" from ${s.module}: ${messageOf(e)}`);
+      }
+      const m = (mod.default ?? mod.plugin) as PluginMetadata<unknown> | undefined;
+      if (m === undefined || typeof m !== "object" || typeof m.init !== "function") {
+        throw new AlumetError(
+          `Plugin module ${s.module} (plugins.${s.name}) exports no plugin: export default a PluginMetadata ` +
+            `(name, version, defaultConfig, init)`,
+        );
+      }
+      if (m.name !== s.name) {
+        throw new AlumetError(`Plugin module ${s.module} is named "${m.name}", but the config calls it "${s.name}"`);
+      }
+      meta = m;
+    }
+    if (meta === undefined) throw new AlumetError(`Unknown plugin "${s.name}"`);
+    entries.push({ plugin: meta, config: s.table });
+  }
+  return entries;
+}
+
+function newAgent(setup: Setup, entries: PluginEntry[]): Agent {
+  return new Agent({
+    plugins: entries,
+    configSource: setup.source,
+    ...(setup.sourceChannelSize !== undefined ? { sourceChannelSize: setup.sourceChannelSize } : {}),
+  });
+}
+
+async function cmdRun(p: Parsed, log: Logger): Promise<number> {
+  if (p.positionals.length > 0) throw new UsageError(`\`alumet run\` takes no argument (got "${p.positionals[0]}")`);
+  const setup = await loadSetup(p, log);
+  await using agent = newAgent(setup, await pluginEntries(setup));
+  const stop = Promise.withResolvers<string>();
+  let signals = 0;
+  const onSignal = (sig: Deno.Signal) => () => {
+    if (++signals > 1) {
+      log.warn(`Second ${sig}: exiting without draining`);
+      Deno.exit(130);
+    }
+    stop.resolve(sig);
+  };
+  const handlers = (["SIGINT", "SIGTERM"] as const).map((s) => [s, onSignal(s)] as const);
+  for (const [s, h] of handlers) Deno.addSignalListener(s, h);
+  try {
+    await agent.start();
+    log.info(`Running with ${agent.pluginNames.join(", ")}; press Ctrl-C to stop`);
+    const why = await Promise.race([stop.promise, agent.shutdownRequested.then(() => "a shutdown request")]);
+    log.info(`Stopping (${why}): writing what was measured`);
+    await agent.stop();
+    return 0;
+  } finally {
+    for (const [s, h] of handlers) Deno.removeSignalListener(s, h);
+  }
+}
+
+async function cmdExec(p: Parsed, log: Logger): Promise<number> {
+  const [program, ...args] = p.program;
+  if (program === undefined) {
+    throw new UsageError("`alumet exec` needs a program: alumet exec -- PROGRAM [ARGS]...");
+  }
+  const cwd = Deno.cwd();
+  const resolved = resolveProgram(program, cwd);
+  const setup = await loadSetup(p, log);
+  await using agent = newAgent(setup, await pluginEntries(setup));
+  await agent.start();
+  await agent.control.triggerNow();
+  const child = new Deno.Command(resolved, {
+    args,
+    cwd,
+    stdin: "inherit",
+    stdout: "inherit",
+    stderr: "inherit",
+  }).spawn();
+  // Ctrl-C goes to the whole foreground process group, so the program gets it from the terminal; the agent
+  // ignores it and measures until the program is gone. SIGTERM/SIGHUP sent to the agent alone are passed on.
+  const ignore = () => log.info(`Waiting for ${program} (pid ${child.pid}) to end`);
+  const forward = (sig: Deno.Signal) => () => {
+    try {
+      child.kill(sig);
+    } catch {
+      // already gone
+    }
+  };
+  const handlers: [Deno.Signal, () => void][] = [["SIGINT", ignore], ["SIGTERM", forward("SIGTERM")], [
+    "SIGHUP",
+    forward("SIGHUP"),
+  ]];
+  for (const [s, h] of handlers) Deno.addSignalListener(s, h);
+  let status: Deno.CommandStatus;
+  try {
+    await agent.events.publish("startConsumerMeasurement", [Consumer.process(child.pid)]);
+    status = await child.status;
+  } finally {
+    for (const [s, h] of handlers) Deno.removeSignalListener(s, h);
+  }
+  await agent.control.triggerNow();
+  await agent.events.publish("endConsumerMeasurement", [Consumer.process(child.pid)]);
+  await agent.stop();
+  const code = exitCodeOf(status);
+  if (status.signal !== null) log.info(`${program} was killed by ${status.signal}`);
+  return p.values["ignore-exit-code"] ? 0 : code;
+}
+
+async function cmdWatch(p: Parsed, log: Logger): Promise<number> {
+  if (p.positionals.length !== 1) throw new UsageError("`alumet watch` needs exactly one PID: alumet watch PID");
+  const text = p.positionals[0]!;
+  const pid = Number(text);
+  if (!Number.isInteger(pid) || pid <= 0) throw new UsageError(`Invalid PID "${text}": expected a positive integer`);
+  if (!processExists(pid)) throw new AlumetError(`No process with pid ${pid} (nothing under /proc/${pid})`);
+  const setup = await loadSetup(p, log);
+  await using agent = newAgent(setup, await pluginEntries(setup));
+  await agent.start();
+  const abort = new AbortController();
+  const handlers = (["SIGINT", "SIGTERM"] as const).map((s) => [s, () => abort.abort()] as const);
+  for (const [s, h] of handlers) Deno.addSignalListener(s, h);
+  agent.shutdownRequested.then(() => abort.abort());
+  try {
+    await agent.control.triggerNow();
+    await agent.events.publish("startConsumerMeasurement", [Consumer.process(pid)]);
+    log.info(`Watching pid ${pid}`);
+    await waitForExit(pid, abort.signal);
+    await agent.control.triggerNow();
+    await agent.events.publish("endConsumerMeasurement", [Consumer.process(pid)]);
+    await agent.stop();
+    return 0;
+  } finally {
+    for (const [s, h] of handlers) Deno.removeSignalListener(s, h);
+  }
+}
+
+async function cmdConfig(p: Parsed, log: Logger): Promise<number> {
+  if (p.positionals[0] !== "regen" || p.positionals.length !== 1) {
+    throw new UsageError("Usage: alumet config regen [--config PATH] [--plugins A,B]");
+  }
+  const path = (p.values.config as string | undefined) ?? Deno.env.get("ALUMET_CONFIG") ?? "alumet-config.toml";
+  const names = typeof p.values.plugins === "string"
+    ? p.values.plugins.split(",").map((s) => s.trim()).filter((s) => s)
+    : [...DEFAULT_ENABLED];
+  const metas = names.map((n) => {
+    const m = BUILTIN_PLUGINS.get(n);
+    if (m === undefined) {
+      const near = closest(n, BUILTIN_PLUGINS.keys());
+      throw new UsageError(
+        `Unknown plugin "${n}" in --plugins${near ? `; did you mean "${near}"?` : ""} ` +
+          `(known: ${[...BUILTIN_PLUGINS.keys()].join(", ")})`,
+      );
+    }
+    return m;
+  });
+  const text = renderDefaultConfig(metas);
+  try {
+    Deno.writeTextFileSync(path, text);
+  } catch (e) {
+    throw new AlumetError(`Cannot write the config file ${path}: ${messageOf(e)}`);
+  }
+  log.info(`Wrote the default config of ${names.join(", ")} to ${path}`);
+  return 0;
+}
+
+async function cmdPlugins(p: Parsed, log: Logger): Promise<number> {
+  if (p.positionals[0] !== "list" || p.positionals.length !== 1) throw new UsageError("Usage: alumet plugins list");
+  const setup = await loadSetup(p, log);
+  const enabled = new Set(setup.sections.map((s) => s.name));
+  const rows = [...BUILTIN_PLUGINS.values()].map((m) => [m.name, m.version, enabled.has(m.name) ? "enabled" : "disabled", m.description ?? ""]);
+  for (const s of setup.sections) if (s.module) rows.push([s.name, "?", "enabled", `external: ${s.module}`]);
+  const widths = [0, 1, 2].map((c) => Math.max(...rows.map((r) => r[c]!.length)));
+  write(rows.map((r) => r.map((cell, c) => c < 3 ? cell.padEnd(widths[c]!) : cell).join("  ").trimEnd()).join("\n"));
+  return 0;
+}
+
+/** Runs the CLI with `args` and returns the exit code. */
+export async function main(args: readonly string[]): Promise<number> {
+  const log = new Logger("alumet");
+  let parsed: Parsed | undefined;
+  try {
+    const envLevel = Deno.env.get("ALUMET_LOG");
+    if (envLevel) setLogLevel(envLevel);
+    parsed = parseCommandLine(args);
+    const level = parsed.values["log-level"];
+    if (typeof level === "string") setLogLevel(level);
+    if (parsed.values.version) {
+      write(`alumet ${VERSION}`);
+      return 0;
+    }
+    if (parsed.values.help) {
+      write(args.some((a) => a in COMMAND_OPTIONS) ? HELP[parsed.command] : MAIN_HELP);
+      return 0;
+    }
+    const userDir = userCwd();
+    if (userDir !== Deno.cwd()) Deno.chdir(userDir);
+    switch (parsed.command) {
+      case "run":
+        return await cmdRun(parsed, log);
+      case "exec":
+        return await cmdExec(parsed, log);
+      case "watch":
+        return await cmdWatch(parsed, log);
+      case "config":
+        return await cmdConfig(parsed, log);
+      case "plugins":
+        return await cmdPlugins(parsed, log);
+    }
+  } catch (e) {
+    if (e instanceof RangeError && /log level/.test(e.message)) {
+      write(`alumet: ${e.message}`, Deno.stderr);
+      return 2;
+    }
+    const userError = e instanceof AlumetError;
+    write(`alumet: ${userError ? e.message : `unexpected error: ${messageOf(e)}`}`, Deno.stderr);
+    if (logLevel() === "debug" || logLevel() === "trace") {
+      write(e instanceof Error && e.stack ? e.stack : String(e), Deno.stderr);
+    } else if (!userError) {
+      write("(run with --log-level debug for the stack trace)", Deno.stderr);
+    }
+    return userError ? (e as AlumetError).exitCode : 1;
+  }
+}

@@ -1,0 +1,418 @@
+/**
+ * The measurement pipeline on Web Streams:
+ *
+ * ```
+ * managed sources ─┐                                     ┌─▶ queue ─▶ output
+ * autonomous ──────┼─▶ FanIn ─▶ transforms (in order) ─▶ fanOut ─▶ queue ─▶ output
+ * (added at run time)┘                                   └─▶ queue ─▶ output
+ * ```
+ *
+ * Shutdown drains: sources stop and flush, the fan-in closes once every source stream has ended, transforms
+ * see the last batch and `finish`, every output writes its queue and closes. Every point polled before the
+ * stop reaches every output still alive.
+ *
+ * @module
+ */
+import type { Batch } from "../model/batch.ts";
+import type { MetricId, MetricRegistry } from "../model/metrics.ts";
+import { unit } from "../model/units.ts";
+import { parseDuration } from "../model/duration.ts";
+import { messageOf } from "../errors.ts";
+import { Logger } from "../log.ts";
+import type {
+  ElementContext,
+  Output,
+  OutputOptions,
+  Source,
+  SourceModule,
+  Transform,
+  Trigger,
+} from "../plugin/plugin.ts";
+import type { ControlHandle, ElementInfo } from "./control.ts";
+import { FanIn } from "./fan_in.ts";
+import { type ElementKind, type ElementName, ElementPattern, formatName } from "./names.ts";
+import { fanOut, outputFromWritable, OutputTask } from "./output.ts";
+import { ManagedSource } from "./source.ts";
+import { chainTransforms, TransformStage } from "./transform.ts";
+
+/** Options of a pipeline. */
+export interface PipelineOptions {
+  /** Batches the fan-in buffers before sources wait (Alumet's `source_channel_size`). Default 64. */
+  readonly sourceChannelSize?: number;
+  /** Period of the self-monitoring source `source/alumet/self`, ms. Default 1000. */
+  readonly selfInterval?: number;
+  /** Called when something asks for a shutdown through the control handle. */
+  readonly onShutdownRequest?: () => void;
+}
+
+interface AutonomousSpec {
+  readonly name: ElementName;
+  readonly factory: (signal: AbortSignal) => ReadableStream<Batch>;
+}
+
+interface AutonomousRunning {
+  readonly name: ElementName;
+  readonly abort: AbortController;
+  ended: boolean;
+}
+
+/** Resolves a trigger's intervals to milliseconds, with a clear error for a bad value. */
+export function triggerIntervals(trigger: Trigger): { poll: number; flush: number } {
+  const poll = toMs(trigger.pollInterval, "pollInterval");
+  const flush = trigger.flushInterval === undefined ? poll : toMs(trigger.flushInterval, "flushInterval");
+  return { poll, flush };
+}
+
+function toMs(v: number | string, what: string): number {
+  const ms = typeof v === "number" ? v : parseDuration(v);
+  if (ms === undefined || !(ms > 0) || !Number.isFinite(ms)) {
+    throw new RangeError(`Invalid ${what} ${JSON.stringify(v)}: expected a positive duration such as "1s"`);
+  }
+  return ms;
+}
+
+async function instantiate(source: Source | SourceModule): Promise<Source> {
+  if (!("module" in source)) return source;
+  const mod = await import(String(source.module));
+  const create = mod[source.export ?? "createSource"];
+  if (typeof create !== "function") {
+    throw new TypeError(`Module ${source.module} exports no function "${source.export ?? "createSource"}"`);
+  }
+  return await create(source.config);
+}
+
+/** A pipeline being assembled, then running, then stopped. It runs once. */
+export class Pipeline {
+  readonly #registry: MetricRegistry;
+  readonly #ctx: ElementContext;
+  readonly #log = new Logger("pipeline");
+  readonly #options: PipelineOptions;
+  readonly #sources = new Map<string, ManagedSource>();
+  readonly #autonomousSpecs: AutonomousSpec[] = [];
+  readonly #autonomous: AutonomousRunning[] = [];
+  readonly #transforms: TransformStage[] = [];
+  readonly #outputs = new Map<string, OutputTask>();
+  readonly #pendingOutputs: { name: ElementName; output: Output; options: OutputOptions }[] = [];
+  #fanIn: FanIn<Batch> | undefined;
+  #flow: Promise<void> | undefined;
+  #phase: "building" | "running" | "stopping" | "stopped" = "building";
+  readonly #droppedMetric: MetricId<"u64">;
+
+  constructor(registry: MetricRegistry, options: PipelineOptions = {}) {
+    this.#registry = registry;
+    this.#options = options;
+    this.#ctx = { metric: (id) => registry.get(id) };
+    this.#droppedMetric = registry.register("alumet", {
+      name: "alumet_dropped_points",
+      unit: unit("1"),
+      valueType: "u64",
+      kind: "counter",
+      description: "Points an output lost (queue full with drop-oldest, failed writes), since the start",
+    });
+  }
+
+  /** Controls the running pipeline. */
+  readonly control: ControlHandle = {
+    list: (pattern) => this.#list(pattern),
+    pause: (pattern) => this.#pause(pattern),
+    resume: (pattern) => this.#resume(pattern),
+    stop: (pattern) => this.#stopElements(pattern),
+    setPollInterval: (pattern, interval) => this.#setPollInterval(pattern, interval),
+    triggerNow: (pattern) => this.#triggerNow(pattern),
+    flushNow: (pattern) => this.#flushNow(pattern),
+    addSource: (name, source, trigger, options = {}) =>
+      this.addManagedSource(options.plugin ?? "script", name, source, trigger, options.paused ?? false),
+    shutdown: () => this.#options.onShutdownRequest?.(),
+  };
+
+  /** The context transforms and outputs receive. */
+  get elementContext(): ElementContext {
+    return this.#ctx;
+  }
+
+  /** `building`, `running`, `stopping` or `stopped`. */
+  get phase(): string {
+    return this.#phase;
+  }
+
+  #checkName(kind: ElementKind, plugin: string, name: string): ElementName {
+    if (!/^[\w.@:\-\[\]]+$/.test(name)) {
+      throw new RangeError(`Invalid ${kind} name "${name}" (plugin ${plugin}): use letters, digits, "-", "_", "."`);
+    }
+    const n: ElementName = { kind, plugin, name };
+    const full = formatName(n);
+    if (this.#sources.has(full) || this.#outputs.has(full) || this.#names().has(full)) {
+      throw new RangeError(`Plugin "${plugin}" added two elements named "${full}"`);
+    }
+    return n;
+  }
+
+  #names(): Set<string> {
+    const s = new Set<string>();
+    for (const a of this.#autonomousSpecs) s.add(formatName(a.name));
+    for (const t of this.#transforms) s.add(formatName(t.name));
+    for (const o of this.#pendingOutputs) s.add(formatName(o.name));
+    return s;
+  }
+
+  /** Adds a managed source (before start, or while running). */
+  async addManagedSource(
+    plugin: string,
+    name: string,
+    source: Source | SourceModule,
+    trigger: Trigger,
+    paused = false,
+  ): Promise<void> {
+    if (this.#phase === "stopping" || this.#phase === "stopped") {
+      throw new Error(`Cannot add source "${name}": the pipeline is ${this.#phase}`);
+    }
+    const n = this.#checkName("source", plugin, name);
+    const { poll, flush } = triggerIntervals(trigger);
+    const src = await instantiate(source);
+    const ms = new ManagedSource(n, src, {
+      pollInterval: poll,
+      flushInterval: flush,
+      paused,
+      log: new Logger(formatName(n)),
+    });
+    this.#sources.set(formatName(n), ms);
+    if (this.#phase === "running") {
+      this.#fanIn!.add(formatName(n), ms.readable);
+      ms.start();
+    }
+  }
+
+  /** Adds an autonomous source (before start). */
+  addAutonomousSource(plugin: string, name: string, factory: (signal: AbortSignal) => ReadableStream<Batch>): void {
+    this.#assertBuilding("add an autonomous source");
+    this.#autonomousSpecs.push({ name: this.#checkName("source", plugin, name), factory });
+  }
+
+  /** Adds a transform (before start). */
+  addTransform(plugin: string, name: string, transform: Transform | TransformStream<Batch, Batch>): void {
+    this.#assertBuilding("add a transform");
+    const n = this.#checkName("transform", plugin, name);
+    this.#transforms.push(new TransformStage(n, transform, new Logger(formatName(n))));
+  }
+
+  /** Adds an output (before start). */
+  addOutput(plugin: string, name: string, output: Output | WritableStream<Batch>, options: OutputOptions = {}): void {
+    this.#assertBuilding("add an output");
+    const n = this.#checkName("output", plugin, name);
+    const o = output instanceof WritableStream ? outputFromWritable(output) : output;
+    if (options.queue !== undefined && !(Number.isInteger(options.queue) && options.queue > 0)) {
+      throw new RangeError(`Output "${formatName(n)}": queue must be a positive integer, got ${options.queue}`);
+    }
+    this.#pendingOutputs.push({ name: n, output: o, options });
+  }
+
+  #assertBuilding(what: string): void {
+    if (this.#phase !== "building") throw new Error(`Cannot ${what} once the pipeline has started`);
+  }
+
+  /** Starts every element. */
+  start(): void {
+    this.#assertBuilding("start the pipeline twice");
+    this.#phase = "running";
+    const log = this.#log;
+    if (this.#pendingOutputs.length === 0) log.warn("No output is enabled: measurements go nowhere");
+    for (const { name, output, options } of this.#pendingOutputs) {
+      this.#outputs.set(
+        formatName(name),
+        new OutputTask(name, output, {
+          capacity: options.queue ?? 64,
+          policy: options.whenFull ?? "block",
+          ctx: this.#ctx,
+          log: new Logger(formatName(name)),
+        }),
+      );
+    }
+    const fanIn = new FanIn<Batch>(log, this.#options.sourceChannelSize ?? 64);
+    this.#fanIn = fanIn;
+    const selfName: ElementName = { kind: "source", plugin: "alumet", name: "self" };
+    const self = new ManagedSource(selfName, { poll: (b) => this.#pollSelf(b) }, {
+      pollInterval: this.#options.selfInterval ?? 1000,
+      flushInterval: this.#options.selfInterval ?? 1000,
+      log: new Logger(formatName(selfName)),
+    });
+    this.#sources.set(formatName(selfName), self);
+    for (const [full, s] of this.#sources) fanIn.add(full, s.readable);
+    for (const spec of this.#autonomousSpecs) {
+      const abort = new AbortController();
+      const running: AutonomousRunning = { name: spec.name, abort, ended: false };
+      this.#autonomous.push(running);
+      try {
+        const stream = spec.factory(abort.signal);
+        fanIn.add(formatName(spec.name), endWatch(stream, () => (running.ended = true)));
+      } catch (e) {
+        running.ended = true;
+        log.error(`Autonomous source ${formatName(spec.name)} failed to start: ${messageOf(e)}`);
+      }
+    }
+    const transformed = chainTransforms(fanIn.readable, this.#transforms, this.#ctx);
+    this.#flow = transformed.pipeTo(fanOut(() => this.#outputs.values())).catch((e) => {
+      log.error(`The pipeline broke: ${messageOf(e)}`);
+    });
+    for (const s of this.#sources.values()) s.start();
+  }
+
+  #pollSelf(batch: Batch): void {
+    for (const o of this.#outputs.values()) {
+      if (o.stats.droppedPoints > 0) {
+        batch.push(this.#droppedMetric, o.stats.droppedPoints, { attributes: o.dropAttributes });
+      }
+    }
+  }
+
+  /**
+   * Stops the pipeline and drains it. Autonomous sources get `graceMs` to close their stream after their
+   * signal aborts; then they are cancelled.
+   */
+  async stop(graceMs = 5000): Promise<void> {
+    if (this.#phase === "building") {
+      this.#phase = "stopped";
+      return;
+    }
+    if (this.#phase !== "running") {
+      await this.#flow;
+      return;
+    }
+    this.#phase = "stopping";
+    const fanIn = this.#fanIn!;
+    fanIn.seal();
+    const self = this.#sources.get("source/alumet/self");
+    await Promise.all([...this.#sources.values()].filter((s) => s !== self).map((s) => s.stop()));
+    for (const a of this.#autonomous) a.abort.abort(new Error("shutdown"));
+    const deadline = Date.now() + graceMs;
+    while (this.#autonomous.some((a) => !a.ended) && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    const stuck = this.#autonomous.filter((a) => !a.ended);
+    if (stuck.length > 0) {
+      this.#log.warn(
+        `Autonomous sources did not close within ${graceMs} ms and are cancelled: ` +
+          stuck.map((a) => formatName(a.name)).join(", "),
+      );
+    }
+    await self?.stop(); // last, so that it reports the losses of the drain so far
+    if (stuck.length > 0) await this.#fanIn!.readable.cancel().catch(() => {});
+    await this.#flow;
+    await Promise.all([...this.#outputs.values()].map((o) => o.done));
+    this.#phase = "stopped";
+  }
+
+  /** Resolves when the pipeline has stopped. */
+  get finished(): Promise<void> {
+    return this.#flow ?? Promise.resolve();
+  }
+
+  /** Statistics of sources and outputs, for status lines and tests. */
+  stats(): {
+    sources: Map<string, ManagedSource["stats"]>;
+    outputs: Map<string, OutputTask["stats"]>;
+  } {
+    return {
+      sources: new Map([...this.#sources].map(([k, s]) => [k, s.stats])),
+      outputs: new Map([...this.#outputs].map(([k, o]) => [k, o.stats])),
+    };
+  }
+
+  // ---- ControlHandle ----
+
+  #select<T extends { name: ElementName }>(items: Iterable<T>, pattern: string): T[] {
+    const p = ElementPattern.parse(pattern);
+    return [...items].filter((x) => p.matches(x.name));
+  }
+
+  #list(pattern = "*"): ElementInfo[] {
+    const out: ElementInfo[] = [];
+    const info = (n: ElementName, state: ElementInfo["state"], extra: Partial<ElementInfo> = {}): ElementInfo => ({
+      name: formatName(n),
+      kind: n.kind,
+      plugin: n.plugin,
+      element: n.name,
+      state,
+      ...extra,
+    });
+    for (const s of this.#select(this.#sources.values(), pattern)) {
+      out.push(info(s.name, s.state, { pollInterval: s.pollInterval }));
+    }
+    for (const a of this.#select(this.#autonomous, pattern)) out.push(info(a.name, a.ended ? "stopped" : "running"));
+    for (const t of this.#select(this.#transforms, pattern)) out.push(info(t.name, t.state));
+    for (const o of this.#select(this.#outputs.values(), pattern)) {
+      out.push(info(o.name, o.state, { queued: o.queued }));
+    }
+    return out;
+  }
+
+  async #pause(pattern: string): Promise<number> {
+    const s = this.#select(this.#sources.values(), pattern);
+    const t = this.#select(this.#transforms, pattern).filter((x) => x.state === "running");
+    const o = this.#select(this.#outputs.values(), pattern);
+    await Promise.all(s.map((x) => x.pause()));
+    for (const x of t) x.state = "paused";
+    for (const x of o) x.pause();
+    return s.length + t.length + o.length;
+  }
+
+  #resume(pattern: string): Promise<number> {
+    const s = this.#select(this.#sources.values(), pattern);
+    const t = this.#select(this.#transforms, pattern).filter((x) => x.state === "paused");
+    const o = this.#select(this.#outputs.values(), pattern);
+    for (const x of s) x.resume();
+    for (const x of t) x.state = "running";
+    for (const x of o) x.resume();
+    return Promise.resolve(s.length + t.length + o.length);
+  }
+
+  async #stopElements(pattern: string): Promise<number> {
+    const s = this.#select(this.#sources.values(), pattern);
+    const a = this.#select(this.#autonomous, pattern);
+    const o = this.#select(this.#outputs.values(), pattern);
+    for (const x of a) x.abort.abort(new Error("stopped by control"));
+    await Promise.all([...s.map((x) => x.stop()), ...o.map((x) => x.stop())]);
+    return s.length + a.length + o.length;
+  }
+
+  #setPollInterval(pattern: string, interval: number | string): number {
+    const ms = toMs(interval, "poll interval");
+    const s = this.#select(this.#sources.values(), pattern);
+    for (const x of s) x.setPollInterval(ms);
+    return s.length;
+  }
+
+  async #triggerNow(pattern = "source/*"): Promise<number> {
+    const s = this.#select(this.#sources.values(), pattern);
+    await Promise.all(s.map((x) => x.triggerNow()));
+    return s.length;
+  }
+
+  async #flushNow(pattern = "source/*"): Promise<number> {
+    const s = this.#select(this.#sources.values(), pattern);
+    await Promise.all(s.map((x) => x.flushNow()));
+    return s.length;
+  }
+}
+
+/** Calls `onEnd` when the stream ends (closes, errors or is cancelled), passing its chunks through. */
+function endWatch<T>(stream: ReadableStream<T>, onEnd: () => void): ReadableStream<T> {
+  const reader = stream.getReader();
+  return new ReadableStream<T>({
+    async pull(c) {
+      try {
+        const { value, done } = await reader.read();
+        if (done) {
+          onEnd();
+          c.close();
+        } else c.enqueue(value);
+      } catch (e) {
+        onEnd();
+        c.error(e);
+      }
+    },
+    cancel(reason) {
+      onEnd();
+      return reader.cancel(reason);
+    },
+  }, { highWaterMark: 0 });
+}

@@ -1,0 +1,418 @@
+import assert from "node:assert/strict";
+import { Batch } from "../model/batch.ts";
+import { type MetricId, MetricRegistry } from "../model/metrics.ts";
+import { unit } from "../model/units.ts";
+import { NormalStop, RetryableError } from "../errors.ts";
+import { type LogSink, setLogSink } from "../log.ts";
+import type { Output, Source } from "../plugin/plugin.ts";
+import { Pipeline } from "./pipeline.ts";
+
+function setup(): { registry: MetricRegistry; m: MetricId<"u64">; pipeline: Pipeline } {
+  const registry = new MetricRegistry();
+  const m = registry.register("test", { name: "seq", unit: unit("1"), valueType: "u64", kind: "counter" });
+  return { registry, m, pipeline: new Pipeline(registry, { selfInterval: 3_600_000 }) };
+}
+
+/** A source pushing 1, 2, 3… one point per poll; `polled` counts them. */
+function counter(m: MetricId<"u64">): Source & { polled: number } {
+  return {
+    polled: 0,
+    poll(b) {
+      b.push(m, ++this.polled);
+    },
+  };
+}
+
+/** An output that records the values it received, per batch. */
+function recorder(
+  m: MetricId<"u64">,
+  delayMs = 0,
+): Output & { values: number[]; batches: number; points: number; closed: number } {
+  return {
+    values: [],
+    batches: 0,
+    points: 0,
+    closed: 0,
+    async write(b) {
+      if (delayMs > 0) await new Promise((r) => setTimeout(r, delayMs));
+      this.batches++;
+      this.points += b.length;
+      for (let i = 0; i < b.length; i++) if (b.metricAt(i) === m) this.values.push(Number(b.valueAt(i)));
+    },
+    close() {
+      this.closed++;
+    },
+  };
+}
+
+function captureLogs(): { lines: string[]; restore: () => void } {
+  const lines: string[] = [];
+  const prev = setLogSink((level, scope, msg) => lines.push(`${level} ${scope}: ${msg}`));
+  return { lines, restore: () => setLogSink(prev as LogSink) };
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+Deno.test("Pipeline drains on shutdown: every polled point reaches every output exactly once", async () => {
+  const { m, pipeline } = setup();
+  const sources = [counter(m), counter(m), counter(m)];
+  sources.forEach((s, i) => pipeline.addManagedSource("test", `s${i}`, s, { pollInterval: 2, flushInterval: 20 }));
+  const outs = [recorder(m), recorder(m, 3)];
+  outs.forEach((o, i) => pipeline.addOutput("test", `o${i}`, o));
+  await Promise.resolve();
+  pipeline.start();
+  await sleep(150);
+  await pipeline.stop();
+  const polled = sources.reduce((n, s) => n + s.polled, 0);
+  assert.ok(polled > 20, `only ${polled} polls`);
+  for (const o of outs) {
+    assert.equal(o.values.length, polled, "points lost or duplicated");
+    // Each source's sequence arrives complete and in order: 1..n for each.
+    const sorted = [...o.values].sort((a, b) => a - b);
+    const expected = sources.flatMap((s) => Array.from({ length: s.polled }, (_, i) => i + 1)).sort((a, b) => a - b);
+    assert.deepEqual(sorted, expected);
+    assert.equal(o.closed, 1);
+  }
+});
+
+Deno.test("Pipeline backpressure: a blocking slow output holds the sources back, losing nothing", async () => {
+  const { m, pipeline } = setup();
+  const src = counter(m);
+  await pipeline.addManagedSource("test", "fast", src, { pollInterval: 1 });
+  const slow = recorder(m, 40);
+  pipeline.addOutput("test", "slow", slow, { queue: 1, whenFull: "block" });
+  pipeline.start();
+  await sleep(400);
+  await pipeline.stop();
+  // The source waited: far fewer than the ~400 polls it would have made unhindered.
+  assert.ok(src.polled < 150, `source was not held back (${src.polled} polls)`);
+  assert.equal(slow.values.length, src.polled);
+  assert.equal(pipeline.stats().outputs.get("output/test/slow")!.droppedPoints, 0);
+});
+
+Deno.test("Pipeline drop-oldest: a slow output drops and counts, the fast one gets everything", async () => {
+  const logs = captureLogs();
+  try {
+    const registry = new MetricRegistry();
+    const m = registry.register("test", { name: "seq", unit: unit("1"), valueType: "u64" });
+    const pipeline = new Pipeline(registry, { selfInterval: 50 });
+    const src = counter(m);
+    await pipeline.addManagedSource("test", "fast", src, { pollInterval: 2 });
+    const slow = recorder(m, 60);
+    const fast = recorder(m);
+    const dropMetric = registry.byName("alumet_dropped_points")!.id;
+    const drops: number[] = [];
+    pipeline.addOutput("test", "slow", slow, { queue: 2, whenFull: "drop-oldest" });
+    pipeline.addOutput("test", "fast", {
+      write(b, ctx) {
+        for (let i = 0; i < b.length; i++) if (b.metricAt(i) === dropMetric) drops.push(Number(b.valueAt(i)));
+        return fast.write(b, ctx);
+      },
+    });
+    pipeline.start();
+    await sleep(400);
+    await pipeline.stop();
+    const stats = pipeline.stats().outputs.get("output/test/slow")!;
+    assert.ok(stats.droppedPoints > 0, "nothing was dropped");
+    assert.equal(slow.points + stats.droppedPoints, fast.points, "slow output: written + dropped != what the fast one got");
+    assert.equal(fast.values.length, src.polled, "the fast output lost points");
+    assert.ok(drops.length > 0, "no alumet_dropped_points point reached the outputs");
+    assert.ok(drops.every((d, i) => i === 0 || d >= drops[i - 1]!), "the drop counter went down");
+    assert.ok(logs.lines.some((l) => l.includes("Dropped a batch") && l.includes("output/test/slow")));
+  } finally {
+    logs.restore();
+  }
+});
+
+Deno.test("Pipeline error isolation", async (t) => {
+  await t.step("a failing source stops alone; its points so far are kept", async () => {
+    const logs = captureLogs();
+    try {
+      const { m, pipeline } = setup();
+      let n = 0;
+      await pipeline.addManagedSource("test", "bad", {
+        poll(b) {
+          if (++n === 4) throw new Error("disk on fire");
+          b.push(m, n);
+        },
+      }, { pollInterval: 2, flushInterval: 100 });
+      const good = counter(m);
+      await pipeline.addManagedSource("test", "good", good, { pollInterval: 2 });
+      const out = recorder(m);
+      pipeline.addOutput("test", "out", out);
+      pipeline.start();
+      await sleep(100);
+      assert.equal(pipeline.control.list("source/test/bad")[0]!.state, "stopped");
+      assert.equal(pipeline.control.list("source/test/good")[0]!.state, "running");
+      await pipeline.stop();
+      assert.equal(out.values.length, 3 + good.polled);
+      assert.ok(logs.lines.some((l) => l.startsWith("error source/test/bad") && l.includes("disk on fire")));
+    } finally {
+      logs.restore();
+    }
+  });
+
+  await t.step("a retryable poll error is logged and polling goes on; NormalStop stops quietly", async () => {
+    const logs = captureLogs();
+    try {
+      const { m, pipeline } = setup();
+      let n = 0;
+      await pipeline.addManagedSource("test", "flaky", {
+        poll(b) {
+          n++;
+          if (n % 2 === 0) throw new RetryableError("busy");
+          if (n >= 9) throw new NormalStop("done");
+          b.push(m, n);
+        },
+      }, { pollInterval: 2 });
+      const out = recorder(m);
+      pipeline.addOutput("test", "out", out);
+      pipeline.start();
+      await sleep(100);
+      await pipeline.stop();
+      assert.deepEqual(out.values, [1, 3, 5, 7]);
+      assert.equal(pipeline.stats().sources.get("source/test/flaky")!.errors, 4);
+      assert.ok(!logs.lines.some((l) => l.startsWith("error")));
+    } finally {
+      logs.restore();
+    }
+  });
+
+  await t.step("a failing output stops alone; the other output gets everything", async () => {
+    const logs = captureLogs();
+    try {
+      const { m, pipeline } = setup();
+      const src = counter(m);
+      await pipeline.addManagedSource("test", "in", src, { pollInterval: 2 });
+      let calls = 0;
+      pipeline.addOutput("test", "bad", {
+        write() {
+          if (++calls === 3) throw new Error("connection refused");
+        },
+      });
+      const good = recorder(m);
+      pipeline.addOutput("test", "good", good);
+      pipeline.start();
+      await sleep(100);
+      await pipeline.stop();
+      assert.equal(calls, 3);
+      assert.equal(good.values.length, src.polled);
+      assert.equal(pipeline.control.list("out/test/bad")[0]!.state, "stopped");
+    } finally {
+      logs.restore();
+    }
+  });
+
+  await t.step("a retryable write is retried and succeeds", async () => {
+    const logs = captureLogs();
+    try {
+      const { m, pipeline } = setup();
+      const src = counter(m);
+      await pipeline.addManagedSource("test", "in", src, { pollInterval: 1000 });
+      let calls = 0;
+      const out = recorder(m);
+      pipeline.addOutput("test", "flaky", {
+        write(b, ctx) {
+          if (++calls === 1) throw new RetryableError("503");
+          return out.write(b, ctx);
+        },
+      });
+      pipeline.start();
+      await pipeline.control.triggerNow();
+      await pipeline.stop();
+      assert.deepEqual(out.values, [1]);
+      assert.equal(pipeline.stats().outputs.get("output/test/flaky")!.retries, 1);
+    } finally {
+      logs.restore();
+    }
+  });
+
+  await t.step("a failing transform is disabled; batches flow on through the others", async () => {
+    const logs = captureLogs();
+    try {
+      const { m, pipeline } = setup();
+      const src = counter(m);
+      await pipeline.addManagedSource("test", "in", src, { pollInterval: 2 });
+      let seen = 0;
+      pipeline.addTransform("test", "bad", {
+        apply() {
+          if (++seen === 2) throw new Error("bug");
+        },
+      });
+      pipeline.addTransform("test", "double", {
+        apply(b) {
+          const out = new Batch();
+          for (let i = 0; i < b.length; i++) out.push(m, Number(b.valueAt(i)) * 2, { timestamp: b.timestampAt(i) });
+          return out;
+        },
+      });
+      const out = recorder(m);
+      pipeline.addOutput("test", "out", out);
+      pipeline.start();
+      await sleep(60);
+      await pipeline.stop();
+      assert.equal(out.values.length, src.polled);
+      assert.deepEqual(out.values, Array.from({ length: src.polled }, (_, i) => (i + 1) * 2));
+      assert.equal(pipeline.control.list("transform/test/bad")[0]!.state, "stopped");
+    } finally {
+      logs.restore();
+    }
+  });
+
+  await t.step("a failing TransformStream is bypassed without breaking the pipeline", async () => {
+    const logs = captureLogs();
+    try {
+      const { m, pipeline } = setup();
+      const src = counter(m);
+      await pipeline.addManagedSource("test", "in", src, { pollInterval: 2 });
+      let n = 0;
+      pipeline.addTransform(
+        "test",
+        "stream",
+        new TransformStream<Batch, Batch>({
+          transform(b, c) {
+            if (++n === 3) throw new Error("stream bug");
+            c.enqueue(b);
+          },
+        }),
+      );
+      const out = recorder(m);
+      pipeline.addOutput("test", "out", out);
+      pipeline.start();
+      await sleep(60);
+      await pipeline.stop();
+      assert.equal(out.values.length, src.polled);
+      assert.ok(logs.lines.some((l) => l.includes("transform/test/stream") && l.includes("stream bug")));
+    } finally {
+      logs.restore();
+    }
+  });
+});
+
+Deno.test("Pipeline control handle", async (t) => {
+  const { m, pipeline } = setup();
+  const a = counter(m);
+  const b = counter(m);
+  await pipeline.addManagedSource("test", "a", a, { pollInterval: 3_600_000 });
+  await pipeline.addManagedSource("other", "b", b, { pollInterval: 3_600_000 });
+  const out = recorder(m);
+  pipeline.addOutput("test", "out", out);
+  pipeline.start();
+
+  await t.step("list selects by kind/plugin/name patterns", () => {
+    assert.deepEqual(pipeline.control.list("src/test/*").map((e) => e.name), ["source/test/a"]);
+    assert.deepEqual(pipeline.control.list("output").map((e) => e.name), ["output/test/out"]);
+    assert.equal(pipeline.control.list("*").length, 4); // a, b, alumet/self, out
+    assert.throws(() => pipeline.control.list("sink/*"), /unknown kind "sink"/);
+  });
+  await t.step("triggerNow polls matching sources at once", async () => {
+    assert.equal(await pipeline.control.triggerNow("source/test/a"), 1);
+    assert.equal(a.polled, 1);
+    assert.equal(b.polled, 0);
+  });
+  await t.step("flushNow sends what was polled", async () => {
+    await pipeline.control.flushNow();
+    await sleep(10);
+    assert.deepEqual(out.values, [1]);
+  });
+  await t.step("pause and resume", async () => {
+    assert.equal(await pipeline.control.pause("source/other/*"), 1);
+    assert.equal(pipeline.control.list("source/other/b")[0]!.state, "paused");
+    await pipeline.control.triggerNow("source/other/b");
+    assert.equal(b.polled, 1, "a paused source can still be triggered by hand");
+    await pipeline.control.resume("source/other/*");
+    assert.equal(pipeline.control.list("source/other/b")[0]!.state, "running");
+  });
+  await t.step("setPollInterval changes the period", async () => {
+    assert.equal(pipeline.control.setPollInterval("source/test/a", "5ms"), 1);
+    await sleep(100);
+    assert.ok(a.polled > 5, `only ${a.polled} polls after setting 5ms`);
+    assert.equal(pipeline.control.list("source/test/a")[0]!.pollInterval, 5);
+    assert.throws(() => pipeline.control.setPollInterval("source/test/a", "soon"), /Invalid poll interval/);
+  });
+  await t.step("addSource at run time", async () => {
+    const c = counter(m);
+    await pipeline.control.addSource("late", c, { pollInterval: 3_600_000 });
+    assert.equal(pipeline.control.list("source/script/late").length, 1);
+    await pipeline.control.triggerNow("source/script/late");
+    assert.equal(c.polled, 1);
+  });
+  await t.step("stop a source", async () => {
+    assert.equal(await pipeline.control.stop("source/test/a"), 1);
+    assert.equal(pipeline.control.list("source/test/a")[0]!.state, "stopped");
+  });
+  await pipeline.stop();
+  const total = a.polled + b.polled + 1;
+  assert.equal(out.values.length, total);
+});
+
+Deno.test("Pipeline runs autonomous sources and WritableStream outputs, and closes them at shutdown", async () => {
+  const { m, pipeline } = setup();
+  let aborted = false;
+  pipeline.addAutonomousSource("test", "auto", (signal) => {
+    let n = 0;
+    return new ReadableStream<Batch>({
+      async pull(c) {
+        if (signal.aborted) {
+          aborted = true;
+          const last = new Batch();
+          last.push(m, 1000);
+          c.enqueue(last);
+          c.close();
+          return;
+        }
+        await sleep(5);
+        const b = new Batch();
+        b.push(m, ++n);
+        c.enqueue(b);
+      },
+    });
+  });
+  const got: number[] = [];
+  pipeline.addOutput(
+    "test",
+    "stream",
+    new WritableStream<Batch>({
+      write(b) {
+        for (let i = 0; i < b.length; i++) if (b.metricAt(i) === m) got.push(Number(b.valueAt(i)));
+      },
+    }),
+  );
+  pipeline.start();
+  await sleep(60);
+  await pipeline.stop();
+  assert.ok(aborted, "the autonomous source was not told to stop");
+  assert.equal(got.at(-1), 1000, "the last batch of the autonomous source was lost");
+  assert.deepEqual(got.slice(0, -1), Array.from({ length: got.length - 1 }, (_, i) => i + 1));
+});
+
+Deno.test("Pipeline rejects duplicate element names and bad triggers", async () => {
+  const { m, pipeline } = setup();
+  await pipeline.addManagedSource("p", "x", counter(m), { pollInterval: "1s" });
+  await assert.rejects(pipeline.addManagedSource("p", "x", counter(m), { pollInterval: "1s" }), /two elements/);
+  await assert.rejects(
+    pipeline.addManagedSource("p", "y", counter(m), { pollInterval: "often" }),
+    /Invalid pollInterval "often"/,
+  );
+  assert.throws(() => pipeline.addOutput("p", "o", recorder(m), { queue: 0 }), /queue must be a positive integer/);
+});
+
+Deno.test("ManagedSource counts late and missed ticks instead of catching up", async () => {
+  const { m, pipeline } = setup();
+  let polls = 0;
+  await pipeline.addManagedSource("test", "slow", {
+    poll(b) {
+      polls++;
+      const end = performance.now() + 25; // busy for 25 ms on a 5 ms period
+      while (performance.now() < end) { /* spin */ }
+      b.push(m, polls);
+    },
+  }, { pollInterval: 5 });
+  pipeline.addOutput("test", "out", recorder(m));
+  pipeline.start();
+  await sleep(200);
+  await pipeline.stop();
+  const s = pipeline.stats().sources.get("source/test/slow")!;
+  assert.ok(s.missed > polls, `missed ${s.missed} ticks for ${polls} polls`);
+  assert.ok(polls < 12, `it caught up with a burst (${polls} polls in 200 ms)`);
+});

@@ -1,0 +1,270 @@
+/**
+ * Managed sources: a source polled on a trigger, its points accumulated in a batch and flushed into a
+ * ReadableStream every `flushInterval`.
+ *
+ * Timing: ticks have absolute deadlines (`start + k × period`). A tick polled more than one period after its
+ * deadline counts as late; ticks that could not be polled at all (the loop was busy or blocked) are counted
+ * as missed and skipped, never made up in a burst: lateness is measured, not hidden by catching up.
+ *
+ * @module
+ */
+import { Batch } from "../model/batch.ts";
+import { now } from "../model/timestamp.ts";
+import { messageOf, NormalStop, RetryableError } from "../errors.ts";
+import type { Logger } from "../log.ts";
+import type { Source } from "../plugin/plugin.ts";
+import { type ElementName, formatName } from "./names.ts";
+
+/** Counters of one source, for status lines and self-monitoring. */
+export interface SourceStats {
+  /** Polls done (scheduled and triggered by hand). */
+  polls: number;
+  /** Scheduled ticks polled more than one period after their deadline. */
+  late: number;
+  /** Scheduled ticks skipped because the previous one ran past them. */
+  missed: number;
+  /** Points flushed into the pipeline. */
+  points: number;
+  /** Polls that failed with a retryable error. */
+  errors: number;
+}
+
+/** The state of a source or an output. */
+export type ElementState = "running" | "paused" | "stopped";
+
+/** Options of a managed source. */
+export interface ManagedSourceOptions {
+  /** Poll period, ms. */
+  readonly pollInterval: number;
+  /** Flush period, ms; rounded to a whole number of polls (at least one). */
+  readonly flushInterval: number;
+  /** Batches the stream buffers before the source waits (backpressure). Default 2. */
+  readonly highWaterMark?: number;
+  /** Start paused. Default false. */
+  readonly paused?: boolean;
+  readonly log: Logger;
+}
+
+/**
+ * Runs one {@linkcode Source} on a timer (`setTimeout` with absolute deadlines, for periods of about 10 ms
+ * and more) and exposes its flushed batches as `readable`.
+ */
+export class ManagedSource {
+  readonly name: ElementName;
+  readonly readable: ReadableStream<Batch>;
+  readonly stats: SourceStats = { polls: 0, late: 0, missed: 0, points: 0, errors: 0 };
+  #state: ElementState;
+  #source: Source;
+  #period: number;
+  #flushInterval: number;
+  #flushRounds: number;
+  #rounds = 0;
+  #batch = new Batch(64);
+  #controller!: ReadableStreamDefaultController<Batch>;
+  #lock: Promise<unknown> = Promise.resolve();
+  #wake: (() => void) | undefined;
+  #pulled: (() => void) | undefined;
+  #loop: Promise<void> | undefined;
+  #closed = false;
+  #log: Logger;
+  #retryLogged = 0;
+
+  constructor(name: ElementName, source: Source, options: ManagedSourceOptions) {
+    this.name = name;
+    this.#source = source;
+    this.#log = options.log;
+    this.#period = options.pollInterval;
+    this.#flushInterval = options.flushInterval;
+    this.#flushRounds = roundsFor(options.flushInterval, options.pollInterval);
+    this.#state = options.paused ? "paused" : "running";
+    this.readable = new ReadableStream<Batch>({
+      start: (c) => {
+        this.#controller = c;
+      },
+      pull: () => {
+        this.#pulled?.();
+        this.#pulled = undefined;
+      },
+      cancel: () => {
+        this.#closed = true;
+        this.#state = "stopped";
+        this.#wake?.();
+        this.#pulled?.();
+      },
+    }, new CountQueuingStrategy({ highWaterMark: options.highWaterMark ?? 2 }));
+  }
+
+  /** `running`, `paused` or `stopped`. */
+  get state(): ElementState {
+    return this.#state;
+  }
+
+  /** The poll period, ms. */
+  get pollInterval(): number {
+    return this.#period;
+  }
+
+  /** Starts the polling loop. */
+  start(): void {
+    this.#loop ??= this.#run();
+  }
+
+  /** Polls now, outside the schedule, and waits for the poll to finish. No-op once stopped. */
+  triggerNow(): Promise<void> {
+    return this.#locked(() => this.#state === "stopped" ? undefined : this.#poll());
+  }
+
+  /** Flushes the points polled so far into the pipeline now. */
+  flushNow(): Promise<void> {
+    return this.#locked(() => this.#flush());
+  }
+
+  /** Changes the poll period (ms); the flush period stays the same in time. Applies from now. */
+  setPollInterval(ms: number): void {
+    if (!(ms > 0)) throw new RangeError(`Poll interval must be positive, got ${ms} ms`);
+    this.#period = ms;
+    this.#flushRounds = roundsFor(this.#flushInterval, ms);
+    this.#wake?.();
+  }
+
+  /** Pauses polling: flushes what was polled and resets the source's state. */
+  async pause(): Promise<void> {
+    if (this.#state !== "running") return;
+    this.#state = "paused";
+    await this.#locked(async () => {
+      await this.#flush();
+      this.#source.reset?.();
+    });
+  }
+
+  /** Resumes polling on a fresh schedule. */
+  resume(): void {
+    if (this.#state !== "paused") return;
+    this.#state = "running";
+    this.#wake?.();
+  }
+
+  /**
+   * Stops the source: the current poll finishes, the points not yet flushed are flushed, the stream closes and
+   * the source's `close` runs. Resolves when all that is done.
+   */
+  async stop(): Promise<void> {
+    if (this.#state !== "stopped") this.#state = "stopped";
+    this.#wake?.();
+    this.#pulled?.();
+    this.start();
+    await this.#loop;
+  }
+
+  #locked<T>(fn: () => T | Promise<T>): Promise<T> {
+    const p = this.#lock.then(fn);
+    this.#lock = p.catch(() => {});
+    return p;
+  }
+
+  async #run(): Promise<void> {
+    let next = performance.now() + this.#period;
+    let period = this.#period;
+    try {
+      while (this.#state !== "stopped") {
+        if (this.#state === "paused") {
+          await this.#sleep(Infinity);
+          next = performance.now() + this.#period;
+          continue;
+        }
+        if (period !== this.#period) {
+          period = this.#period;
+          next = performance.now() + period;
+        }
+        const wait = next - performance.now();
+        if (wait > 0) {
+          await this.#sleep(wait);
+          if (this.#state !== "running" || period !== this.#period) continue;
+          if (performance.now() < next - 0.5) continue; // woken early (trigger or spurious)
+        }
+        const lateness = performance.now() - next;
+        if (lateness > period) this.stats.late++;
+        await this.#locked(async () => {
+          if (this.#state !== "running") return;
+          await this.#poll();
+          if (++this.#rounds >= this.#flushRounds) await this.#flush();
+        });
+        next += period;
+        const behind = performance.now() - next;
+        if (behind > 0) {
+          const skipped = Math.ceil(behind / period);
+          this.stats.missed += skipped;
+          next += skipped * period;
+        }
+      }
+    } finally {
+      await this.#locked(() => this.#finish());
+    }
+  }
+
+  async #poll(): Promise<void> {
+    const ts = now();
+    this.#batch.timestamp = ts;
+    this.stats.polls++;
+    try {
+      await this.#source.poll(this.#batch, ts);
+    } catch (e) {
+      if (e instanceof RetryableError) {
+        this.stats.errors++;
+        // Log the first few, then one in a hundred, so a flapping source cannot flood the log.
+        if (this.#retryLogged++ < 5 || this.stats.errors % 100 === 0) {
+          this.#log.warn(`Poll failed (${this.stats.errors} so far), retrying next tick: ${e.message}`);
+        }
+      } else if (e instanceof NormalStop) {
+        this.#log.debug(`Stopped: ${e.message}`);
+        this.#state = "stopped";
+      } else {
+        this.#log.error(`Stopped after an error; the rest of the pipeline goes on: ${messageOf(e)}`);
+        this.#log.debug(e instanceof Error && e.stack ? e.stack : String(e));
+        this.#state = "stopped";
+      }
+    }
+  }
+
+  async #flush(): Promise<void> {
+    this.#rounds = 0;
+    const b = this.#batch;
+    if (b.length === 0 || this.#closed) return;
+    // Backpressure: wait until the pipeline wants more, unless we are stopping (the last batch always goes).
+    while (this.#state !== "stopped" && !this.#closed && (this.#controller.desiredSize ?? 1) <= 0) {
+      await new Promise<void>((resolve) => (this.#pulled = resolve));
+    }
+    if (this.#closed) return;
+    this.#batch = new Batch(b.length);
+    this.stats.points += b.length;
+    this.#controller.enqueue(b);
+  }
+
+  async #finish(): Promise<void> {
+    await this.#flush();
+    if (!this.#closed) {
+      this.#closed = true;
+      this.#controller.close();
+    }
+    try {
+      await this.#source.close?.();
+    } catch (e) {
+      this.#log.error(`Closing ${formatName(this.name)} failed: ${messageOf(e)}`);
+    }
+  }
+
+  #sleep(ms: number): Promise<void> {
+    return new Promise<void>((resolve) => {
+      const id = Number.isFinite(ms) ? setTimeout(done, ms) : undefined;
+      this.#wake = done;
+      function done(): void {
+        if (id !== undefined) clearTimeout(id);
+        resolve();
+      }
+    }).finally(() => (this.#wake = undefined));
+  }
+}
+
+function roundsFor(flush: number, poll: number): number {
+  return Math.max(1, Math.round(flush / poll));
+}
