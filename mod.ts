@@ -35,10 +35,16 @@ export * from "./src/plugin/plugin.ts";
 export * from "./src/plugin/events.ts";
 export * from "./src/plugin/schema.ts";
 export * from "./src/pipeline/control.ts";
-export { ElementPattern, type ElementKind, type ElementName, formatName } from "./src/pipeline/names.ts";
+export { type ElementKind, type ElementName, ElementPattern, formatName } from "./src/pipeline/names.ts";
 export type { ElementState, SourceStats } from "./src/pipeline/source.ts";
 export type { OutputStats } from "./src/pipeline/output.ts";
-export { Agent, type AgentOptions, definePlugin, type PluginEntry, type SimplePluginSpec } from "./src/agent/agent.ts";
+export {
+  Agent,
+  type AgentOptions,
+  definePlugin,
+  type PluginEntry,
+  type SimplePluginSpec,
+} from "./src/agent/agent.ts";
 export { BUILTIN_PLUGINS } from "./src/agent/builtin.ts";
 export { csvPlugin } from "./plugins/csv/mod.ts";
 export { logPlugin } from "./plugins/log/mod.ts";

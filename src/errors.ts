@@ -30,10 +30,10 @@ export interface ConfigProblem {
  * @example
  * ```ts
  * import { ConfigError } from "./errors.ts";
- * import { assertEquals } from "node:assert/strict";
+ * import assert from "node:assert/strict";
  * const e = new ConfigError({ source: "a.toml", key: "plugins.csv.outptu_path", expected: "a known key",
  *   suggestion: 'did you mean "output_path"?' });
- * assertEquals(e.message, 'Invalid config in a.toml: plugins.csv.outptu_path: expected a known key; did you mean "output_path"?');
+ * assert.equal(e.message, 'Invalid config in a.toml: plugins.csv.outptu_path: expected a known key; did you mean "output_path"?');
  * ```
  */
 export class ConfigError extends AlumetError {
@@ -92,28 +92,38 @@ export function messageOf(e: unknown): string {
 }
 
 /**
- * Levenshtein distance, for "did you mean" suggestions on short identifiers.
+ * Edit distance counting insertions, deletions, substitutions and swaps of two adjacent letters (optimal
+ * string alignment), for "did you mean" suggestions on short identifiers.
  *
  * @example
  * ```ts
  * import { editDistance } from "./errors.ts";
- * import { assertEquals } from "node:assert/strict";
- * assertEquals(editDistance("outptu_path", "output_path"), 2);
+ * import assert from "node:assert/strict";
+ * assert.equal(editDistance("outptu_path", "output_path"), 1);
+ * assert.equal(editDistance("cvs", "csv"), 1);
  * ```
  */
 export function editDistance(a: string, b: string): number {
-  const prev = new Array<number>(b.length + 1);
-  for (let j = 0; j <= b.length; j++) prev[j] = j;
-  for (let i = 1; i <= a.length; i++) {
-    let diag = prev[0]!;
-    prev[0] = i;
-    for (let j = 1; j <= b.length; j++) {
-      const up = prev[j]!;
-      prev[j] = Math.min(up + 1, prev[j - 1]! + 1, diag + (a[i - 1] === b[j - 1] ? 0 : 1));
-      diag = up;
+  const rows = a.length + 1;
+  const cols = b.length + 1;
+  const d = new Array<number>(rows * cols);
+  for (let i = 0; i < rows; i++) d[i * cols] = i;
+  for (let j = 0; j < cols; j++) d[j] = j;
+  for (let i = 1; i < rows; i++) {
+    for (let j = 1; j < cols; j++) {
+      const cost = a[i - 1] === b[j - 1] ? 0 : 1;
+      let v = Math.min(
+        d[(i - 1) * cols + j]! + 1,
+        d[i * cols + j - 1]! + 1,
+        d[(i - 1) * cols + j - 1]! + cost,
+      );
+      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) {
+        v = Math.min(v, d[(i - 2) * cols + j - 2]! + 1);
+      }
+      d[i * cols + j] = v;
     }
   }
-  return prev[b.length]!;
+  return d[rows * cols - 1]!;
 }
 
 /** The closest candidate to `word`, if it is close enough to be a likely typo. */

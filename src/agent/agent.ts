@@ -56,7 +56,7 @@ interface Loaded {
  * @example
  * ```ts
  * import { Agent, definePlugin, Batch, unit } from "../../mod.ts";
- * import { assertEquals } from "node:assert/strict";
+ * import assert from "node:assert/strict";
  * const seen: number[] = [];
  * const demo = definePlugin({
  *   name: "demo",
@@ -71,7 +71,7 @@ interface Loaded {
  *   await agent.start();
  *   await agent.control.triggerNow();
  * }
- * assertEquals(seen, [42]);
+ * assert.deepEqual(seen, [42]);
  * ```
  */
 export class Agent implements AsyncDisposable {
@@ -142,7 +142,9 @@ export class Agent implements AsyncDisposable {
       if (!this.#initialized) await this.#init();
       this.#registry = new MetricRegistry();
       const pipeline = new Pipeline(this.#registry, {
-        ...(this.#options.sourceChannelSize !== undefined ? { sourceChannelSize: this.#options.sourceChannelSize } : {}),
+        ...(this.#options.sourceChannelSize !== undefined
+          ? { sourceChannelSize: this.#options.sourceChannelSize }
+          : {}),
         ...(this.#options.selfInterval !== undefined ? { selfInterval: this.#options.selfInterval } : {}),
         onShutdownRequest: () => this.#stopRequested.resolve(),
       });
@@ -177,7 +179,11 @@ export class Agent implements AsyncDisposable {
   async #init(): Promise<void> {
     const source = this.#options.configSource ?? "code";
     for (const p of this.#plugins) {
-      const config = validatePluginConfig(p.meta, { name: p.meta.name, enabled: true, table: p.table }, source);
+      const config = validatePluginConfig(
+        p.meta,
+        { name: p.meta.name, enabled: true, table: p.table },
+        source,
+      );
       await this.#phase(p, "init", async () => {
         p.instance = await p.meta.init(config);
       });
@@ -250,7 +256,8 @@ export class Agent implements AsyncDisposable {
       ...this.#base(p),
       createMetric: (spec) => this.#registry.register(name, spec),
       // A source given as a module is imported asynchronously: start() awaits it before going on.
-      addSource: (n, source, trigger) => void pending.push(pipeline.addManagedSource(name, n, source, trigger)),
+      addSource: (n, source, trigger) =>
+        void pending.push(pipeline.addManagedSource(name, n, source, trigger)),
       addAutonomousSource: (n, factory) => pipeline.addAutonomousSource(name, n, factory),
       addTransform: (n, t) => pipeline.addTransform(name, n, t),
       addOutput: (n, o, options) => pipeline.addOutput(name, n, o, options),

@@ -8,7 +8,10 @@ import csv from "../../plugins/csv/mod.ts";
 import log from "../../plugins/log/mod.ts";
 
 /** Built-in plugins by name, in the order `plugins list` shows them. */
-export const BUILTIN_PLUGINS: ReadonlyMap<string, PluginMetadata<unknown>> = new Map<string, PluginMetadata<unknown>>(
+export const BUILTIN_PLUGINS: ReadonlyMap<string, PluginMetadata<unknown>> = new Map<
+  string,
+  PluginMetadata<unknown>
+>(
   [csv, log].map((p) => [p.name, p as PluginMetadata<unknown>]),
 );
 

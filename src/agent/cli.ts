@@ -8,7 +8,7 @@
  */
 import { parseArgs } from "node:util";
 import { AlumetError, closest, messageOf, UsageError } from "../errors.ts";
-import { Logger, LOG_LEVELS, logLevel, setLogLevel } from "../log.ts";
+import { LOG_LEVELS, Logger, logLevel, setLogLevel } from "../log.ts";
 import { Consumer } from "../model/resources.ts";
 import type { PluginMetadata } from "../plugin/plugin.ts";
 import { Agent, type PluginEntry } from "./agent.ts";
@@ -62,7 +62,9 @@ Options:
   -h, --help                  Print help (also after a command: alumet exec --help)
   -V, --version               Print the version
 
-With no config file, the built-in defaults are used in memory (${DEFAULT_ENABLED.join(", ")}); nothing is written
+With no config file, the built-in defaults are used in memory (${
+  DEFAULT_ENABLED.join(", ")
+}); nothing is written
 unless you run \`alumet config regen\`.`;
 
 const HELP: Record<Command, string> = {
@@ -127,7 +129,9 @@ export function parseCommandLine(args: readonly string[]): Parsed {
     if (!(a in COMMAND_OPTIONS)) {
       const near = closest(a, Object.keys(COMMAND_OPTIONS));
       throw new UsageError(
-        `Unknown command "${a}"${near ? `; did you mean "${near}"?` : ""} (commands: run, exec, watch, config, plugins)`,
+        `Unknown command "${a}"${
+          near ? `; did you mean "${near}"?` : ""
+        } (commands: run, exec, watch, config, plugins)`,
       );
     }
     command = a as Command;
@@ -165,7 +169,9 @@ export function parseCommandLine(args: readonly string[]): Parsed {
     const msg = messageOf(e);
     const m = /'(-[^']+)'/.exec(msg);
     if (m && /Unknown option/i.test(msg)) {
-      throw new UsageError(`Unknown option ${m[1]} for \`alumet ${command}\`${suggestOption(m[1]!, command)}`);
+      throw new UsageError(
+        `Unknown option ${m[1]} for \`alumet ${command}\`${suggestOption(m[1]!, command)}`,
+      );
     }
     throw new UsageError(`${msg.replace(/\. To specify.*$/s, "")} (see \`alumet ${command} --help\`)`);
   }
@@ -179,7 +185,9 @@ export function userCwd(): string {
   if (init === undefined || init === cwd) return cwd;
   try {
     const root = new URL("../..", import.meta.url);
-    if (root.protocol === "file:" && decodeURIComponent(root.pathname).replace(/\/$/, "") === cwd) return init;
+    if (root.protocol === "file:" && decodeURIComponent(root.pathname).replace(/\/$/, "") === cwd) {
+      return init;
+    }
   } catch {
     // not a file URL (imported remotely): the cwd is the user's
   }
@@ -213,14 +221,23 @@ async function loadSetup(p: Parsed, log: Logger): Promise<Setup> {
     required: given !== undefined || v["no-default-config"] === true,
     overrides,
   });
-  if (!raw.fromFile) log.info(`No config file at ${path}: using the built-in defaults (alumet config regen writes them)`);
-  const only = typeof v.plugins === "string" ? v.plugins.split(",").map((s) => s.trim()).filter((s) => s) : undefined;
+  if (!raw.fromFile) {
+    log.info(`No config file at ${path}: using the built-in defaults (alumet config regen writes them)`);
+  }
+  const only = typeof v.plugins === "string"
+    ? v.plugins.split(",").map((s) => s.trim()).filter((s) => s)
+    : undefined;
   const sections = selectPlugins(raw, {
     known: BUILTIN_PLUGINS,
     ...(only ? { only } : {}),
     enabledByDefault: DEFAULT_ENABLED,
   });
-  return { sections, source: raw.source, fromFile: raw.fromFile, sourceChannelSize: raw.general.sourceChannelSize };
+  return {
+    sections,
+    source: raw.source,
+    fromFile: raw.fromFile,
+    sourceChannelSize: raw.general.sourceChannelSize,
+  };
 }
 
 function absolute(path: string): string {
@@ -246,7 +263,9 @@ async function pluginEntries(setup: Setup): Promise<PluginEntry[]> {
         );
       }
       if (m.name !== s.name) {
-        throw new AlumetError(`Plugin module ${s.module} is named "${m.name}", but the config calls it "${s.name}"`);
+        throw new AlumetError(
+          `Plugin module ${s.module} is named "${m.name}", but the config calls it "${s.name}"`,
+        );
       }
       meta = m;
     }
@@ -265,7 +284,9 @@ function newAgent(setup: Setup, entries: PluginEntry[]): Agent {
 }
 
 async function cmdRun(p: Parsed, log: Logger): Promise<number> {
-  if (p.positionals.length > 0) throw new UsageError(`\`alumet run\` takes no argument (got "${p.positionals[0]}")`);
+  if (p.positionals.length > 0) {
+    throw new UsageError(`\`alumet run\` takes no argument (got "${p.positionals[0]}")`);
+  }
   const setup = await loadSetup(p, log);
   await using agent = newAgent(setup, await pluginEntries(setup));
   const stop = Promise.withResolvers<string>();
@@ -340,10 +361,14 @@ async function cmdExec(p: Parsed, log: Logger): Promise<number> {
 }
 
 async function cmdWatch(p: Parsed, log: Logger): Promise<number> {
-  if (p.positionals.length !== 1) throw new UsageError("`alumet watch` needs exactly one PID: alumet watch PID");
+  if (p.positionals.length !== 1) {
+    throw new UsageError("`alumet watch` needs exactly one PID: alumet watch PID");
+  }
   const text = p.positionals[0]!;
   const pid = Number(text);
-  if (!Number.isInteger(pid) || pid <= 0) throw new UsageError(`Invalid PID "${text}": expected a positive integer`);
+  if (!Number.isInteger(pid) || pid <= 0) {
+    throw new UsageError(`Invalid PID "${text}": expected a positive integer`);
+  }
   if (!processExists(pid)) throw new AlumetError(`No process with pid ${pid} (nothing under /proc/${pid})`);
   const setup = await loadSetup(p, log);
   await using agent = newAgent(setup, await pluginEntries(setup));
@@ -366,11 +391,12 @@ async function cmdWatch(p: Parsed, log: Logger): Promise<number> {
   }
 }
 
-async function cmdConfig(p: Parsed, log: Logger): Promise<number> {
+function cmdConfig(p: Parsed, log: Logger): number {
   if (p.positionals[0] !== "regen" || p.positionals.length !== 1) {
     throw new UsageError("Usage: alumet config regen [--config PATH] [--plugins A,B]");
   }
-  const path = (p.values.config as string | undefined) ?? Deno.env.get("ALUMET_CONFIG") ?? "alumet-config.toml";
+  const path = (p.values.config as string | undefined) ?? Deno.env.get("ALUMET_CONFIG") ??
+    "alumet-config.toml";
   const names = typeof p.values.plugins === "string"
     ? p.values.plugins.split(",").map((s) => s.trim()).filter((s) => s)
     : [...DEFAULT_ENABLED];
@@ -396,13 +422,21 @@ async function cmdConfig(p: Parsed, log: Logger): Promise<number> {
 }
 
 async function cmdPlugins(p: Parsed, log: Logger): Promise<number> {
-  if (p.positionals[0] !== "list" || p.positionals.length !== 1) throw new UsageError("Usage: alumet plugins list");
+  if (p.positionals[0] !== "list" || p.positionals.length !== 1) {
+    throw new UsageError("Usage: alumet plugins list");
+  }
   const setup = await loadSetup(p, log);
   const enabled = new Set(setup.sections.map((s) => s.name));
-  const rows = [...BUILTIN_PLUGINS.values()].map((m) => [m.name, m.version, enabled.has(m.name) ? "enabled" : "disabled", m.description ?? ""]);
+  const rows = [...BUILTIN_PLUGINS.values()].map((
+    m,
+  ) => [m.name, m.version, enabled.has(m.name) ? "enabled" : "disabled", m.description ?? ""]);
   for (const s of setup.sections) if (s.module) rows.push([s.name, "?", "enabled", `external: ${s.module}`]);
   const widths = [0, 1, 2].map((c) => Math.max(...rows.map((r) => r[c]!.length)));
-  write(rows.map((r) => r.map((cell, c) => c < 3 ? cell.padEnd(widths[c]!) : cell).join("  ").trimEnd()).join("\n"));
+  write(
+    rows.map((r) => r.map((cell, c) => c < 3 ? cell.padEnd(widths[c]!) : cell).join("  ").trimEnd()).join(
+      "\n",
+    ),
+  );
   return 0;
 }
 

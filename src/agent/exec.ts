@@ -66,7 +66,9 @@ function isExecutableFile(path: string): "ok" | "missing" | "not-executable" | "
  * looked up in `PATH`. Throws a {@linkcode ProgramError} that says what is wrong and what to do.
  */
 export function resolveProgram(program: string, cwd: string, path = Deno.env.get("PATH") ?? ""): string {
-  if (program === "") throw new ProgramError("No program given to exec: use `alumet exec -- PROGRAM ARGS…`", 127);
+  if (program === "") {
+    throw new ProgramError("No program given to exec: use `alumet exec -- PROGRAM ARGS…`", 127);
+  }
   if (program.includes("/")) {
     const full = program.startsWith("/") ? program : `${cwd}/${program}`;
     const s = isExecutableFile(full);
@@ -84,7 +86,10 @@ export function resolveProgram(program: string, cwd: string, path = Deno.env.get
     if (s === "not-executable") notExecutable ??= full;
   }
   if (notExecutable) {
-    throw new ProgramError(`Cannot run "${program}": ${notExecutable} is not executable (permission denied)`, 126);
+    throw new ProgramError(
+      `Cannot run "${program}": ${notExecutable} is not executable (permission denied)`,
+      126,
+    );
   }
   const names = new Set<string>();
   for (const dir of dirs) {
@@ -95,7 +100,9 @@ export function resolveProgram(program: string, cwd: string, path = Deno.env.get
     }
   }
   const near = closest(program, names);
-  const hint = near ? `; did you mean "${near}"?` : "; check the spelling, or give a path such as ./" + program;
+  const hint = near
+    ? `; did you mean "${near}"?`
+    : "; check the spelling, or give a path such as ./" + program;
   throw new ProgramError(`Command not found: "${program}" is not in PATH${hint}`, 127);
 }
 

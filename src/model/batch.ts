@@ -55,15 +55,15 @@ const LOCAL_C = Consumer.localMachine();
  * import { Batch } from "./batch.ts";
  * import { Resource } from "./resources.ts";
  * import type { MetricId } from "./metrics.ts";
- * import { assertEquals } from "node:assert/strict";
+ * import assert from "node:assert/strict";
  * const energy = 0 as MetricId<"f64">;
  * const b = new Batch();
  * b.timestamp = 1_000n;
  * const pkg0 = Resource.cpuPackage(0);
  * b.push(energy, 12.5, { resource: pkg0, attributes: { domain: "package" } });
- * assertEquals(b.length, 1);
- * assertEquals(b.valueAt(0), 12.5);
- * assertEquals([...b][0]?.resource, pkg0);
+ * assert.deepEqual(b.length, 1);
+ * assert.deepEqual(b.valueAt(0), 12.5);
+ * assert.deepEqual([...b][0]?.resource, pkg0);
  * ```
  */
 export class Batch implements Iterable<MeasurementPoint> {
@@ -92,7 +92,11 @@ export class Batch implements Iterable<MeasurementPoint> {
   }
 
   /** Adds a point. A `bigint` value is stored exactly; small ones are stored as numbers. */
-  push<T extends ValueType>(metric: MetricId<T>, value: T extends "u64" ? Value : number, ctx?: PointContext): void {
+  push<T extends ValueType>(
+    metric: MetricId<T>,
+    value: T extends "u64" ? Value : number,
+    ctx?: PointContext,
+  ): void {
     const i = this.#length;
     if (i === this.#metrics.length) this.#grow(i * 2);
     this.#metrics[i] = metric;
@@ -127,7 +131,7 @@ export class Batch implements Iterable<MeasurementPoint> {
       this.#consumers[start + j] = other.#consumers[j]!;
       this.#attributes[start + j] = other.#attributes[j]!;
     }
-    if (other.#big) for (const [j, v] of other.#big) (this.#big ??= new Map()).set(start + j, v);
+    if (other.#big) { for (const [j, v] of other.#big) (this.#big ??= new Map()).set(start + j, v); }
     this.#length = start + n;
   }
 
@@ -162,7 +166,9 @@ export class Batch implements Iterable<MeasurementPoint> {
 
   /** Row `i` as an object. */
   at(i: number): MeasurementPoint {
-    if (i < 0 || i >= this.#length) throw new RangeError(`Row ${i} is outside the batch (length ${this.#length})`);
+    if (i < 0 || i >= this.#length) {
+      throw new RangeError(`Row ${i} is outside the batch (length ${this.#length})`);
+    }
     return {
       metric: this.metricAt(i),
       timestamp: this.timestampAt(i),

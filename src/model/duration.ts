@@ -44,10 +44,10 @@ const PART = /(\d+(?:\.\d+)?)\s*([a-zA-Zµμ]+)/y;
  * @example
  * ```ts
  * import { parseDuration } from "./duration.ts";
- * import { assertEquals } from "node:assert/strict";
- * assertEquals(parseDuration("250µs"), 0.25);
- * assertEquals(parseDuration("5m 30s"), 330_000);
- * assertEquals(parseDuration("1 fortnight"), undefined);
+ * import assert from "node:assert/strict";
+ * assert.deepEqual(parseDuration("250µs"), 0.25);
+ * assert.deepEqual(parseDuration("5m 30s"), 330_000);
+ * assert.deepEqual(parseDuration("1 fortnight"), undefined);
  * ```
  */
 export function parseDuration(text: string): number | undefined {
@@ -75,17 +75,22 @@ export function parseDuration(text: string): number | undefined {
  * @example
  * ```ts
  * import { formatDuration } from "./duration.ts";
- * import { assertEquals } from "node:assert/strict";
- * assertEquals(formatDuration(1000), "1s");
- * assertEquals(formatDuration(0.1), "100us");
- * assertEquals(formatDuration(330_000), "5m 30s");
+ * import assert from "node:assert/strict";
+ * assert.deepEqual(formatDuration(1000), "1s");
+ * assert.deepEqual(formatDuration(0.1), "100us");
+ * assert.deepEqual(formatDuration(330_000), "5m 30s");
  * ```
  */
 export function formatDuration(ms: number): string {
   if (ms === 0) return "0s";
   let ns = Math.round(ms * 1e6);
   const parts: string[] = [];
-  for (const [name, size] of [["h", 3.6e12], ["m", 6e10], ["s", 1e9], ["ms", 1e6], ["us", 1e3], ["ns", 1]] as const) {
+  for (
+    const [name, size] of [["h", 3.6e12], ["m", 6e10], ["s", 1e9], ["ms", 1e6], ["us", 1e3], [
+      "ns",
+      1,
+    ]] as const
+  ) {
     if (ns >= size) {
       const n = Math.floor(ns / size);
       parts.push(`${n}${name}`);

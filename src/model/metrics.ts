@@ -59,11 +59,11 @@ const NAME_RE = /^[a-zA-Z_][a-zA-Z0-9_]*$/;
  * ```ts
  * import { MetricRegistry } from "./metrics.ts";
  * import { unit } from "./units.ts";
- * import { assertEquals, assertThrows } from "node:assert/strict";
+ * import assert from "node:assert/strict";
  * const r = new MetricRegistry();
  * const a = r.register("p1", { name: "energy", unit: unit("J"), valueType: "f64", kind: "delta" });
- * assertEquals(r.register("p2", { name: "energy", unit: unit("J"), valueType: "f64", kind: "delta" }), a);
- * assertThrows(() => r.register("p3", { name: "energy", unit: unit("W"), valueType: "f64" }));
+ * assert.deepEqual(r.register("p2", { name: "energy", unit: unit("J"), valueType: "f64", kind: "delta" }), a);
+ * assert.throws(() => r.register("p3", { name: "energy", unit: unit("W"), valueType: "f64" }));
  * ```
  */
 export class MetricRegistry {
@@ -81,7 +81,9 @@ export class MetricRegistry {
     const kind = spec.kind ?? "gauge";
     const existing = this.#byName.get(spec.name);
     if (existing) {
-      if (sameUnit(existing.unit, spec.unit) && existing.valueType === spec.valueType && existing.kind === kind) {
+      if (
+        sameUnit(existing.unit, spec.unit) && existing.valueType === spec.valueType && existing.kind === kind
+      ) {
         return existing.id as MetricId<T>;
       }
       const mine = `${spec.valueType} ${kind} in "${spec.unit.code}"`;

@@ -8,9 +8,11 @@
  */
 
 /** Kinds of resource Alumet names; any other kind is a custom resource. */
+// deno-lint-ignore ban-types -- `string & {}` keeps the known kinds in editor completions
 export type ResourceKind = "local_machine" | "cpu_package" | "cpu_core" | "dram" | "gpu" | (string & {});
 
 /** Kinds of consumer Alumet names; any other kind is a custom consumer. */
+// deno-lint-ignore ban-types -- `string & {}` keeps the known kinds in editor completions
 export type ConsumerKind = "local_machine" | "process" | "cgroup" | (string & {});
 
 /** A hardware or software resource being measured. `id` is `""` for the local machine. */

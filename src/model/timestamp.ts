@@ -31,13 +31,13 @@ export function fromMillis(ms: number): Timestamp {
 }
 
 /**
- * RFC 3339 in UTC with nine fractional digits, as Alumet's csv output writes it.
+ * RFC 3339 in UTC with all nine fractional digits (the csv output trims trailing zeros, as Alumet does).
  *
  * @example
  * ```ts
  * import { toRfc3339 } from "./timestamp.ts";
- * import { assertEquals } from "node:assert/strict";
- * assertEquals(toRfc3339(1_700_000_000_123_456_789n), "2023-11-14T22:13:20.123456789Z");
+ * import assert from "node:assert/strict";
+ * assert.deepEqual(toRfc3339(1_700_000_000_123_456_789n), "2023-11-14T22:13:20.123456789Z");
  * ```
  */
 export function toRfc3339(ts: Timestamp): string {

@@ -30,7 +30,7 @@ export type BaseUnit = keyof typeof BASE_UNITS;
 /** SI prefixes with their UCUM code, display form and power of ten. */
 export const PREFIXES = {
   nano: { code: "n", display: "n", exponent: -9 },
-  micro: { code: "u", display: "µ", exponent: -6 },
+  micro: { code: "u", display: "μ", exponent: -6 }, // Greek mu (U+03BC), as Alumet writes it
   milli: { code: "m", display: "m", exponent: -3 },
   plain: { code: "", display: "", exponent: 0 },
   kilo: { code: "k", display: "k", exponent: 3 },
@@ -63,16 +63,18 @@ const cache = new Map<string, Unit>();
  * @example
  * ```ts
  * import { unit } from "./units.ts";
- * import { assertEquals } from "node:assert/strict";
- * assertEquals(unit("J", "milli").code, "mJ");
- * assertEquals(unit("s", "micro").display, "µs");
+ * import assert from "node:assert/strict";
+ * assert.deepEqual(unit("J", "milli").code, "mJ");
+ * assert.deepEqual(unit("s", "micro").display, "μs");
  * ```
  */
 export function unit(base: BaseUnit, prefix: Prefix = "plain"): Unit {
   const key = `${prefix}:${base}`;
   let u = cache.get(key);
   if (u === undefined) {
-    if (base === "1" && prefix !== "plain") throw new RangeError(`The unit "1" takes no prefix (got ${prefix})`);
+    if (base === "1" && prefix !== "plain") {
+      throw new RangeError(`The unit "1" takes no prefix (got ${prefix})`);
+    }
     const p = PREFIXES[prefix];
     const code = p.code + base;
     const display = p.display + BASE_UNITS[base].display;
@@ -114,7 +116,7 @@ for (const base of Object.keys(BASE_UNITS) as BaseUnit[]) {
   }
 }
 // Common spellings users write.
-BY_TEXT.set("μs", unit("s", "micro")); // Greek mu (U+03BC), next to the micro sign (U+00B5)
+BY_TEXT.set("µs", unit("s", "micro")); // the micro sign (U+00B5), next to the Greek mu Alumet displays
 BY_TEXT.set("B", unit("By"));
 BY_TEXT.set("Wh", unit("W.h"));
 BY_TEXT.set("°C", unit("Cel"));
@@ -126,9 +128,9 @@ BY_TEXT.set("°C", unit("Cel"));
  * @example
  * ```ts
  * import { parseUnit } from "./units.ts";
- * import { assertEquals } from "node:assert/strict";
- * assertEquals(parseUnit("kW").prefix, "kilo");
- * assertEquals(parseUnit("packets").custom, true);
+ * import assert from "node:assert/strict";
+ * assert.deepEqual(parseUnit("kW").prefix, "kilo");
+ * assert.deepEqual(parseUnit("packets").custom, true);
  * ```
  */
 export function parseUnit(text: string): Unit {

@@ -50,7 +50,12 @@ export interface ControlHandle {
   /** Flushes managed sources now (default pattern `source/*`). */
   flushNow(pattern?: string): Promise<number>;
   /** Adds a managed source to the running pipeline. */
-  addSource(name: string, source: Source | SourceModule, trigger: Trigger, options?: AddSourceOptions): Promise<void>;
+  addSource(
+    name: string,
+    source: Source | SourceModule,
+    trigger: Trigger,
+    options?: AddSourceOptions,
+  ): Promise<void>;
   /** Asks the agent to shut down (drain, then stop the plugins). Returns at once. */
   shutdown(): void;
 }

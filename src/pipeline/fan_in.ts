@@ -22,13 +22,13 @@ interface Input<T> {
  * ```ts
  * import { FanIn } from "./fan_in.ts";
  * import { Logger } from "../log.ts";
- * import { assertEquals } from "node:assert/strict";
+ * import assert from "node:assert/strict";
  * const f = new FanIn<number>(new Logger("doc"));
  * f.add("a", ReadableStream.from([1, 2]));
  * f.add("b", ReadableStream.from([3]));
  * f.seal();
  * const got = await Array.fromAsync(f.readable);
- * assertEquals(got.sort(), [1, 2, 3]);
+ * assert.deepEqual(got.sort(), [1, 2, 3]);
  * ```
  */
 export class FanIn<T> {
@@ -86,7 +86,9 @@ export class FanIn<T> {
         this.#controller.enqueue(value);
       }
     } catch (e) {
-      if (!this.#done) this.#log.error(`Source stream "${input.name}" failed and is dropped: ${messageOf(e)}`);
+      if (!this.#done) {
+        this.#log.error(`Source stream "${input.name}" failed and is dropped: ${messageOf(e)}`);
+      }
     } finally {
       input.reader.releaseLock();
       this.#inputs.delete(input);

@@ -47,10 +47,10 @@ function globToRegExp(glob: string): RegExp {
  * @example
  * ```ts
  * import { ElementPattern } from "./names.ts";
- * import { assert } from "node:assert/strict";
+ * import assert from "node:assert/strict";
  * const p = ElementPattern.parse("src/procfs/*");
- * assert(p.matches({ kind: "source", plugin: "procfs", name: "kernel" }));
- * assert(!p.matches({ kind: "output", plugin: "procfs", name: "kernel" }));
+ * assert.ok(p.matches({ kind: "source", plugin: "procfs", name: "kernel" }));
+ * assert.ok(!p.matches({ kind: "output", plugin: "procfs", name: "kernel" }));
  * ```
  */
 export class ElementPattern {
@@ -72,13 +72,16 @@ export class ElementPattern {
     if (parts.length > 3) throw new RangeError(`Element pattern "${text}" has more than kind/plugin/name`);
     const kind = KIND_ALIASES[parts[0] ?? "*"];
     if (kind === undefined) {
-      throw new RangeError(`Element pattern "${text}": unknown kind "${parts[0]}" (use source, transform, output or *)`);
+      throw new RangeError(
+        `Element pattern "${text}": unknown kind "${parts[0]}" (use source, transform, output or *)`,
+      );
     }
     return new ElementPattern(text, kind, globToRegExp(parts[1] ?? "*"), globToRegExp(parts[2] ?? "*"));
   }
 
   /** True when `n` is selected. */
   matches(n: ElementName): boolean {
-    return (this.kind === "*" || this.kind === n.kind) && this.#plugin.test(n.plugin) && this.#name.test(n.name);
+    return (this.kind === "*" || this.kind === n.kind) && this.#plugin.test(n.plugin) &&
+      this.#name.test(n.name);
   }
 }

@@ -137,7 +137,9 @@ export class Pipeline {
 
   #checkName(kind: ElementKind, plugin: string, name: string): ElementName {
     if (!/^[\w.@:\-\[\]]+$/.test(name)) {
-      throw new RangeError(`Invalid ${kind} name "${name}" (plugin ${plugin}): use letters, digits, "-", "_", "."`);
+      throw new RangeError(
+        `Invalid ${kind} name "${name}" (plugin ${plugin}): use letters, digits, "-", "_", "."`,
+      );
     }
     const n: ElementName = { kind, plugin, name };
     const full = formatName(n);
@@ -183,7 +185,11 @@ export class Pipeline {
   }
 
   /** Adds an autonomous source (before start). */
-  addAutonomousSource(plugin: string, name: string, factory: (signal: AbortSignal) => ReadableStream<Batch>): void {
+  addAutonomousSource(
+    plugin: string,
+    name: string,
+    factory: (signal: AbortSignal) => ReadableStream<Batch>,
+  ): void {
     this.#assertBuilding("add an autonomous source");
     this.#autonomousSpecs.push({ name: this.#checkName("source", plugin, name), factory });
   }
@@ -196,12 +202,19 @@ export class Pipeline {
   }
 
   /** Adds an output (before start). */
-  addOutput(plugin: string, name: string, output: Output | WritableStream<Batch>, options: OutputOptions = {}): void {
+  addOutput(
+    plugin: string,
+    name: string,
+    output: Output | WritableStream<Batch>,
+    options: OutputOptions = {},
+  ): void {
     this.#assertBuilding("add an output");
     const n = this.#checkName("output", plugin, name);
     const o = output instanceof WritableStream ? outputFromWritable(output) : output;
     if (options.queue !== undefined && !(Number.isInteger(options.queue) && options.queue > 0)) {
-      throw new RangeError(`Output "${formatName(n)}": queue must be a positive integer, got ${options.queue}`);
+      throw new RangeError(
+        `Output "${formatName(n)}": queue must be a positive integer, got ${options.queue}`,
+      );
     }
     this.#pendingOutputs.push({ name: n, output: o, options });
   }
@@ -326,7 +339,11 @@ export class Pipeline {
 
   #list(pattern = "*"): ElementInfo[] {
     const out: ElementInfo[] = [];
-    const info = (n: ElementName, state: ElementInfo["state"], extra: Partial<ElementInfo> = {}): ElementInfo => ({
+    const info = (
+      n: ElementName,
+      state: ElementInfo["state"],
+      extra: Partial<ElementInfo> = {},
+    ): ElementInfo => ({
       name: formatName(n),
       kind: n.kind,
       plugin: n.plugin,
@@ -337,7 +354,9 @@ export class Pipeline {
     for (const s of this.#select(this.#sources.values(), pattern)) {
       out.push(info(s.name, s.state, { pollInterval: s.pollInterval }));
     }
-    for (const a of this.#select(this.#autonomous, pattern)) out.push(info(a.name, a.ended ? "stopped" : "running"));
+    for (const a of this.#select(this.#autonomous, pattern)) {
+      out.push(info(a.name, a.ended ? "stopped" : "running"));
+    }
     for (const t of this.#select(this.#transforms, pattern)) out.push(info(t.name, t.state));
     for (const o of this.#select(this.#outputs.values(), pattern)) {
       out.push(info(o.name, o.state, { queued: o.queued }));

@@ -56,7 +56,9 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 Deno.test("Pipeline drains on shutdown: every polled point reaches every output exactly once", async () => {
   const { m, pipeline } = setup();
   const sources = [counter(m), counter(m), counter(m)];
-  sources.forEach((s, i) => pipeline.addManagedSource("test", `s${i}`, s, { pollInterval: 2, flushInterval: 20 }));
+  sources.forEach((s, i) =>
+    pipeline.addManagedSource("test", `s${i}`, s, { pollInterval: 2, flushInterval: 20 })
+  );
   const outs = [recorder(m), recorder(m, 3)];
   outs.forEach((o, i) => pipeline.addOutput("test", `o${i}`, o));
   await Promise.resolve();
@@ -69,7 +71,9 @@ Deno.test("Pipeline drains on shutdown: every polled point reaches every output 
     assert.equal(o.values.length, polled, "points lost or duplicated");
     // Each source's sequence arrives complete and in order: 1..n for each.
     const sorted = [...o.values].sort((a, b) => a - b);
-    const expected = sources.flatMap((s) => Array.from({ length: s.polled }, (_, i) => i + 1)).sort((a, b) => a - b);
+    const expected = sources.flatMap((s) => Array.from({ length: s.polled }, (_, i) => i + 1)).sort((a, b) =>
+      a - b
+    );
     assert.deepEqual(sorted, expected);
     assert.equal(o.closed, 1);
   }
@@ -114,7 +118,11 @@ Deno.test("Pipeline drop-oldest: a slow output drops and counts, the fast one ge
     await pipeline.stop();
     const stats = pipeline.stats().outputs.get("output/test/slow")!;
     assert.ok(stats.droppedPoints > 0, "nothing was dropped");
-    assert.equal(slow.points + stats.droppedPoints, fast.points, "slow output: written + dropped != what the fast one got");
+    assert.equal(
+      slow.points + stats.droppedPoints,
+      fast.points,
+      "slow output: written + dropped != what the fast one got",
+    );
     assert.equal(fast.values.length, src.polled, "the fast output lost points");
     assert.ok(drops.length > 0, "no alumet_dropped_points point reached the outputs");
     assert.ok(drops.every((d, i) => i === 0 || d >= drops[i - 1]!), "the drop counter went down");
@@ -242,7 +250,9 @@ Deno.test("Pipeline error isolation", async (t) => {
       pipeline.addTransform("test", "double", {
         apply(b) {
           const out = new Batch();
-          for (let i = 0; i < b.length; i++) out.push(m, Number(b.valueAt(i)) * 2, { timestamp: b.timestampAt(i) });
+          for (let i = 0; i < b.length; i++) {
+            out.push(m, Number(b.valueAt(i)) * 2, { timestamp: b.timestampAt(i) });
+          }
           return out;
         },
       });
@@ -389,12 +399,18 @@ Deno.test("Pipeline runs autonomous sources and WritableStream outputs, and clos
 Deno.test("Pipeline rejects duplicate element names and bad triggers", async () => {
   const { m, pipeline } = setup();
   await pipeline.addManagedSource("p", "x", counter(m), { pollInterval: "1s" });
-  await assert.rejects(pipeline.addManagedSource("p", "x", counter(m), { pollInterval: "1s" }), /two elements/);
+  await assert.rejects(
+    pipeline.addManagedSource("p", "x", counter(m), { pollInterval: "1s" }),
+    /two elements/,
+  );
   await assert.rejects(
     pipeline.addManagedSource("p", "y", counter(m), { pollInterval: "often" }),
     /Invalid pollInterval "often"/,
   );
-  assert.throws(() => pipeline.addOutput("p", "o", recorder(m), { queue: 0 }), /queue must be a positive integer/);
+  assert.throws(
+    () => pipeline.addOutput("p", "o", recorder(m), { queue: 0 }),
+    /queue must be a positive integer/,
+  );
 });
 
 Deno.test("ManagedSource counts late and missed ticks instead of catching up", async () => {

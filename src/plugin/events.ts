@@ -29,12 +29,12 @@ export type Listener<E extends EventName> = (payload: Events[E]) => void | Promi
  * ```ts
  * import { EventBus } from "./events.ts";
  * import { Consumer } from "../model/resources.ts";
- * import { assertEquals } from "node:assert/strict";
+ * import assert from "node:assert/strict";
  * const bus = new EventBus();
  * const seen: string[] = [];
  * bus.on("startConsumerMeasurement", (cs) => { for (const c of cs) seen.push(c.id); });
  * await bus.publish("startConsumerMeasurement", [Consumer.process(42)]);
- * assertEquals(seen, ["42"]);
+ * assert.deepEqual(seen, ["42"]);
  * ```
  */
 export class EventBus {

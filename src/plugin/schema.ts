@@ -16,9 +16,9 @@ export { z };
  * @example
  * ```ts
  * import { duration } from "./schema.ts";
- * import { assertEquals } from "node:assert/strict";
- * assertEquals(duration().parse("250ms"), 250);
- * assertEquals(duration().safeParse("soon").success, false);
+ * import assert from "node:assert/strict";
+ * assert.deepEqual(duration().parse("250ms"), 250);
+ * assert.deepEqual(duration().safeParse("soon").success, false);
  * ```
  */
 export function duration(): z.ZodType<number, string> {

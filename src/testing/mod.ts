@@ -57,7 +57,11 @@ export interface PluginHarness extends AsyncDisposable {
 
 function one<V>(map: ReadonlyMap<string, V>, name: string, kind: string): V {
   const v = map.get(name);
-  if (v === undefined) throw new Error(`The plugin added no ${kind} named "${name}" (it has: ${[...map.keys()].join(", ") || "none"})`);
+  if (v === undefined) {
+    throw new Error(
+      `The plugin added no ${kind} named "${name}" (it has: ${[...map.keys()].join(", ") || "none"})`,
+    );
+  }
   return v;
 }
 
@@ -65,7 +69,10 @@ function one<V>(map: ReadonlyMap<string, V>, name: string, kind: string): V {
  * Validates `config` (merged over the plugin's defaults), runs `init` and `start` with a recording context,
  * then `preStart`. Elements are not running: the test drives them.
  */
-export async function testPlugin<C>(meta: PluginMetadata<C>, config: ConfigTable = {}): Promise<PluginHarness> {
+export async function testPlugin<C>(
+  meta: PluginMetadata<C>,
+  config: ConfigTable = {},
+): Promise<PluginHarness> {
   const parsed = validatePluginConfig(meta, { name: meta.name, enabled: true, table: config }, "test");
   const plugin = await meta.init(parsed);
   const metrics = new MetricRegistry();
@@ -163,11 +170,20 @@ export function checkBatch(batch: Batch, metrics: MetricRegistry): number {
     assert.ok(batch.timestampAt(i) > 0n, `${where} (${m.name}): no timestamp`);
     const r = batch.resourceAt(i);
     const c = batch.consumerAt(i);
-    assert.ok(typeof r.kind === "string" && r.kind !== "" && typeof r.id === "string", `${where}: bad resource`);
-    assert.ok(typeof c.kind === "string" && c.kind !== "" && typeof c.id === "string", `${where}: bad consumer`);
+    assert.ok(
+      typeof r.kind === "string" && r.kind !== "" && typeof r.id === "string",
+      `${where}: bad resource`,
+    );
+    assert.ok(
+      typeof c.kind === "string" && c.kind !== "" && typeof c.id === "string",
+      `${where}: bad consumer`,
+    );
     for (const [k, a] of Object.entries(batch.attributesAt(i))) {
       assert.ok(/^[a-zA-Z_][a-zA-Z0-9_]*$/.test(k), `${where}: attribute key "${k}" is not snake_case`);
-      assert.ok(["string", "number", "boolean", "bigint"].includes(typeof a), `${where}: attribute ${k} has a bad type`);
+      assert.ok(
+        ["string", "number", "boolean", "bigint"].includes(typeof a),
+        `${where}: attribute ${k} has a bad type`,
+      );
     }
   }
   return batch.length;
@@ -188,7 +204,10 @@ export interface SourceContractOptions<C> {
  * The contract every managed source honours: it polls repeatedly (failing only with RetryableError or
  * NormalStop), produces well-formed points of registered metrics, survives `reset`, and closes idempotently.
  */
-export async function runSourceContract<C>(t: Deno.TestContext, options: SourceContractOptions<C>): Promise<void> {
+export async function runSourceContract<C>(
+  t: Deno.TestContext,
+  options: SourceContractOptions<C>,
+): Promise<void> {
   await using h = await testPlugin(options.plugin, options.config);
   const { source, trigger } = one(h.sources, options.source, "source");
   await t.step("has a valid trigger", () => {
@@ -225,15 +244,28 @@ export interface OutputContractOptions<C> {
 
 /** A batch with every kind of value, resource, consumer and attribute, for output contracts. */
 export function sampleBatch(metrics: MetricRegistry): Batch {
-  const f = metrics.register("contract", { name: "contract_energy", unit: unit("J", "milli"), valueType: "f64", kind: "delta" });
-  const u = metrics.register("contract", { name: "contract_count", unit: unit("1"), valueType: "u64", kind: "counter" });
+  const f = metrics.register("contract", {
+    name: "contract_energy",
+    unit: unit("J", "milli"),
+    valueType: "f64",
+    kind: "delta",
+  });
+  const u = metrics.register("contract", {
+    name: "contract_count",
+    unit: unit("1"),
+    valueType: "u64",
+    kind: "counter",
+  });
   const b = new Batch();
   b.timestamp = now();
   b.push(f, 1.5);
-  b.push(f, 0.1, { resource: Resource.cpuPackage(0), attributes: { domain: "package", socket: 0, exact: true } });
+  b.push(f, 0.1, {
+    resource: Resource.cpuPackage(0),
+    attributes: { domain: "package", socket: 0, exact: true },
+  });
   b.push(u, 2n ** 60n + 1n, { consumer: Consumer.process(1), attributes: { big: 2n ** 64n - 1n } });
-  b.push(u, 7, { resource: Resource.custom("disk", "sda;1"), consumer: Consumer.cgroup("/a b/\"c\"") });
-  b.push(f as MetricId<"f64">, -0.25, { attributes: { note: "semi;colon, comma=\"quoted\"\nline" } });
+  b.push(u, 7, { resource: Resource.custom("disk", "sda;1"), consumer: Consumer.cgroup('/a b/"c"') });
+  b.push(f as MetricId<"f64">, -0.25, { attributes: { note: 'semi;colon, comma="quoted"\nline' } });
   return b;
 }
 
@@ -241,7 +273,10 @@ export function sampleBatch(metrics: MetricRegistry): Batch {
  * The contract every output honours: it writes an empty batch and a batch of every kind of point, leaves the
  * batch unchanged (outputs share it), and closes idempotently.
  */
-export async function runOutputContract<C>(t: Deno.TestContext, options: OutputContractOptions<C>): Promise<void> {
+export async function runOutputContract<C>(
+  t: Deno.TestContext,
+  options: OutputContractOptions<C>,
+): Promise<void> {
   await using h = await testPlugin(options.plugin, options.config);
   const { output } = one(h.outputs, options.output, "output");
   await t.step("writes an empty batch", async () => {

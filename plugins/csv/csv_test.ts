@@ -1,0 +1,452 @@
+import assert from "node:assert/strict";
+import { CsvOutput, type CsvOutputOptions, csvPlugin, formatNumber, formatTimestamp } from "./mod.ts";
+import { Batch } from "../../src/model/batch.ts";
+import { type MetricId, MetricRegistry, type ValueType } from "../../src/model/metrics.ts";
+import { Consumer, Resource } from "../../src/model/resources.ts";
+import { customUnit, parseUnit, type Unit, unit } from "../../src/model/units.ts";
+import { EventBus } from "../../src/plugin/events.ts";
+import type { ElementContext, Output, StartContext } from "../../src/plugin/plugin.ts";
+import { Logger } from "../../src/log.ts";
+import { AlumetError } from "../../src/errors.ts";
+import { parseToml } from "../../src/deps.ts";
+
+const HEADER = "metric;timestamp;value;resource_kind;resource_id;consumer_kind;consumer_id";
+const T0 = 1_714_564_800_123_456_789n; // 2024-05-01T12:00:00.123456789Z
+
+function contextOf(registry: MetricRegistry): ElementContext {
+  return { metric: (id) => registry.get(id) };
+}
+
+/** A StartContext that records the outputs added and refuses everything else. */
+function fakeStartContext(): StartContext & { outputs: [string, Output | WritableStream][] } {
+  const outputs: [string, Output | WritableStream][] = [];
+  const refuse = (): never => {
+    throw new Error("The csv plugin should only add an output");
+  };
+  return {
+    plugin: "csv",
+    events: new EventBus(),
+    log: new Logger("csv"),
+    createMetric: refuse,
+    addSource: refuse,
+    addAutonomousSource: refuse,
+    addTransform: refuse,
+    addOutput: (name, output) => void outputs.push([name, output]),
+    outputs,
+  };
+}
+
+/** Runs `fn` with a fresh temporary directory, removed afterwards. */
+async function inTempDir(fn: (dir: string) => Promise<void> | void): Promise<void> {
+  const dir = await Deno.makeTempDir({ prefix: "alumet_csv_test_" });
+  try {
+    await fn(dir);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+/** Writes `batches` through a new CsvOutput and returns the file's content. */
+async function writeCsv(
+  registry: MetricRegistry,
+  batches: Batch[],
+  options: CsvOutputOptions = {},
+): Promise<string> {
+  let text = "";
+  await inTempDir(async (dir) => {
+    const output = new CsvOutput(`${dir}/out.csv`, options);
+    output.open();
+    for (const b of batches) output.write(b, contextOf(registry));
+    output.close();
+    text = await Deno.readTextFile(`${dir}/out.csv`);
+  });
+  return text;
+}
+
+function metric<T extends ValueType>(
+  registry: MetricRegistry,
+  name: string,
+  u: Unit,
+  valueType: T,
+): MetricId<T> {
+  return registry.register("test", { name, unit: u, valueType });
+}
+
+Deno.test("CsvOutput writes the header and one line per point", async () => {
+  const registry = new MetricRegistry();
+  const energy = metric(registry, "rapl_consumed_energy", unit("J"), "f64");
+  const mem = metric(registry, "mem_total", unit("By"), "u64");
+  const batch = new Batch();
+  batch.timestamp = T0;
+  batch.push(energy, 12.5, { resource: Resource.cpuPackage(0), attributes: { domain: "package" } });
+  batch.push(mem, 16_459_247_616);
+  batch.push(energy, 0.75, { resource: Resource.dram(0), consumer: Consumer.process(42), timestamp: 0n });
+  assert.equal(
+    await writeCsv(registry, [batch]),
+    `${HEADER};domain;__late_attributes\n` +
+      "rapl_consumed_energy_J;2024-05-01T12:00:00.123456789Z;12.5;cpu_package;0;local_machine;;package;\n" +
+      "mem_total_B;2024-05-01T12:00:00.123456789Z;16459247616;local_machine;;local_machine;;;\n" +
+      "rapl_consumed_energy_J;1970-01-01T00:00:00Z;0.75;dram;0;process;42;;\n",
+  );
+});
+
+Deno.test("CsvOutput appends the unit to the metric name as Alumet does", async (t) => {
+  const cases: [string, Unit, CsvOutputOptions, string][] = [
+    ["display name", unit("s", "micro"), {}, "m_μs"],
+    ["display name of bytes", unit("By", "kilo"), {}, "m_kB"],
+    ["UCUM code", unit("s", "micro"), { useUnitDisplayName: false }, "m_us"],
+    ["UCUM code of bytes", unit("By", "kilo"), { useUnitDisplayName: false }, "m_kBy"],
+    ["no suffix for the unit 1 (empty display name)", unit("1"), {}, "m"],
+    ["suffix _1 for the unit 1 with UCUM codes", unit("1"), { useUnitDisplayName: false }, "m_1"],
+    ["custom unit display name", customUnit("packets", "pkt"), {}, "m_pkt"],
+    ["custom unit name", customUnit("packets", "pkt"), { useUnitDisplayName: false }, "m_packets"],
+    ["no suffix when disabled", unit("J"), { appendUnitToMetricName: false }, "m"],
+  ];
+  for (const [what, u, options, expected] of cases) {
+    await t.step(what, async () => {
+      const registry = new MetricRegistry();
+      const batch = new Batch();
+      batch.push(metric(registry, "m", u, "f64"), 1, { timestamp: 0n });
+      const text = await writeCsv(registry, [batch], options);
+      assert.equal(text.split("\n")[1]?.split(";")[0], expected);
+    });
+  }
+});
+
+Deno.test("CsvOutput puts attributes without a column into __late_attributes", async () => {
+  const registry = new MetricRegistry();
+  const m = metric(registry, "m", unit("1"), "u64");
+  const first = new Batch();
+  first.push(m, 1, { timestamp: 0n, attributes: { domain: "package" } });
+  const later = new Batch();
+  later.push(m, 2, { timestamp: 0n, attributes: { domain: "dram", socket: 1, cpus: "0,1", up: true } });
+  later.push(m, 3, { timestamp: 0n, attributes: { only: "late" } });
+  assert.equal(
+    await writeCsv(registry, [first, later]),
+    `${HEADER};domain;__late_attributes\n` +
+      "m;1970-01-01T00:00:00Z;1;local_machine;;local_machine;;package;\n" +
+      "m;1970-01-01T00:00:00Z;2;local_machine;;local_machine;;dram;socket=1,cpus=0\\,1,up=true\n" +
+      "m;1970-01-01T00:00:00Z;3;local_machine;;local_machine;;;only=late\n",
+  );
+});
+
+Deno.test("CsvOutput sorts the attribute columns and leaves a missing attribute's cell empty", async () => {
+  const registry = new MetricRegistry();
+  const m = metric(registry, "m", unit("1"), "u64");
+  const batch = new Batch();
+  batch.timestamp = 0n;
+  batch.push(m, 1, { attributes: { zone: "a", domain: "package" } });
+  batch.push(m, 2, { attributes: { kind: "user" } });
+  batch.push(m, 3);
+  assert.equal(
+    await writeCsv(registry, [batch]),
+    `${HEADER};domain;kind;zone;__late_attributes\n` +
+      "m;1970-01-01T00:00:00Z;1;local_machine;;local_machine;;package;;a;\n" +
+      "m;1970-01-01T00:00:00Z;2;local_machine;;local_machine;;;user;;\n" +
+      "m;1970-01-01T00:00:00Z;3;local_machine;;local_machine;;;;;\n",
+  );
+});
+
+Deno.test("CsvOutput quotes a cell that contains the delimiter or a quote", async () => {
+  const registry = new MetricRegistry();
+  const m = metric(registry, "m", unit("1"), "u64");
+  const batch = new Batch();
+  batch.push(m, 1, {
+    timestamp: 0n,
+    resource: Resource.custom("disk", 'a;"b"'),
+    attributes: { label: "x\ny", late: "n/a" },
+  });
+  const other = new Batch();
+  other.push(m, 2, { timestamp: 0n, attributes: { say: 'he said "hi"; bye' } });
+  assert.equal(
+    await writeCsv(registry, [batch, other]),
+    `${HEADER};label;late;__late_attributes\n` +
+      'm;1970-01-01T00:00:00Z;1;disk;"a;""b""";local_machine;;"x\ny";n/a;\n' +
+      'm;1970-01-01T00:00:00Z;2;local_machine;;local_machine;;;;"say=he said ""hi""; bye"\n',
+  );
+});
+
+Deno.test("CsvOutput quotes numbers and timestamps when the delimiter can occur in them", async () => {
+  const registry = new MetricRegistry();
+  const m = metric(registry, "m", unit("1"), "f64");
+  const batch = new Batch();
+  batch.push(m, 2.5, { timestamp: 1_500_000_000n });
+  assert.equal(
+    await writeCsv(registry, [batch], { delimiter: "." }),
+    "metric.timestamp.value.resource_kind.resource_id.consumer_kind.consumer_id.__late_attributes\n" +
+      'm."1970-01-01T00:00:01.5Z"."2.5".local_machine..local_machine..\n',
+  );
+});
+
+Deno.test("CsvOutput writes a u64 beyond 2^53 exactly", async () => {
+  const registry = new MetricRegistry();
+  const m = metric(registry, "counter", unit("1"), "u64");
+  const batch = new Batch();
+  batch.push(m, 2n ** 64n - 1n, { timestamp: 0n });
+  batch.push(m, 2n ** 53n + 1n, { timestamp: 0n });
+  const lines = (await writeCsv(registry, [batch])).split("\n");
+  assert.equal(lines[1]?.split(";")[2], "18446744073709551615");
+  assert.equal(lines[2]?.split(";")[2], "9007199254740993");
+});
+
+Deno.test("CsvOutput without forceFlush writes everything on close", async () => {
+  await inTempDir(async (dir) => {
+    const registry = new MetricRegistry();
+    const m = metric(registry, "m", unit("W"), "f64");
+    const path = `${dir}/out.csv`;
+    const output = new CsvOutput(path, { forceFlush: false });
+    output.open();
+    const batch = new Batch();
+    for (let i = 0; i < 10; i++) batch.push(m, i, { timestamp: BigInt(i) });
+    output.write(batch, contextOf(registry));
+    output.write(batch, contextOf(registry));
+    assert.equal((await Deno.stat(path)).size, 0, "nothing is written before 64 KiB are pending");
+    output.close();
+    const lines = (await Deno.readTextFile(path)).split("\n");
+    assert.equal(lines.length, 1 + 20 + 1);
+    assert.equal(lines[20], "m_W;1970-01-01T00:00:00.000000009Z;9;local_machine;;local_machine;;");
+    assert.equal(lines[21], "");
+  });
+});
+
+Deno.test("CsvOutput without forceFlush writes once about 64 KiB are pending", async () => {
+  await inTempDir(async (dir) => {
+    const registry = new MetricRegistry();
+    const m = metric(registry, "m", unit("W"), "f64");
+    const path = `${dir}/out.csv`;
+    const output = new CsvOutput(path, { forceFlush: false });
+    output.open();
+    const batch = new Batch();
+    for (let i = 0; i < 2000; i++) batch.push(m, i, { timestamp: 0n }); // ~100 KiB
+    output.write(batch, contextOf(registry));
+    assert.ok((await Deno.stat(path)).size > 64 * 1024);
+    output.close();
+    assert.equal((await Deno.readTextFile(path)).split("\n").length, 1 + 2000 + 1);
+  });
+});
+
+Deno.test("CsvOutput with forceFlush writes each batch when it arrives", async () => {
+  await inTempDir(async (dir) => {
+    const registry = new MetricRegistry();
+    const m = metric(registry, "m", unit("W"), "f64");
+    const path = `${dir}/out.csv`;
+    const output = new CsvOutput(path);
+    output.open();
+    assert.equal(await Deno.readTextFile(path), "", "open creates the file");
+    const empty = new Batch();
+    output.write(empty, contextOf(registry));
+    assert.equal(await Deno.readTextFile(path), "", "no header before a non-empty batch");
+    const batch = new Batch();
+    batch.push(m, 1, { timestamp: 0n });
+    output.write(batch, contextOf(registry));
+    assert.equal((await Deno.readTextFile(path)).split("\n").length, 3);
+    output.close();
+    output.close(); // idempotent
+  });
+});
+
+Deno.test("CsvOutput opened again after close appends, without a second header", async () => {
+  await inTempDir(async (dir) => {
+    const registry = new MetricRegistry();
+    const m = metric(registry, "m", unit("W"), "f64");
+    const path = `${dir}/out.csv`;
+    await Deno.writeTextFile(path, "old content\n");
+    const output = new CsvOutput(path);
+    const batch = new Batch();
+    batch.push(m, 1, { timestamp: 0n });
+    output.open();
+    output.write(batch, contextOf(registry));
+    output.close();
+    output.open();
+    output.write(batch, contextOf(registry));
+    output.close();
+    const row = "m_W;1970-01-01T00:00:00Z;1;local_machine;;local_machine;;\n";
+    assert.equal(await Deno.readTextFile(path), `${HEADER};__late_attributes\n${row}${row}`);
+  });
+});
+
+Deno.test("CsvOutput refuses to write before open", () => {
+  const registry = new MetricRegistry();
+  const batch = new Batch();
+  batch.push(metric(registry, "m", unit("W"), "f64"), 1);
+  const output = new CsvOutput("never-opened.csv");
+  assert.throws(() => output.write(batch, contextOf(registry)), /not open/);
+});
+
+Deno.test("formatNumber writes numbers as Rust's f64 Display does", () => {
+  const cases: [number, string][] = [
+    [0, "0"],
+    [-0, "-0"],
+    [1, "1"],
+    [12.5, "12.5"],
+    [0.1 + 0.2, "0.30000000000000004"],
+    [1e-6, "0.000001"],
+    [1.5e-7, "0.00000015"],
+    [-2.5e-10, "-0.00000000025"],
+    [1e21, "1000000000000000000000"],
+    [1.2345e22, "12345000000000000000000"],
+    [-1e21, "-1000000000000000000000"],
+    [Number.MAX_SAFE_INTEGER, "9007199254740991"],
+    [Infinity, "inf"],
+    [-Infinity, "-inf"],
+    [NaN, "NaN"],
+  ];
+  for (const [v, expected] of cases) assert.equal(formatNumber(v), expected, `formatNumber(${v})`);
+});
+
+Deno.test("formatTimestamp trims trailing zeros of the fraction as Alumet does", () => {
+  assert.equal(formatTimestamp(T0), "2024-05-01T12:00:00.123456789Z");
+  assert.equal(formatTimestamp(1_714_564_800_100_000_000n), "2024-05-01T12:00:00.1Z");
+  assert.equal(formatTimestamp(1_714_564_800_000_001_000n), "2024-05-01T12:00:00.000001Z");
+  assert.equal(formatTimestamp(1_714_564_800_000_000_000n), "2024-05-01T12:00:00Z");
+  assert.equal(formatTimestamp(0n), "1970-01-01T00:00:00Z");
+});
+
+Deno.test("csvPlugin config schema", async (t) => {
+  const defaults = csvPlugin.defaultConfig()!;
+  const parse = (overrides: Record<string, unknown>) =>
+    csvPlugin.configSchema.safeParse({ ...defaults, ...overrides });
+
+  await t.step("accepts the default config", () => {
+    assert.deepEqual(parse({}).data, {
+      output_path: "alumet-output.csv",
+      force_flush: true,
+      append_unit_to_metric_name: true,
+      use_unit_display_name: true,
+      csv_delimiter: ";",
+      csv_late_delimiter: ",",
+    });
+  });
+  await t.step("accepts a one-character delimiter beyond ASCII", () => {
+    assert.equal(parse({ csv_delimiter: "¦" }).success, true);
+  });
+  const rejected: [string, Record<string, unknown>, string][] = [
+    ["a two-character delimiter", { csv_delimiter: ";;" }, "csv_delimiter"],
+    ["an empty delimiter", { csv_delimiter: "" }, "csv_delimiter"],
+    ["a quote as late delimiter", { csv_late_delimiter: '"' }, "csv_late_delimiter"],
+    ["a line break as delimiter", { csv_delimiter: "\n" }, "csv_delimiter"],
+    ["equal delimiters", { csv_delimiter: ",", csv_late_delimiter: "," }, "csv_late_delimiter"],
+    ["an empty output path", { output_path: "" }, "output_path"],
+    ["a non-boolean force_flush", { force_flush: "yes" }, "force_flush"],
+    ["an unknown key", { csv_escaped_quote: '""' }, ""],
+  ];
+  for (const [what, overrides, key] of rejected) {
+    await t.step(`rejects ${what}`, () => {
+      const result = parse(overrides);
+      assert.equal(result.success, false);
+      assert.equal(result.error?.issues[0]?.path.join("."), key);
+    });
+  }
+});
+
+Deno.test("csv README shows the default config", async () => {
+  const readme = await Deno.readTextFile(new URL("./README.md", import.meta.url));
+  const block = readme.match(/```toml\n([^`]*)```/)?.[1];
+  assert.ok(block, "README.md has a toml block");
+  assert.deepEqual(JSON.parse(JSON.stringify(parseToml(block))), {
+    plugins: { csv: csvPlugin.defaultConfig() },
+  });
+});
+
+Deno.test("csvPlugin start creates the file and adds the output out", async () => {
+  await inTempDir(async (dir) => {
+    const path = `${dir}/out.csv`;
+    await Deno.writeTextFile(path, "stale content\n");
+    const config = csvPlugin.configSchema.parse({ ...csvPlugin.defaultConfig(), output_path: path });
+    const plugin = await csvPlugin.init(config);
+    const ctx = fakeStartContext();
+    await plugin.start(ctx);
+    assert.equal(ctx.outputs.length, 1);
+    assert.equal(ctx.outputs[0]?.[0], "out");
+    const output = ctx.outputs[0]?.[1] as Output;
+    await output.close?.();
+    assert.equal(await Deno.readTextFile(path), "", "an empty run leaves an empty file");
+  });
+});
+
+Deno.test("csvPlugin start fails with the path when the file cannot be opened", async () => {
+  await inTempDir(async (dir) => {
+    const path = `${dir}/no/such/dir/out.csv`;
+    const config = csvPlugin.configSchema.parse({ ...csvPlugin.defaultConfig(), output_path: path });
+    const plugin = await csvPlugin.init(config);
+    const ctx = fakeStartContext();
+    await assert.rejects(
+      async () => await plugin.start(ctx),
+      (e: unknown) => {
+        assert.ok(e instanceof AlumetError);
+        assert.ok(e.message.startsWith(`Cannot open csv output "${path}": `), e.message);
+        assert.match(e.message, /No such file or directory/);
+        return true;
+      },
+    );
+    assert.equal(ctx.outputs.length, 0);
+  });
+});
+
+// Golden scenarios: testdata/<case>/input.json goes through the plugin, the file must equal expected.csv.
+
+interface ScenarioPoint {
+  metric: string;
+  timestamp: string;
+  value: number | string;
+  resource?: [string, string];
+  consumer?: [string, string];
+  attributes?: Record<string, string | number | boolean>;
+}
+interface Scenario {
+  config: Record<string, unknown>;
+  metrics: { name: string; unit: string; value_type: ValueType; kind?: "gauge" | "delta" | "counter" }[];
+  batches: ScenarioPoint[][];
+}
+
+const TESTDATA = new URL("./testdata/", import.meta.url);
+
+for (
+  const entry of [...Deno.readDirSync(TESTDATA)].filter((e) => e.isDirectory).sort((a, b) =>
+    a.name < b.name ? -1 : 1
+  )
+) {
+  Deno.test(`csvPlugin writes the golden file of testdata/${entry.name}`, async () => {
+    const folder = new URL(`${entry.name}/`, TESTDATA);
+    const scenario: Scenario = JSON.parse(await Deno.readTextFile(new URL("input.json", folder)));
+    const expected = await Deno.readTextFile(new URL("expected.csv", folder));
+    const registry = new MetricRegistry();
+    for (const m of scenario.metrics) {
+      registry.register("test", {
+        name: m.name,
+        unit: parseUnit(m.unit),
+        valueType: m.value_type,
+        ...(m.kind ? { kind: m.kind } : {}),
+      });
+    }
+    const batches = scenario.batches.map((points) => {
+      const batch = new Batch();
+      for (const p of points) {
+        const id = registry.byName(p.metric)?.id;
+        if (id === undefined) throw new Error(`Unknown metric ${p.metric} in testdata/${entry.name}`);
+        batch.push(id, typeof p.value === "string" ? BigInt(p.value) : p.value, {
+          timestamp: BigInt(p.timestamp),
+          resource: p.resource ? Resource.custom(...p.resource) : Resource.localMachine(),
+          consumer: p.consumer ? Consumer.custom(...p.consumer) : Consumer.localMachine(),
+          attributes: p.attributes ?? {},
+        });
+      }
+      return batch;
+    });
+    await inTempDir(async (dir) => {
+      const path = `${dir}/out.csv`;
+      const config = csvPlugin.configSchema.parse({
+        ...csvPlugin.defaultConfig(),
+        ...scenario.config,
+        output_path: path,
+      });
+      const plugin = await csvPlugin.init(config);
+      const ctx = fakeStartContext();
+      await plugin.start(ctx);
+      const output = ctx.outputs[0]?.[1] as Output;
+      for (const b of batches) await output.write(b, contextOf(registry));
+      await output.close?.();
+      assert.equal(await Deno.readTextFile(path), expected);
+    });
+  });
+}

@@ -1,0 +1,444 @@
+/**
+ * The `csv` plugin: an output that writes every measurement point as one line of a CSV file, in the format
+ * of Alumet's csv plugin, so that files from both agents can be read by the same scripts.
+ *
+ * ```text
+ * metric;timestamp;value;resource_kind;resource_id;consumer_kind;consumer_id;domain;__late_attributes
+ * rapl_consumed_energy_J;2024-05-01T12:00:00.123456789Z;12.5;cpu_package;0;local_machine;;package;
+ * ```
+ *
+ * @module
+ */
+import { z } from "../../src/plugin/schema.ts";
+import type {
+  ElementContext,
+  Output,
+  Plugin,
+  PluginMetadata,
+  StartContext,
+} from "../../src/plugin/plugin.ts";
+import type { Attributes, AttributeValue, Batch } from "../../src/model/batch.ts";
+import type { Metric } from "../../src/model/metrics.ts";
+import { type Timestamp, toRfc3339 } from "../../src/model/timestamp.ts";
+import { AlumetError, messageOf } from "../../src/errors.ts";
+
+/** A single character that can separate CSV cells: not a double quote, not a line break. */
+function delimiter() {
+  return z.string().refine(
+    (s) => [...s].length === 1 && s !== '"' && s !== "\n" && s !== "\r",
+    { error: 'a single character other than a double quote or a line break, such as ";"' },
+  );
+}
+
+/**
+ * The schema of `[plugins.csv]`. Every key is required: the agent merges {@linkcode csvPlugin}'s
+ * `defaultConfig()` under the user's table before validating it.
+ */
+export const csvConfigSchema = z.strictObject({
+  output_path: z.string().min(1, { error: "a non-empty file path" }),
+  force_flush: z.boolean(),
+  append_unit_to_metric_name: z.boolean(),
+  use_unit_display_name: z.boolean(),
+  csv_delimiter: delimiter(),
+  csv_late_delimiter: delimiter(),
+}).refine((c) => c.csv_delimiter !== c.csv_late_delimiter, {
+  path: ["csv_late_delimiter"],
+  error: "a character different from csv_delimiter",
+});
+
+/** The validated `[plugins.csv]` table. */
+export type CsvConfig = z.infer<typeof csvConfigSchema>;
+
+/** How a {@linkcode CsvOutput} writes its file. */
+export interface CsvOutputOptions {
+  /** Write each batch as soon as it arrives; when false, buffer about 64 KiB between writes. Default `true`. */
+  readonly forceFlush?: boolean;
+  /** Append `_<unit>` to the metric name (nothing for a unit whose name is empty). Default `true`. */
+  readonly appendUnitToMetricName?: boolean;
+  /** Use the unit's display name (`μs`, `B`) rather than its UCUM code (`us`, `By`). Default `true`. */
+  readonly useUnitDisplayName?: boolean;
+  /** Separates the cells. Default `";"`. */
+  readonly delimiter?: string;
+  /** Separates the `key=value` pairs of the `__late_attributes` cell. Default `","`. */
+  readonly lateDelimiter?: string;
+}
+
+/** The columns every line starts with, before the attribute columns. */
+export const FIXED_COLUMNS = [
+  "metric",
+  "timestamp",
+  "value",
+  "resource_kind",
+  "resource_id",
+  "consumer_kind",
+  "consumer_id",
+] as const;
+
+/** The last column: attributes whose key has no column of its own, as `key=value` pairs. */
+export const LATE_ATTRIBUTES_COLUMN = "__late_attributes";
+
+/** Pending text written at once when `forceFlush` is false (in UTF-16 code units, about as many bytes). */
+const BUFFER_TARGET = 64 * 1024;
+
+const encoder = new TextEncoder();
+
+/**
+ * Formats a number as Rust formats an `f64` (what Alumet writes): shortest round-trip digits, never in
+ * exponent notation, `inf`, `-inf`, `NaN`, and `-0` for negative zero.
+ *
+ * @example
+ * ```ts
+ * import { formatNumber } from "./mod.ts";
+ * import assert from "node:assert/strict";
+ * assert.equal(formatNumber(12.5), "12.5");
+ * assert.equal(formatNumber(1e21), "1000000000000000000000");
+ * assert.equal(formatNumber(1.5e-7), "0.00000015");
+ * assert.equal(formatNumber(-Infinity), "-inf");
+ * ```
+ */
+export function formatNumber(v: number): string {
+  if (v < 1e21 && v > -1e21 && (v >= 1e-6 || v <= -1e-6)) return String(v);
+  if (v === 0) return Object.is(v, -0) ? "-0" : "0";
+  if (v !== v) return "NaN";
+  if (v === Infinity) return "inf";
+  if (v === -Infinity) return "-inf";
+  return expandExponent(String(v));
+}
+
+/** `"1.5e-7"` → `"0.00000015"`, `"1.2e+21"` → `"1200000000000000000000"`. */
+function expandExponent(s: string): string {
+  const e = s.indexOf("e");
+  if (e < 0) return s;
+  const negative = s[0] === "-";
+  const mantissa = s.slice(negative ? 1 : 0, e);
+  const exponent = Number(s.slice(e + 1));
+  const dot = mantissa.indexOf(".");
+  const digits = dot < 0 ? mantissa : mantissa.slice(0, dot) + mantissa.slice(dot + 1);
+  const point = (dot < 0 ? mantissa.length : dot) + exponent;
+  let out: string;
+  if (point <= 0) out = "0." + "0".repeat(-point) + digits;
+  else if (point >= digits.length) out = digits + "0".repeat(point - digits.length);
+  else out = digits.slice(0, point) + "." + digits.slice(point);
+  return negative ? "-" + out : out;
+}
+
+/**
+ * Formats a timestamp as Alumet's csv output does (Rust's `time` crate, RFC 3339): UTC, with the fraction
+ * of a second trimmed of its trailing zeros, and no fraction at all on a whole second.
+ *
+ * @example
+ * ```ts
+ * import { formatTimestamp } from "./mod.ts";
+ * import assert from "node:assert/strict";
+ * assert.equal(formatTimestamp(1_714_564_800_123_456_789n), "2024-05-01T12:00:00.123456789Z");
+ * assert.equal(formatTimestamp(1_714_564_800_120_000_000n), "2024-05-01T12:00:00.12Z");
+ * assert.equal(formatTimestamp(0n), "1970-01-01T00:00:00Z");
+ * ```
+ */
+export function formatTimestamp(ts: Timestamp): string {
+  const s = toRfc3339(ts); // always nine fractional digits, then "Z"
+  let end = s.length - 1;
+  while (s.charCodeAt(end - 1) === 48 /* 0 */) end--;
+  if (s.charCodeAt(end - 1) === 46 /* . */) end--;
+  return s.slice(0, end) + "Z";
+}
+
+/** Writes all of `bytes`: `writeSync` may write only part of them. */
+function writeAllSync(file: Deno.FsFile, bytes: Uint8Array): void {
+  let done = 0;
+  while (done < bytes.length) done += file.writeSync(bytes.subarray(done));
+}
+
+/**
+ * The csv output. The file is created (or truncated) by {@linkcode CsvOutput.open}; the header line is
+ * written with the first non-empty batch, whose attribute keys, sorted, become the attribute columns.
+ * Attributes with other keys, in later points, go to the last column, `__late_attributes`, as
+ * `key=value` pairs separated by the late delimiter (in a value, the late delimiter is escaped as `\,`).
+ * A cell that contains the delimiter, a double quote or a line break is quoted, its quotes doubled.
+ *
+ * `write` is synchronous: a batch is formatted into one string, encoded once and written with
+ * `writeSync` (with `forceFlush`), or kept until about 64 KiB are pending (without). Not safe for two
+ * writers at once; the pipeline never overlaps calls to one output.
+ *
+ * @example
+ * ```ts
+ * import { CsvOutput } from "./mod.ts";
+ * import { Batch } from "../../src/model/batch.ts";
+ * import { MetricRegistry } from "../../src/model/metrics.ts";
+ * import { unit } from "../../src/model/units.ts";
+ * import assert from "node:assert/strict";
+ * const registry = new MetricRegistry();
+ * const power = registry.register("test", { name: "power", unit: unit("W"), valueType: "f64" });
+ * const batch = new Batch();
+ * batch.push(power, 42.5, { timestamp: 0n });
+ * const dir = await Deno.makeTempDir();
+ * const output = new CsvOutput(`${dir}/out.csv`);
+ * output.open();
+ * output.write(batch, { metric: (id) => registry.get(id) });
+ * output.close();
+ * assert.equal(
+ *   await Deno.readTextFile(`${dir}/out.csv`),
+ *   "metric;timestamp;value;resource_kind;resource_id;consumer_kind;consumer_id;__late_attributes\n" +
+ *     "power_W;1970-01-01T00:00:00Z;42.5;local_machine;;local_machine;;\n",
+ * );
+ * await Deno.remove(dir, { recursive: true });
+ * ```
+ */
+export class CsvOutput implements Output {
+  /** The file this output writes. */
+  readonly path: string;
+  readonly #forceFlush: boolean;
+  readonly #appendUnit: boolean;
+  readonly #useDisplay: boolean;
+  readonly #delim: string;
+  readonly #late: string;
+  readonly #lateEscaped: string;
+  /** Matches a cell that must be quoted. */
+  readonly #special: RegExp;
+  /** True when the delimiter can occur in a number or a timestamp (e.g. `.`), which then need a check. */
+  readonly #numbersNeedCheck: boolean;
+
+  #file: Deno.FsFile | undefined;
+  #opens = 0;
+  #bytes = new Uint8Array(BUFFER_TARGET * 3);
+  #pending = "";
+  /** Attribute columns, fixed by the first non-empty batch; undefined until then. */
+  #columns: readonly string[] | undefined;
+  #columnSet: ReadonlySet<string> = new Set();
+  /** The metric cell (name, unit, escaped), by metric id. */
+  #metricCells: (string | undefined)[] = [];
+  /** `kind;id` cells of resources and consumers (both are `{ kind, id }`), by identity. */
+  #targetCells = new WeakMap<object, string>();
+  /** Attribute cells and the late-attributes cell, each preceded by the delimiter, by attribute set. */
+  #attributeCells = new WeakMap<Attributes, string>();
+  #lastTs: Timestamp | undefined;
+  #lastTsCell = "";
+
+  /**
+   * @param path the file to write; a relative path is relative to the working directory
+   * @param options formatting and flushing; see {@linkcode CsvOutputOptions} for the defaults
+   */
+  constructor(path: string, options: CsvOutputOptions = {}) {
+    this.path = path;
+    this.#forceFlush = options.forceFlush ?? true;
+    this.#appendUnit = options.appendUnitToMetricName ?? true;
+    this.#useDisplay = options.useUnitDisplayName ?? true;
+    this.#delim = options.delimiter ?? ";";
+    this.#late = options.lateDelimiter ?? ",";
+    for (const [what, d] of [["delimiter", this.#delim], ["late delimiter", this.#late]] as const) {
+      if (d === "" || d.includes('"') || d.includes("\n") || d.includes("\r")) {
+        throw new RangeError(
+          `The csv ${what} cannot be empty, a quote or a line break: ${JSON.stringify(d)}`,
+        );
+      }
+    }
+    this.#lateEscaped = "\\" + this.#late;
+    this.#special = new RegExp(`["\\r\\n]|${this.#delim.replace(/[\\^$.*+?()[\]{}|/-]/g, "\\$&")}`);
+    this.#numbersNeedCheck = /[0-9A-Za-z.:+-]/.test(this.#delim);
+  }
+
+  /**
+   * Opens the file: the first call creates or truncates it, a later one (after {@linkcode CsvOutput.close},
+   * when the plugin is started again) appends to it and keeps the columns. Throws an {@linkcode AlumetError}
+   * naming the path when the file cannot be opened.
+   */
+  open(): void {
+    if (this.#file !== undefined) return;
+    const first = this.#opens === 0;
+    try {
+      this.#file = Deno.openSync(this.path, { write: true, create: true, truncate: first, append: !first });
+    } catch (e) {
+      throw new AlumetError(`Cannot open csv output "${this.path}": ${messageOf(e)}`, { cause: e });
+    }
+    this.#opens++;
+  }
+
+  /** Appends one line per point of `batch`. */
+  write(batch: Batch, ctx: ElementContext): void {
+    const n = batch.length;
+    if (n === 0) return;
+    if (this.#file === undefined) throw new Error(`The csv output "${this.path}" is not open`);
+    let out = "";
+    if (this.#columns === undefined) out = this.#startColumns(batch);
+    const d = this.#delim;
+    const metricCells = this.#metricCells;
+    const targetCells = this.#targetCells;
+    const attributeCells = this.#attributeCells;
+    const check = this.#numbersNeedCheck;
+    let lastTs = this.#lastTs;
+    let tsCell = this.#lastTsCell;
+    for (let i = 0; i < n; i++) {
+      const id = batch.metricAt(i);
+      let metricCell = metricCells[id];
+      if (metricCell === undefined) metricCell = metricCells[id] = this.#metricCell(ctx.metric(id));
+      const ts = batch.timestampAt(i);
+      if (ts !== lastTs) {
+        lastTs = ts;
+        tsCell = formatTimestamp(ts);
+        if (check) tsCell = this.#escape(tsCell);
+      }
+      const v = batch.valueAt(i);
+      let valueCell = typeof v === "number" ? formatNumber(v) : v.toString();
+      if (check) valueCell = this.#escape(valueCell);
+      const r = batch.resourceAt(i);
+      let resourceCells = targetCells.get(r);
+      if (resourceCells === undefined) {
+        resourceCells = this.#escape(r.kind) + d + this.#escape(r.id);
+        targetCells.set(r, resourceCells);
+      }
+      const c = batch.consumerAt(i);
+      let consumerCells = targetCells.get(c);
+      if (consumerCells === undefined) {
+        consumerCells = this.#escape(c.kind) + d + this.#escape(c.id);
+        targetCells.set(c, consumerCells);
+      }
+      const a = batch.attributesAt(i);
+      let attrCells = attributeCells.get(a);
+      if (attrCells === undefined) {
+        attrCells = this.#attributeCellsOf(a);
+        attributeCells.set(a, attrCells);
+      }
+      out += metricCell + d + tsCell + d + valueCell + d + resourceCells + d + consumerCells + attrCells +
+        "\n";
+    }
+    this.#lastTs = lastTs;
+    this.#lastTsCell = tsCell;
+    if (this.#forceFlush || (this.#pending === "" && out.length >= BUFFER_TARGET)) {
+      this.#writeText(out);
+    } else {
+      this.#pending += out;
+      if (this.#pending.length >= BUFFER_TARGET) this.flush();
+    }
+  }
+
+  /** Writes what is pending (only without `forceFlush` can something be pending). */
+  flush(): void {
+    if (this.#pending === "" || this.#file === undefined) return;
+    const text = this.#pending;
+    this.#pending = "";
+    this.#writeText(text);
+  }
+
+  /** Writes what is pending and closes the file. Idempotent. */
+  close(): void {
+    if (this.#file === undefined) return;
+    try {
+      this.flush();
+    } finally {
+      this.#file.close();
+      this.#file = undefined;
+    }
+  }
+
+  #writeText(text: string): void {
+    const need = text.length * 3; // the most UTF-8 bytes a UTF-16 code unit can take
+    if (this.#bytes.length < need) this.#bytes = new Uint8Array(Math.max(need, this.#bytes.length * 2));
+    const { written } = encoder.encodeInto(text, this.#bytes);
+    try {
+      writeAllSync(this.#file!, this.#bytes.subarray(0, written));
+    } catch (e) {
+      throw new AlumetError(`Cannot write csv output "${this.path}": ${messageOf(e)}`, { cause: e });
+    }
+  }
+
+  /** Fixes the attribute columns from the first non-empty batch; returns the header line. */
+  #startColumns(batch: Batch): string {
+    const keys = new Set<string>();
+    const seen = new Set<Attributes>();
+    for (let i = 0; i < batch.length; i++) {
+      const a = batch.attributesAt(i);
+      if (seen.has(a)) continue;
+      seen.add(a);
+      for (const k in a) keys.add(k);
+    }
+    const columns = [...keys].sort();
+    this.#columns = columns;
+    this.#columnSet = keys;
+    return [...FIXED_COLUMNS, ...columns, LATE_ATTRIBUTES_COLUMN].map((c) => this.#escape(c)).join(
+      this.#delim,
+    ) +
+      "\n";
+  }
+
+  #metricCell(m: Metric): string {
+    let name = m.name;
+    if (this.#appendUnit) {
+      const unit = this.#useDisplay ? m.unit.display : m.unit.code;
+      if (unit !== "") name += "_" + unit;
+    }
+    return this.#escape(name);
+  }
+
+  /** `;<col 1>;…;<col n>;<late attributes>` for one attribute set. */
+  #attributeCellsOf(a: Attributes): string {
+    const d = this.#delim;
+    let cells = "";
+    for (const key of this.#columns!) {
+      const v = a[key];
+      cells += d;
+      if (v !== undefined) cells += this.#escape(attributeText(v));
+    }
+    let late = "";
+    for (const key in a) {
+      if (this.#columnSet.has(key)) continue;
+      if (late !== "") late += this.#late;
+      late += key + "=" + attributeText(a[key]!).replaceAll(this.#late, this.#lateEscaped);
+    }
+    return cells + d + this.#escape(late);
+  }
+
+  /** Quotes a cell that contains the delimiter, a quote or a line break (RFC 4180). */
+  #escape(cell: string): string {
+    return this.#special.test(cell) ? '"' + cell.replaceAll('"', '""') + '"' : cell;
+  }
+}
+
+/** An attribute value as Alumet prints it. */
+function attributeText(v: AttributeValue): string {
+  return typeof v === "number" ? formatNumber(v) : String(v);
+}
+
+/**
+ * The `csv` plugin: adds one output, `out`, that writes `output_path`.
+ *
+ * @example
+ * ```ts
+ * import { csvPlugin } from "./mod.ts";
+ * import assert from "node:assert/strict";
+ * const ok = csvPlugin.configSchema.safeParse(csvPlugin.defaultConfig());
+ * assert.equal(ok.success, true);
+ * const bad = csvPlugin.configSchema.safeParse({ ...csvPlugin.defaultConfig(), csv_delimiter: ";;" });
+ * assert.equal(bad.success, false);
+ * ```
+ */
+export const csvPlugin: PluginMetadata<CsvConfig> & { readonly configSchema: typeof csvConfigSchema } = {
+  name: "csv",
+  version: "0.1.0",
+  description: "Writes the measurements to a CSV file, in the format of Alumet's csv plugin",
+  defaultConfig: () => ({
+    output_path: "alumet-output.csv",
+    force_flush: true,
+    append_unit_to_metric_name: true,
+    use_unit_display_name: true,
+    csv_delimiter: ";",
+    csv_late_delimiter: ",",
+  }),
+  configSchema: csvConfigSchema,
+  init: function initCsv(config: CsvConfig): Plugin {
+    const output = new CsvOutput(config.output_path, {
+      forceFlush: config.force_flush,
+      appendUnitToMetricName: config.append_unit_to_metric_name,
+      useUnitDisplayName: config.use_unit_display_name,
+      delimiter: config.csv_delimiter,
+      lateDelimiter: config.csv_late_delimiter,
+    });
+    return {
+      start: function startCsv(ctx: StartContext): void {
+        output.open();
+        ctx.addOutput("out", output);
+      },
+    };
+  },
+};
+
+export default csvPlugin;

@@ -1,0 +1,129 @@
+import assert from "node:assert/strict";
+import { LogOutput, logPlugin, type SyncWriter } from "./mod.ts";
+import { Batch } from "../../src/model/batch.ts";
+import { MetricRegistry } from "../../src/model/metrics.ts";
+import { Consumer, Resource } from "../../src/model/resources.ts";
+import { unit } from "../../src/model/units.ts";
+import { EventBus } from "../../src/plugin/events.ts";
+import type { ElementContext, Output, StartContext } from "../../src/plugin/plugin.ts";
+import { Logger } from "../../src/log.ts";
+import { parseToml } from "../../src/deps.ts";
+
+/** A writer that keeps what it receives, taking at most `chunk` bytes per call. */
+function recorder(chunk = Infinity): SyncWriter & { text(): string; calls: number } {
+  const parts: Uint8Array[] = [];
+  const w = {
+    calls: 0,
+    writeSync(p: Uint8Array): number {
+      w.calls++;
+      const n = Math.min(p.length, chunk);
+      parts.push(p.slice(0, n));
+      return n;
+    },
+    text(): string {
+      const all = new Uint8Array(parts.reduce((s, p) => s + p.length, 0));
+      let at = 0;
+      for (const p of parts) {
+        all.set(p, at);
+        at += p.length;
+      }
+      return new TextDecoder().decode(all);
+    },
+  };
+  return w;
+}
+
+function setup(): { registry: MetricRegistry; ctx: ElementContext; batch: Batch } {
+  const registry = new MetricRegistry();
+  const energy = registry.register("rapl", {
+    name: "rapl_consumed_energy",
+    unit: unit("J"),
+    valueType: "f64",
+  });
+  const instructions = registry.register("perf", { name: "instructions", unit: unit("1"), valueType: "u64" });
+  const cpu = registry.register("procfs", {
+    name: "cpu_time_delta",
+    unit: unit("s", "micro"),
+    valueType: "u64",
+  });
+  const batch = new Batch();
+  batch.timestamp = 1_714_564_800_123_456_789n;
+  batch.push(energy, 12.5, { resource: Resource.cpuPackage(0), attributes: { domain: "package" } });
+  batch.push(instructions, 2n ** 64n - 1n, { consumer: Consumer.process(42) });
+  batch.push(cpu, 1720, {
+    timestamp: 0n,
+    resource: Resource.cpuCore(3),
+    consumer: Consumer.cgroup("/system.slice/a.service"),
+    attributes: { kind: "user", guest: false },
+  });
+  return { registry, ctx: { metric: (id) => registry.get(id) }, batch };
+}
+
+const EXPECTED =
+  "2024-05-01T12:00:00.123456789Z rapl_consumed_energy = 12.5 J [cpu_package 0 / local_machine] " +
+  "domain=package\n" +
+  "2024-05-01T12:00:00.123456789Z instructions = 18446744073709551615 [local_machine / process 42]\n" +
+  "1970-01-01T00:00:00.000000000Z cpu_time_delta = 1720 μs [cpu_core 3 / cgroup /system.slice/a.service] " +
+  "kind=user guest=false\n";
+
+Deno.test("LogOutput prints one readable line per point", () => {
+  const { ctx, batch } = setup();
+  const out = recorder();
+  const output = new LogOutput(out);
+  output.write(batch, ctx);
+  output.close();
+  assert.equal(out.text(), EXPECTED);
+  assert.equal(out.calls, 1, "a batch is one write");
+});
+
+Deno.test("LogOutput writes again until every byte is out", () => {
+  const { ctx, batch } = setup();
+  const out = recorder(7);
+  new LogOutput(out).write(batch, ctx);
+  assert.equal(out.text(), EXPECTED);
+  assert.ok(out.calls > 1);
+});
+
+Deno.test("LogOutput writes nothing for an empty batch", () => {
+  const { ctx } = setup();
+  const out = recorder();
+  new LogOutput(out).write(new Batch(), ctx);
+  assert.equal(out.calls, 0);
+});
+
+Deno.test("logPlugin config schema accepts only the empty table", () => {
+  assert.deepEqual(logPlugin.defaultConfig(), {});
+  assert.equal(logPlugin.configSchema.safeParse({}).success, true);
+  assert.equal(logPlugin.configSchema.safeParse({ max_points_per_batch: 10 }).success, false);
+});
+
+Deno.test("log README shows the default config", async () => {
+  const readme = await Deno.readTextFile(new URL("./README.md", import.meta.url));
+  const block = readme.match(/```toml\n([^`]*)```/)?.[1];
+  assert.ok(block, "README.md has a toml block");
+  assert.deepEqual(JSON.parse(JSON.stringify(parseToml(block))), {
+    plugins: { log: logPlugin.defaultConfig() },
+  });
+});
+
+Deno.test("logPlugin start adds the output out", async () => {
+  const outputs: [string, Output | WritableStream][] = [];
+  const refuse = (): never => {
+    throw new Error("The log plugin should only add an output");
+  };
+  const ctx: StartContext = {
+    plugin: "log",
+    events: new EventBus(),
+    log: new Logger("log"),
+    createMetric: refuse,
+    addSource: refuse,
+    addAutonomousSource: refuse,
+    addTransform: refuse,
+    addOutput: (name, output) => void outputs.push([name, output]),
+  };
+  const plugin = await logPlugin.init(logPlugin.configSchema.parse(logPlugin.defaultConfig()));
+  await plugin.start(ctx);
+  assert.equal(outputs.length, 1);
+  assert.equal(outputs[0]?.[0], "out");
+  assert.ok(outputs[0]?.[1] instanceof LogOutput);
+});

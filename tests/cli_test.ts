@@ -1,0 +1,328 @@
+/**
+ * End-to-end tests of the `alumet` CLI, in real subprocesses.
+ */
+import assert from "node:assert/strict";
+
+const ROOT = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
+const MAIN = `${ROOT}/src/agent/main.ts`;
+const PERMS = [
+  "--allow-read",
+  "--allow-write",
+  "--allow-env",
+  "--allow-run",
+  "--allow-sys",
+  "--allow-net",
+  "--allow-ffi",
+  "--allow-import",
+];
+
+interface Result {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+async function alumet(
+  args: string[],
+  options: { cwd: string; env?: Record<string, string> },
+): Promise<Result> {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "--quiet", ...PERMS, MAIN, ...args],
+    cwd: options.cwd,
+    env: { ALUMET_LOG: "warn", ...options.env },
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const dec = new TextDecoder();
+  return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
+}
+
+/** A test plugin module: one source pushing the poll number; it records the pids it is told about. */
+const PLUGIN_MODULE = `
+import { Consumer, unit } from "${ROOT}/mod.ts";
+let polls = 0;
+export default {
+  name: "probe",
+  version: "1.0.0",
+  defaultConfig: () => ({}),
+  init: () => ({
+    start(ctx) {
+      const m = ctx.createMetric({ name: "probe_polls", unit: unit("1"), valueType: "u64", kind: "counter" });
+      const pids = [];
+      ctx.events.on("startConsumerMeasurement", (cs) => { for (const c of cs) pids.push(c); });
+      ctx.addSource("in", {
+        poll(b) {
+          polls++;
+          b.push(m, polls);
+          for (const c of pids) b.push(m, polls, { consumer: c });
+        },
+      }, { pollInterval: Deno.env.get("PROBE_PERIOD") ?? "1h" });
+    },
+    stop() {
+      const f = Deno.env.get("PROBE_COUNT_FILE");
+      if (f) Deno.writeTextFileSync(f, String(polls));
+    },
+  }),
+};
+`;
+
+async function withDir(fn: (dir: string) => Promise<void>): Promise<void> {
+  const dir = await Deno.makeTempDir({ prefix: "alumet-cli-" });
+  try {
+    await fn(dir);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+function assertOneLineError(r: Result, pattern: RegExp): void {
+  const lines = r.stderr.trim().split("\n");
+  assert.equal(lines.length, 1, `expected one line on stderr, got:\n${r.stderr}`);
+  assert.match(lines[0]!, pattern);
+  assert.ok(!/\n\s+at /.test(r.stderr), "a stack trace was printed");
+}
+
+Deno.test("alumet exec exits with the program's exit code", async (t) => {
+  await withDir(async (dir) => {
+    await t.step("0", async () => {
+      const r = await alumet(["exec", "--", "true"], { cwd: dir });
+      assert.equal(r.code, 0, r.stderr);
+    });
+    await t.step("3", async () => {
+      const r = await alumet(["exec", "--", "sh", "-c", "exit 3"], { cwd: dir });
+      assert.equal(r.code, 3, r.stderr);
+    });
+    await t.step("3 ignored with --ignore-exit-code", async () => {
+      const r = await alumet(["exec", "--ignore-exit-code", "--", "sh", "-c", "exit 3"], { cwd: dir });
+      assert.equal(r.code, 0, r.stderr);
+    });
+    await t.step("127 for a program not on PATH, with one clear line", async () => {
+      const r = await alumet(["exec", "--", "no-such-program-xyz"], { cwd: dir });
+      assert.equal(r.code, 127);
+      assertOneLineError(r, /Command not found: "no-such-program-xyz" is not in PATH/);
+    });
+    await t.step("127 with a did-you-mean for a near miss", async () => {
+      const r = await alumet(["exec", "--", "slep", "0"], { cwd: dir });
+      assert.equal(r.code, 127);
+      assertOneLineError(r, /did you mean "sleep"\?/);
+    });
+    await t.step("126 for a file that is not executable", async () => {
+      await Deno.writeTextFile(`${dir}/script.sh`, "#!/bin/sh\nexit 0\n");
+      const r = await alumet(["exec", "--", "./script.sh"], { cwd: dir });
+      assert.equal(r.code, 126);
+      assertOneLineError(r, /permission denied/);
+    });
+    await t.step("128+N when signal N kills the program", async () => {
+      const kill = await alumet(["exec", "--", "sh", "-c", "kill -KILL $$"], { cwd: dir });
+      assert.equal(kill.code, 137, kill.stderr);
+      const term = await alumet(["exec", "--", "sh", "-c", "kill -TERM $$"], { cwd: dir });
+      assert.equal(term.code, 143, term.stderr);
+    });
+    await t.step("exec without `--` takes the first non-option as the program", async () => {
+      const r = await alumet(["exec", "sh", "-c", "exit 4"], { cwd: dir });
+      assert.equal(r.code, 4, r.stderr);
+    });
+  });
+});
+
+Deno.test("alumet exec polls before and after the program, tells plugins its pid, and writes csv", async () => {
+  await withDir(async (dir) => {
+    await Deno.writeTextFile(`${dir}/probe.ts`, PLUGIN_MODULE);
+    await Deno.writeTextFile(
+      `${dir}/alumet-config.toml`,
+      `[plugins.probe]\nmodule = "./probe.ts"\n\n[plugins.csv]\noutput_path = "out.csv"\n`,
+    );
+    const r = await alumet(["exec", "--", "sh", "-c", "echo $$ > pid.txt"], { cwd: dir });
+    assert.equal(r.code, 0, r.stderr);
+    const pid = (await Deno.readTextFile(`${dir}/pid.txt`)).trim();
+    const lines = (await Deno.readTextFile(`${dir}/out.csv`)).trim().split("\n");
+    assert.equal(
+      lines[0],
+      "metric;timestamp;value;resource_kind;resource_id;consumer_kind;consumer_id;__late_attributes",
+    );
+    const rows = lines.slice(1).map((l) => l.split(";"));
+    // Poll 1 before the program (machine only), poll 2 after it (machine and the process).
+    assert.deepEqual(rows.map((r) => [r[0], r[2], r[5], r[6]]), [
+      ["probe_polls", "1", "local_machine", ""],
+      ["probe_polls", "2", "local_machine", ""],
+      ["probe_polls", "2", "process", pid],
+    ]);
+    assert.match(rows[0]![1]!, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z$/);
+  });
+});
+
+Deno.test("alumet run drains on SIGTERM: every poll reaches the csv", async () => {
+  await withDir(async (dir) => {
+    await Deno.writeTextFile(`${dir}/probe.ts`, PLUGIN_MODULE);
+    await Deno.writeTextFile(
+      `${dir}/alumet-config.toml`,
+      `[plugins.probe]\nmodule = "./probe.ts"\n[plugins.csv]\n`,
+    );
+    const child = new Deno.Command(Deno.execPath(), {
+      args: ["run", "--quiet", ...PERMS, MAIN, "run"],
+      cwd: dir,
+      env: { ALUMET_LOG: "info", PROBE_PERIOD: "10ms", PROBE_COUNT_FILE: `${dir}/count.txt` },
+      stdin: "null",
+      stdout: "null",
+      stderr: "piped",
+    }).spawn();
+    const reader = child.stderr.pipeThrough(new TextDecoderStream()).getReader();
+    let err = "";
+    while (!err.includes("press Ctrl-C to stop")) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      err += value;
+    }
+    await new Promise((r) => setTimeout(r, 300));
+    child.kill("SIGTERM");
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      err += value;
+    }
+    const status = await child.status;
+    assert.equal(status.code, 0, err);
+    const polls = Number(await Deno.readTextFile(`${dir}/count.txt`));
+    const rows = (await Deno.readTextFile(`${dir}/alumet-output.csv`)).trim().split("\n").slice(1);
+    assert.ok(polls >= 10, `only ${polls} polls in 300 ms at 10 ms`);
+    assert.equal(rows.length, polls, "points lost or duplicated in the drain");
+    assert.deepEqual(
+      rows.map((r) => Number(r.split(";")[2])),
+      Array.from({ length: polls }, (_, i) => i + 1),
+    );
+  });
+});
+
+Deno.test("alumet config regen writes the defaults, which load back", async () => {
+  await withDir(async (dir) => {
+    const r = await alumet(["config", "regen"], { cwd: dir });
+    assert.equal(r.code, 0, r.stderr);
+    const text = await Deno.readTextFile(`${dir}/alumet-config.toml`);
+    assert.match(text, /\[plugins\.csv\]/);
+    assert.match(text, /output_path = "alumet-output\.csv"/);
+    const list = await alumet(["plugins", "list"], { cwd: dir });
+    assert.equal(list.code, 0, list.stderr);
+    assert.match(list.stdout, /^csv\s+\S+\s+enabled/m);
+    assert.match(list.stdout, /^log\s+\S+\s+disabled/m);
+    const r2 = await alumet(["config", "regen", "--plugins", "csv,log", "--config", "two.toml"], {
+      cwd: dir,
+    });
+    assert.equal(r2.code, 0, r2.stderr);
+    assert.match(await Deno.readTextFile(`${dir}/two.toml`), /\[plugins\.log\]/);
+  });
+});
+
+Deno.test("alumet reports bad input in one line with a non-zero exit and no stack trace", async (t) => {
+  await withDir(async (dir) => {
+    const cases: [string, string, RegExp][] = [
+      [
+        "unknown key",
+        `[plugins.csv]\noutput_pth = "x.csv"\n`,
+        /plugins\.csv\.output_pth.*did you mean "output_path"/,
+      ],
+      [
+        "unknown plugin",
+        `[plugins.cvs]\n`,
+        /plugins\.cvs: expected a known plugin \(one of: csv, log\); did you mean "csv"/,
+      ],
+      ["wrong type", `[plugins.csv]\nforce_flush = "yes"\n`, /plugins\.csv\.force_flush/],
+      ["TOML syntax", `[plugins.csv\n`, /alumet-config\.toml.*line 1/],
+    ];
+    for (const [name, text, pattern] of cases) {
+      await t.step(name, async () => {
+        await Deno.writeTextFile(`${dir}/alumet-config.toml`, text);
+        const r = await alumet(["exec", "--", "true"], { cwd: dir });
+        assert.equal(r.code, 2, r.stderr);
+        assertOneLineError(r, pattern);
+      });
+    }
+    await t.step("an explicit --config that does not exist", async () => {
+      const r = await alumet(["--config", "nope.toml", "run"], { cwd: dir });
+      assert.notEqual(r.code, 0);
+      assertOneLineError(r, /nope\.toml/);
+    });
+    await t.step("an unknown option, with did-you-mean", async () => {
+      const r = await alumet(["exec", "--ignore-exit-cod", "--", "true"], { cwd: dir });
+      assert.equal(r.code, 2);
+      assertOneLineError(r, /Unknown option --ignore-exit-cod.*did you mean --ignore-exit-code\?/);
+    });
+    await t.step("an unknown command", async () => {
+      const r = await alumet(["exce"], { cwd: dir });
+      assert.equal(r.code, 2);
+      assertOneLineError(r, /Unknown command "exce"; did you mean "exec"\?/);
+    });
+    await t.step("an unwritable csv path", async () => {
+      await Deno.remove(`${dir}/alumet-config.toml`);
+      const r = await alumet(["--output-file", "/nonexistent-dir/x.csv", "exec", "--", "true"], { cwd: dir });
+      assert.notEqual(r.code, 0);
+      assertOneLineError(r, /\/nonexistent-dir\/x\.csv/);
+    });
+    await t.step("a bad log level", async () => {
+      const r = await alumet(["--log-level", "loud", "run"], { cwd: dir });
+      assert.equal(r.code, 2);
+      assertOneLineError(r, /Unknown log level "loud"/);
+    });
+  });
+});
+
+Deno.test("alumet --help works on every command", async () => {
+  await withDir(async (dir) => {
+    for (
+      const args of [["--help"], ["run", "--help"], ["exec", "--help"], ["watch", "--help"], [
+        "config",
+        "--help",
+      ], ["plugins", "--help"]]
+    ) {
+      const r = await alumet(args, { cwd: dir });
+      assert.equal(r.code, 0, `${args.join(" ")}: ${r.stderr}`);
+      assert.match(r.stdout, /Usage: alumet/, args.join(" "));
+    }
+  });
+});
+
+Deno.test("alumet watch measures a running process until it ends", async () => {
+  await withDir(async (dir) => {
+    const sleeper = new Deno.Command("sleep", { args: ["0.5"] }).spawn();
+    const r = await alumet(["watch", String(sleeper.pid)], { cwd: dir });
+    await sleeper.status;
+    assert.equal(r.code, 0, r.stderr);
+    const none = await alumet(["watch", "999999999"], { cwd: dir });
+    assert.equal(none.code, 1);
+    assertOneLineError(none, /No process with pid 999999999/);
+  });
+});
+
+Deno.test("deno task alumet resolves paths from the caller's directory (INIT_CWD)", async () => {
+  await withDir(async (dir) => {
+    await Deno.writeTextFile(`${dir}/prog.sh`, "#!/bin/sh\npwd > where.txt\nexit 5\n");
+    await Deno.chmod(`${dir}/prog.sh`, 0o755);
+    const out = await new Deno.Command(Deno.execPath(), {
+      args: [
+        "task",
+        "--quiet",
+        "--config",
+        `${ROOT}/deno.json`,
+        "alumet",
+        "--output-file",
+        "m.csv",
+        "exec",
+        "--",
+        "./prog.sh",
+      ],
+      cwd: dir,
+      // As from a fresh shell: an INIT_CWD inherited from an outer `deno task` would win over the new one.
+      clearEnv: true,
+      env: {
+        PATH: Deno.env.get("PATH") ?? "/usr/bin:/bin",
+        HOME: Deno.env.get("HOME") ?? "/root",
+        ALUMET_LOG: "warn",
+      },
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    assert.equal(out.code, 5, new TextDecoder().decode(out.stderr));
+    assert.equal((await Deno.readTextFile(`${dir}/where.txt`)).trim(), await Deno.realPath(dir));
+    await Deno.stat(`${dir}/m.csv`); // the csv went to the caller's directory
+  });
+});
