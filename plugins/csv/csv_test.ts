@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { runOutputContract } from "../../src/testing/mod.ts";
 import { CsvOutput, type CsvOutputOptions, csvPlugin, formatNumber, formatTimestamp } from "./mod.ts";
 import { Batch } from "../../src/model/batch.ts";
 import { type MetricId, MetricRegistry, type ValueType } from "../../src/model/metrics.ts";
@@ -450,3 +451,14 @@ for (
     });
   });
 }
+
+Deno.test("csv honours the output contract", async (t) => {
+  const dir = await Deno.makeTempDir();
+  try {
+    await runOutputContract(t, { plugin: csvPlugin, config: { output_path: `${dir}/c.csv` }, output: "out" });
+    const text = await Deno.readTextFile(`${dir}/c.csv`);
+    assert.equal(text.match(/^contract_/gm)?.length, 5, text); // the 5 sample points, one with a quoted newline
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

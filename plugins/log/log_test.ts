@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { runOutputContract } from "../../src/testing/mod.ts";
 import { LogOutput, logPlugin, type SyncWriter } from "./mod.ts";
 import { Batch } from "../../src/model/batch.ts";
 import { MetricRegistry } from "../../src/model/metrics.ts";
@@ -126,4 +127,8 @@ Deno.test("logPlugin start adds the output out", async () => {
   assert.equal(outputs.length, 1);
   assert.equal(outputs[0]?.[0], "out");
   assert.ok(outputs[0]?.[1] instanceof LogOutput);
+});
+
+Deno.test("log honours the output contract", async (t) => {
+  await runOutputContract(t, { plugin: logPlugin, output: "out" });
 });

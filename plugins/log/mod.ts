@@ -42,7 +42,11 @@ function targetText(t: { readonly kind: string; readonly id: string }): string {
 /** ` key=value key=value`, or the empty string when there is no attribute. */
 function attributesText(a: Attributes): string {
   let s = "";
-  for (const key in a) s += ` ${key}=${String(a[key])}`;
+  for (const key in a) {
+    const v = a[key];
+    // One line per point: a string with spaces, quotes or line breaks is written as a JSON string.
+    s += ` ${key}=${typeof v === "string" && /[\s"=]/.test(v) ? JSON.stringify(v) : String(v)}`;
+  }
   return s;
 }
 
