@@ -5,32 +5,33 @@
  * @module
  */
 
+/** Nanoseconds per unit (integers, so that `10ns` or `250us` convert without rounding noise). */
 const UNITS: Record<string, number> = {
-  ns: 1e-6,
-  nsec: 1e-6,
-  us: 1e-3,
-  "µs": 1e-3,
-  "μs": 1e-3,
-  usec: 1e-3,
-  ms: 1,
-  msec: 1,
-  s: 1000,
-  sec: 1000,
-  secs: 1000,
-  second: 1000,
-  seconds: 1000,
-  m: 60_000,
-  min: 60_000,
-  mins: 60_000,
-  minute: 60_000,
-  minutes: 60_000,
-  h: 3_600_000,
-  hr: 3_600_000,
-  hour: 3_600_000,
-  hours: 3_600_000,
-  d: 86_400_000,
-  day: 86_400_000,
-  days: 86_400_000,
+  ns: 1,
+  nsec: 1,
+  us: 1e3,
+  "µs": 1e3,
+  "μs": 1e3,
+  usec: 1e3,
+  ms: 1e6,
+  msec: 1e6,
+  s: 1e9,
+  sec: 1e9,
+  secs: 1e9,
+  second: 1e9,
+  seconds: 1e9,
+  m: 6e10,
+  min: 6e10,
+  mins: 6e10,
+  minute: 6e10,
+  minutes: 6e10,
+  h: 3.6e12,
+  hr: 3.6e12,
+  hour: 3.6e12,
+  hours: 3.6e12,
+  d: 8.64e13,
+  day: 8.64e13,
+  days: 8.64e13,
 };
 
 /** The duration units accepted, for messages. */
@@ -66,7 +67,7 @@ export function parseDuration(text: string): number | undefined {
     total += Number(m[1]) * factor;
     pos = PART.lastIndex;
   }
-  return total;
+  return total / 1e6;
 }
 
 /**

@@ -1,0 +1,59 @@
+import assert from "node:assert/strict";
+import { Batch } from "./batch.ts";
+import type { MetricId } from "./metrics.ts";
+import { Consumer, Resource } from "./resources.ts";
+
+const F = 0 as MetricId<"f64">;
+const U = 1 as MetricId<"u64">;
+
+Deno.test("Batch grows past its initial capacity and keeps every column", () => {
+  const b = new Batch(2);
+  const attrs = { i: 1 };
+  for (let i = 0; i < 100; i++) {
+    b.push(F, i / 2, { resource: Resource.cpuCore(i % 4), attributes: attrs, timestamp: BigInt(i) });
+  }
+  assert.equal(b.length, 100);
+  assert.equal(b.valueAt(99), 49.5);
+  assert.equal(b.timestampAt(42), 42n);
+  assert.equal(b.resourceAt(7), Resource.cpuCore(3));
+  assert.equal(b.attributesAt(5), attrs);
+  assert.equal(b.consumerAt(0), Consumer.localMachine());
+});
+
+Deno.test("Batch keeps u64 values beyond 2^53 exact, through append and retain", () => {
+  const b = new Batch();
+  const big = 2n ** 64n - 1n;
+  b.push(U, 5n);
+  b.push(U, big);
+  b.push(U, 7);
+  assert.equal(b.valueAt(0), 5, "a small bigint is stored as a number");
+  assert.equal(b.valueAt(1), big);
+  const c = new Batch();
+  c.push(U, 1);
+  c.append(b);
+  assert.equal(c.valueAt(2), big);
+  c.retain((x, i) => x.valueAt(i) !== 5);
+  assert.deepEqual([...c].map((p) => p.value), [1, big, 7]);
+  c.retain((x, i) => x.valueAt(i) !== 1);
+  assert.equal(c.valueAt(0), big);
+  c.retain(() => false);
+  assert.equal(c.length, 0);
+});
+
+Deno.test("Batch uses its timestamp for points pushed without one", () => {
+  const b = new Batch();
+  b.timestamp = 123n;
+  b.push(F, 1);
+  b.push(F, 2, { timestamp: 456n });
+  assert.deepEqual([b.timestampAt(0), b.timestampAt(1)], [123n, 456n]);
+});
+
+Deno.test("Batch.at rejects a row outside the batch; clear keeps capacity", () => {
+  const b = new Batch();
+  b.push(F, 1);
+  assert.throws(() => b.at(1), RangeError);
+  b.clear();
+  assert.equal(b.length, 0);
+  b.push(F, 3);
+  assert.equal(b.at(0).value, 3);
+});
