@@ -8,10 +8,31 @@ import type { Consumer } from "../model/resources.ts";
 import { messageOf } from "../errors.ts";
 import { Logger } from "../log.ts";
 
+/**
+ * What the kernel accounted for a process that has exited and been reaped (from `getrusage(RUSAGE_CHILDREN)`
+ * around the wait): its own CPU time plus that of the descendants it waited for, as `/usr/bin/time` reports
+ * it. Its `/proc/<pid>` is already gone, so this is the only record of its last moments.
+ */
+export interface ProcessExit {
+  readonly pid: number;
+  /** User CPU time over the whole life of the process, ns. */
+  readonly userNs: number;
+  /** System CPU time over the whole life of the process, ns. */
+  readonly systemNs: number;
+  /** Peak resident set size, bytes (the largest among the process and its waited-for descendants). */
+  readonly maxRssBytes: number;
+  /** Exit code, or 128+N when signal N killed it. */
+  readonly exitCode: number;
+  /** Wall-clock time at the exit, ns since the epoch. */
+  readonly timestamp: bigint;
+}
+
 /** The events of the bus and their payloads. */
 export interface Events {
   /** Start measuring these consumers (a process started by `exec`, a new cgroup). */
   startConsumerMeasurement: readonly Consumer[];
+  /** A measured process has exited: its final CPU accounting, published before `endConsumerMeasurement`. */
+  processExit: ProcessExit;
   /** Stop measuring these consumers (the process ended, the cgroup was removed). */
   endConsumerMeasurement: readonly Consumer[];
 }
@@ -40,6 +61,7 @@ export type Listener<E extends EventName> = (payload: Events[E]) => void | Promi
 export class EventBus {
   readonly #listeners: { [E in EventName]: Set<Listener<E>> } = {
     startConsumerMeasurement: new Set(),
+    processExit: new Set(),
     endConsumerMeasurement: new Set(),
   };
   readonly #log = new Logger("events");
