@@ -15,6 +15,8 @@ import { Agent, type PluginEntry } from "./agent.ts";
 import { BUILTIN_PLUGINS, DEFAULT_ENABLED } from "./builtin.ts";
 import { loadConfig, type PluginSection, renderDefaultConfig, selectPlugins } from "./config.ts";
 import { exitCodeOf, processExists, resolveProgram, waitForExit } from "./exec.ts";
+import { ffiAvailable, getrusage, RUSAGE_CHILDREN } from "../ffi/libc.ts";
+import { now } from "../model/timestamp.ts";
 
 const VERSION = "0.1.0";
 
@@ -323,6 +325,9 @@ async function cmdExec(p: Parsed, log: Logger): Promise<number> {
   await using agent = newAgent(setup, await pluginEntries(setup));
   await agent.start();
   await agent.control.triggerNow();
+  // The kernel's accounting of waited-for children, read around the wait: once the program is reaped its
+  // /proc entry is gone, and this is the only record of its CPU time up to its last instruction.
+  const before = ffiAvailable() ? getrusage(RUSAGE_CHILDREN) : undefined;
   const child = new Deno.Command(resolved, {
     args,
     cwd,
@@ -352,10 +357,25 @@ async function cmdExec(p: Parsed, log: Logger): Promise<number> {
   } finally {
     for (const [s, h] of handlers) Deno.removeSignalListener(s, h);
   }
+  const code = exitCodeOf(status);
+  if (before !== undefined) {
+    const after = getrusage(RUSAGE_CHILDREN);
+    await agent.events.publish("processExit", {
+      pid: child.pid,
+      userNs: (after.userUs - before.userUs) * 1000,
+      systemNs: (after.systemUs - before.systemUs) * 1000,
+      maxRssBytes: after.maxRssKiB * 1024,
+      exitCode: code,
+      timestamp: now(),
+    });
+  } else {
+    log.warn(
+      "Native calls are not allowed (--allow-ffi): the program's CPU time after its last poll is not counted",
+    );
+  }
   await agent.control.triggerNow();
   await agent.events.publish("endConsumerMeasurement", [Consumer.process(child.pid)]);
   await agent.stop();
-  const code = exitCodeOf(status);
   if (status.signal !== null) log.info(`${program} was killed by ${status.signal}`);
   return p.values["ignore-exit-code"] ? 0 : code;
 }

@@ -5,7 +5,7 @@
  *
  * @module
  */
-import { cString, ERRNO_NAMES, errno, ErrnoError, ffiAvailable, libc, O_RDONLY_CLOEXEC } from "./libc.ts";
+import { cString, errno, ERRNO_NAMES, ErrnoError, ffiAvailable, libc, O_RDONLY_CLOEXEC } from "./libc.ts";
 
 /** What happened to a file that was readable before. */
 export type ReadOutcome = "ok" | "gone";

@@ -32,6 +32,18 @@ export interface PointContext {
   readonly timestamp?: Timestamp;
 }
 
+/** A batch as plain data, for `postMessage` between a sampling Worker and the pipeline. */
+export interface BatchData {
+  readonly length: number;
+  readonly metrics: Uint32Array<ArrayBuffer>;
+  readonly timestamps: BigInt64Array<ArrayBuffer>;
+  readonly values: Float64Array<ArrayBuffer>;
+  readonly resources: Resource[];
+  readonly consumers: Consumer[];
+  readonly attributes: Attributes[];
+  readonly big?: [number, bigint][];
+}
+
 /** One measurement point, as the friendly view of a batch row. */
 export interface MeasurementPoint {
   readonly metric: MetricId;
@@ -67,9 +79,9 @@ const LOCAL_C = Consumer.localMachine();
  * ```
  */
 export class Batch implements Iterable<MeasurementPoint> {
-  #metrics: Uint32Array;
-  #timestamps: BigInt64Array;
-  #values: Float64Array;
+  #metrics: Uint32Array<ArrayBuffer>;
+  #timestamps: BigInt64Array<ArrayBuffer>;
+  #values: Float64Array<ArrayBuffer>;
   #resources: Resource[] = [];
   #consumers: Consumer[] = [];
   #attributes: Attributes[] = [];
@@ -133,6 +145,42 @@ export class Batch implements Iterable<MeasurementPoint> {
     }
     if (other.#big) { for (const [j, v] of other.#big) (this.#big ??= new Map()).set(start + j, v); }
     this.#length = start + n;
+  }
+
+  /**
+   * The batch as plain data and the buffers to transfer with it. The batch must not be used afterwards: its
+   * columns move to the receiver.
+   */
+  toData(): { data: BatchData; transfer: ArrayBuffer[] } {
+    const n = this.#length;
+    const data: BatchData = {
+      length: n,
+      metrics: this.#metrics,
+      timestamps: this.#timestamps,
+      values: this.#values,
+      resources: this.#resources,
+      consumers: this.#consumers,
+      attributes: this.#attributes,
+      ...(this.#big ? { big: [...this.#big] } : {}),
+    };
+    return {
+      data,
+      transfer: [this.#metrics.buffer, this.#timestamps.buffer, this.#values.buffer] as ArrayBuffer[],
+    };
+  }
+
+  /** A batch from {@linkcode Batch.toData}'s data (after `postMessage`). */
+  static fromData(data: BatchData): Batch {
+    const b = new Batch(1);
+    b.#metrics = data.metrics;
+    b.#timestamps = data.timestamps;
+    b.#values = data.values;
+    b.#resources = data.resources;
+    b.#consumers = data.consumers;
+    b.#attributes = data.attributes;
+    b.#big = data.big ? new Map(data.big) : undefined;
+    b.#length = data.length;
+    return b;
   }
 
   /** Metric id of row `i`. */

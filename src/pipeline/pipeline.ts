@@ -32,7 +32,8 @@ import type { ControlHandle, ElementInfo } from "./control.ts";
 import { FanIn } from "./fan_in.ts";
 import { type ElementKind, type ElementName, ElementPattern, formatName } from "./names.ts";
 import { fanOut, outputFromWritable, OutputTask } from "./output.ts";
-import { ManagedSource } from "./source.ts";
+import { ManagedSource, type SourceTask } from "./source.ts";
+import { HOT_PERIOD_MS, Sampler } from "./sampler.ts";
 import { chainTransforms, TransformStage } from "./transform.ts";
 
 /** Options of a pipeline. */
@@ -87,7 +88,8 @@ export class Pipeline {
   readonly #ctx: ElementContext;
   readonly #log = new Logger("pipeline");
   readonly #options: PipelineOptions;
-  readonly #sources = new Map<string, ManagedSource>();
+  readonly #sources = new Map<string, SourceTask>();
+  readonly #sampler = new Sampler(new Logger("sampler"));
   readonly #autonomousSpecs: AutonomousSpec[] = [];
   readonly #autonomous: AutonomousRunning[] = [];
   readonly #transforms: TransformStage[] = [];
@@ -135,6 +137,8 @@ export class Pipeline {
     return this.#phase;
   }
 
+  readonly #reserved = new Set<string>();
+
   #checkName(kind: ElementKind, plugin: string, name: string): ElementName {
     if (!/^[\w.@:\-\[\]]+$/.test(name)) {
       throw new RangeError(
@@ -143,9 +147,10 @@ export class Pipeline {
     }
     const n: ElementName = { kind, plugin, name };
     const full = formatName(n);
-    if (this.#sources.has(full) || this.#outputs.has(full) || this.#names().has(full)) {
+    if (this.#reserved.has(full) || this.#outputs.has(full) || this.#names().has(full)) {
       throw new RangeError(`Plugin "${plugin}" added two elements named "${full}"`);
     }
+    this.#reserved.add(full);
     return n;
   }
 
@@ -170,13 +175,24 @@ export class Pipeline {
     }
     const n = this.#checkName("source", plugin, name);
     const { poll, flush } = triggerIntervals(trigger);
-    const src = await instantiate(source);
-    const ms = new ManagedSource(n, src, {
-      pollInterval: poll,
-      flushInterval: flush,
-      paused,
-      log: new Logger(formatName(n)),
-    });
+    const log = new Logger(formatName(n));
+    let ms: SourceTask;
+    if ("module" in source && poll < HOT_PERIOD_MS) {
+      ms = await this.#sampler.add(n, source, { pollInterval: poll, flushInterval: flush, paused, log });
+    } else {
+      if (poll < HOT_PERIOD_MS) {
+        log.warn(
+          `Polled every ${poll} ms on the main thread, where timers are coarse and each wake-up is costly; ` +
+            `give the source as a module ({ module, config }) to sample it in the sampling Worker`,
+        );
+      }
+      ms = new ManagedSource(n, await instantiate(source), {
+        pollInterval: poll,
+        flushInterval: flush,
+        paused,
+        log,
+      });
+    }
     this.#sources.set(formatName(n), ms);
     if (this.#phase === "running") {
       this.#fanIn!.add(formatName(n), ms.readable);
@@ -311,6 +327,7 @@ export class Pipeline {
     if (stuck.length > 0) await this.#fanIn!.readable.cancel().catch(() => {});
     await this.#flow;
     await Promise.all([...this.#outputs.values()].map((o) => o.done));
+    await this.#sampler.close();
     this.#phase = "stopped";
   }
 
@@ -321,7 +338,7 @@ export class Pipeline {
 
   /** Statistics of sources and outputs, for status lines and tests. */
   stats(): {
-    sources: Map<string, ManagedSource["stats"]>;
+    sources: Map<string, SourceTask["stats"]>;
     outputs: Map<string, OutputTask["stats"]>;
   } {
     return {

@@ -14,6 +14,7 @@ import { messageOf, NormalStop, RetryableError } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import type { Source } from "../plugin/plugin.ts";
 import { type ElementName, formatName } from "./names.ts";
+import { LatenessHistogram } from "./lateness.ts";
 
 /** Counters of one source, for status lines and self-monitoring. */
 export interface SourceStats {
@@ -32,6 +33,26 @@ export interface SourceStats {
 /** The state of a source or an output. */
 export type ElementState = "running" | "paused" | "stopped";
 
+/** What the pipeline drives of a managed source, whether it runs on the main thread or in a sampling Worker. */
+export interface SourceTask {
+  readonly name: ElementName;
+  readonly readable: ReadableStream<Batch>;
+  readonly stats: SourceStats;
+  /** Lateness of the scheduled ticks. */
+  readonly lateness: LatenessHistogram;
+  readonly state: ElementState;
+  readonly pollInterval: number;
+  /** Where it is polled: `"main"` thread or the sampling `"worker"`. */
+  readonly thread: "main" | "worker";
+  start(): void;
+  triggerNow(): Promise<void>;
+  flushNow(): Promise<void>;
+  setPollInterval(ms: number): void;
+  pause(): Promise<void>;
+  resume(): void;
+  stop(): Promise<void>;
+}
+
 /** Options of a managed source. */
 export interface ManagedSourceOptions {
   /** Poll period, ms. */
@@ -49,10 +70,12 @@ export interface ManagedSourceOptions {
  * Runs one {@linkcode Source} on a timer (`setTimeout` with absolute deadlines, for periods of about 10 ms
  * and more) and exposes its flushed batches as `readable`.
  */
-export class ManagedSource {
+export class ManagedSource implements SourceTask {
   readonly name: ElementName;
   readonly readable: ReadableStream<Batch>;
   readonly stats: SourceStats = { polls: 0, late: 0, missed: 0, points: 0, errors: 0 };
+  readonly lateness: LatenessHistogram = new LatenessHistogram();
+  readonly thread = "main" as const;
   #state: ElementState;
   #source: Source;
   #period: number;
@@ -183,6 +206,7 @@ export class ManagedSource {
           if (performance.now() < next - 0.5) continue; // woken early (trigger or spurious)
         }
         const lateness = performance.now() - next;
+        this.lateness.record(lateness);
         if (lateness > period) this.stats.late++;
         await this.#locked(async () => {
           if (this.#state !== "running") return;

@@ -1,0 +1,242 @@
+/**
+ * The pipeline's side of the sampling Worker: one Worker per pipeline, started on first use, running every
+ * hot source (period under {@linkcode HOT_PERIOD_MS}) given as a module; each appears to the pipeline as a
+ * {@linkcode SourceTask} like any managed source.
+ *
+ * @module
+ */
+import { Batch } from "../model/batch.ts";
+import type { Logger } from "../log.ts";
+import type { SourceModule } from "../plugin/plugin.ts";
+import { LatenessHistogram } from "./lateness.ts";
+import type { ElementName } from "./names.ts";
+import type { SamplerCommand, SamplerMessage } from "./sampler_worker.ts";
+import type { ElementState, SourceStats, SourceTask } from "./source.ts";
+
+/** Sources polled more often than this (ms) run in the sampling Worker when they are given as a module. */
+export const HOT_PERIOD_MS = 10;
+
+type Command = Exclude<SamplerCommand, { type: "init" }>;
+type Payload<C> = C extends { seq: number } ? Omit<C, "seq"> : never;
+
+/** Owns the Worker and routes its messages to the sources. */
+export class Sampler {
+  #worker: Worker | undefined;
+  #control = new Int32Array(new SharedArrayBuffer(4));
+  #seq = 0;
+  #nextId = 1;
+  #pending = new Map<number, { resolve: () => void; reject: (e: Error) => void }>();
+  #sources = new Map<number, WorkerSource>();
+  #log: Logger;
+
+  constructor(log: Logger) {
+    this.#log = log;
+  }
+
+  #ensure(): Worker {
+    if (this.#worker) return this.#worker;
+    const w = new Worker(new URL("./sampler_worker.ts", import.meta.url), {
+      type: "module",
+      name: "alumet-sampler",
+    });
+    w.onmessage = (e: MessageEvent<SamplerMessage>) => this.#receive(e.data);
+    w.onerror = (e) => {
+      e.preventDefault();
+      this.#log.error(`The sampling Worker failed: ${e.message}`);
+      for (const p of this.#pending.values()) p.reject(new Error(`The sampling Worker failed: ${e.message}`));
+      this.#pending.clear();
+      for (const s of this.#sources.values()) s.end();
+    };
+    w.postMessage(
+      { type: "init", control: this.#control.buffer as SharedArrayBuffer } satisfies SamplerCommand,
+    );
+    this.#worker = w;
+    return w;
+  }
+
+  /** Sends a command and waits for the Worker's acknowledgement. */
+  request(cmd: Payload<Command>): Promise<void> {
+    const w = this.#ensure();
+    const seq = ++this.#seq;
+    const done = new Promise<void>((resolve, reject) => this.#pending.set(seq, { resolve, reject }));
+    w.postMessage({ ...cmd, seq } as Command);
+    Atomics.add(this.#control, 0, 1);
+    Atomics.notify(this.#control, 0);
+    return done;
+  }
+
+  #receive(msg: SamplerMessage): void {
+    if (msg.type === "ack") {
+      const p = this.#pending.get(msg.seq);
+      this.#pending.delete(msg.seq);
+      if (msg.error !== undefined) p?.reject(new Error(msg.error));
+      else p?.resolve();
+      return;
+    }
+    const s = this.#sources.get(msg.id);
+    if (s === undefined) return;
+    if (msg.type === "log") {
+      s.log[msg.level](msg.message);
+      return;
+    }
+    s.receive(msg);
+  }
+
+  /** Creates a source in the Worker. Rejects when its module cannot be loaded there. */
+  async add(
+    name: ElementName,
+    spec: SourceModule,
+    options: { pollInterval: number; flushInterval: number; paused: boolean; log: Logger },
+  ): Promise<WorkerSource> {
+    const id = this.#nextId++;
+    const s = new WorkerSource(this, id, name, options.pollInterval, options.paused, options.log);
+    this.#sources.set(id, s);
+    try {
+      await this.request({
+        type: "add",
+        id,
+        module: String(spec.module),
+        export: spec.export ?? "createSource",
+        config: spec.config,
+        pollMs: options.pollInterval,
+        flushMs: options.flushInterval,
+        paused: options.paused,
+      });
+    } catch (e) {
+      this.#sources.delete(id);
+      throw e;
+    }
+    return s;
+  }
+
+  /** Forgets a source that has ended. */
+  forget(id: number): void {
+    this.#sources.delete(id);
+  }
+
+  /** Stops the Worker (its sources must have been stopped). */
+  async close(): Promise<void> {
+    if (!this.#worker) return;
+    try {
+      await this.request({ type: "exit" });
+    } catch {
+      // the Worker is gone already
+    }
+    this.#worker.terminate();
+    this.#worker = undefined;
+  }
+}
+
+/** A hot source polled in the sampling Worker. */
+export class WorkerSource implements SourceTask {
+  readonly name: ElementName;
+  readonly readable: ReadableStream<Batch>;
+  readonly stats: SourceStats = { polls: 0, late: 0, missed: 0, points: 0, errors: 0 };
+  readonly lateness: LatenessHistogram = new LatenessHistogram();
+  readonly thread = "worker" as const;
+  readonly log: Logger;
+  #sampler: Sampler;
+  #id: number;
+  #state: ElementState;
+  #period: number;
+  #controller!: ReadableStreamDefaultController<Batch>;
+  #closed = false;
+  #ended = Promise.withResolvers<void>();
+
+  constructor(sampler: Sampler, id: number, name: ElementName, period: number, paused: boolean, log: Logger) {
+    this.#sampler = sampler;
+    this.#id = id;
+    this.name = name;
+    this.#period = period;
+    this.#state = paused ? "paused" : "running";
+    this.log = log;
+    // The Worker cannot wait for a slow pipeline without missing its ticks: its batches are always taken,
+    // and backpressure applies downstream (the fan-in reads this stream only when there is room).
+    this.readable = new ReadableStream<Batch>({
+      start: (c) => {
+        this.#controller = c;
+      },
+      cancel: () => {
+        void this.stop();
+      },
+    });
+  }
+
+  get state(): ElementState {
+    return this.#state;
+  }
+
+  get pollInterval(): number {
+    return this.#period;
+  }
+
+  start(): void {
+    // The Worker starts sampling as soon as the source is added.
+  }
+
+  /** A message from the Worker for this source. */
+  receive(msg: Extract<SamplerMessage, { type: "batch" }>): void {
+    const s = this.stats;
+    s.polls = msg.stats.polls;
+    s.late = msg.stats.late;
+    s.missed = msg.stats.missed;
+    s.errors = msg.stats.errors;
+    this.lateness.merge(msg.lateness);
+    if (msg.batch !== undefined && !this.#closed) {
+      const b = Batch.fromData(msg.batch);
+      s.points += b.length;
+      this.#controller.enqueue(b);
+    }
+    if (msg.final) this.end();
+  }
+
+  /** The source has ended in the Worker (stopped, failed, or the Worker died): close the stream. */
+  end(): void {
+    this.#state = "stopped";
+    if (!this.#closed) {
+      this.#closed = true;
+      this.#controller.close();
+    }
+    this.#sampler.forget(this.#id);
+    this.#ended.resolve();
+  }
+
+  async triggerNow(): Promise<void> {
+    if (this.#state !== "stopped") await this.#sampler.request({ type: "trigger", id: this.#id });
+  }
+
+  async flushNow(): Promise<void> {
+    if (this.#state !== "stopped") await this.#sampler.request({ type: "flush", id: this.#id });
+  }
+
+  setPollInterval(ms: number): void {
+    if (!(ms > 0)) throw new RangeError(`Poll interval must be positive, got ${ms} ms`);
+    this.#period = ms;
+    void this.#sampler.request({ type: "period", id: this.#id, pollMs: ms }).catch(() => {});
+  }
+
+  async pause(): Promise<void> {
+    if (this.#state !== "running") return;
+    this.#state = "paused";
+    await this.#sampler.request({ type: "pause", id: this.#id });
+  }
+
+  resume(): void {
+    if (this.#state !== "paused") return;
+    this.#state = "running";
+    void this.#sampler.request({ type: "resume", id: this.#id }).catch(() => {});
+  }
+
+  /** Stops the source in the Worker; resolves once its last batch is in the stream and the stream closed. */
+  async stop(): Promise<void> {
+    if (this.#state !== "stopped") {
+      this.#state = "stopped";
+      try {
+        await this.#sampler.request({ type: "stop", id: this.#id });
+      } catch {
+        this.end();
+      }
+    }
+    await this.#ended.promise;
+  }
+}

@@ -1,0 +1,287 @@
+/**
+ * The sampling Worker: polls hot sources (periods under about 10 ms) on one shared schedule, sleeping
+ * synchronously between ticks, and posts one batch per source per flush to the pipeline.
+ *
+ * Waking the main thread at every tick would cost more than the whole budget (ENVIRONMENT.md, Timers), so
+ * the Worker does the polling itself. It sleeps with `Atomics.wait` on a shared control word, with a timeout
+ * up to the next deadline: the main thread wakes it early by bumping that word after posting a command. For
+ * periods under 0.5 ms it wakes a little early and spins to the deadline (the OS wake-up latency, about
+ * 100 µs here, is as long as the period).
+ *
+ * Protocol (main → worker): `init` (the control buffer), then `add`, `stop`, `trigger`, `flush`, `period`,
+ * `pause`, `resume`, `exit`, each followed by `Atomics.add(ctl, 0, 1)` + `Atomics.notify`. Worker → main:
+ * `ack` (with the request's `seq`, and `error` if it failed), `batch` (data, stats, lateness histogram),
+ * `log`.
+ *
+ * @module
+ */
+/// <reference lib="deno.worker" />
+import { Batch } from "../model/batch.ts";
+import { now } from "../model/timestamp.ts";
+import { messageOf, NormalStop, RetryableError } from "../errors.ts";
+import type { Source } from "../plugin/plugin.ts";
+import { LatenessHistogram } from "./lateness.ts";
+
+/** A command from the pipeline. */
+export type SamplerCommand =
+  | { type: "init"; control: SharedArrayBuffer }
+  | {
+    type: "add";
+    seq: number;
+    id: number;
+    module: string;
+    export: string;
+    config: unknown;
+    pollMs: number;
+    flushMs: number;
+    paused: boolean;
+  }
+  | { type: "stop" | "trigger" | "flush" | "pause" | "resume"; seq: number; id: number }
+  | { type: "period"; seq: number; id: number; pollMs: number }
+  | { type: "exit"; seq: number };
+
+/** A message to the pipeline. */
+export type SamplerMessage =
+  | { type: "ack"; seq: number; error?: string }
+  | {
+    type: "batch";
+    id: number;
+    batch: import("../model/batch.ts").BatchData | undefined;
+    stats: { polls: number; late: number; missed: number; errors: number };
+    lateness: Uint32Array;
+    final: boolean;
+  }
+  | { type: "log"; id: number; level: "warn" | "error" | "debug"; message: string };
+
+interface Hot {
+  readonly id: number;
+  readonly source: Source;
+  period: number;
+  flushMs: number;
+  flushRounds: number;
+  rounds: number;
+  next: number;
+  batch: Batch;
+  state: "running" | "paused" | "stopped";
+  readonly stats: { polls: number; late: number; missed: number; errors: number };
+  readonly lateness: LatenessHistogram;
+  retryLogged: number;
+}
+
+const SPIN_BELOW_MS = 0.5;
+
+let control: Int32Array | undefined;
+let handled = 0;
+const inbox: SamplerCommand[] = [];
+let inboxWaiter: (() => void) | undefined;
+const hot = new Map<number, Hot>();
+
+self.onmessage = (e: MessageEvent<SamplerCommand>) => {
+  const cmd = e.data;
+  if (cmd.type === "init") {
+    control = new Int32Array(cmd.control);
+    loop();
+    return;
+  }
+  inbox.push(cmd);
+  inboxWaiter?.();
+};
+
+function post(msg: SamplerMessage, transfer: Transferable[] = []): void {
+  self.postMessage(msg, transfer);
+}
+
+function roundsFor(flush: number, poll: number): number {
+  return Math.max(1, Math.round(flush / poll));
+}
+
+async function handle(cmd: Exclude<SamplerCommand, { type: "init" }>): Promise<boolean> {
+  if (cmd.type === "exit") {
+    for (const h of hot.values()) await finish(h);
+    post({ type: "ack", seq: cmd.seq });
+    return false;
+  }
+  if (cmd.type === "add") {
+    try {
+      const mod = await import(cmd.module);
+      const create = mod[cmd.export];
+      if (typeof create !== "function") {
+        throw new TypeError(`${cmd.module} exports no function "${cmd.export}"`);
+      }
+      const source: Source = await create(cmd.config);
+      hot.set(cmd.id, {
+        id: cmd.id,
+        source,
+        period: cmd.pollMs,
+        flushMs: cmd.flushMs,
+        flushRounds: roundsFor(cmd.flushMs, cmd.pollMs),
+        rounds: 0,
+        next: performance.now() + cmd.pollMs,
+        batch: new Batch(64),
+        state: cmd.paused ? "paused" : "running",
+        stats: { polls: 0, late: 0, missed: 0, errors: 0 },
+        lateness: new LatenessHistogram(),
+        retryLogged: 0,
+      });
+      post({ type: "ack", seq: cmd.seq });
+    } catch (e) {
+      post({ type: "ack", seq: cmd.seq, error: messageOf(e) });
+    }
+    return true;
+  }
+  const h = hot.get(cmd.id);
+  if (h === undefined) {
+    post({ type: "ack", seq: cmd.seq });
+    return true;
+  }
+  switch (cmd.type) {
+    case "stop":
+      await finish(h);
+      break;
+    case "trigger":
+      if (h.state !== "stopped") await poll(h);
+      break;
+    case "flush":
+      flush(h, false);
+      break;
+    case "pause":
+      if (h.state === "running") {
+        h.state = "paused";
+        flush(h, false);
+        h.source.reset?.();
+      }
+      break;
+    case "resume":
+      if (h.state === "paused") {
+        h.state = "running";
+        h.next = performance.now() + h.period;
+      }
+      break;
+    case "period":
+      h.period = cmd.pollMs;
+      h.flushRounds = roundsFor(h.flushMs, cmd.pollMs);
+      h.next = performance.now() + cmd.pollMs;
+      break;
+  }
+  post({ type: "ack", seq: cmd.seq });
+  return true;
+}
+
+async function poll(h: Hot): Promise<void> {
+  const ts = now();
+  h.batch.timestamp = ts;
+  h.stats.polls++;
+  try {
+    const r = h.source.poll(h.batch, ts);
+    if (r instanceof Promise) await r;
+  } catch (e) {
+    if (e instanceof RetryableError) {
+      h.stats.errors++;
+      if (h.retryLogged++ < 5 || h.stats.errors % 100 === 0) {
+        post({
+          type: "log",
+          id: h.id,
+          level: "warn",
+          message: `Poll failed, retrying next tick: ${e.message}`,
+        });
+      }
+    } else if (e instanceof NormalStop) {
+      post({ type: "log", id: h.id, level: "debug", message: `Stopped: ${e.message}` });
+      await finish(h);
+    } else {
+      post({
+        type: "log",
+        id: h.id,
+        level: "error",
+        message: `Stopped after an error; the rest of the pipeline goes on: ${messageOf(e)}`,
+      });
+      await finish(h);
+    }
+  }
+}
+
+/** Posts the batch (even empty when `final`, so that the pipeline knows the source ended). */
+function flush(h: Hot, final: boolean): void {
+  h.rounds = 0;
+  if (h.batch.length === 0 && !final) return;
+  const lateness = h.lateness.counts.slice();
+  h.lateness.clear();
+  const stats = { ...h.stats };
+  if (h.batch.length === 0) {
+    post({ type: "batch", id: h.id, batch: undefined, stats, lateness, final }, [lateness.buffer]);
+    return;
+  }
+  const { data, transfer } = h.batch.toData();
+  h.batch = new Batch(data.length);
+  post({ type: "batch", id: h.id, batch: data, stats, lateness, final }, [...transfer, lateness.buffer]);
+}
+
+async function finish(h: Hot): Promise<void> {
+  if (h.state === "stopped") return;
+  h.state = "stopped";
+  flush(h, true);
+  hot.delete(h.id);
+  try {
+    await h.source.close?.();
+  } catch (e) {
+    post({ type: "log", id: h.id, level: "error", message: `close() failed: ${messageOf(e)}` });
+  }
+}
+
+/** Runs the queued commands; resolves false after `exit`. */
+async function drainInbox(): Promise<boolean> {
+  const target = Atomics.load(control!, 0);
+  while (handled < target) {
+    while (inbox.length === 0) await new Promise<void>((r) => (inboxWaiter = r));
+    inboxWaiter = undefined;
+    const cmd = inbox.shift()!;
+    handled++;
+    if (cmd.type === "init") continue;
+    if (!(await handle(cmd))) return false;
+  }
+  return true;
+}
+
+async function loop(): Promise<void> {
+  const ctl = control!;
+  for (;;) {
+    if (Atomics.load(ctl, 0) !== handled) {
+      if (!(await drainInbox())) break;
+      continue;
+    }
+    let due = Infinity;
+    for (const h of hot.values()) if (h.state === "running" && h.next < due) due = h.next;
+    if (due === Infinity) {
+      // Nothing to sample: wait for the next command without holding the thread.
+      await Atomics.waitAsync(ctl, 0, handled).value;
+      continue;
+    }
+    let t = performance.now();
+    const wait = due - t;
+    if (wait > 0) {
+      let minPeriod = Infinity;
+      for (const h of hot.values()) if (h.state === "running" && h.period < minPeriod) minPeriod = h.period;
+      const slack = minPeriod < SPIN_BELOW_MS ? Math.min(wait, 0.15) : 0;
+      if (wait - slack > 0) Atomics.wait(ctl, 0, handled, wait - slack);
+      if (Atomics.load(ctl, 0) !== handled) continue;
+      while ((t = performance.now()) < due) { /* spin the last few µs */ }
+    }
+    for (const h of hot.values()) {
+      if (h.state !== "running" || h.next > t) continue;
+      const late = t - h.next;
+      h.lateness.record(late);
+      if (late > h.period) h.stats.late++;
+      await poll(h);
+      if (h.state !== "running") continue;
+      if (++h.rounds >= h.flushRounds) flush(h, false);
+      h.next += h.period;
+      const behind = performance.now() - h.next;
+      if (behind > 0) {
+        const skipped = Math.ceil(behind / h.period);
+        h.stats.missed += skipped;
+        h.next += skipped * h.period;
+      }
+    }
+  }
+  self.close();
+}
