@@ -14,6 +14,7 @@ import type { PluginMetadata } from "../plugin/plugin.ts";
 import { Agent, type PluginEntry } from "./agent.ts";
 import { BUILTIN_PLUGINS, DEFAULT_ENABLED } from "./builtin.ts";
 import { loadConfig, type PluginSection, renderDefaultConfig, selectPlugins } from "./config.ts";
+import { StatusLine } from "./status.ts";
 import { exitCodeOf, processExists, resolveProgram, waitForExit } from "./exec.ts";
 import { ffiAvailable, getrusage, RUSAGE_CHILDREN } from "../ffi/libc.ts";
 import { now } from "../model/timestamp.ts";
@@ -305,6 +306,7 @@ async function cmdRun(p: Parsed, log: Logger): Promise<number> {
   try {
     await agent.start();
     log.info(`Running with ${agent.pluginNames.join(", ")}; press Ctrl-C to stop`);
+    using _status = new StatusLine(agent);
     const why = await Promise.race([stop.promise, agent.shutdownRequested.then(() => "a shutdown request")]);
     log.info(`Stopping (${why}): writing what was measured`);
     await agent.stop();
@@ -324,6 +326,7 @@ async function cmdExec(p: Parsed, log: Logger): Promise<number> {
   const setup = await loadSetup(p, log);
   await using agent = newAgent(setup, await pluginEntries(setup));
   await agent.start();
+  using statusLine = new StatusLine(agent);
   await agent.control.triggerNow();
   // The kernel's accounting of waited-for children, read around the wait: once the program is reaped its
   // /proc entry is gone, and this is the only record of its CPU time up to its last instruction.
@@ -376,6 +379,7 @@ async function cmdExec(p: Parsed, log: Logger): Promise<number> {
   await agent.control.triggerNow();
   await agent.events.publish("endConsumerMeasurement", [Consumer.process(child.pid)]);
   await agent.stop();
+  statusLine.stop();
   if (status.signal !== null) log.info(`${program} was killed by ${status.signal}`);
   return p.values["ignore-exit-code"] ? 0 : code;
 }

@@ -1,0 +1,103 @@
+/**
+ * The live status line of `run` and `exec`: when stderr is a terminal, one line kept at the bottom (elapsed
+ * time, points measured and written, losses, late ticks), redrawn twice a second; log lines are printed
+ * above it. Nothing at all when stderr is not a terminal.
+ *
+ * @module
+ */
+import { type LogSink, setLogSink } from "../log.ts";
+import type { Agent } from "./agent.ts";
+
+const encoder = new TextEncoder();
+const CLEAR = "\r\x1b[2K";
+
+/** Totals shown on the status line. */
+export interface StatusTotals {
+  measured: number;
+  written: number;
+  lost: number;
+  late: number;
+  missed: number;
+}
+
+/** Sums an agent's pipeline statistics: points measured by sources, written by the slowest output, lost. */
+export function totals(agent: Agent): StatusTotals {
+  const s = agent.stats();
+  const t: StatusTotals = { measured: 0, written: 0, lost: 0, late: 0, missed: 0 };
+  if (s === undefined) return t;
+  for (const src of s.sources.values()) {
+    t.measured += src.points;
+    t.late += src.late;
+    t.missed += src.missed;
+  }
+  let minWritten = Infinity;
+  for (const o of s.outputs.values()) {
+    minWritten = Math.min(minWritten, o.points);
+    t.lost += o.droppedPoints;
+  }
+  t.written = minWritten === Infinity ? 0 : minWritten;
+  return t;
+}
+
+/** Formats the line, e.g. `alumet 00:01:05 · measured 12,345 · written 12,340 · lost 0 · late ticks 3`. */
+export function formatStatus(elapsedMs: number, t: StatusTotals): string {
+  const s = Math.floor(elapsedMs / 1000);
+  const hms = [Math.floor(s / 3600), Math.floor(s / 60) % 60, s % 60].map((n) => String(n).padStart(2, "0"))
+    .join(":");
+  const n = (x: number) => x.toLocaleString("en-US");
+  return `alumet ${hms} · measured ${n(t.measured)} · written ${n(t.written)} · lost ${
+    n(t.lost)
+  } · late ticks ${n(t.late + t.missed)}`;
+}
+
+/** A status line on a terminal; `stop()` removes it. */
+export class StatusLine implements Disposable {
+  #timer: ReturnType<typeof setInterval> | undefined;
+  #prevSink: LogSink | undefined;
+  #line = "";
+  #out: { writeSync(p: Uint8Array): number };
+
+  /** Starts the line when `out` is a terminal; otherwise does nothing. */
+  constructor(agent: Agent, out: { writeSync(p: Uint8Array): number; isTerminal(): boolean } = Deno.stderr) {
+    this.#out = out;
+    if (!out.isTerminal()) return;
+    const start = performance.now();
+    this.#prevSink = setLogSink((level, scope, message) => {
+      this.#write(CLEAR);
+      this.#prevSink!(level, scope, message);
+      this.#write(this.#line);
+    });
+    const draw = () => {
+      this.#line = formatStatus(performance.now() - start, totals(agent));
+      this.#write(CLEAR + this.#line);
+    };
+    const timer = setInterval(draw, 500);
+    Deno.unrefTimer(timer);
+    this.#timer = timer;
+  }
+
+  #write(s: string): void {
+    const b = encoder.encode(s);
+    try {
+      let off = 0;
+      while (off < b.length) off += this.#out.writeSync(b.subarray(off));
+    } catch {
+      // the terminal went away
+    }
+  }
+
+  /** Removes the line and restores plain logging. Idempotent. */
+  stop(): void {
+    if (this.#timer !== undefined) clearInterval(this.#timer);
+    this.#timer = undefined;
+    if (this.#prevSink !== undefined) {
+      setLogSink(this.#prevSink);
+      this.#prevSink = undefined;
+      this.#write(CLEAR);
+    }
+  }
+
+  [Symbol.dispose](): void {
+    this.stop();
+  }
+}
