@@ -17,6 +17,7 @@ import type {
 } from "../plugin/plugin.ts";
 import type { ControlHandle } from "../pipeline/control.ts";
 import { Pipeline } from "../pipeline/pipeline.ts";
+import type { LatenessHistogram } from "../pipeline/lateness.ts";
 import { validatePluginConfig } from "./config.ts";
 
 /** A plugin to run: its metadata alone (default config), or with a config table. */
@@ -124,6 +125,11 @@ export class Agent implements AsyncDisposable {
   /** Statistics of the running pipeline's sources and outputs. */
   stats(): ReturnType<Pipeline["stats"]> | undefined {
     return this.#pipeline?.stats();
+  }
+
+  /** The tick-lateness histogram of a managed source (`source/plugin/name`) of the running pipeline. */
+  latenessOf(name: string): LatenessHistogram | undefined {
+    return this.#pipeline?.latenessOf(name);
   }
 
   /** Resolves when someone (a plugin, a script) asked for a shutdown through the control handle. */

@@ -34,6 +34,7 @@ import { type ElementKind, type ElementName, ElementPattern, formatName } from "
 import { fanOut, outputFromWritable, OutputTask } from "./output.ts";
 import { ManagedSource, type SourceTask } from "./source.ts";
 import { HOT_PERIOD_MS, Sampler } from "./sampler.ts";
+import type { LatenessHistogram } from "./lateness.ts";
 import { chainTransforms, TransformStage } from "./transform.ts";
 
 /** Options of a pipeline. */
@@ -345,6 +346,11 @@ export class Pipeline {
       sources: new Map([...this.#sources].map(([k, s]) => [k, s.stats])),
       outputs: new Map([...this.#outputs].map(([k, o]) => [k, o.stats])),
     };
+  }
+
+  /** The lateness histogram of a managed source (`source/plugin/name`), if there is one. */
+  latenessOf(name: string): LatenessHistogram | undefined {
+    return this.#sources.get(name)?.lateness;
   }
 
   // ---- ControlHandle ----

@@ -21,6 +21,7 @@ import { now } from "../model/timestamp.ts";
 import { messageOf, NormalStop, RetryableError } from "../errors.ts";
 import type { Source } from "../plugin/plugin.ts";
 import { LatenessHistogram } from "./lateness.ts";
+import { CLOCK_MONOTONIC, libc, TIMER_ABSTIME } from "../ffi/libc.ts";
 
 /** A command from the pipeline. */
 export type SamplerCommand =
@@ -69,6 +70,44 @@ interface Hot {
 }
 
 const SPIN_BELOW_MS = 0.5;
+
+/**
+ * Sleeps until `deadline` (a `performance.now()` time). With FFI, `clock_nanosleep(CLOCK_MONOTONIC,
+ * TIMER_ABSTIME)` on the absolute deadline: the cheapest wake-up measured here, and a command waits at most one
+ * period (the loop checks the control word after each wake). Without FFI, `Atomics.wait` with a timeout, which
+ * a command also interrupts.
+ */
+function sleepUntil(ctl: Int32Array, deadline: number, relative: number): void {
+  if (clock === undefined) {
+    try {
+      const c = libc();
+      const ts = new BigInt64Array(2);
+      c.clock_gettime(CLOCK_MONOTONIC, ts);
+      const monoMs = Number(ts[0]) * 1000 + Number(ts[1]) / 1e6;
+      clock = { sleep: c.clock_nanosleep, ts, offsetMs: monoMs - performance.now() };
+    } catch {
+      clock = null;
+    }
+  }
+  if (clock === null) {
+    Atomics.wait(ctl, 0, handled, relative);
+    return;
+  }
+  const ms = clock.offsetMs + deadline;
+  const sec = Math.floor(ms / 1000);
+  clock.ts[0] = BigInt(sec);
+  clock.ts[1] = BigInt(Math.round((ms - sec * 1000) * 1e6));
+  clock.sleep(CLOCK_MONOTONIC, TIMER_ABSTIME, clock.ts, null);
+}
+
+let clock:
+  | {
+    sleep: (id: number, flags: number, t: BigInt64Array, rem: null) => number;
+    ts: BigInt64Array;
+    offsetMs: number;
+  }
+  | null
+  | undefined;
 
 let control: Int32Array | undefined;
 let handled = 0;
@@ -167,37 +206,42 @@ async function handle(cmd: Exclude<SamplerCommand, { type: "init" }>): Promise<b
   return true;
 }
 
-async function poll(h: Hot): Promise<void> {
+function poll(h: Hot): void | Promise<void> {
   const ts = now();
   h.batch.timestamp = ts;
   h.stats.polls++;
   try {
     const r = h.source.poll(h.batch, ts);
-    if (r instanceof Promise) await r;
+    if (r instanceof Promise) return r.catch((e) => pollFailed(h, e));
   } catch (e) {
-    if (e instanceof RetryableError) {
-      h.stats.errors++;
-      if (h.retryLogged++ < 5 || h.stats.errors % 100 === 0) {
-        post({
-          type: "log",
-          id: h.id,
-          level: "warn",
-          message: `Poll failed, retrying next tick: ${e.message}`,
-        });
-      }
-    } else if (e instanceof NormalStop) {
-      post({ type: "log", id: h.id, level: "debug", message: `Stopped: ${e.message}` });
-      await finish(h);
-    } else {
+    return pollFailed(h, e);
+  }
+}
+
+function pollFailed(h: Hot, e: unknown): void | Promise<void> {
+  if (e instanceof RetryableError) {
+    h.stats.errors++;
+    if (h.retryLogged++ < 5 || h.stats.errors % 100 === 0) {
       post({
         type: "log",
         id: h.id,
-        level: "error",
-        message: `Stopped after an error; the rest of the pipeline goes on: ${messageOf(e)}`,
+        level: "warn",
+        message: `Poll failed, retrying next tick: ${e.message}`,
       });
-      await finish(h);
     }
+    return;
   }
+  if (e instanceof NormalStop) {
+    post({ type: "log", id: h.id, level: "debug", message: `Stopped: ${e.message}` });
+  } else {
+    post({
+      type: "log",
+      id: h.id,
+      level: "error",
+      message: `Stopped after an error; the rest of the pipeline goes on: ${messageOf(e)}`,
+    });
+  }
+  return finish(h);
 }
 
 /** Posts the batch (even empty when `final`, so that the pipeline knows the source ended). */
@@ -244,13 +288,25 @@ async function drainInbox(): Promise<boolean> {
 
 async function loop(): Promise<void> {
   const ctl = control!;
+  let active: Hot[] = [];
+  let activeFor = -1; // the `handled` count the list was built for: commands change the set
   for (;;) {
     if (Atomics.load(ctl, 0) !== handled) {
       if (!(await drainInbox())) break;
       continue;
     }
+    if (activeFor !== handled) {
+      active = [...hot.values()];
+      activeFor = handled;
+    }
     let due = Infinity;
-    for (const h of hot.values()) if (h.state === "running" && h.next < due) due = h.next;
+    let minPeriod = Infinity;
+    for (let i = 0; i < active.length; i++) {
+      const h = active[i]!;
+      if (h.state !== "running") continue;
+      if (h.next < due) due = h.next;
+      if (h.period < minPeriod) minPeriod = h.period;
+    }
     if (due === Infinity) {
       // Nothing to sample: wait for the next command without holding the thread.
       await Atomics.waitAsync(ctl, 0, handled).value;
@@ -259,25 +315,27 @@ async function loop(): Promise<void> {
     let t = performance.now();
     const wait = due - t;
     if (wait > 0) {
-      let minPeriod = Infinity;
-      for (const h of hot.values()) if (h.state === "running" && h.period < minPeriod) minPeriod = h.period;
       const slack = minPeriod < SPIN_BELOW_MS ? Math.min(wait, 0.15) : 0;
-      if (wait - slack > 0) Atomics.wait(ctl, 0, handled, wait - slack);
+      if (wait - slack > 0) sleepUntil(ctl, due - slack, wait - slack);
       if (Atomics.load(ctl, 0) !== handled) continue;
       while ((t = performance.now()) < due) { /* spin the last few µs */ }
     }
-    for (const h of hot.values()) {
+    for (let i = 0; i < active.length; i++) {
+      const h = active[i]!;
       if (h.state !== "running" || h.next > t) continue;
       const late = t - h.next;
       h.lateness.record(late);
       if (late > h.period) h.stats.late++;
-      await poll(h);
-      if (h.state !== "running") continue;
+      const pending = poll(h);
+      if (pending !== undefined) await pending;
+      if (h.state !== "running") {
+        activeFor = -1;
+        continue;
+      }
       if (++h.rounds >= h.flushRounds) flush(h, false);
       h.next += h.period;
-      const behind = performance.now() - h.next;
-      if (behind > 0) {
-        const skipped = Math.ceil(behind / h.period);
+      if (h.next < t) {
+        const skipped = Math.ceil((t - h.next) / h.period);
         h.stats.missed += skipped;
         h.next += skipped * h.period;
       }
