@@ -6,14 +6,15 @@
 import type { PluginMetadata } from "../plugin/plugin.ts";
 import csv from "../../plugins/csv/mod.ts";
 import log from "../../plugins/log/mod.ts";
+import procfs from "../../plugins/procfs/mod.ts";
 
 /** Built-in plugins by name, in the order `plugins list` shows them. */
 export const BUILTIN_PLUGINS: ReadonlyMap<string, PluginMetadata<unknown>> = new Map<
   string,
   PluginMetadata<unknown>
 >(
-  [csv, log].map((p) => [p.name, p as PluginMetadata<unknown>]),
+  [procfs, csv, log].map((p) => [p.name, p as PluginMetadata<unknown>]),
 );
 
 /** The plugins enabled when there is no config file and no `--plugins`. */
-export const DEFAULT_ENABLED: readonly string[] = ["csv"];
+export const DEFAULT_ENABLED: readonly string[] = ["procfs", "csv"];

@@ -1,0 +1,323 @@
+/**
+ * The `procfs` plugin: Alumet's default source. It reads the Linux `/proc` filesystem:
+ * - `kernel` (`/proc/stat`): CPU time per state and per CPU, context switches, forks, runnable and blocked
+ *   processes;
+ * - `memory` (`/proc/meminfo`): chosen entries, in bytes;
+ * - `network` (`/proc/net/dev`): bytes, packets, drops and errors per interface and direction;
+ * - processes (`/proc/<pid>/stat`, `statm`): CPU time, CPU share and memory of the program `exec` or `watch`
+ *   measures (on the "start consumer measurement" event), and of the processes matched by configured groups.
+ *
+ * ```ts
+ * import { testPlugin } from "../../src/testing/mod.ts";
+ * import procfs from "./mod.ts";
+ * await using h = await testPlugin(procfs, { network: { enabled: false } });
+ * console.assert(h.sources.has("kernel") && h.sources.has("memory") && !h.sources.has("network"));
+ * ```
+ *
+ * @module
+ */
+import type {
+  Plugin,
+  PluginMetadata,
+  PostStartContext,
+  PreStartContext,
+  StartContext,
+  Trigger,
+} from "../../src/plugin/plugin.ts";
+import type { ProcessExit } from "../../src/plugin/events.ts";
+import { Batch } from "../../src/model/batch.ts";
+import type { Consumer } from "../../src/model/resources.ts";
+import type { ControlHandle } from "../../src/pipeline/control.ts";
+import type { Logger } from "../../src/log.ts";
+import { messageOf } from "../../src/errors.ts";
+import { unit } from "../../src/model/units.ts";
+import { defaultProcfsConfig, type ProcfsConfig, procfsConfigSchema } from "./config.ts";
+import {
+  createKernelMetrics,
+  createNetworkMetrics,
+  createProcessMetrics,
+  meminfoMetricName,
+  type ProcessMetrics,
+} from "./metrics.ts";
+import { KernelSource } from "./kernel.ts";
+import { MemorySource } from "./memory.ts";
+import { NetworkSource } from "./network.ts";
+import { type Baseline, type MemoryMode, ProcessSource } from "./process.ts";
+import { type SystemInfo, systemInfo, uptimeTicks } from "./system.ts";
+import { type ProcessInfo, ProcessWatcher, readProcessInfo, type WatchGroup } from "./watcher.ts";
+
+export { defaultProcfsConfig, type ProcfsConfig, procfsConfigSchema } from "./config.ts";
+export * from "./metrics.ts";
+export { CPU_STATES, KernelSource, type KernelSourceOptions } from "./kernel.ts";
+export { type MeminfoEntry, MemorySource, type MemorySourceOptions } from "./memory.ts";
+export { NetworkSource, type NetworkSourceOptions } from "./network.ts";
+export {
+  type Baseline,
+  type FinalCpuTime,
+  type MemoryMode,
+  ProcessSource,
+  type ProcessSourceOptions,
+} from "./process.ts";
+export {
+  type OnMatch,
+  type ProcessInfo,
+  ProcessWatcher,
+  type ProcessWatcherOptions,
+  readProcessInfo,
+  type WatchGroup,
+} from "./watcher.ts";
+export { auxvInfo, countCpus, type SystemInfo, systemInfo, uptimeTicks } from "./system.ts";
+
+/** Options of a {@linkcode ProcfsPlugin} that are not configuration. */
+export interface ProcfsPluginOptions {
+  /** The procfs root every source reads. Default `/proc`; tests point it at a fixture tree. */
+  readonly root?: string;
+  /** USER_HZ, page size and CPU count. Default: {@linkcode systemInfo} of `root`. */
+  readonly system?: SystemInfo;
+}
+
+/** A process the plugin follows, and the name of its source. */
+interface Followed {
+  readonly source: ProcessSource;
+  readonly name: string;
+}
+
+/**
+ * The plugin instance. Sources `kernel`, `memory` and `network` are added in `start`; the events are
+ * subscribed to in `preStart`; the process watcher (`process-watcher`, when strategy is `watcher` and groups
+ * are configured) and the per-process sources (`pid-<pid>`) are added through the control handle once the
+ * pipeline runs.
+ */
+export class ProcfsPlugin implements Plugin {
+  readonly #config: ProcfsConfig;
+  readonly #root: string;
+  readonly #systemOption: SystemInfo | undefined;
+  #system: SystemInfo | undefined;
+  #processMetrics: ProcessMetrics | undefined;
+  /** Clock ticks since boot when the plugin started: processes started later are measured from zero. */
+  #startTicks: number | undefined;
+  #control: ControlHandle | undefined;
+  #log: Logger | undefined;
+  readonly #followed = new Map<number, Followed>();
+  #unsubscribe: (() => void)[] = [];
+
+  constructor(config: ProcfsConfig, options: ProcfsPluginOptions = {}) {
+    this.#config = config;
+    this.#root = options.root ?? "/proc";
+    this.#systemOption = options.system;
+  }
+
+  /** The processes followed now, by pid, with the name of their source. */
+  get followed(): ReadonlyMap<number, Readonly<Followed>> {
+    return this.#followed;
+  }
+
+  start(ctx: StartContext): void {
+    const c = this.#config;
+    const root = this.#root;
+    this.#log = ctx.log;
+    this.#followed.clear();
+    const create: StartContext["createMetric"] = (spec) => ctx.createMetric(spec);
+    if (c.kernel.enabled) {
+      const source = new KernelSource(createKernelMetrics(create), { root, userHz: this.#sys().userHz });
+      ctx.addSource("kernel", source, { pollInterval: c.kernel.poll_interval });
+    }
+    if (c.memory.enabled) {
+      const entries = [...new Set(c.memory.metrics)].map((key) => ({
+        key,
+        metric: ctx.createMetric({
+          name: meminfoMetricName(key),
+          unit: unit("By"),
+          valueType: "u64",
+          kind: "gauge",
+          description: `${key} in /proc/meminfo`,
+        }),
+      }));
+      const source = new MemorySource(entries, { root });
+      source.poll(new Batch()); // once, to name the keys this kernel does not have
+      const missing = source.missingKeys();
+      if (missing.length > 0) {
+        ctx.log.warn(`${source.path} has no ${missing.map((k) => `"${k}"`).join(", ")}: not measured`);
+      }
+      ctx.addSource("memory", source, { pollInterval: c.memory.poll_interval });
+    }
+    if (c.network.enabled) {
+      const source = new NetworkSource(createNetworkMetrics(create), { root });
+      ctx.addSource("network", source, { pollInterval: c.network.poll_interval });
+    }
+    if (c.processes.enabled) {
+      this.#processMetrics = createProcessMetrics(create);
+      this.#startTicks = uptimeTicks(root, this.#sys().userHz);
+    }
+  }
+
+  preStart(ctx: PreStartContext): void {
+    if (!this.#config.processes.enabled) return;
+    this.#log = ctx.log;
+    this.#unsubscribe = [
+      ctx.events.on("startConsumerMeasurement", (cs) => this.#onStart(cs)),
+      ctx.events.on("processExit", (exit) => this.#onExit(exit)),
+      ctx.events.on("endConsumerMeasurement", (cs) => this.#onEnd(cs)),
+    ];
+  }
+
+  async postStart(ctx: PostStartContext): Promise<void> {
+    this.#control = ctx.control;
+    const p = this.#config.processes;
+    if (p.enabled && p.strategy === "event" && p.groups.length > 0) {
+      ctx.log.warn('processes.groups is not used with processes.strategy = "event"');
+    }
+    if (!p.enabled || p.strategy !== "watcher" || p.groups.length === 0) return;
+    const groups: WatchGroup[] = p.groups.map((g) => ({
+      ...(g.pid !== undefined ? { pid: g.pid } : {}),
+      ...(g.ppid !== undefined ? { ppid: g.ppid } : {}),
+      ...(g.exe_regex !== undefined ? { exeRegex: g.exe_regex } : {}),
+      pollInterval: g.poll_interval,
+      flushInterval: g.flush_interval,
+      memoryMode: g.memory_mode,
+    }));
+    const watcher = new ProcessWatcher({
+      root: this.#root,
+      groups,
+      onMatch: (info, group) => this.#onWatched(info, group),
+    });
+    await ctx.control.addSource("process-watcher", watcher, { pollInterval: p.refresh_interval }, {
+      plugin: "procfs",
+    });
+  }
+
+  stop(): void {
+    for (const off of this.#unsubscribe) off();
+    this.#unsubscribe = [];
+    this.#followed.clear();
+    this.#control = undefined;
+  }
+
+  #sys(): SystemInfo {
+    return this.#system ??= this.#systemOption ?? systemInfo(this.#root);
+  }
+
+  /** `zero` for a process that started after the plugin, `current` for one that was running before. */
+  #baselineOf(startTicks: number | undefined, unknown: Baseline): Baseline {
+    if (startTicks === undefined || this.#startTicks === undefined) return unknown;
+    // Both clocks tick at USER_HZ since boot; a margin of one tick absorbs their truncations.
+    return startTicks + 1 >= this.#startTicks ? "zero" : "current";
+  }
+
+  async #onStart(consumers: readonly Consumer[]): Promise<void> {
+    const ev = this.#config.processes.events;
+    for (const c of consumers) {
+      if (c.kind !== "process") continue;
+      const pid = Number(c.id);
+      if (!Number.isInteger(pid) || pid <= 0) continue;
+      const known = this.#followed.get(pid);
+      if (known !== undefined) {
+        known.source.expectExit();
+        continue;
+      }
+      const info = readProcessInfo(this.#root, pid);
+      await this.#follow(
+        pid,
+        {
+          baseline: this.#baselineOf(info?.startTicks, "zero"),
+          memoryMode: ev.memory_mode,
+          awaitExit: true,
+        },
+        { pollInterval: ev.poll_interval, flushInterval: ev.flush_interval },
+        info,
+      );
+    }
+  }
+
+  #onExit(exit: ProcessExit): void {
+    this.#followed.get(exit.pid)?.source.exited(exit);
+  }
+
+  async #onEnd(consumers: readonly Consumer[]): Promise<void> {
+    for (const c of consumers) {
+      if (c.kind !== "process") continue;
+      const f = this.#followed.get(Number(c.id));
+      if (f === undefined) continue;
+      this.#followed.delete(Number(c.id));
+      await this.#control?.stop(`source/procfs/${f.name}`);
+    }
+  }
+
+  async #onWatched(info: ProcessInfo, group: WatchGroup): Promise<boolean> {
+    if (this.#followed.has(info.pid)) return true;
+    return await this.#follow(
+      info.pid,
+      {
+        baseline: this.#baselineOf(info.startTicks, "current"),
+        memoryMode: group.memoryMode,
+        awaitExit: false,
+      },
+      { pollInterval: group.pollInterval, flushInterval: group.flushInterval },
+      info,
+    );
+  }
+
+  /** Adds the source `pid-<pid>` (or `pid-<pid>-<start>` when a previous process had the name). */
+  async #follow(
+    pid: number,
+    options: { baseline: Baseline; memoryMode: MemoryMode; awaitExit: boolean },
+    trigger: Trigger,
+    info: ProcessInfo | undefined,
+  ): Promise<boolean> {
+    const control = this.#control;
+    const log = this.#log;
+    if (control === undefined) {
+      log?.warn(`Cannot follow process ${pid} before the pipeline runs`);
+      return false;
+    }
+    let source: ProcessSource;
+    try {
+      source = new ProcessSource(pid, this.#processMetrics!, {
+        root: this.#root,
+        system: this.#sys(),
+        ...options,
+        onClose: () => {
+          if (this.#followed.get(pid)?.source === source) this.#followed.delete(pid);
+        },
+      });
+    } catch (e) {
+      log?.warn(`Cannot measure process ${pid}: ${messageOf(e)}`);
+      return false;
+    }
+    const names = [`pid-${pid}`, `pid-${pid}-${info?.startTicks ?? Date.now()}`];
+    for (const name of names) {
+      // Registered first, so that a processExit published while the source is added still finds it.
+      this.#followed.set(pid, { source, name });
+      try {
+        await control.addSource(name, source, trigger, { plugin: "procfs" });
+        log?.debug(`Following process ${pid} (source ${name})`);
+        return true;
+      } catch (e) {
+        if (this.#followed.get(pid)?.source === source) this.#followed.delete(pid);
+        // A RangeError is a name already taken (by an earlier process with this pid): try the other name.
+        if (name === names[names.length - 1] || !(e instanceof RangeError)) {
+          log?.warn(`Cannot add a source for process ${pid}: ${messageOf(e)}`);
+          break;
+        }
+      }
+    }
+    source.close();
+    return false;
+  }
+}
+
+/** The procfs plugin's metadata: `[plugins.procfs]`. */
+export const procfsPlugin: PluginMetadata<ProcfsConfig> & {
+  readonly configSchema: typeof procfsConfigSchema;
+} = {
+  name: "procfs",
+  version: "0.1.0",
+  description: "Measures the kernel, memory, network and processes through /proc (Alumet's default source)",
+  defaultConfig: defaultProcfsConfig,
+  configSchema: procfsConfigSchema,
+  init: function initProcfs(config: ProcfsConfig): Plugin {
+    return new ProcfsPlugin(config);
+  },
+};
+
+export default procfsPlugin;

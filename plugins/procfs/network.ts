@@ -1,0 +1,180 @@
+/**
+ * The `network` source: bytes, packets, drops and errors received and sent per interface, from
+ * `/proc/net/dev`.
+ *
+ * @module
+ */
+import type { Batch, PointContext } from "../../src/model/batch.ts";
+import type { Source } from "../../src/plugin/plugin.ts";
+import { ProcFile } from "../../src/ffi/proc_file.ts";
+import type { NetworkMetrics } from "./metrics.ts";
+import { ByteScanner } from "./scan.ts";
+
+/** Counters per line of `/proc/net/dev`: 8 received, then 8 transmitted. */
+const N_COUNTERS = 16;
+/** Columns used: bytes, packets, errs, drop (receive at 0…3, transmit at 8…11). */
+const RX_BYTES = 0, RX_PACKETS = 1, RX_ERRS = 2, RX_DROP = 3;
+const TX = 8;
+
+/** One interface, as seen in the previous poll. */
+interface InterfaceSlot {
+  /** The name's bytes, to recognise the line without decoding it. */
+  readonly name: Uint8Array;
+  /** Exact high and low parts of each counter (see {@linkcode ByteScanner}). */
+  readonly hi: Float64Array;
+  readonly lo: Float64Array;
+  /** Whether the counters hold a previous poll's values (false: the interface is new). */
+  valid: boolean;
+  seen: boolean;
+  readonly rx: PointContext;
+  readonly tx: PointContext;
+}
+
+/** Options of a {@linkcode NetworkSource}. */
+export interface NetworkSourceOptions {
+  /** The procfs root. Default `/proc`. */
+  readonly root?: string;
+}
+
+const decoder = new TextDecoder();
+
+/**
+ * Reads `<root>/net/dev` (kept open) and pushes, per interface and direction (`rx`, `tx`), the difference
+ * since the previous poll of `network_bytes`, `network_packets`, `network_packet_drops` and
+ * `network_errors`, with the attributes `interface` and `direction`.
+ *
+ * - The first poll (and the first after `reset`) only sets the baseline.
+ * - An interface that appears after that reports its whole counters: it did not exist at the previous poll,
+ *   so everything it counted happened since (Alumet does the same).
+ * - A counter that goes down was reset (the interface was deleted and created again between two polls): its
+ *   new value, counted from zero since then, is the delta. Counters are u64 on 64-bit kernels, so a wrap
+ *   is not a realistic cause (Deno only runs on 64-bit kernels).
+ * - Counters are parsed exactly beyond 2^53 (as two parts), so deltas stay exact.
+ * - An interface that disappears is forgotten; if it comes back, it is new again.
+ */
+export class NetworkSource implements Source {
+  readonly path: string;
+  readonly #metrics: NetworkMetrics;
+  readonly #scan = new ByteScanner();
+  #file: ProcFile | undefined;
+  #slots: InterfaceSlot[] = [];
+  #polled = false;
+  readonly #hi = new Float64Array(N_COUNTERS);
+  readonly #lo = new Float64Array(N_COUNTERS);
+
+  /** Opens `<root>/net/dev`; throws when it cannot be opened. */
+  constructor(metrics: NetworkMetrics, options: NetworkSourceOptions = {}) {
+    this.#metrics = metrics;
+    this.path = `${options.root ?? "/proc"}/net/dev`;
+    this.#file = ProcFile.open(this.path, 4096);
+  }
+
+  poll(batch: Batch): void {
+    const file = this.#file;
+    if (file === undefined) throw new Error(`${this.path} is closed`);
+    const n = file.read();
+    if (n <= 0) throw new Error(`Cannot read ${this.path}: it is empty or gone`);
+    const s = this.#scan.reset(file.buffer, n);
+    const slots = this.#slots;
+    for (const slot of slots) slot.seen = false;
+    s.skipLine(); // "Inter-|   Receive …"
+    s.skipLine(); // " face |bytes …"
+    let line = 0;
+    while (!s.done) {
+      s.skipBlanks();
+      const start = s.pos;
+      const colon = s.buf.indexOf(58, start);
+      const eol = s.buf.indexOf(10, start);
+      if (colon < 0 || colon >= s.end || (eol >= 0 && eol < colon)) {
+        s.skipLine();
+        continue;
+      }
+      const slot = this.#slotFor(start, colon, line++);
+      s.pos = colon + 1;
+      const hi = this.#hi;
+      const lo = this.#lo;
+      let complete = true;
+      for (let c = 0; c < N_COUNTERS; c++) {
+        if (s.uint() < 0) {
+          complete = false;
+          break;
+        }
+        hi[c] = s.hi;
+        lo[c] = s.lo;
+      }
+      s.skipLine();
+      if (!complete) continue;
+      slot.seen = true;
+      if (this.#polled) this.#push(batch, slot);
+      slot.hi.set(hi);
+      slot.lo.set(lo);
+      slot.valid = true;
+    }
+    this.#polled = true;
+    let gone = false;
+    for (const slot of slots) if (!slot.seen) gone = true;
+    if (gone) this.#slots = slots.filter((slot) => slot.seen);
+  }
+
+  #push(batch: Batch, slot: InterfaceSlot): void {
+    const m = this.#metrics;
+    for (let d = 0; d <= TX; d += TX) {
+      const ctx = d === 0 ? slot.rx : slot.tx;
+      batch.push(m.bytes, this.#delta(slot, d + RX_BYTES), ctx);
+      batch.push(m.packets, this.#delta(slot, d + RX_PACKETS), ctx);
+      batch.push(m.drops, this.#delta(slot, d + RX_DROP), ctx);
+      batch.push(m.errors, this.#delta(slot, d + RX_ERRS), ctx);
+    }
+  }
+
+  /** Difference of counter `c` since the previous poll; the whole value for a new interface or a reset. */
+  #delta(slot: InterfaceSlot, c: number): number {
+    const hi = this.#hi[c]!;
+    const lo = this.#lo[c]!;
+    if (!slot.valid) return hi * 1e9 + lo;
+    const d = (hi - slot.hi[c]!) * 1e9 + (lo - slot.lo[c]!);
+    return d >= 0 ? d : hi * 1e9 + lo;
+  }
+
+  /** The slot of the interface named by `buf[start, end)`; `hint` is its line number (same order as before). */
+  #slotFor(start: number, end: number, hint: number): InterfaceSlot {
+    const slots = this.#slots;
+    const guess = slots[hint];
+    if (guess !== undefined && this.#named(guess, start, end)) return guess;
+    for (const slot of slots) if (this.#named(slot, start, end)) return slot;
+    const buf = this.#scan.buf;
+    const name = buf.slice(start, end);
+    const text = decoder.decode(name);
+    const slot: InterfaceSlot = {
+      name,
+      hi: new Float64Array(N_COUNTERS),
+      lo: new Float64Array(N_COUNTERS),
+      valid: false,
+      seen: false,
+      rx: Object.freeze({ attributes: Object.freeze({ interface: text, direction: "rx" }) }),
+      tx: Object.freeze({ attributes: Object.freeze({ interface: text, direction: "tx" }) }),
+    };
+    slots.push(slot);
+    return slot;
+  }
+
+  #named(slot: InterfaceSlot, start: number, end: number): boolean {
+    const name = slot.name;
+    if (name.length !== end - start) return false;
+    const buf = this.#scan.buf;
+    for (let i = 0; i < name.length; i++) if (buf[start + i] !== name[i]) return false;
+    return true;
+  }
+
+  /** Forgets the previous values: the next poll is a baseline. */
+  reset(): void {
+    this.#slots = [];
+    this.#polled = false;
+  }
+
+  /** Closes the file. Idempotent. */
+  close(): void {
+    this.#file?.close();
+    this.#file = undefined;
+  }
+}

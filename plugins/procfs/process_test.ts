@@ -1,0 +1,417 @@
+import assert from "node:assert/strict";
+import { Batch } from "../../src/model/batch.ts";
+import { MetricRegistry } from "../../src/model/metrics.ts";
+import { Consumer } from "../../src/model/resources.ts";
+import { now } from "../../src/model/timestamp.ts";
+import type { Source, SourceModule, Trigger } from "../../src/plugin/plugin.ts";
+import type { ControlHandle } from "../../src/pipeline/control.ts";
+import { NormalStop } from "../../src/errors.ts";
+import { Logger } from "../../src/log.ts";
+import { getrusage, RUSAGE_CHILDREN } from "../../src/ffi/libc.ts";
+import { testPlugin } from "../../src/testing/mod.ts";
+import {
+  createProcessMetrics,
+  type ProcessInfo,
+  ProcessSource,
+  ProcessWatcher,
+  type ProcfsPlugin,
+  procfsPlugin,
+  readProcessInfo,
+  type SystemInfo,
+  type WatchGroup,
+} from "./mod.ts";
+import { pointsOf, sumOf } from "./test_util.ts";
+
+const SYSTEM: SystemInfo = { userHz: 100, pageSize: 4096, nCpus: 2 };
+
+/** A `/proc/<pid>/stat` line with the given fields (the others are plausible constants). */
+function statLine(
+  o: { pid: number; comm?: string; ppid?: number; utime?: number; stime?: number; start?: number },
+): string {
+  const f = [
+    "S",
+    o.ppid ?? 1,
+    o.pid,
+    o.pid,
+    0,
+    -1,
+    4194560,
+    100,
+    0,
+    0,
+    0,
+    o.utime ?? 0,
+    o.stime ?? 0,
+    0,
+    0,
+    20,
+    0,
+    1,
+    0,
+    o.start ?? 1000,
+    10_000_000,
+    100,
+    "18446744073709551615",
+    ...Array(17).fill(0),
+    0,
+    ...Array(9).fill(0),
+  ];
+  return `${o.pid} (${o.comm ?? "prog"}) ${f.join(" ")}\n`;
+}
+
+async function withTempRoot(fn: (root: string) => Promise<void> | void): Promise<void> {
+  const root = await Deno.makeTempDir({ prefix: "procfs_process_" });
+  try {
+    await fn(root);
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
+}
+
+function writeProcess(root: string, o: Parameters<typeof statLine>[0]): void {
+  Deno.mkdirSync(`${root}/${o.pid}`, { recursive: true });
+  Deno.writeTextFileSync(`${root}/${o.pid}/stat`, statLine(o));
+  Deno.writeTextFileSync(`${root}/${o.pid}/statm`, "2000 300 100 10 0 500 0\n");
+}
+
+function cpuOf(b: Batch, registry: MetricRegistry, kind: string): number[] {
+  return pointsOf(b, registry)
+    .filter((p) => p.metric === "cpu_time_delta" && p.attributes.kind === kind)
+    .map((p) => p.value);
+}
+
+Deno.test("ProcessSource pushes the exit remainder exactly, then ends", async (t) => {
+  await t.step("a process measured from zero: final − already reported, then NormalStop", async () => {
+    await withTempRoot((root) => {
+      const registry = new MetricRegistry();
+      const metrics = createProcessMetrics((spec) => registry.register("procfs", spec));
+      writeProcess(root, { pid: 77, utime: 42, stime: 7 });
+      const source = new ProcessSource(77, metrics, {
+        root,
+        system: SYSTEM,
+        baseline: "zero",
+        awaitExit: true,
+      });
+      const t1 = 1_000_000_000_000n;
+      const b1 = new Batch();
+      source.poll(b1, t1);
+      assert.deepEqual(cpuOf(b1, registry, "user"), [420_000_000], "X = 42 ticks reported at the first poll");
+      assert.deepEqual(cpuOf(b1, registry, "system"), [70_000_000]);
+      // The process exits: its files read as nothing, and the kernel's total is larger than what we saw.
+      Deno.writeTextFileSync(`${root}/77/stat`, "");
+      const userNs = 437_123_000;
+      const systemNs = 71_000_000;
+      source.exited({ userNs, systemNs, timestamp: t1 + 500_000_000n });
+      const b2 = new Batch();
+      source.poll(b2, t1 + 1_000_000_000n);
+      assert.deepEqual(cpuOf(b2, registry, "user"), [userNs - 420_000_000]);
+      assert.deepEqual(cpuOf(b2, registry, "system"), [systemNs - 70_000_000]);
+      const pct = pointsOf(b2, registry).find((p) =>
+        p.metric === "cpu_percent" && p.attributes.kind === "total"
+      );
+      // (17.123 ms + 1 ms) over the 0.5 s between the last poll and the exit, on 2 CPUs
+      assert.ok(Math.abs(pct!.value - 100 * 18_123_000 / 5e8 / 2) < 1e-9, `cpu_percent ${pct?.value}`);
+      assert.equal(
+        sumOf(pointsOf(b1, registry), (p) => p.metric === "cpu_time_delta" && p.attributes.kind === "user") +
+          cpuOf(b2, registry, "user")[0]!,
+        userNs,
+      );
+      assert.throws(() => source.poll(new Batch(), t1 + 2_000_000_000n), NormalStop);
+      source.close();
+    });
+  });
+  await t.step("a process gone before its first poll reports its whole accounting", async () => {
+    await withTempRoot((root) => {
+      const registry = new MetricRegistry();
+      const metrics = createProcessMetrics((spec) => registry.register("procfs", spec));
+      const source = new ProcessSource(78, metrics, {
+        root,
+        system: SYSTEM,
+        baseline: "zero",
+        awaitExit: true,
+      });
+      const b1 = new Batch();
+      source.poll(b1, 1n); // gone, but an exit accounting may still come: wait
+      assert.equal(b1.length, 0);
+      source.exited({ userNs: 1_000, systemNs: 2_000, timestamp: 2n });
+      const b2 = new Batch();
+      source.poll(b2, 3n);
+      assert.deepEqual(cpuOf(b2, registry, "user"), [1_000]);
+      assert.deepEqual(cpuOf(b2, registry, "system"), [2_000]);
+      assert.throws(() => source.poll(new Batch(), 4n), NormalStop);
+      source.close();
+    });
+  });
+  await t.step("without an exit accounting, a followed process ends after a second of grace", async () => {
+    await withTempRoot((root) => {
+      const registry = new MetricRegistry();
+      const metrics = createProcessMetrics((spec) => registry.register("procfs", spec));
+      const source = new ProcessSource(79, metrics, { root, system: SYSTEM, awaitExit: true });
+      source.poll(new Batch(), 1n);
+      source.poll(new Batch(), 500_000_000n); // gone for half a second: still waiting
+      assert.throws(() => source.poll(new Batch(), 1_000_000_001n), NormalStop);
+      source.close();
+    });
+  });
+  await t.step("a reset leaves the skipped time out of the remainder", async () => {
+    await withTempRoot((root) => {
+      const registry = new MetricRegistry();
+      const metrics = createProcessMetrics((spec) => registry.register("procfs", spec));
+      writeProcess(root, { pid: 80, utime: 10, stime: 0 });
+      const source = new ProcessSource(80, metrics, { root, system: SYSTEM, baseline: "zero" });
+      source.poll(new Batch(), 1n); // 10 ticks reported
+      source.reset(); // paused while the process used 5 ticks
+      writeProcess(root, { pid: 80, utime: 15, stime: 0 });
+      const b = new Batch();
+      source.poll(b, 2n); // new baseline: nothing
+      assert.deepEqual(cpuOf(b, registry, "user"), []);
+      source.exited({ userNs: 200_000_000, systemNs: 0, timestamp: 3n });
+      const last = new Batch();
+      source.poll(last, 4n);
+      assert.deepEqual(cpuOf(last, registry, "user"), [50_000_000]); // 200 ms − 150 ms counted or skipped
+      source.close();
+    });
+  });
+});
+
+/** A control handle that records what the plugin asks for. */
+function fakeControl() {
+  const added = new Map<string, { source: Source; trigger: Trigger; plugin: string | undefined }>();
+  const stopped: string[] = [];
+  const control: ControlHandle = {
+    list: () => [],
+    pause: () => Promise.resolve(0),
+    resume: () => Promise.resolve(0),
+    async stop(pattern) {
+      stopped.push(pattern);
+      const entry = added.get(pattern.slice(pattern.lastIndexOf("/") + 1));
+      await entry?.source.close?.();
+      return entry ? 1 : 0;
+    },
+    setPollInterval: () => 0,
+    triggerNow: () => Promise.resolve(0),
+    flushNow: () => Promise.resolve(0),
+    // deno-lint-ignore require-await
+    async addSource(name: string, source: Source | SourceModule, trigger: Trigger, options = {}) {
+      if (added.has(name)) {
+        throw new RangeError(`Plugin "procfs" added two elements named "source/procfs/${name}"`);
+      }
+      if ("module" in source) throw new TypeError("procfs adds sources, not modules");
+      added.set(name, { source, trigger, plugin: options.plugin });
+    },
+    shutdown: () => {},
+  };
+  return { control, added, stopped };
+}
+
+Deno.test("procfs follows the exec program on events: the CPU time sums to the kernel's total", async () => {
+  await using h = await testPlugin(procfsPlugin, {
+    kernel: { enabled: false },
+    memory: { enabled: false },
+    network: { enabled: false },
+    processes: { events: { poll_interval: "100ms", flush_interval: "200ms" } },
+  });
+  const { control, added, stopped } = fakeControl();
+  await h.plugin.postStart!({
+    plugin: "procfs",
+    events: h.events,
+    log: new Logger("procfs"),
+    metrics: h.metrics,
+    control,
+  });
+  assert.equal(added.size, 0, "no watcher without groups");
+
+  const before = getrusage(RUSAGE_CHILDREN);
+  const child = new Deno.Command("sh", {
+    args: ["-c", "i=0; while [ $i -lt 400000 ]; do i=$((i+1)); done"],
+    stdout: "null",
+  }).spawn();
+  await h.events.publish("startConsumerMeasurement", [Consumer.process(child.pid), Consumer.cgroup("/x")]);
+  const name = `pid-${child.pid}`;
+  const entry = added.get(name);
+  assert.ok(entry !== undefined, `no source ${name}: ${[...added.keys()]}`);
+  assert.deepEqual(entry.trigger, { pollInterval: 100, flushInterval: 200 });
+  assert.equal(entry.plugin, "procfs");
+
+  const batches: Batch[] = [];
+  const poll = async () => {
+    const b = new Batch();
+    b.timestamp = now();
+    await entry.source.poll(b, b.timestamp);
+    batches.push(b);
+  };
+  let running = true;
+  child.status.then(() => (running = false));
+  while (running) {
+    await poll();
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  const status = await child.status;
+  assert.equal(status.code, 0);
+  const after = getrusage(RUSAGE_CHILDREN);
+  const userNs = Math.round(after.userUs - before.userUs) * 1000;
+  const systemNs = Math.round(after.systemUs - before.systemUs) * 1000;
+  await h.events.publish("processExit", {
+    pid: child.pid,
+    userNs,
+    systemNs,
+    maxRssBytes: after.maxRssKiB * 1024,
+    exitCode: 0,
+    timestamp: now(),
+  });
+  await poll(); // what exec's triggerNow does: the remainder
+  await h.events.publish("endConsumerMeasurement", [Consumer.process(child.pid)]);
+  assert.deepEqual(stopped, [`source/procfs/${name}`]);
+
+  const points = batches.flatMap((b) => pointsOf(b, h.metrics));
+  const sum = (kind: string) =>
+    sumOf(points, (p) => p.metric === "cpu_time_delta" && p.attributes.kind === kind);
+  assert.ok(userNs + systemNs > 0, "the child used no CPU time");
+  assert.equal(sum("user"), userNs, "user time: the sum of cpu_time_delta is the kernel's total");
+  assert.equal(sum("system"), systemNs, "system time: the sum of cpu_time_delta is the kernel's total");
+  assert.ok(points.every((p) => p.consumer[0] === "process" && p.consumer[1] === String(child.pid)));
+  assert.ok(
+    points.some((p) => p.metric === "memory_usage" && p.attributes.kind === "resident" && p.value > 0),
+  );
+  assert.equal((h.plugin as ProcfsPlugin).followed.size, 0);
+  assert.throws(() => entry.source.poll(new Batch(), now()), NormalStop);
+});
+
+Deno.test("procfs measures a process that was running before it started from its current CPU time", async () => {
+  // `watch PID`: the process predates the plugin, so its past CPU time is not reported as one delta.
+  const child = new Deno.Command("sh", {
+    args: ["-c", "i=0; while [ $i -lt 100000 ]; do i=$((i+1)); done; sleep 30"],
+    stdout: "null",
+  }).spawn();
+  try {
+    let info: ProcessInfo | undefined;
+    for (let i = 0; i < 100; i++) { // wait until the loop has used some CPU
+      await new Promise((r) => setTimeout(r, 20));
+      info = readProcessInfo("/proc", child.pid);
+      const stat = Deno.readTextFileSync(`/proc/${child.pid}/stat`);
+      const utime = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[11]);
+      if (utime > 0) break;
+    }
+    assert.ok(info !== undefined);
+    await new Promise((r) => setTimeout(r, 30)); // let the uptime clock pass the start time
+    await using h = await testPlugin(procfsPlugin, {
+      kernel: { enabled: false },
+      memory: { enabled: false },
+      network: { enabled: false },
+    });
+    const { control, added } = fakeControl();
+    await h.plugin.postStart!({
+      plugin: "procfs",
+      events: h.events,
+      log: new Logger("procfs"),
+      metrics: h.metrics,
+      control,
+    });
+    await h.events.publish("startConsumerMeasurement", [Consumer.process(child.pid)]);
+    const source = added.get(`pid-${child.pid}`)!.source;
+    const b = new Batch();
+    await source.poll(b, now());
+    assert.deepEqual(cpuOf(b, h.metrics, "user"), [], "the first poll is a baseline");
+    assert.ok(pointsOf(b, h.metrics).some((p) => p.metric === "memory_usage"));
+    await h.events.publish("endConsumerMeasurement", [Consumer.process(child.pid)]);
+  } finally {
+    child.kill("SIGKILL");
+    await child.status;
+  }
+});
+
+Deno.test("ProcessWatcher matches new processes against the groups, once each", async () => {
+  await withTempRoot(async (root) => {
+    writeProcess(root, { pid: 100, ppid: 1, comm: "nginx" });
+    writeProcess(root, { pid: 101, ppid: 100, comm: "worker" });
+    writeProcess(root, { pid: 102, ppid: 1, comm: "bash" });
+    writeProcess(root, { pid: 103, ppid: 1, comm: "x" });
+    Deno.symlinkSync("/usr/sbin/nginx", `${root}/100/exe`);
+    Deno.symlinkSync("/usr/bin/bash", `${root}/102/exe`);
+    Deno.symlinkSync("/opt/nginx-helper", `${root}/103/exe`); // the path matches, not the comm
+    Deno.mkdirSync(`${root}/sys`); // not a pid
+    const settings = { pollInterval: 1000, flushInterval: 2000, memoryMode: "quick" as const };
+    const groups: WatchGroup[] = [{ exeRegex: /nginx/, ...settings }, { ppid: 100, ...settings }];
+    const seen: [number, number][] = [];
+    let accept = true;
+    const watcher = new ProcessWatcher({
+      root,
+      groups,
+      onMatch: (info, group) => {
+        seen.push([info.pid, groups.indexOf(group)]);
+        return accept;
+      },
+    });
+    await watcher.poll();
+    assert.deepEqual(seen.sort(), [[100, 0], [101, 1], [103, 0]]);
+    seen.length = 0;
+    await watcher.poll();
+    assert.deepEqual(seen, [], "each process is matched once");
+
+    // A new process without a readable exe: its comm is matched.
+    writeProcess(root, { pid: 104, ppid: 1, comm: "nginx: master" });
+    accept = false; // the plugin could not follow it: asked again at the next scan
+    await watcher.poll();
+    assert.deepEqual(seen, [[104, 0]]);
+    accept = true;
+    await watcher.poll();
+    assert.deepEqual(seen, [[104, 0], [104, 0]]);
+    seen.length = 0;
+
+    // A pid that disappears is forgotten, so a process that reuses it is matched again.
+    Deno.removeSync(`${root}/101`, { recursive: true });
+    await watcher.poll();
+    writeProcess(root, { pid: 101, ppid: 100, comm: "worker", start: 5000 });
+    await watcher.poll();
+    assert.deepEqual(seen, [[101, 1]]);
+  });
+});
+
+Deno.test("procfs watches the configured groups through the control handle", async () => {
+  await using h = await testPlugin(procfsPlugin, {
+    kernel: { enabled: false },
+    memory: { enabled: false },
+    network: { enabled: false },
+    processes: { refresh_interval: "1s", groups: [{ ppid: Deno.pid, poll_interval: "250ms" }] },
+  });
+  const { control, added } = fakeControl();
+  await h.plugin.postStart!({
+    plugin: "procfs",
+    events: h.events,
+    log: new Logger("procfs"),
+    metrics: h.metrics,
+    control,
+  });
+  const watcher = added.get("process-watcher");
+  assert.ok(watcher !== undefined, "no process-watcher source");
+  assert.deepEqual(watcher.trigger, { pollInterval: 1000 });
+  const child = new Deno.Command("sleep", { args: ["30"] }).spawn();
+  try {
+    const w = new Batch();
+    await watcher.source.poll(w, now());
+    assert.equal(w.length, 0, "the watcher pushes no points");
+    const entry = added.get(`pid-${child.pid}`);
+    assert.ok(entry !== undefined, `not followed: ${[...added.keys()]}`);
+    assert.deepEqual(entry.trigger, { pollInterval: 250, flushInterval: 4000 });
+    const b = new Batch();
+    await entry.source.poll(b, now());
+    // Started after the plugin: measured from zero, so the first poll already has its CPU time.
+    assert.equal(cpuOf(b, h.metrics, "user").length, 1);
+    // The exec event for a process the watcher follows does not add a second source.
+    await h.events.publish("startConsumerMeasurement", [Consumer.process(child.pid)]);
+    assert.equal([...added.keys()].filter((k) => k.startsWith(`pid-${child.pid}`)).length, 1);
+    child.kill("SIGKILL");
+    await child.status;
+    // Followed on an event now: a second of grace for the exit accounting, then the end.
+    const gone = now();
+    await entry.source.poll(new Batch(), gone);
+    assert.throws(() => entry.source.poll(new Batch(), gone + 1_000_000_000n), NormalStop);
+    await entry.source.close?.();
+    assert.equal((h.plugin as ProcfsPlugin).followed.size, 0);
+  } finally {
+    try {
+      child.kill("SIGKILL");
+    } catch { /* gone */ }
+    await child.status;
+  }
+});
