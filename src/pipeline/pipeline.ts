@@ -32,10 +32,16 @@ import type { ControlHandle, ElementInfo } from "./control.ts";
 import { FanIn } from "./fan_in.ts";
 import { type ElementKind, type ElementName, ElementPattern, formatName } from "./names.ts";
 import { fanOut, outputFromWritable, OutputTask } from "./output.ts";
-import { ManagedSource, type SourceTask } from "./source.ts";
+import { ManagedSource, type SourceStats, type SourceTask } from "./source.ts";
 import { HOT_PERIOD_MS, Sampler } from "./sampler.ts";
 import type { LatenessHistogram } from "./lateness.ts";
 import { chainTransforms, TransformStage } from "./transform.ts";
+
+/** How many stopped sources stay listed before the oldest are forgotten. */
+export const MAX_STOPPED = 256;
+
+/** The key, in {@linkcode Pipeline.stats}, of the summed counts of the stopped sources no longer listed. */
+export const RETIRED = "source/(retired)";
 
 /** Options of a pipeline. */
 export interface PipelineOptions {
@@ -139,6 +145,7 @@ export class Pipeline {
   }
 
   readonly #reserved = new Set<string>();
+  readonly #retired: SourceStats = { polls: 0, late: 0, missed: 0, points: 0, errors: 0 };
 
   #checkName(kind: ElementKind, plugin: string, name: string): ElementName {
     if (!/^[\w.@:\-\[\]]+$/.test(name)) {
@@ -148,7 +155,11 @@ export class Pipeline {
     }
     const n: ElementName = { kind, plugin, name };
     const full = formatName(n);
-    if (this.#reserved.has(full) || this.#outputs.has(full) || this.#names().has(full)) {
+    const existing = this.#sources.get(full);
+    if (
+      this.#reserved.has(full) || (existing !== undefined && existing.state !== "stopped") ||
+      this.#outputs.has(full) || this.#names().has(full)
+    ) {
       throw new RangeError(`Plugin "${plugin}" added two elements named "${full}"`);
     }
     this.#reserved.add(full);
@@ -175,29 +186,66 @@ export class Pipeline {
       throw new Error(`Cannot add source "${name}": the pipeline is ${this.#phase}`);
     }
     const n = this.#checkName("source", plugin, name);
-    const { poll, flush } = triggerIntervals(trigger);
-    const log = new Logger(formatName(n));
+    const full = formatName(n);
     let ms: SourceTask;
-    if ("module" in source && poll < HOT_PERIOD_MS) {
-      ms = await this.#sampler.add(n, source, { pollInterval: poll, flushInterval: flush, paused, log });
-    } else {
-      if (poll < HOT_PERIOD_MS) {
-        log.warn(
-          `Polled every ${poll} ms on the main thread, where timers are coarse and each wake-up is costly; ` +
-            `give the source as a module ({ module, config }) to sample it in the sampling Worker`,
-        );
+    try {
+      const { poll, flush } = triggerIntervals(trigger);
+      const log = new Logger(full);
+      if ("module" in source && poll < HOT_PERIOD_MS) {
+        ms = await this.#sampler.add(n, source, { pollInterval: poll, flushInterval: flush, paused, log });
+      } else {
+        if (poll < HOT_PERIOD_MS) {
+          log.warn(
+            `Polled every ${poll} ms on the main thread, where timers are coarse and each wake-up is costly; ` +
+              `give the source as a module ({ module, config }) to sample it in the sampling Worker`,
+          );
+        }
+        ms = new ManagedSource(n, await instantiate(source), {
+          pollInterval: poll,
+          flushInterval: flush,
+          paused,
+          log,
+        });
       }
-      ms = new ManagedSource(n, await instantiate(source), {
-        pollInterval: poll,
-        flushInterval: flush,
-        paused,
-        log,
-      });
+    } finally {
+      this.#reserved.delete(full);
     }
-    this.#sources.set(formatName(n), ms);
+    this.#retire(full);
+    this.#sources.set(full, ms);
+    this.#pruneStopped();
     if (this.#phase === "running") {
-      this.#fanIn!.add(formatName(n), ms.readable);
+      this.#fanIn!.add(full, ms.readable);
       ms.start();
+    }
+  }
+
+  /** Forgets a stopped source, keeping its counts in the retired totals. */
+  #retire(full: string): void {
+    const old = this.#sources.get(full);
+    if (old === undefined || old.state !== "stopped") return;
+    this.#sources.delete(full);
+    const r = this.#retired;
+    r.polls += old.stats.polls;
+    r.late += old.stats.late;
+    r.missed += old.stats.missed;
+    r.points += old.stats.points;
+    r.errors += old.stats.errors;
+  }
+
+  /**
+   * Keeps at most {@linkcode MAX_STOPPED} stopped sources listed (a watcher following short-lived processes
+   * would otherwise keep one per process forever); the oldest are retired first.
+   */
+  #pruneStopped(): void {
+    let stopped = 0;
+    for (const s of this.#sources.values()) if (s.state === "stopped") stopped++;
+    if (stopped <= MAX_STOPPED) return;
+    for (const [full, s] of this.#sources) {
+      if (stopped <= MAX_STOPPED) break;
+      if (s.state === "stopped") {
+        this.#retire(full);
+        stopped--;
+      }
     }
   }
 
@@ -343,7 +391,10 @@ export class Pipeline {
     outputs: Map<string, OutputTask["stats"]>;
   } {
     return {
-      sources: new Map([...this.#sources].map(([k, s]) => [k, s.stats])),
+      sources: new Map([
+        ...[...this.#sources].map(([k, s]) => [k, s.stats] as const),
+        ...(this.#retired.polls > 0 ? [[RETIRED, this.#retired] as const] : []),
+      ]),
       outputs: new Map([...this.#outputs].map(([k, o]) => [k, o.stats])),
     };
   }

@@ -432,3 +432,24 @@ Deno.test("ManagedSource counts late and missed ticks instead of catching up", a
   assert.ok(s.missed > polls, `missed ${s.missed} ticks for ${polls} polls`);
   assert.ok(polls < 12, `it caught up with a burst (${polls} polls in 200 ms)`);
 });
+
+Deno.test("Pipeline frees the name of a stopped source and keeps its counts", async () => {
+  const { m, pipeline } = setup();
+  const out = recorder(m);
+  pipeline.addOutput("test", "out", out);
+  pipeline.start();
+  for (let round = 0; round < 3; round++) {
+    const c = counter(m);
+    await pipeline.control.addSource("pid-42", c, { pollInterval: "1h" });
+    await pipeline.control.triggerNow("source/script/pid-42");
+    await assert.rejects(
+      pipeline.control.addSource("pid-42", counter(m), { pollInterval: "1h" }),
+      /two elements/,
+    );
+    await pipeline.control.stop("source/script/pid-42");
+  }
+  await pipeline.stop();
+  assert.equal(out.values.length, 3);
+  const total = [...pipeline.stats().sources.values()].reduce((n, s) => n + s.points, 0);
+  assert.equal(total, 3, "the counts of replaced sources were lost");
+});
