@@ -252,6 +252,16 @@ Deno.test("alumet reports bad input in one line with a non-zero exit and no stac
       assert.equal(r.code, 2);
       assertOneLineError(r, /Unknown command "exce"; did you mean "exec"\?/);
     });
+    await t.step("a program after a command other than exec", async () => {
+      const r = await alumet(["run", "--", "ls"], { cwd: dir });
+      assert.equal(r.code, 2);
+      assertOneLineError(r, /`alumet run` runs no program \(got "ls"\): use alumet exec/);
+    });
+    await t.step("a command named like an Object method", async () => {
+      const r = await alumet(["toString"], { cwd: dir });
+      assert.equal(r.code, 2);
+      assertOneLineError(r, /Unknown command "toString"/);
+    });
     await t.step("an unwritable csv path", async () => {
       await Deno.remove(`${dir}/alumet-config.toml`);
       const r = await alumet(["--output-file", "/nonexistent-dir/x.csv", "exec", "--", "true"], { cwd: dir });

@@ -84,7 +84,9 @@ export class Agent implements AsyncDisposable {
   #registry = new MetricRegistry();
   #pipeline: Pipeline | undefined;
   #state: "idle" | "starting" | "running" | "stopping" | "disposed" = "idle";
-  #initialized = false;
+  #starting: Promise<void> | undefined;
+  #stopping: Promise<PluginError[]> | undefined;
+  #disposing: Promise<void> | undefined;
   #stopRequested: { promise: Promise<void>; resolve: () => void } = Promise.withResolvers<void>();
 
   constructor(options: AgentOptions) {
@@ -141,11 +143,18 @@ export class Agent implements AsyncDisposable {
    * Initialises the plugins (first time only), starts them and the pipeline. On failure, what was started is
    * stopped again and a {@linkcode PluginError} names the plugin and the phase.
    */
-  async start(): Promise<void> {
-    if (this.#state !== "idle") throw new Error(`Cannot start an agent that is ${this.#state}`);
+  start(): Promise<void> {
+    if (this.#state !== "idle") {
+      return Promise.reject(new Error(`Cannot start an agent that is ${this.#state}`));
+    }
     this.#state = "starting";
+    this.#starting = this.#start().finally(() => (this.#starting = undefined));
+    return this.#starting;
+  }
+
+  async #start(): Promise<void> {
     try {
-      if (!this.#initialized) await this.#init();
+      await this.#init();
       this.#registry = new MetricRegistry();
       const pipeline = new Pipeline(this.#registry, {
         ...(this.#options.sourceChannelSize !== undefined
@@ -176,15 +185,16 @@ export class Agent implements AsyncDisposable {
       }
       this.#log.debug(`Started with plugins: ${this.pluginNames.join(", ") || "(none)"}`);
     } catch (e) {
-      this.#state = "running";
-      await this.stop();
+      await this.#stop();
       throw e;
     }
   }
 
+  /** Initialises the plugins not initialised yet: `init` runs once per plugin, even if a start failed. */
   async #init(): Promise<void> {
     const source = this.#options.configSource ?? "code";
     for (const p of this.#plugins) {
+      if (p.instance !== undefined) continue;
       const config = validatePluginConfig(
         p.meta,
         { name: p.meta.name, enabled: true, table: p.table },
@@ -194,7 +204,6 @@ export class Agent implements AsyncDisposable {
         p.instance = await p.meta.init(config);
       });
     }
-    this.#initialized = true;
   }
 
   async #phase(p: Loaded, phase: PluginPhase, fn: () => unknown): Promise<void> {
@@ -208,10 +217,22 @@ export class Agent implements AsyncDisposable {
 
   /**
    * Stops the pipeline (draining every point to the outputs), then calls `stop` on every started plugin; a
-   * failing `stop` is logged and the others still stop. Resolves with those failures.
+   * failing `stop` is logged and the others still stop. Resolves with those failures. Called while the agent
+   * starts, it waits for the start to end first; called while it stops, it waits for that stop.
    */
   async stop(): Promise<PluginError[]> {
+    if (this.#starting) await this.#starting.catch(() => {});
+    if (this.#stopping) return await this.#stopping;
     if (this.#state !== "running") return [];
+    return await this.#stop();
+  }
+
+  #stop(): Promise<PluginError[]> {
+    this.#stopping ??= this.#doStop().finally(() => (this.#stopping = undefined));
+    return this.#stopping;
+  }
+
+  async #doStop(): Promise<PluginError[]> {
     this.#state = "stopping";
     const failures: PluginError[] = [];
     try {
@@ -236,20 +257,23 @@ export class Agent implements AsyncDisposable {
     return failures;
   }
 
-  /** Stops if running, then disposes every plugin once. Idempotent. */
+  /** Stops (after a start or a stop in progress), then disposes every plugin once. Idempotent. */
   async [Symbol.asyncDispose](): Promise<void> {
-    if (this.#state === "disposed") return;
-    await this.stop();
-    this.#state = "disposed";
-    for (const p of this.#plugins) {
-      if (p.disposed || p.instance === undefined) continue;
-      p.disposed = true;
-      try {
-        await p.instance[Symbol.asyncDispose]?.();
-      } catch (e) {
-        this.#log.error(new PluginError(p.meta.name, "dispose", e).message);
+    if (this.#disposing) return await this.#disposing;
+    this.#disposing = (async () => {
+      await this.stop();
+      this.#state = "disposed";
+      for (const p of this.#plugins) {
+        if (p.disposed || p.instance === undefined) continue;
+        p.disposed = true;
+        try {
+          await p.instance[Symbol.asyncDispose]?.();
+        } catch (e) {
+          this.#log.error(new PluginError(p.meta.name, "dispose", e).message);
+        }
       }
-    }
+    })();
+    return await this.#disposing;
   }
 
   #base(p: Loaded) {

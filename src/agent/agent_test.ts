@@ -214,3 +214,44 @@ Deno.test("Agent loads a source from a module URL and a serialisable config", as
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("Agent stop during start waits for the start, then stops; dispose leaves nothing running", async () => {
+  const calls: string[] = [];
+  const agent = new Agent({ plugins: [tracer("a", calls)] });
+  const started = agent.start();
+  const stopped = agent.stop();
+  await started;
+  await stopped;
+  assert.equal(agent.state, "idle");
+  assert.deepEqual(calls.slice(-1), ["a.stop"]);
+  await agent[Symbol.asyncDispose]();
+  assert.equal(agent.state, "disposed");
+  await assert.rejects(agent.start(), /disposed/);
+});
+
+Deno.test("Agent runs init once per plugin, even after a failed start", async () => {
+  const logs = quietLogs();
+  try {
+    const calls: string[] = [];
+    let fail = true;
+    const flaky: PluginMetadata = {
+      name: "flaky",
+      version: "1.0.0",
+      defaultConfig: () => undefined,
+      init() {
+        calls.push("flaky.init");
+        if (fail) throw new Error("not yet");
+        return { start() {} };
+      },
+    };
+    const agent = new Agent({ plugins: [tracer("a", calls), flaky] });
+    await assert.rejects(agent.start(), /not yet/);
+    fail = false;
+    await agent.start();
+    assert.equal(calls.filter((c) => c === "a.init").length, 1);
+    assert.equal(calls.filter((c) => c === "flaky.init").length, 2);
+    await agent[Symbol.asyncDispose]();
+  } finally {
+    logs.restore();
+  }
+});

@@ -129,7 +129,7 @@ export function parseCommandLine(args: readonly string[]): Parsed {
       if (VALUE_OPTIONS.has(a) && i + 1 < args.length) head.push(args[++i]!);
       continue;
     }
-    if (!(a in COMMAND_OPTIONS)) {
+    if (!Object.hasOwn(COMMAND_OPTIONS, a)) {
       const near = closest(a, Object.keys(COMMAND_OPTIONS));
       throw new UsageError(
         `Unknown command "${a}"${
@@ -176,7 +176,13 @@ export function parseCommandLine(args: readonly string[]): Parsed {
         `Unknown option ${m[1]} for \`alumet ${command}\`${suggestOption(m[1]!, command)}`,
       );
     }
-    throw new UsageError(`${msg.replace(/\. To specify.*$/s, "")} (see \`alumet ${command} --help\`)`);
+    const first = msg.split("\n")[0]!.replace(/\. To specify.*$/, "");
+    throw new UsageError(`${first} (see \`alumet ${command} --help\`)`);
+  }
+  if (command !== "exec" && program.length > 0) {
+    throw new UsageError(
+      `\`alumet ${command}\` runs no program (got "${program.join(" ")}"): use alumet exec -- PROGRAM ARGS…`,
+    );
   }
   return { command, positionals: parsed.positionals, program, values: parsed.values };
 }
@@ -324,64 +330,64 @@ async function cmdExec(p: Parsed, log: Logger): Promise<number> {
   const cwd = Deno.cwd();
   const resolved = resolveProgram(program, cwd);
   const setup = await loadSetup(p, log);
-  await using agent = newAgent(setup, await pluginEntries(setup));
-  await agent.start();
-  using statusLine = new StatusLine(agent);
-  await agent.control.triggerNow();
-  // The kernel's accounting of waited-for children, read around the wait: once the program is reaped its
-  // /proc entry is gone, and this is the only record of its CPU time up to its last instruction.
-  const before = ffiAvailable() ? getrusage(RUSAGE_CHILDREN) : undefined;
-  const child = new Deno.Command(resolved, {
-    args,
-    cwd,
-    stdin: "inherit",
-    stdout: "inherit",
-    stderr: "inherit",
-  }).spawn();
-  // Ctrl-C goes to the whole foreground process group, so the program gets it from the terminal; the agent
-  // ignores it and measures until the program is gone. SIGTERM/SIGHUP sent to the agent alone are passed on.
-  const ignore = () => log.info(`Waiting for ${program} (pid ${child.pid}) to end`);
+  // From here until the last point is written, signals do not kill the agent: Ctrl-C goes to the whole
+  // foreground process group, so the program gets it from the terminal and the agent measures until it is
+  // gone; SIGTERM/SIGHUP sent to the agent alone are passed on to the program.
+  let child: Deno.ChildProcess | undefined;
+  const onInterrupt = () =>
+    log.info(
+      child ? `Waiting for ${program} (pid ${child.pid}) to end` : "Interrupted: starting, then stopping",
+    );
   const forward = (sig: Deno.Signal) => () => {
     try {
-      child.kill(sig);
+      child?.kill(sig);
     } catch {
       // already gone
     }
   };
-  const handlers: [Deno.Signal, () => void][] = [["SIGINT", ignore], ["SIGTERM", forward("SIGTERM")], [
-    "SIGHUP",
-    forward("SIGHUP"),
-  ]];
+  const handlers: [Deno.Signal, () => void][] = [
+    ["SIGINT", onInterrupt],
+    ["SIGTERM", forward("SIGTERM")],
+    ["SIGHUP", forward("SIGHUP")],
+  ];
   for (const [s, h] of handlers) Deno.addSignalListener(s, h);
-  let status: Deno.CommandStatus;
   try {
+    await using agent = newAgent(setup, await pluginEntries(setup));
+    await agent.start();
+    using statusLine = new StatusLine(agent);
+    await agent.control.triggerNow();
+    // The kernel's accounting of waited-for children, read around the wait: once the program is reaped its
+    // /proc entry is gone, and this is the only record of its CPU time up to its last instruction.
+    const before = ffiAvailable() ? getrusage(RUSAGE_CHILDREN) : undefined;
+    child = new Deno.Command(resolved, { args, cwd, stdin: "inherit", stdout: "inherit", stderr: "inherit" })
+      .spawn();
     await agent.events.publish("startConsumerMeasurement", [Consumer.process(child.pid)]);
-    status = await child.status;
+    const status = await child.status;
+    const code = exitCodeOf(status);
+    if (before !== undefined) {
+      const after = getrusage(RUSAGE_CHILDREN);
+      await agent.events.publish("processExit", {
+        pid: child.pid,
+        userNs: (after.userUs - before.userUs) * 1000,
+        systemNs: (after.systemUs - before.systemUs) * 1000,
+        maxRssBytes: after.maxRssKiB * 1024,
+        exitCode: code,
+        timestamp: now(),
+      });
+    } else {
+      log.warn(
+        "Native calls are not allowed (--allow-ffi): the program's CPU time after its last poll is not counted",
+      );
+    }
+    await agent.control.triggerNow();
+    await agent.events.publish("endConsumerMeasurement", [Consumer.process(child.pid)]);
+    await agent.stop();
+    statusLine.stop();
+    if (status.signal !== null) log.info(`${program} was killed by ${status.signal}`);
+    return p.values["ignore-exit-code"] ? 0 : code;
   } finally {
     for (const [s, h] of handlers) Deno.removeSignalListener(s, h);
   }
-  const code = exitCodeOf(status);
-  if (before !== undefined) {
-    const after = getrusage(RUSAGE_CHILDREN);
-    await agent.events.publish("processExit", {
-      pid: child.pid,
-      userNs: (after.userUs - before.userUs) * 1000,
-      systemNs: (after.systemUs - before.systemUs) * 1000,
-      maxRssBytes: after.maxRssKiB * 1024,
-      exitCode: code,
-      timestamp: now(),
-    });
-  } else {
-    log.warn(
-      "Native calls are not allowed (--allow-ffi): the program's CPU time after its last poll is not counted",
-    );
-  }
-  await agent.control.triggerNow();
-  await agent.events.publish("endConsumerMeasurement", [Consumer.process(child.pid)]);
-  await agent.stop();
-  statusLine.stop();
-  if (status.signal !== null) log.info(`${program} was killed by ${status.signal}`);
-  return p.values["ignore-exit-code"] ? 0 : code;
 }
 
 async function cmdWatch(p: Parsed, log: Logger): Promise<number> {
@@ -479,7 +485,7 @@ export async function main(args: readonly string[]): Promise<number> {
       return 0;
     }
     if (parsed.values.help) {
-      write(args.some((a) => a in COMMAND_OPTIONS) ? HELP[parsed.command] : MAIN_HELP);
+      write(args.some((a) => Object.hasOwn(COMMAND_OPTIONS, a)) ? HELP[parsed.command] : MAIN_HELP);
       return 0;
     }
     const userDir = userCwd();

@@ -126,11 +126,15 @@ export function processExists(pid: number): boolean {
 export async function waitForExit(pid: number, signal: AbortSignal, intervalMs = 100): Promise<void> {
   while (!signal.aborted && processExists(pid)) {
     await new Promise<void>((resolve) => {
-      const id = setTimeout(resolve, intervalMs);
-      signal.addEventListener("abort", () => {
+      const onAbort = () => {
         clearTimeout(id);
         resolve();
-      }, { once: true });
+      };
+      const id = setTimeout(() => {
+        signal.removeEventListener("abort", onAbort);
+        resolve();
+      }, intervalMs);
+      signal.addEventListener("abort", onAbort, { once: true });
     });
   }
 }

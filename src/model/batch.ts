@@ -143,7 +143,7 @@ export class Batch implements Iterable<MeasurementPoint> {
       this.#consumers[start + j] = other.#consumers[j]!;
       this.#attributes[start + j] = other.#attributes[j]!;
     }
-    if (other.#big) { for (const [j, v] of other.#big) (this.#big ??= new Map()).set(start + j, v); }
+    if (other.#big) { for (const [j, v] of [...other.#big]) (this.#big ??= new Map()).set(start + j, v); }
     this.#length = start + n;
   }
 
@@ -232,13 +232,18 @@ export class Batch implements Iterable<MeasurementPoint> {
     for (let i = 0; i < this.#length; i++) yield this.at(i);
   }
 
-  /** Keeps only the rows for which `keep(batch, i)` is true, in order, in place. */
+  /**
+   * Keeps only the rows for which `keep(batch, i)` is true, in order, in place. If `keep` throws, the batch is
+   * left as it was.
+   */
   retain(keep: (batch: Batch, i: number) => boolean): void {
+    const mask = new Uint8Array(this.#length);
+    for (let r = 0; r < this.#length; r++) mask[r] = keep(this, r) ? 1 : 0;
     let w = 0;
     const big = this.#big;
     const newBig = big ? new Map<number, bigint>() : undefined;
     for (let r = 0; r < this.#length; r++) {
-      if (!keep(this, r)) continue;
+      if (mask[r] === 0) continue;
       if (w !== r) {
         this.#metrics[w] = this.#metrics[r]!;
         this.#timestamps[w] = this.#timestamps[r]!;

@@ -57,3 +57,22 @@ Deno.test("Batch.at rejects a row outside the batch; clear keeps capacity", () =
   b.push(F, 3);
   assert.equal(b.at(0).value, 3);
 });
+
+Deno.test("Batch.retain leaves the batch as it was when the predicate throws", () => {
+  const b = new Batch();
+  for (const v of [1, 2, 3, 4]) b.push(F, v);
+  assert.throws(() =>
+    b.retain((x, i) => {
+      if (i === 2) throw new Error("lookup failed");
+      return x.valueAt(i) !== 1;
+    })
+  );
+  assert.deepEqual([...b].map((p) => p.value), [1, 2, 3, 4]);
+});
+
+Deno.test("Batch.append of itself keeps exact u64 values", () => {
+  const b = new Batch();
+  b.push(U, 2n ** 60n + 1n);
+  b.append(b);
+  assert.deepEqual([b.valueAt(0), b.valueAt(1)], [2n ** 60n + 1n, 2n ** 60n + 1n]);
+});

@@ -57,7 +57,7 @@ export function parseDuration(text: string): number | undefined {
   let total = 0;
   let pos = 0;
   while (pos < s.length) {
-    while (s[pos] === " ") pos++;
+    while (s[pos] === " " || s[pos] === "\t") pos++;
     if (pos >= s.length) break;
     PART.lastIndex = pos;
     const m = PART.exec(s);

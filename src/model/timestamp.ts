@@ -19,8 +19,9 @@ export function now(): Timestamp {
   const p = performance.now();
   if (p - lastCheck > 1000) {
     lastCheck = p;
-    const drift = Date.now() - (performance.timeOrigin + p);
-    if (Math.abs(drift) > 2) originNs = BigInt(Math.round((performance.timeOrigin + drift) * 1e6));
+    // Compare with the origin in use (not timeOrigin), so that a step back undoes a step forward.
+    const drift = Date.now() - (Number(originNs) / 1e6 + p);
+    if (Math.abs(drift) > 2) originNs += BigInt(Math.round(drift * 1e6));
   }
   return originNs + BigInt(Math.round(p * 1e6));
 }

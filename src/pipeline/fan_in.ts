@@ -41,6 +41,9 @@ export class FanIn<T> {
   #log: Logger;
 
   constructor(log: Logger, highWaterMark = 16) {
+    if (!Number.isInteger(highWaterMark) || highWaterMark < 1) {
+      throw new RangeError(`The source channel size must be an integer >= 1, got ${highWaterMark}`);
+    }
     this.#log = log;
     this.readable = new ReadableStream<T>({
       start: (c) => {
@@ -61,6 +64,11 @@ export class FanIn<T> {
     const input: Input<T> = { name, reader: stream.getReader() };
     this.#inputs.add(input);
     this.#pump(input);
+  }
+
+  /** Cancels one input (a source that does not end by itself); the others go on. */
+  async cancelInput(name: string, reason?: unknown): Promise<void> {
+    for (const i of this.#inputs) if (i.name === name) await i.reader.cancel(reason).catch(() => {});
   }
 
   /** No more inputs will come: close once the current ones end. */

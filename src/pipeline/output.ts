@@ -54,6 +54,7 @@ export class OutputTask {
   #spaceWaiters: (() => void)[] = [];
   #log: Logger;
   #lastDropLog = -Infinity;
+  #failed = false;
   readonly done: Promise<void>;
   /** Attributes of this output's `alumet_dropped_points` series. */
   readonly dropAttributes: Readonly<{ output: string }>;
@@ -88,16 +89,26 @@ export class OutputTask {
     return this.#state !== "stopped" && !this.#inputClosed;
   }
 
+  /** True when the output stopped after an error. */
+  get failed(): boolean {
+    return this.#failed;
+  }
+
   /**
    * Queues a batch. With `block`, returns a promise when the queue is full that resolves once there is room;
    * with `drop-oldest`, drops the oldest queued batch and returns nothing.
    */
   offer(batch: Batch): Promise<void> | undefined {
-    if (!this.accepting) return undefined;
+    if (!this.accepting) {
+      // A failed output still counts what it misses, so that alumet_dropped_points tells the whole loss.
+      if (this.#failed && batch.length > 0) this.#countDrop(batch, "it failed");
+      return undefined;
+    }
     if (this.queued >= this.capacity) {
       if (this.policy === "drop-oldest") {
         const old = this.#queue[this.#head]!;
         this.#queue[this.#head++] = undefined as unknown as Batch;
+        this.#compact();
         this.#countDrop(old, "its queue is full");
       } else {
         return new Promise<void>((resolve) => this.#spaceWaiters.push(resolve)).then(() => this.offer(batch));
@@ -147,10 +158,7 @@ export class OutputTask {
         }
         const batch = this.#queue[this.#head]!;
         this.#queue[this.#head++] = undefined as unknown as Batch;
-        if (this.#head > 1024 && this.#head * 2 > this.#queue.length) {
-          this.#queue = this.#queue.slice(this.#head);
-          this.#head = 0;
-        }
+        this.#compact();
         this.#releaseSpace();
         await this.#write(batch);
       }
@@ -190,9 +198,18 @@ export class OutputTask {
         this.#log.error(`Stopped after an error; the other outputs go on: ${messageOf(e)}`);
         this.#log.debug(e instanceof Error && e.stack ? e.stack : String(e));
         this.#countDrop(batch, "it failed");
+        this.#failed = true;
         this.#state = "stopped";
         return;
       }
+    }
+  }
+
+  /** Drops the consumed head of the queue array once it is most of it. */
+  #compact(): void {
+    if (this.#head > 1024 && this.#head * 2 > this.#queue.length) {
+      this.#queue = this.#queue.slice(this.#head);
+      this.#head = 0;
     }
   }
 

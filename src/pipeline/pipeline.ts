@@ -62,6 +62,8 @@ interface AutonomousRunning {
   readonly name: ElementName;
   readonly abort: AbortController;
   ended: boolean;
+  /** `performance.now()` when the pending read of its stream began; undefined when no read is pending. */
+  readingSince: number | undefined;
 }
 
 /** Resolves a trigger's intervals to milliseconds, with a clear error for a bad value. */
@@ -145,6 +147,7 @@ export class Pipeline {
   }
 
   readonly #reserved = new Set<string>();
+  #stopped: PromiseWithResolvers<void> | undefined;
   readonly #retired: SourceStats = { polls: 0, late: 0, missed: 0, points: 0, errors: 0 };
 
   #checkName(kind: ElementKind, plugin: string, name: string): ElementName {
@@ -210,6 +213,10 @@ export class Pipeline {
     } finally {
       this.#reserved.delete(full);
     }
+    if (this.#isClosing()) {
+      await ms.stop();
+      throw new Error(`Cannot add source "${name}": the pipeline is ${this.#phase}`);
+    }
     this.#retire(full);
     this.#sources.set(full, ms);
     this.#pruneStopped();
@@ -217,6 +224,11 @@ export class Pipeline {
       this.#fanIn!.add(full, ms.readable);
       ms.start();
     }
+  }
+
+  /** True once `stop()` has begun (the phase changes across awaits). */
+  #isClosing(): boolean {
+    return this.#phase === "stopping" || this.#phase === "stopped";
   }
 
   /** Forgets a stopped source, keeping its counts in the retired totals. */
@@ -317,11 +329,11 @@ export class Pipeline {
     for (const [full, s] of this.#sources) fanIn.add(full, s.readable);
     for (const spec of this.#autonomousSpecs) {
       const abort = new AbortController();
-      const running: AutonomousRunning = { name: spec.name, abort, ended: false };
+      const running: AutonomousRunning = { name: spec.name, abort, ended: false, readingSince: undefined };
       this.#autonomous.push(running);
       try {
         const stream = spec.factory(abort.signal);
-        fanIn.add(formatName(spec.name), endWatch(stream, () => (running.ended = true)));
+        fanIn.add(formatName(spec.name), endWatch(stream, running));
       } catch (e) {
         running.ended = true;
         log.error(`Autonomous source ${formatName(spec.name)} failed to start: ${messageOf(e)}`);
@@ -348,36 +360,53 @@ export class Pipeline {
    */
   async stop(graceMs = 5000): Promise<void> {
     if (this.#phase === "building") {
+      // Start-up failed after plugins added elements: release what they hold.
       this.#phase = "stopped";
+      await Promise.all([...this.#sources.values()].map((s) => s.stop()));
+      for (const o of this.#pendingOutputs) {
+        try {
+          await o.output.close?.();
+        } catch (e) {
+          this.#log.error(`Closing ${formatName(o.name)} failed: ${messageOf(e)}`);
+        }
+      }
+      await this.#sampler.close();
       return;
     }
     if (this.#phase !== "running") {
-      await this.#flow;
+      await this.#stopped?.promise;
       return;
     }
     this.#phase = "stopping";
+    this.#stopped = Promise.withResolvers<void>();
     const fanIn = this.#fanIn!;
     fanIn.seal();
+    // A paused output would hold the drain back (block) or keep its queue: every output writes to the end.
+    for (const o of this.#outputs.values()) o.resume();
     const self = this.#sources.get("source/alumet/self");
     await Promise.all([...this.#sources.values()].filter((s) => s !== self).map((s) => s.stop()));
     for (const a of this.#autonomous) a.abort.abort(new Error("shutdown"));
-    const deadline = Date.now() + graceMs;
-    while (this.#autonomous.some((a) => !a.ended) && Date.now() < deadline) {
+    // A source that does not close its stream is stuck only when a read of it has waited `graceMs`: one that
+    // is merely not read yet (a slow output upstream of it) still drains.
+    const isStuck = (a: AutonomousRunning) =>
+      !a.ended && a.readingSince !== undefined && performance.now() - a.readingSince > graceMs;
+    while (this.#autonomous.some((a) => !a.ended && !isStuck(a))) {
       await new Promise((r) => setTimeout(r, 10));
     }
     const stuck = this.#autonomous.filter((a) => !a.ended);
     if (stuck.length > 0) {
       this.#log.warn(
-        `Autonomous sources did not close within ${graceMs} ms and are cancelled: ` +
+        `Autonomous sources did not close within ${graceMs} ms of the shutdown and are cancelled: ` +
           stuck.map((a) => formatName(a.name)).join(", "),
       );
+      await Promise.all(stuck.map((a) => fanIn.cancelInput(formatName(a.name))));
     }
     await self?.stop(); // last, so that it reports the losses of the drain so far
-    if (stuck.length > 0) await this.#fanIn!.readable.cancel().catch(() => {});
     await this.#flow;
     await Promise.all([...this.#outputs.values()].map((o) => o.done));
     await this.#sampler.close();
     this.#phase = "stopped";
+    this.#stopped.resolve();
   }
 
   /** Resolves when the pipeline has stopped. */
@@ -487,24 +516,30 @@ export class Pipeline {
   }
 }
 
-/** Calls `onEnd` when the stream ends (closes, errors or is cancelled), passing its chunks through. */
-function endWatch<T>(stream: ReadableStream<T>, onEnd: () => void): ReadableStream<T> {
+/**
+ * Passes an autonomous source's chunks through, recording when it ends (closes, errors, is cancelled) and
+ * since when a read of it has been pending.
+ */
+function endWatch<T>(stream: ReadableStream<T>, state: AutonomousRunning): ReadableStream<T> {
   const reader = stream.getReader();
   return new ReadableStream<T>({
     async pull(c) {
+      state.readingSince = performance.now();
       try {
         const { value, done } = await reader.read();
         if (done) {
-          onEnd();
+          state.ended = true;
           c.close();
         } else c.enqueue(value);
       } catch (e) {
-        onEnd();
+        state.ended = true;
         c.error(e);
+      } finally {
+        state.readingSince = undefined;
       }
     },
     cancel(reason) {
-      onEnd();
+      state.ended = true;
       return reader.cancel(reason);
     },
   }, { highWaterMark: 0 });

@@ -453,3 +453,84 @@ Deno.test("Pipeline frees the name of a stopped source and keeps its counts", as
   const total = [...pipeline.stats().sources.values()].reduce((n, s) => n + s.points, 0);
   assert.equal(total, 3, "the counts of replaced sources were lost");
 });
+
+Deno.test("Pipeline shutdown does not hang", async (t) => {
+  await t.step(
+    "an autonomous source that ignores its signal is cancelled after the grace period",
+    async () => {
+      const logs = captureLogs();
+      try {
+        const { m, pipeline } = setup();
+        pipeline.addAutonomousSource("test", "stuck", () =>
+          new ReadableStream<Batch>({
+            start(c) {
+              const b = new Batch();
+              b.push(m, 1);
+              c.enqueue(b);
+            },
+            pull: () => new Promise(() => {}), // never produces, never closes
+          }));
+        const out = recorder(m);
+        pipeline.addOutput("test", "out", out);
+        pipeline.start();
+        await sleep(20);
+        await pipeline.stop(100);
+        assert.deepEqual(out.values, [1]);
+        assert.equal(out.closed, 1);
+        assert.ok(logs.lines.some((l) => l.includes("source/test/stuck") && l.includes("cancelled")));
+      } finally {
+        logs.restore();
+      }
+    },
+  );
+  await t.step("a paused blocking output with a full queue drains at shutdown", async () => {
+    const logs = captureLogs();
+    try {
+      const { m, pipeline } = setup();
+      const src = counter(m);
+      await pipeline.addManagedSource("test", "in", src, { pollInterval: 2 });
+      const out = recorder(m);
+      pipeline.addOutput("test", "out", out, { queue: 2, whenFull: "block" });
+      pipeline.start();
+      await pipeline.control.pause("output/test/out");
+      await sleep(80);
+      await pipeline.stop();
+      assert.equal(out.values.length, src.polled);
+    } finally {
+      logs.restore();
+    }
+  });
+});
+
+Deno.test("A TransformStream that enqueues then throws does not duplicate the batch", async () => {
+  const logs = captureLogs();
+  try {
+    const { m, pipeline } = setup();
+    const src = counter(m);
+    await pipeline.addManagedSource("test", "in", src, { pollInterval: 2 });
+    let n = 0;
+    pipeline.addTransform(
+      "test",
+      "t",
+      new TransformStream<Batch, Batch>({
+        transform(b, c) {
+          c.enqueue(b);
+          if (++n === 3) throw new Error("after enqueue");
+        },
+      }),
+    );
+    const out = recorder(m);
+    pipeline.addOutput("test", "out", out);
+    pipeline.start();
+    await sleep(50);
+    await pipeline.stop();
+    assert.deepEqual(out.values, Array.from({ length: src.polled }, (_, i) => i + 1));
+  } finally {
+    logs.restore();
+  }
+});
+
+Deno.test("Pipeline rejects a source channel size below 1", () => {
+  const registry = new MetricRegistry();
+  assert.throws(() => new Pipeline(registry, { sourceChannelSize: 0 }).start(), /must be an integer >= 1/);
+});

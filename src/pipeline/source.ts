@@ -279,7 +279,8 @@ export class ManagedSource implements SourceTask {
 
   #sleep(ms: number): Promise<void> {
     return new Promise<void>((resolve) => {
-      const id = Number.isFinite(ms) ? setTimeout(done, ms) : undefined;
+      // setTimeout takes at most 2^31-1 ms (longer fires at once); the loop sleeps again when woken early.
+      const id = Number.isFinite(ms) ? setTimeout(done, Math.min(ms, 2 ** 31 - 1)) : undefined;
       this.#wake = done;
       function done(): void {
         if (id !== undefined) clearTimeout(id);

@@ -71,6 +71,7 @@ function guarded(stage: TransformStage): TransformStream<Batch, Batch> {
   const writer = inner.writable.getWriter();
   const reader = inner.readable.getReader();
   let pump: Promise<void> = Promise.resolve();
+  let forwarded = 0; // batches the inner stream has given back
   return new TransformStream<Batch, Batch>({
     start(controller) {
       pump = (async () => {
@@ -78,6 +79,7 @@ function guarded(stage: TransformStage): TransformStream<Batch, Batch> {
           for (;;) {
             const { value, done } = await reader.read();
             if (done) return;
+            forwarded++;
             controller.enqueue(value);
           }
         } catch (e) {
@@ -87,18 +89,20 @@ function guarded(stage: TransformStage): TransformStream<Batch, Batch> {
     },
     async transform(batch, controller) {
       if (stage.state !== "running") {
-        controller.enqueue(batch);
+        controller.enqueue(batch); // paused or failed: batches flow past it
         return;
       }
+      const before = forwarded;
       try {
         await writer.write(batch);
       } catch (e) {
         if (stage.state === "running") stage.fail(e);
-        controller.enqueue(batch);
+        // Pass the batch on, unless the stage already gave it (or its result) back before failing.
+        if (forwarded === before) controller.enqueue(batch);
       }
     },
     async flush() {
-      if (stage.state === "running") {
+      if (stage.state !== "stopped") {
         try {
           await writer.close();
         } catch (e) {
