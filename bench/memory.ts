@@ -19,6 +19,7 @@ async function agentRss(ppid: number | undefined, dir: string, settleMs: number)
       "run",
       "--quiet",
       "-A",
+      ...(Deno.env.get("BENCH_V8_FLAGS") ? [`--v8-flags=${Deno.env.get("BENCH_V8_FLAGS")}`] : []),
       `${ROOT}/src/agent/main.ts`,
       "--plugins",
       "procfs,csv",

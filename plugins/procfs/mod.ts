@@ -39,6 +39,7 @@ import {
   meminfoMetricName,
   type ProcessMetrics,
 } from "./metrics.ts";
+import { ProcessGroupSource } from "./group.ts";
 import { KernelSource } from "./kernel.ts";
 import { MemorySource } from "./memory.ts";
 import { NetworkSource } from "./network.ts";
@@ -80,6 +81,8 @@ export interface ProcfsPluginOptions {
 interface Followed {
   readonly source: ProcessSource;
   readonly name: string;
+  /** For a process of a watch group: the group source that polls it. */
+  readonly group?: ProcessGroupSource;
 }
 
 /**
@@ -99,6 +102,7 @@ export class ProcfsPlugin implements Plugin {
   #control: ControlHandle | undefined;
   #log: Logger | undefined;
   readonly #followed = new Map<number, Followed>();
+  readonly #groups = new Map<WatchGroup, ProcessGroupSource>();
   #unsubscribe: (() => void)[] = [];
 
   constructor(config: ProcfsConfig, options: ProcfsPluginOptions = {}) {
@@ -176,6 +180,15 @@ export class ProcfsPlugin implements Plugin {
       flushInterval: g.flush_interval,
       memoryMode: g.memory_mode,
     }));
+    // One source per group, polling all its processes in one tick (see group.ts).
+    for (const [i, g] of groups.entries()) {
+      const source = new ProcessGroupSource(ctx.log);
+      this.#groups.set(g, source);
+      await ctx.control.addSource(`group-${i}`, source, {
+        pollInterval: g.pollInterval,
+        flushInterval: g.flushInterval,
+      }, { plugin: "procfs" });
+    }
     const watcher = new ProcessWatcher({
       root: this.#root,
       groups,
@@ -190,6 +203,7 @@ export class ProcfsPlugin implements Plugin {
     for (const off of this.#unsubscribe) off();
     this.#unsubscribe = [];
     this.#followed.clear();
+    this.#groups.clear();
     this.#control = undefined;
   }
 
@@ -239,22 +253,35 @@ export class ProcfsPlugin implements Plugin {
       const f = this.#followed.get(Number(c.id));
       if (f === undefined) continue;
       this.#followed.delete(Number(c.id));
-      await this.#control?.stop(`source/procfs/${f.name}`);
+      if (f.group !== undefined) f.group.remove(Number(c.id));
+      else await this.#control?.stop(`source/procfs/${f.name}`);
     }
   }
 
-  async #onWatched(info: ProcessInfo, group: WatchGroup): Promise<boolean> {
-    if (this.#followed.has(info.pid)) return true;
-    return await this.#follow(
-      info.pid,
-      {
+  #onWatched(info: ProcessInfo, group: WatchGroup): boolean {
+    const pid = info.pid;
+    if (this.#followed.has(pid)) return true;
+    const members = this.#groups.get(group);
+    if (members === undefined) return false;
+    let source: ProcessSource;
+    try {
+      source = new ProcessSource(pid, this.#processMetrics!, {
+        root: this.#root,
+        system: this.#sys(),
         baseline: this.#baselineOf(info.startTicks, "current"),
         memoryMode: group.memoryMode,
         awaitExit: false,
-      },
-      { pollInterval: group.pollInterval, flushInterval: group.flushInterval },
-      info,
-    );
+        onClose: () => {
+          if (this.#followed.get(pid)?.source === source) this.#followed.delete(pid);
+        },
+      });
+    } catch (e) {
+      this.#log?.warn(`Cannot measure process ${pid}: ${messageOf(e)}`);
+      return false;
+    }
+    this.#followed.set(pid, { source, name: "", group: members });
+    members.add(pid, source);
+    return true;
   }
 
   /** Adds the source `pid-<pid>` (or `pid-<pid>-<start>` when a previous process had the name). */

@@ -8,6 +8,7 @@ import type { ControlHandle } from "../../src/pipeline/control.ts";
 import { NormalStop } from "../../src/errors.ts";
 import { Logger } from "../../src/log.ts";
 import { getrusage, RUSAGE_CHILDREN } from "../../src/ffi/libc.ts";
+import { ProcessGroupSource } from "./group.ts";
 import { testPlugin } from "../../src/testing/mod.ts";
 import {
   createProcessMetrics,
@@ -385,28 +386,32 @@ Deno.test("procfs watches the configured groups through the control handle", asy
   const watcher = added.get("process-watcher");
   assert.ok(watcher !== undefined, "no process-watcher source");
   assert.deepEqual(watcher.trigger, { pollInterval: 1000 });
+  const group = added.get("group-0");
+  assert.ok(group !== undefined, `no group source: ${[...added.keys()]}`);
+  assert.deepEqual(group.trigger, { pollInterval: 250, flushInterval: 4000 });
   const child = new Deno.Command("sleep", { args: ["30"] }).spawn();
   try {
     const w = new Batch();
     await watcher.source.poll(w, now());
     assert.equal(w.length, 0, "the watcher pushes no points");
-    const entry = added.get(`pid-${child.pid}`);
-    assert.ok(entry !== undefined, `not followed: ${[...added.keys()]}`);
-    assert.deepEqual(entry.trigger, { pollInterval: 250, flushInterval: 4000 });
+    assert.ok((group.source as ProcessGroupSource).pids.includes(child.pid), "the child is not in its group");
     const b = new Batch();
-    await entry.source.poll(b, now());
+    await group.source.poll(b, now());
     // Started after the plugin: measured from zero, so the first poll already has its CPU time.
-    assert.equal(cpuOf(b, h.metrics, "user").length, 1);
-    // The exec event for a process the watcher follows does not add a second source.
+    assert.ok(cpuOf(b, h.metrics, "user").length >= 1);
+    // The exec event for a process the watcher follows does not add a source of its own.
     await h.events.publish("startConsumerMeasurement", [Consumer.process(child.pid)]);
-    assert.equal([...added.keys()].filter((k) => k.startsWith(`pid-${child.pid}`)).length, 1);
+    assert.equal([...added.keys()].filter((k) => k.startsWith(`pid-${child.pid}`)).length, 0);
     child.kill("SIGKILL");
     await child.status;
-    // Followed on an event now: a second of grace for the exit accounting, then the end.
+    // Followed on an event now: a second of grace for the exit accounting, then it leaves the group.
     const gone = now();
-    await entry.source.poll(new Batch(), gone);
-    assert.throws(() => entry.source.poll(new Batch(), gone + 1_000_000_000n), NormalStop);
-    await entry.source.close?.();
+    await group.source.poll(new Batch(), gone);
+    await group.source.poll(new Batch(), gone + 1_000_000_000n);
+    assert.ok(
+      !(group.source as ProcessGroupSource).pids.includes(child.pid),
+      "the exited child is still polled",
+    );
     assert.equal((h.plugin as ProcfsPlugin).followed.size, 0);
   } finally {
     try {
