@@ -1,8 +1,13 @@
 /**
- * `deno task bench`: runs every benchmark 5 times, prints medians (with min and max, since these machines
- * are shared and noisy) and checks each target. Exits 1 when a target is missed.
+ * `deno task bench`: every benchmark, 5 runs each (medians, with min and max: these machines are shared and
+ * noisy), each checked against its target. Exits 1 when a target is missed.
+ *
+ * `BENCH_QUICK=1` runs each once, shorter, to check that the benchmarks work (figures not comparable).
  */
 import { runThroughput } from "./pipeline.ts";
+import { runCLoop, runSampling } from "./sampling.ts";
+import { runMemory } from "./memory.ts";
+import { runExec } from "./exec.ts";
 
 interface Row {
   name: string;
@@ -11,43 +16,136 @@ interface Row {
   target?: { op: ">=" | "<="; value: number };
 }
 
-const RUNS = 5;
+const QUICK = Deno.env.get("BENCH_QUICK") === "1";
+const RUNS = QUICK ? 1 : 5;
+const SAMPLING_SECONDS = QUICK ? 2 : 10;
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
-const fmt = (x: number) => x >= 100 ? Math.round(x).toLocaleString("en-US") : x.toFixed(2);
-
-const dir = await Deno.makeTempDir({ prefix: "alumet-bench-" });
+const fmt = (x: number) =>
+  x >= 1000 ? Math.round(x).toLocaleString("en-US") : x >= 100 ? x.toFixed(0) : x.toFixed(2);
 const rows: Row[] = [];
-try {
-  for (const [output, target] of [["null", 2_000_000], ["csv", 1_000_000]] as const) {
-    await runThroughput(output, dir); // warm-up (JIT)
-    const runs: number[] = [];
-    for (let i = 0; i < RUNS; i++) runs.push((await runThroughput(output, dir)).pps);
+const only = Deno.args[0];
+const want = (name: string) => only === undefined || name.startsWith(only);
+
+async function repeat<T>(n: number, fn: () => Promise<T>): Promise<T[]> {
+  const out: T[] = [];
+  for (let i = 0; i < n; i++) out.push(await fn());
+  return out;
+}
+
+// deno-lint-ignore no-console
+const say = (s: string) => console.error(s);
+
+if (want("throughput")) {
+  const dir = await Deno.makeTempDir({ prefix: "alumet-bench-" });
+  try {
+    for (const [output, target] of [["null", 2_000_000], ["csv", 1_000_000]] as const) {
+      say(`throughput → ${output}…`);
+      await runThroughput(output, dir); // warm-up (JIT)
+      const runs = (await repeat(RUNS, () => runThroughput(output, dir))).map((r) => r.pps);
+      rows.push({
+        name: `throughput: source → transform → ${output}, 1000-point batches, 2 attributes`,
+        unit: "points/s",
+        runs,
+        target: { op: ">=", value: target },
+      });
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+if (want("sampling")) {
+  const cases = [
+    ["procStat", "1ms", "reads /proc/stat", 99.5, undefined],
+    ["nothing", "1ms", "polls nothing", undefined, 2.5],
+    ["procStat", "100us", "reads /proc/stat", 95, undefined],
+  ] as const;
+  for (const [exp, period, what, onTimeTarget, cpuTarget] of cases) {
+    say(`sampling ${exp} at ${period}…`);
+    const rs = await repeat(RUNS, () => runSampling(exp, period, SAMPLING_SECONDS));
+    const label = `sampling Worker, ${period}, ${what}, ${SAMPLING_SECONDS} s`;
     rows.push({
-      name: `pipeline: source → transform → ${output} (1000-point batches, 2 attributes)`,
-      unit: "points/s",
-      runs,
-      target: { op: ">=", value: target },
+      name: `${label}: ticks on time`,
+      unit: "%",
+      runs: rs.map((r) => r.onTimePct),
+      ...(onTimeTarget !== undefined ? { target: { op: ">=" as const, value: onTimeTarget } } : {}),
+    });
+    rows.push({
+      name: `${label}: CPU`,
+      unit: "% of a core",
+      runs: rs.map((r) => r.cpuPct),
+      ...(cpuTarget !== undefined ? { target: { op: "<=" as const, value: cpuTarget } } : {}),
+    });
+    rows.push({ name: `${label}: lateness p50`, unit: "µs", runs: rs.map((r) => r.p50Us) });
+    rows.push({ name: `${label}: lateness p99`, unit: "µs", runs: rs.map((r) => r.p99Us) });
+  }
+  say("reference C loop at 1 ms…");
+  const c = await repeat(RUNS, () => runCLoop(1000, SAMPLING_SECONDS));
+  if (c.every((x) => x !== undefined)) {
+    rows.push({
+      name: `reference: C loop, clock_nanosleep at 1ms, ${SAMPLING_SECONDS} s: CPU`,
+      unit: "% of a core",
+      runs: c,
     });
   }
-} finally {
-  await Deno.remove(dir, { recursive: true });
+}
+
+if (want("memory")) {
+  say("memory: procfs following 1000 sleeping processes…");
+  const rs = await repeat(QUICK ? 1 : 3, () => runMemory(1000, QUICK ? 4000 : 8000));
+  rows.push({
+    name: "RSS, procfs + csv following 1000 processes at 1 s",
+    unit: "MiB",
+    runs: rs.map((r) => r.withMiB),
+    target: { op: "<=", value: 80 },
+  });
+  rows.push({ name: "RSS, the same agent following none", unit: "MiB", runs: rs.map((r) => r.withoutMiB) });
+  rows.push({
+    name: "RSS cost per followed process",
+    unit: "KiB",
+    runs: rs.map((r) => (r.withMiB - r.withoutMiB) * 1024 / 1000),
+  });
+}
+
+if (want("exec")) {
+  say("exec -- true…");
+  const rs = await repeat(RUNS, () => runExec(QUICK ? 3 : 7));
+  rows.push({
+    name: "exec -- true, over a bare `deno run` of an empty script",
+    unit: "ms",
+    runs: rs.map((r) => r.execMs - r.bareMs),
+    target: { op: "<=", value: 60 },
+  });
+  rows.push({ name: "exec -- true, end to end", unit: "ms", runs: rs.map((r) => r.execMs) });
+  rows.push({ name: "bare `deno run` of an empty script", unit: "ms", runs: rs.map((r) => r.bareMs) });
+  if (rs.every((r) => r.perfMs !== undefined)) {
+    rows.push({ name: "perf stat -- true", unit: "ms", runs: rs.map((r) => r.perfMs!) });
+    rows.push({
+      name: "exec -- true ÷ perf stat -- true",
+      unit: "×",
+      runs: rs.map((r) => r.execMs / r.perfMs!),
+    });
+  }
 }
 
 let failed = 0;
+const W = 78;
 const lines = [
-  `${"benchmark".padEnd(72)} ${"median".padStart(12)} ${"min".padStart(12)} ${"max".padStart(12)}  target`,
+  `${"benchmark".padEnd(W)} ${"median".padStart(11)} ${"min".padStart(11)} ${
+    "max".padStart(11)
+  }  unit, target`,
 ];
 for (const r of rows) {
   const m = median(r.runs);
-  let verdict = "";
+  let verdict = r.unit;
   if (r.target) {
     const ok = r.target.op === ">=" ? m >= r.target.value : m <= r.target.value;
     if (!ok) failed++;
-    verdict = `${r.target.op} ${fmt(r.target.value)} ${r.unit}: ${ok ? "PASS" : "FAIL"}`;
+    verdict = `${r.unit}, ${r.target.op} ${fmt(r.target.value)}: ${ok ? "PASS" : "FAIL"}`;
   }
   lines.push(
-    `${r.name.padEnd(72)} ${fmt(m).padStart(12)} ${fmt(Math.min(...r.runs)).padStart(12)} ${
-      fmt(Math.max(...r.runs)).padStart(12)
+    `${r.name.padEnd(W)} ${fmt(m).padStart(11)} ${fmt(Math.min(...r.runs)).padStart(11)} ${
+      fmt(Math.max(...r.runs)).padStart(11)
     }  ${verdict}`,
   );
 }
@@ -55,6 +153,9 @@ for (const r of rows) {
 console.log(lines.join("\n"));
 // deno-lint-ignore no-console
 console.log(
-  `\nmedians of ${RUNS} runs after one warm-up; ${Deno.build.target}, ${navigator.hardwareConcurrency} CPUs`,
+  `\nmedians of ${RUNS} runs (memory: ${
+    QUICK ? 1 : 3
+  }); ${Deno.build.target}, ${navigator.hardwareConcurrency} CPUs` +
+    (QUICK ? "; QUICK mode: figures not comparable" : ""),
 );
 Deno.exit(failed > 0 ? 1 : 0);

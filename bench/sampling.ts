@@ -4,7 +4,7 @@
  * on time), p50/p99 lateness, and the agent's CPU (getrusage of the whole process) in % of one core.
  */
 import { Agent, type Batch, definePlugin, unit } from "../mod.ts";
-import { getrusage, RUSAGE_SELF } from "../src/ffi/libc.ts";
+import { getrusage, RUSAGE_CHILDREN, RUSAGE_SELF } from "../src/ffi/libc.ts";
 
 export interface SamplingResult {
   onTimePct: number;
@@ -60,4 +60,41 @@ export async function runSampling(
     cpuPct: 100 * cpuUs / 1000 / wall,
     polls,
   };
+}
+
+/**
+ * The reference: a C loop sleeping with `clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME)` at the same period,
+ * polling nothing, built here with gcc; its CPU in % of one core (from the kernel's rusage of children).
+ * Undefined when gcc is missing.
+ */
+export async function runCLoop(periodUs: number, seconds: number): Promise<number | undefined> {
+  const dir = await Deno.makeTempDir({ prefix: "alumet-cloop-" });
+  try {
+    const src = `#include <time.h>
+#include <stdlib.h>
+int main(int c, char **v) {
+  long p = atol(v[1]) * 1000, n = atol(v[2]);
+  struct timespec t; clock_gettime(CLOCK_MONOTONIC, &t);
+  for (long i = 0; i < n; i++) {
+    t.tv_nsec += p; while (t.tv_nsec >= 1000000000) { t.tv_nsec -= 1000000000; t.tv_sec++; }
+    clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &t, 0);
+  }
+  return 0;
+}`;
+    await Deno.writeTextFile(`${dir}/loop.c`, src);
+    const cc = await new Deno.Command("gcc", { args: ["-O2", "-o", `${dir}/loop`, `${dir}/loop.c`] }).output()
+      .catch(() => undefined);
+    if (cc === undefined || cc.code !== 0) return undefined;
+    const before = getrusage(RUSAGE_CHILDREN);
+    const t = performance.now();
+    await new Deno.Command(`${dir}/loop`, {
+      args: [String(periodUs), String(Math.round(seconds * 1e6 / periodUs))],
+    })
+      .output();
+    const wall = performance.now() - t;
+    const after = getrusage(RUSAGE_CHILDREN);
+    return 100 * (after.userUs + after.systemUs - before.userUs - before.systemUs) / 1000 / wall;
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 }

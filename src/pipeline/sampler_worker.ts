@@ -84,7 +84,13 @@ function sleepUntil(ctl: Int32Array, deadline: number, relative: number): void {
       const ts = new BigInt64Array(2);
       c.clock_gettime(CLOCK_MONOTONIC, ts);
       const monoMs = Number(ts[0]) * 1000 + Number(ts[1]) / 1e6;
-      clock = { sleep: c.clock_nanosleep, ts, offsetMs: monoMs - performance.now() };
+      // The same 16 bytes seen as 32-bit halves: filling them allocates no BigInt (little-endian, values < 2^31).
+      clock = {
+        sleep: c.clock_nanosleep,
+        ts,
+        halves: new Int32Array(ts.buffer),
+        offsetMs: monoMs - performance.now(),
+      };
     } catch {
       clock = null;
     }
@@ -95,8 +101,11 @@ function sleepUntil(ctl: Int32Array, deadline: number, relative: number): void {
   }
   const ms = clock.offsetMs + deadline;
   const sec = Math.floor(ms / 1000);
-  clock.ts[0] = BigInt(sec);
-  clock.ts[1] = BigInt(Math.round((ms - sec * 1000) * 1e6));
+  const h = clock.halves;
+  h[0] = sec;
+  h[1] = 0;
+  h[2] = Math.round((ms - sec * 1000) * 1e6);
+  h[3] = 0;
   clock.sleep(CLOCK_MONOTONIC, TIMER_ABSTIME, clock.ts, null);
 }
 
@@ -104,6 +113,7 @@ let clock:
   | {
     sleep: (id: number, flags: number, t: BigInt64Array, rem: null) => number;
     ts: BigInt64Array;
+    halves: Int32Array;
     offsetMs: number;
   }
   | null
