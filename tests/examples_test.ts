@@ -49,6 +49,7 @@ Deno.test("examples run when the module is imported by URL (no deno.json, full n
         "--allow-read",
         "--allow-write",
         "--allow-env",
+        "--allow-ffi",
         "--allow-import=127.0.0.1",
         "--no-lock",
         `${base}/examples/${name}`,
