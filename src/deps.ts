@@ -5,4 +5,3 @@
  * @module
  */
 export { parse as parseToml, stringify as stringifyToml, TomlError } from "npm:smol-toml@1.9.1";
-export { z } from "npm:zod@4.6.7";

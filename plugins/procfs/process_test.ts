@@ -8,7 +8,7 @@ import type { ControlHandle } from "../../src/pipeline/control.ts";
 import { NormalStop } from "../../src/errors.ts";
 import { Logger } from "../../src/log.ts";
 import { getrusage, RUSAGE_CHILDREN } from "../../src/ffi/libc.ts";
-import { ProcessGroupSource } from "./group.ts";
+import type { ProcessGroupSource } from "./group.ts";
 import { testPlugin } from "../../src/testing/mod.ts";
 import {
   createProcessMetrics,

@@ -27,11 +27,11 @@
  *
  * @module
  */
-import { dirname, isAbsolute, resolve } from "node:path";
-import { parseToml, stringifyToml, TomlError, z } from "../deps.ts";
+import { parseToml, stringifyToml, TomlError } from "../deps.ts";
 import { closest, ConfigError, messageOf } from "../errors.ts";
 import type { PluginMetadata } from "../plugin/plugin.ts";
-import { duration } from "../plugin/schema.ts";
+import { duration, type Issue, type TooBigIssue, type TooSmallIssue, z } from "../plugin/schema.ts";
+import { dirname, isAbsolute, resolve } from "./paths.ts";
 
 /** The agent-wide settings: Alumet's top-level keys. */
 export interface GeneralConfig {
@@ -274,8 +274,7 @@ export function selectPlugins(raw: RawConfig, options: SelectOptions): PluginSec
  * @example
  * ```ts
  * import { validatePluginConfig } from "./config.ts";
- * import { duration } from "../plugin/schema.ts";
- * import { z } from "../deps.ts";
+ * import { duration, z } from "../plugin/schema.ts";
  * import assert from "node:assert/strict";
  * const meta = {
  *   name: "demo",
@@ -663,8 +662,6 @@ function show(value: unknown): string {
   return String(value);
 }
 
-type Issue = z.core.$ZodIssue;
-
 interface IssueContext {
   readonly schema: unknown;
   readonly data: unknown;
@@ -736,29 +733,8 @@ function describe(issue: Issue, ctx: IssueContext): Described {
     case "too_big":
       return { path, expected: (custom ?? boundPhrase(issue)) + (custom?.includes(" not ") ? "" : not) };
     case "invalid_format":
-      return {
-        path,
-        expected: (custom ??
-          (issue.pattern !== undefined
-            ? `a string matching ${issue.pattern}`
-            : `a string in ${issue.format} format`)) + not,
-      };
-    case "not_multiple_of":
-      return { path, expected: (custom ?? `a multiple of ${issue.divisor}`) + not };
-    case "invalid_union": {
-      if (custom !== undefined) return { path, expected: custom };
-      const phrases = unique(
-        issue.errors.flatMap((branch) => {
-          const first = branch[0];
-          if (first === undefined || first.path.length > 0) return [];
-          return [describe(first, { ...ctx, data: value }).expected.replace(/, (not|but) .*$/, "")];
-        }),
-      );
-      return { path, expected: (phrases.length > 0 ? phrases.join(" or ") : "a valid value") + not };
-    }
+      return { path, expected: (custom ?? `a string matching ${issue.pattern}`) + not };
     case "custom":
-      return { path, expected: issue.message };
-    default:
       return { path, expected: issue.message };
   }
 }
@@ -766,97 +742,74 @@ function describe(issue: Issue, ctx: IssueContext): Described {
 function typePhrase(expected: string): string {
   switch (expected) {
     case "int":
-    case "bigint":
       return "an integer";
     case "object":
     case "record":
       return "a table";
-    case "array":
-    case "tuple":
-      return "an array";
-    case "undefined":
-    case "never":
-      return "no value";
     default:
       return /^[aeiou]/.test(expected) ? `an ${expected}` : `a ${expected}`;
   }
 }
 
-function boundPhrase(issue: z.core.$ZodIssueTooSmall | z.core.$ZodIssueTooBig): string {
+function boundPhrase(issue: TooSmallIssue | TooBigIssue): string {
   const small = issue.code === "too_small";
   const bound = small ? issue.minimum : issue.maximum;
-  const inclusive = issue.inclusive ?? true;
+  const inclusive = issue.inclusive;
   switch (issue.origin) {
     case "number":
-    case "int":
-    case "bigint": {
+    case "int": {
       const noun = issue.origin === "number" ? "a number" : "an integer";
       if (small && bound === 0 && !inclusive) return `a positive ${noun.replace(/^an? /, "")}`;
       return `${noun} ${small ? ">" : "<"}${inclusive ? "=" : ""} ${bound}`;
     }
     case "string":
       return `a string of ${small ? "at least" : "at most"} ${bound} characters`;
-    case "array":
-    case "set":
-      return `${small ? "at least" : "at most"} ${bound} items`;
-    default:
-      return `a value ${small ? ">" : "<"}${inclusive ? "=" : ""} ${bound}`;
   }
 }
 
 // ---------------------------------------------------------------------------------------------------------
-// Walking a zod schema (best effort, for the keys that a "did you mean" can offer)
+// Walking a schema (best effort, for the keys that a "did you mean" can offer). Structural, by `kind`, so
+// that it also walks schemas built by another copy of the schema module (a plugin imported by URL).
 
-function defOf(schema: unknown): Record<string, unknown> | undefined {
-  if (typeof schema !== "object" || schema === null) return undefined;
-  const zod = (schema as { _zod?: { def?: unknown } })._zod;
-  return isTable(zod?.def) ? zod.def : undefined;
+/** What the walk reads of a schema: `kind`, and `shape`, `element`, `valueType` or `unwrap()` by kind. */
+interface SchemaNode {
+  readonly kind?: unknown;
+  readonly shape?: unknown;
+  readonly element?: unknown;
+  readonly valueType?: unknown;
+  unwrap?(): unknown;
 }
 
-/** The schemas under wrappers (optional, default, pipe, lazy, union…). */
-function unwrap(schema: unknown, depth = 0): unknown[] {
-  const def = defOf(schema);
-  if (def === undefined || depth > 20) return [];
-  if (def.innerType !== undefined) return unwrap(def.innerType, depth + 1);
-  switch (def.type) {
-    case "pipe":
-      return unwrap(def.in, depth + 1);
-    case "lazy":
-      return typeof def.getter === "function" ? unwrap((def.getter as () => unknown)(), depth + 1) : [];
-    case "union":
-      return Array.isArray(def.options) ? def.options.flatMap((o) => unwrap(o, depth + 1)) : [];
-    case "intersection":
-      return [...unwrap(def.left, depth + 1), ...unwrap(def.right, depth + 1)];
+function nodeOf(schema: unknown): SchemaNode {
+  return typeof schema === "object" && schema !== null ? schema : {};
+}
+
+/** The schema under wrappers (optional, prefault, transform). */
+function unwrap(schema: unknown): SchemaNode {
+  let node = nodeOf(schema);
+  for (let depth = 0; depth < 20 && typeof node.unwrap === "function"; depth++) node = nodeOf(node.unwrap());
+  return node;
+}
+
+function childSchema(schema: unknown, seg: string | number): unknown {
+  const node = unwrap(schema);
+  switch (node.kind) {
+    case "object":
+      return isTable(node.shape) && Object.hasOwn(node.shape, String(seg))
+        ? node.shape[String(seg)]
+        : undefined;
+    case "record":
+      return node.valueType;
+    case "array":
+      return node.element;
     default:
-      return [schema];
+      return undefined;
   }
 }
 
-function childSchemas(schema: unknown, seg: string | number): unknown[] {
-  return unwrap(schema).flatMap((s) => {
-    const def = defOf(s)!;
-    switch (def.type) {
-      case "object":
-        return isTable(def.shape) && Object.hasOwn(def.shape, String(seg)) ? [def.shape[String(seg)]] : [];
-      case "record":
-        return [def.valueType];
-      case "array":
-        return [def.element];
-      case "tuple":
-        return Array.isArray(def.items) && typeof seg === "number" ? [def.items[seg]] : [];
-      default:
-        return [];
-    }
-  });
-}
-
 function knownKeys(schema: unknown, path: Path): string[] {
-  let nodes = [schema];
-  for (const seg of path) nodes = nodes.flatMap((n) => childSchemas(n, seg));
-  return unique(nodes.flatMap((n) =>
-    unwrap(n).flatMap((s) => {
-      const def = defOf(s)!;
-      return def.type === "object" && isTable(def.shape) ? Object.keys(def.shape) : [];
-    })
-  ));
+  let current = schema;
+  for (const seg of path) current = childSchema(current, seg);
+  const node = unwrap(current);
+  return node.kind === "object" && isTable(node.shape) ? Object.keys(node.shape) : [];
 }

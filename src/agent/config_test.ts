@@ -1,10 +1,9 @@
 import { deepEqual, equal, match, ok, rejects, throws } from "node:assert/strict";
 import { join } from "node:path";
-import { z } from "../deps.ts";
 import { ConfigError } from "../errors.ts";
 import { DURATION_UNITS } from "../model/duration.ts";
 import type { PluginMetadata } from "../plugin/plugin.ts";
-import { duration } from "../plugin/schema.ts";
+import { duration, z } from "../plugin/schema.ts";
 import {
   loadConfig,
   parseConfigText,

@@ -26,6 +26,7 @@ Deno.test("StatusLine draws on a terminal and clears itself when stopped", async
   const s = new StatusLine(new Agent({ plugins: [] }), out);
   await new Promise((r) => setTimeout(r, 600));
   s.stop();
+  // deno-lint-ignore no-control-regex
   assert.match(text, /\r\x1b\[2Kalumet 00:00:00 · measured 0/);
   assert.ok(text.endsWith("\r\x1b[2K"), "the line was not cleared");
 });

@@ -17,7 +17,7 @@
  *
  * @module
  */
-import type { z } from "../deps.ts";
+import type { Schema } from "./schema.ts";
 import type { Batch } from "../model/batch.ts";
 import type { Metric, MetricId, MetricRegistry, MetricSpec, ValueType } from "../model/metrics.ts";
 import type { Timestamp } from "../model/timestamp.ts";
@@ -49,7 +49,7 @@ export interface PluginMetadata<C = ConfigTable> {
    * Validates and converts the TOML table (unknown keys are errors: use `z.strictObject`). Validation runs
    * once, before `init`, never per batch.
    */
-  readonly configSchema?: z.ZodType<C>;
+  readonly configSchema?: Schema<C>;
   /** Creates the plugin from its validated config. Called once per agent. */
   init(config: C): Plugin | Promise<Plugin>;
 }
