@@ -3,7 +3,7 @@
  * against a bare `deno run` of an empty script and against `perf stat -- true`. Wall time of each command,
  * spawned from here, median of `runs`.
  */
-const ROOT = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
+import { alumetTaskArgs } from "./memory.ts";
 
 async function wall(cmd: string, args: string[], cwd: string): Promise<number> {
   const t = performance.now();
@@ -30,7 +30,7 @@ export async function runExec(
     await Deno.writeTextFile(`${dir}/empty.ts`, "");
     const deno = Deno.execPath();
     const bare = ["run", "-A", `${dir}/empty.ts`];
-    const exec = ["run", "-A", `${ROOT}/src/agent/main.ts`, "exec", "--", "true"];
+    const exec = [...alumetTaskArgs(), "exec", "--", "true"]; // as `deno task alumet` runs it
     await wall(deno, bare, dir); // warm the caches
     await wall(deno, exec, dir);
     let hasPerf = true;

@@ -1,9 +1,18 @@
 /**
  * Resident memory of an agent process (procfs + csv) following N sleeping processes spawned by the
- * benchmark, polled every second; against the same agent following none. The agent runs as `deno run`, on
- * its own, so its RSS is its own; it is read from /proc/<pid>/status after `settleMs`.
+ * benchmark, polled every second; against the same agent following none. The agent runs exactly as the
+ * `alumet` task runs it (same `deno run` flags, read from deno.json), on its own, so its RSS is its own; it is
+ * read from /proc/<pid>/status after `settleMs`.
  */
 const ROOT = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
+
+/** The `deno run` arguments of the `alumet` task, with the entry point made absolute. */
+export function alumetTaskArgs(): string[] {
+  const task = JSON.parse(Deno.readTextFileSync(`${ROOT}/deno.json`)).tasks.alumet as string;
+  const words = task.split(/\s+/).filter((w) => w !== "");
+  if (words[0] !== "deno") throw new Error(`Unexpected alumet task: ${task}`);
+  return words.slice(1).map((w) => (w.endsWith(".ts") && !w.startsWith("/") ? `${ROOT}/${w}` : w));
+}
 
 function rssKiB(pid: number): number {
   const m = /VmRSS:\s+(\d+) kB/.exec(Deno.readTextFileSync(`/proc/${pid}/status`));
@@ -16,11 +25,7 @@ async function agentRss(ppid: number | undefined, dir: string, settleMs: number)
     : `[{ ppid = ${ppid}, poll_interval = "1s", flush_interval = "1s" }]`;
   const child = new Deno.Command(Deno.execPath(), {
     args: [
-      "run",
-      "--quiet",
-      "-A",
-      ...(Deno.env.get("BENCH_V8_FLAGS") ? [`--v8-flags=${Deno.env.get("BENCH_V8_FLAGS")}`] : []),
-      `${ROOT}/src/agent/main.ts`,
+      ...alumetTaskArgs(),
       "--plugins",
       "procfs,csv",
       "--output-file",

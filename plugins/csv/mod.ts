@@ -300,9 +300,19 @@ export class CsvOutput implements Output {
       }
       out += metricCell + d + tsCell + d + valueCell + d + resourceCells + d + consumerCells + attrCells +
         "\n";
+      // A large batch goes out in pieces, so that it never needs one string (and one encoded copy) as big as
+      // itself: 1000 followed processes make batches of about 9000 rows.
+      if (out.length >= BUFFER_TARGET) {
+        this.#emit(out);
+        out = "";
+      }
     }
     this.#lastTs = lastTs;
     this.#lastTsCell = tsCell;
+    if (out !== "") this.#emit(out);
+  }
+
+  #emit(out: string): void {
     if (this.#forceFlush || (this.#pending === "" && out.length >= BUFFER_TARGET)) {
       this.#writeText(out);
     } else {

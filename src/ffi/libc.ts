@@ -42,6 +42,8 @@ const SYMBOLS = {
     parameters: ["i64", "i64", "i64", "i64", "i64", "i64", "i64"],
     result: "i64",
   },
+  /** `int sched_setscheduler(pid_t pid, int policy, const struct sched_param *param)`; pid 0 = this thread */
+  sched_setscheduler: { parameters: ["i32", "i32", "buffer"], result: "i32" },
   /** `int ioctl(int fd, unsigned long request, unsigned long arg)` */
   ioctl: { parameters: ["i32", "u64", "u64"], result: "i32" },
 } as const satisfies Deno.ForeignLibraryInterface;
@@ -171,6 +173,8 @@ export const CLOCK_REALTIME = 0;
 export const CLOCK_MONOTONIC = 1;
 /** `TIMER_ABSTIME` */
 export const TIMER_ABSTIME = 1;
+/** `SCHED_FIFO` */
+export const SCHED_FIFO = 1;
 /** `RUSAGE_SELF` */
 export const RUSAGE_SELF = 0;
 /** `RUSAGE_CHILDREN` */

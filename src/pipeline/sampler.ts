@@ -73,6 +73,10 @@ export class Sampler {
       else p?.resolve();
       return;
     }
+    if (msg.type === "log" && msg.id === 0) {
+      this.#log[msg.level](msg.message); // about the Worker itself
+      return;
+    }
     const s = this.#sources.get(msg.id);
     if (s === undefined) return;
     if (msg.type === "log") {
