@@ -194,6 +194,51 @@ Deno.test("alumet run drains on SIGTERM: every poll reaches the csv", async () =
   });
 });
 
+Deno.test("deno task alumet run drains on SIGTERM sent to the task (as a service manager does)", async () => {
+  await withDir(async (dir) => {
+    await Deno.writeTextFile(`${dir}/probe.ts`, PLUGIN_MODULE);
+    await Deno.writeTextFile(
+      `${dir}/alumet-config.toml`,
+      `[plugins.probe]\nmodule = "./probe.ts"\n[plugins.csv]\n`,
+    );
+    const child = new Deno.Command(Deno.execPath(), {
+      args: ["task", "--quiet", "--config", `${ROOT}/deno.json`, "alumet", "run"],
+      cwd: dir,
+      clearEnv: true,
+      env: {
+        PATH: Deno.env.get("PATH") ?? "/usr/bin:/bin",
+        HOME: Deno.env.get("HOME") ?? "/root",
+        ALUMET_LOG: "info",
+        PROBE_PERIOD: "10ms",
+        PROBE_COUNT_FILE: `${dir}/count.txt`,
+      },
+      stdin: "null",
+      stdout: "null",
+      stderr: "piped",
+    }).spawn();
+    const reader = child.stderr.pipeThrough(new TextDecoderStream()).getReader();
+    let err = "";
+    while (!err.includes("press Ctrl-C to stop")) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      err += value;
+    }
+    await new Promise((r) => setTimeout(r, 200));
+    child.kill("SIGTERM"); // to `deno task`, which passes it on to the agent
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      err += value;
+    }
+    const status = await child.status;
+    assert.equal(status.code, 0, err);
+    const polls = Number(await Deno.readTextFile(`${dir}/count.txt`));
+    const rows = (await Deno.readTextFile(`${dir}/alumet-output.csv`)).trim().split("\n").slice(1);
+    assert.ok(polls > 0);
+    assert.equal(rows.length, polls, "points lost in the drain");
+  });
+});
+
 Deno.test("alumet config regen writes the defaults, which load back", async () => {
   await withDir(async (dir) => {
     const r = await alumet(["config", "regen"], { cwd: dir });
@@ -241,6 +286,11 @@ Deno.test("alumet reports bad input in one line with a non-zero exit and no stac
       const r = await alumet(["--config", "nope.toml", "run"], { cwd: dir });
       assert.notEqual(r.code, 0);
       assertOneLineError(r, /nope\.toml/);
+    });
+    await t.step("--no-default-config without a config file", async () => {
+      const r = await alumet(["--no-default-config", "exec", "--", "true"], { cwd: dir });
+      assert.equal(r.code, 2);
+      assertOneLineError(r, /alumet-config\.toml/);
     });
     await t.step("an unknown option, with did-you-mean", async () => {
       const r = await alumet(["exec", "--ignore-exit-cod", "--", "true"], { cwd: dir });
