@@ -9,7 +9,7 @@ import { Resource } from "../../src/model/resources.ts";
 import type { Source } from "../../src/plugin/plugin.ts";
 import { ProcFile } from "../../src/ffi/proc_file.ts";
 import type { KernelMetrics } from "./metrics.ts";
-import { ascii, ByteScanner } from "./scan.ts";
+import { ascii, ByteScanner, rescan } from "./scan.ts";
 import { auxvInfo } from "./system.ts";
 
 /** The `cpu_state` values, in Alumet's order. `iowait` is left out, as in Alumet: the kernel calls it unreliable. */
@@ -98,11 +98,7 @@ export class KernelSource implements Source {
   }
 
   poll(batch: Batch): void {
-    const file = this.#file;
-    if (file === undefined) throw new Error(`${this.path} is closed`);
-    const n = file.read();
-    if (n <= 0) throw new Error(`Cannot read ${this.path}: it is empty or gone`);
-    const s = this.#scan.reset(file.buffer, n);
+    const s = rescan(this.#scan, this.#file, this.path);
     const m = this.#metrics;
     for (const core of this.#cores) if (core !== undefined) core.seen = false;
     while (!s.done) {

@@ -7,7 +7,7 @@ import type { Batch } from "../../src/model/batch.ts";
 import type { MetricId } from "../../src/model/metrics.ts";
 import type { Source } from "../../src/plugin/plugin.ts";
 import { ProcFile } from "../../src/ffi/proc_file.ts";
-import { ascii, ByteScanner } from "./scan.ts";
+import { ascii, ByteScanner, rescan } from "./scan.ts";
 
 /** A `/proc/meminfo` key and the metric its value goes to. */
 export interface MeminfoEntry {
@@ -49,11 +49,7 @@ export class MemorySource implements Source {
   }
 
   poll(batch: Batch): void {
-    const file = this.#file;
-    if (file === undefined) throw new Error(`${this.path} is closed`);
-    const n = file.read();
-    if (n <= 0) throw new Error(`Cannot read ${this.path}: it is empty or gone`);
-    const s = this.#scan.reset(file.buffer, n);
+    const s = rescan(this.#scan, this.#file, this.path);
     const keys = this.#keys;
     const found = this.#found;
     found.fill(0);

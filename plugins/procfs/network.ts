@@ -8,7 +8,7 @@ import type { Batch, PointContext } from "../../src/model/batch.ts";
 import type { Source } from "../../src/plugin/plugin.ts";
 import { ProcFile } from "../../src/ffi/proc_file.ts";
 import type { NetworkMetrics } from "./metrics.ts";
-import { ByteScanner } from "./scan.ts";
+import { ByteScanner, rescan } from "./scan.ts";
 
 /** Counters per line of `/proc/net/dev`: 8 received, then 8 transmitted. */
 const N_COUNTERS = 16;
@@ -70,11 +70,7 @@ export class NetworkSource implements Source {
   }
 
   poll(batch: Batch): void {
-    const file = this.#file;
-    if (file === undefined) throw new Error(`${this.path} is closed`);
-    const n = file.read();
-    if (n <= 0) throw new Error(`Cannot read ${this.path}: it is empty or gone`);
-    const s = this.#scan.reset(file.buffer, n);
+    const s = rescan(this.#scan, this.#file, this.path);
     const slots = this.#slots;
     for (const slot of slots) slot.seen = false;
     s.skipLine(); // "Inter-|   Receive …"

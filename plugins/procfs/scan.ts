@@ -5,6 +5,7 @@
  *
  * @module
  */
+import type { ProcFile } from "../../src/ffi/proc_file.ts";
 
 const EMPTY = new Uint8Array(0);
 
@@ -146,4 +147,12 @@ export class ByteScanner {
     const i = this.buf.lastIndexOf(byte, to - 1);
     return i >= from ? i : -1;
   }
+}
+
+/** Re-reads an open kernel file and points `scan` at its bytes; throws when it is closed, empty or gone. */
+export function rescan(scan: ByteScanner, file: ProcFile | undefined, path: string): ByteScanner {
+  if (file === undefined) throw new Error(`${path} is closed`);
+  const n = file.read();
+  if (n <= 0) throw new Error(`Cannot read ${path}: it is empty or gone`);
+  return scan.reset(file.buffer, n);
 }
