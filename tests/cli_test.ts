@@ -152,6 +152,35 @@ Deno.test("alumet exec polls before and after the program, tells plugins its pid
   });
 });
 
+Deno.test("alumet exec starts the program stopped when a plugin arms before exec", async () => {
+  await withDir(async (dir) => {
+    await Deno.writeTextFile(
+      `${dir}/armer.ts`,
+      `export default {
+  name: "armer",
+  version: "1.0.0",
+  defaultConfig: () => ({}),
+  init: () => ({
+    armsBeforeExec: true,
+    start() {},
+    preStart(ctx) {
+      ctx.events.on("startConsumerMeasurement", (cs) => {
+        const stat = Deno.readTextFileSync(\`/proc/\${cs[0].id}/stat\`);
+        Deno.writeTextFileSync("state.txt", stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3));
+      });
+    },
+  }),
+};
+`,
+    );
+    await Deno.writeTextFile(`${dir}/alumet-config.toml`, `[plugins.armer]\nmodule = "./armer.ts"\n`);
+    const r = await alumet(["exec", "--", "sh", "-c", "echo ran > ran.txt; exit 7"], { cwd: dir });
+    assert.equal(r.code, 7, r.stderr);
+    assert.equal(await Deno.readTextFile(`${dir}/state.txt`), "T", "the program was not stopped when armed");
+    assert.equal((await Deno.readTextFile(`${dir}/ran.txt`)).trim(), "ran");
+  });
+});
+
 Deno.test("alumet run drains on SIGTERM: every poll reaches the csv", async () => {
   await withDir(async (dir) => {
     await Deno.writeTextFile(`${dir}/probe.ts`, PLUGIN_MODULE);

@@ -101,6 +101,11 @@ export class Agent implements AsyncDisposable {
     });
   }
 
+  /** True when an initialised plugin wants `exec` programs started stopped (see `Plugin.armsBeforeExec`). */
+  get armsBeforeExec(): boolean {
+    return this.#plugins.some((p) => p.instance?.armsBeforeExec === true);
+  }
+
   /** The metrics of the current (or last) run. */
   get metrics(): MetricRegistry {
     return this.#registry;

@@ -14,7 +14,14 @@ import { Agent, type PluginEntry } from "./agent.ts";
 import { BUILTIN_PLUGINS, DEFAULT_ENABLED } from "./builtin.ts";
 import { loadConfig, type PluginSection, renderDefaultConfig, selectPlugins } from "./config.ts";
 import { StatusLine } from "./status.ts";
-import { exitCodeOf, processExists, resolveProgram, waitForExit } from "./exec.ts";
+import {
+  exitCodeOf,
+  processExists,
+  resolveProgram,
+  spawnStopped,
+  waitForExit,
+  waitUntilStopped,
+} from "./exec.ts";
 import { ffiAvailable, getrusage, RUSAGE_CHILDREN } from "../ffi/libc.ts";
 import { now } from "../model/timestamp.ts";
 
@@ -404,9 +411,15 @@ async function cmdExec(p: Parsed, log: Logger): Promise<number> {
     // The kernel's accounting of waited-for children, read around the wait: once the program is reaped its
     // /proc entry is gone, and this is the only record of its CPU time up to its last instruction.
     const before = ffiAvailable() ? getrusage(RUSAGE_CHILDREN) : undefined;
-    child = new Deno.Command(resolved, { args, cwd, stdin: "inherit", stdout: "inherit", stderr: "inherit" })
-      .spawn();
+    // Start the program stopped before its first instruction, tell the plugins its pid (so that they arm
+    // their counters on it), then let it run: nothing of its start-up escapes the measurement.
+    child = spawnStopped(resolved, args, cwd);
+    const stopped = await waitUntilStopped(child.pid, 2000);
+    if (!stopped) {
+      log.warn(`${program} (pid ${child.pid}) did not reach its stopped start; measuring it anyway`);
+    }
     await agent.events.publish("startConsumerMeasurement", [Consumer.process(child.pid)]);
+    if (stopped) child.kill("SIGCONT");
     const status = await child.status;
     const code = exitCodeOf(status);
     if (before !== undefined) {

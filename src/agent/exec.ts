@@ -4,6 +4,7 @@
  * @module
  */
 import { AlumetError, closest } from "../errors.ts";
+import { ProcFile } from "../ffi/proc_file.ts";
 
 /** Linux signal numbers, for the 128+N exit code of a program killed by a signal. */
 export const SIGNAL_NUMBERS: Readonly<Record<string, number>> = {
@@ -136,5 +137,48 @@ export async function waitForExit(pid: number, signal: AbortSignal, intervalMs =
       }, intervalMs);
       signal.addEventListener("abort", onAbort, { once: true });
     });
+  }
+}
+
+/**
+ * Spawns `program` stopped just before its `exec`: `sh -c 'kill -STOP $$; exec "$@"' sh PROGRAM ARGS…` (Deno
+ * has no pre-exec hook). The pid is the program's own once it runs. The program sees its resolved path as
+ * `argv[0]`.
+ */
+export function spawnStopped(program: string, args: readonly string[], cwd: string): Deno.ChildProcess {
+  return new Deno.Command("/bin/sh", {
+    args: ["-c", 'kill -STOP $$; exec "$@"', "sh", program, ...args],
+    cwd,
+    stdin: "inherit",
+    stdout: "inherit",
+    stderr: "inherit",
+  }).spawn();
+}
+
+const NAP = new Int32Array(new SharedArrayBuffer(4));
+
+/** Waits until process `pid` is stopped (state `T` in `/proc/<pid>/stat`); false after `timeoutMs`. */
+export async function waitUntilStopped(pid: number, timeoutMs: number): Promise<boolean> {
+  const file = ProcFile.tryOpen(`/proc/${pid}/stat`, 512);
+  if (file === undefined) return false;
+  try {
+    const deadline = performance.now() + timeoutMs;
+    for (let spins = 0; performance.now() < deadline; spins++) {
+      const n = file.read();
+      if (n < 0) return false;
+      // The state is the field after the command name, which ends at the last ")".
+      const b = file.buffer;
+      let close = n - 1;
+      while (close > 0 && b[close] !== 41) close--;
+      const state = b[close + 2];
+      if (state === 84 /* T */ || state === 116 /* t */) return true;
+      // sh stops itself within a few milliseconds: look again every 50 µs (a timer would wake after 1–4 ms),
+      // then, if it takes longer, every millisecond without holding the thread.
+      if (spins < 1000) Atomics.wait(NAP, 0, 0, 0.05);
+      else await new Promise((r) => setTimeout(r, 1));
+    }
+    return false;
+  } finally {
+    file.close();
   }
 }

@@ -56,6 +56,12 @@ export interface PluginMetadata<C = ConfigTable> {
 
 /** A plugin instance: the lifecycle methods after `init`. */
 export interface Plugin {
+  /**
+   * True when the plugin must see an `exec` program before its first instruction (to arm counters on it):
+   * `exec` then starts the program stopped, publishes "start consumer measurement", and only then lets it run.
+   * It costs a shell's start-up (a few ms), so plugins that do not need it leave it unset.
+   */
+  readonly armsBeforeExec?: boolean;
   /** Creates metrics and adds the plugin's pipeline elements. */
   start(ctx: StartContext): void | Promise<void>;
   /** Every metric is known; subscribe to events. */
