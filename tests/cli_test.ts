@@ -355,13 +355,36 @@ Deno.test("alumet reports bad input in one line with a non-zero exit and no stac
   });
 });
 
+Deno.test("alumet doctor says what can run here and exits 1 when an enabled plugin cannot", async () => {
+  await withDir(async (dir) => {
+    const ok = await alumet(["doctor"], { cwd: dir });
+    assert.equal(ok.code, 0, ok.stdout + ok.stderr);
+    assert.match(ok.stdout, /^✓ procfs\s+kernel: \/proc\/stat reads$/m);
+    assert.match(ok.stdout, /^✓ csv\s+output file/m);
+    assert.match(ok.stdout, /RAPL energy counters/);
+    assert.match(ok.stdout, /Everything enabled can run here \(procfs, csv\)/);
+    const bad = await alumet(["--output-file", "/nonexistent-dir/x.csv", "doctor"], { cwd: dir });
+    assert.equal(bad.code, 1);
+    assert.match(bad.stdout, /^✗ csv\s+output file: cannot write in \/nonexistent-dir/m);
+    assert.match(bad.stdout, /fix: set plugins\.csv\.output_path/);
+  });
+});
+
 Deno.test("alumet --help works on every command", async () => {
   await withDir(async (dir) => {
     for (
-      const args of [["--help"], ["run", "--help"], ["exec", "--help"], ["watch", "--help"], [
-        "config",
-        "--help",
-      ], ["plugins", "--help"]]
+      const args of [
+        ["--help"],
+        ["run", "--help"],
+        ["exec", "--help"],
+        ["watch", "--help"],
+        [
+          "config",
+          "--help",
+        ],
+        ["plugins", "--help"],
+        ["doctor", "--help"],
+      ]
     ) {
       const r = await alumet(args, { cwd: dir });
       assert.equal(r.code, 0, `${args.join(" ")}: ${r.stderr}`);

@@ -11,6 +11,7 @@
  */
 import { z } from "../../src/plugin/schema.ts";
 import type {
+  Diagnosis,
   ElementContext,
   Output,
   Plugin,
@@ -434,6 +435,21 @@ export const csvPlugin: PluginMetadata<CsvConfig> & { readonly configSchema: typ
     csv_late_delimiter: ",",
   }),
   configSchema: csvConfigSchema,
+  diagnose: function diagnoseCsv(config: CsvConfig): Diagnosis[] {
+    const path = config.output_path;
+    const dir = path.includes("/") ? path.slice(0, path.lastIndexOf("/")) || "/" : ".";
+    try {
+      Deno.removeSync(Deno.makeTempFileSync({ dir, prefix: ".alumet-doctor-" }));
+      return [{ check: "output file", ok: true, detail: `${path} can be written` }];
+    } catch (e) {
+      return [{
+        check: "output file",
+        ok: false,
+        detail: `cannot write in ${dir}: ${messageOf(e)}`,
+        fix: "set plugins.csv.output_path (or --output-file) to a writable place",
+      }];
+    }
+  },
   init: function initCsv(config: CsvConfig): Plugin {
     const output = new CsvOutput(config.output_path, {
       forceFlush: config.force_flush,

@@ -17,6 +17,7 @@
  * @module
  */
 import type {
+  Diagnosis,
   Plugin,
   PluginMetadata,
   PostStartContext,
@@ -30,6 +31,7 @@ import type { Consumer } from "../../src/model/resources.ts";
 import type { ControlHandle } from "../../src/pipeline/control.ts";
 import type { Logger } from "../../src/log.ts";
 import { messageOf } from "../../src/errors.ts";
+import { ProcFile } from "../../src/ffi/proc_file.ts";
 import { unit } from "../../src/model/units.ts";
 import { defaultProcfsConfig, type ProcfsConfig, procfsConfigSchema } from "./config.ts";
 import {
@@ -345,6 +347,50 @@ export const procfsPlugin: PluginMetadata<ProcfsConfig> & {
   init: function initProcfs(config: ProcfsConfig): Plugin {
     return new ProcfsPlugin(config);
   },
+  diagnose: diagnoseProcfs,
 };
+
+/** `alumet doctor`: the files each enabled probe reads, and whether other users' processes are visible. */
+export function diagnoseProcfs(config: ProcfsConfig, root = "/proc"): Diagnosis[] {
+  const out: Diagnosis[] = [];
+  const probe = (check: string, path: string) => {
+    try {
+      const f = ProcFile.open(path, 4096);
+      const n = f.read();
+      f.close();
+      out.push({ check, ok: n > 0, detail: n > 0 ? `${path} reads` : `${path} is empty` });
+    } catch (e) {
+      out.push({
+        check,
+        ok: false,
+        detail: `${path}: ${messageOf(e)}`,
+        fix: "run with --allow-ffi (the alumet task does) on Linux with /proc mounted",
+      });
+    }
+  };
+  if (config.kernel.enabled) probe("kernel", `${root}/stat`);
+  if (config.memory.enabled) probe("memory", `${root}/meminfo`);
+  if (config.network.enabled) probe("network", `${root}/net/dev`);
+  if (config.processes.enabled) {
+    probe("processes", `${root}/self/stat`);
+    if (config.processes.groups.length > 0) {
+      let visible = true;
+      try {
+        const f = ProcFile.open(`${root}/1/stat`, 1024);
+        visible = f.read() > 0;
+        f.close();
+      } catch {
+        visible = false;
+      }
+      out.push({
+        check: "other users' processes",
+        ok: visible,
+        detail: visible ? "visible" : `${root}/1/stat is not readable (hidepid?)`,
+        ...(visible ? {} : { fix: "run as root, or remount /proc with hidepid=0" }),
+      });
+    }
+  }
+  return out;
+}
 
 export default procfsPlugin;

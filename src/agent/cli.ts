@@ -12,7 +12,14 @@ import { Consumer } from "../model/resources.ts";
 import type { PluginMetadata } from "../plugin/plugin.ts";
 import { Agent, type PluginEntry } from "./agent.ts";
 import { BUILTIN_PLUGINS, DEFAULT_ENABLED } from "./builtin.ts";
-import { loadConfig, type PluginSection, renderDefaultConfig, selectPlugins } from "./config.ts";
+import {
+  loadConfig,
+  type PluginSection,
+  renderDefaultConfig,
+  selectPlugins,
+  validatePluginConfig,
+} from "./config.ts";
+import { diagnoseAll, formatReport } from "./doctor.ts";
 import { StatusLine } from "./status.ts";
 import {
   exitCodeOf,
@@ -39,8 +46,9 @@ const GLOBAL_OPTIONS: Readonly<Record<string, OptionSpec>> = {
 } as const;
 
 const COMMAND_OPTIONS: Readonly<
-  Record<"run" | "exec" | "watch" | "config" | "plugins", Record<string, OptionSpec>>
+  Record<"run" | "exec" | "watch" | "config" | "plugins" | "doctor", Record<string, OptionSpec>>
 > = {
+  doctor: {},
   run: {},
   exec: { "ignore-exit-code": { type: "boolean" } },
   watch: {},
@@ -62,6 +70,7 @@ Commands:
   watch PID           Measure a running process until it ends
   config regen        Write the default config file
   plugins list        List the plugins and whether they are enabled
+  doctor              Check what can be measured here, and how to fix what cannot
 
 Options:
   --config PATH               Config file [env: ALUMET_CONFIG] [default: alumet-config.toml]
@@ -105,6 +114,11 @@ Options: see \`alumet --help\`.`,
 
 Writes the default configuration of the enabled plugins (the defaults, or --plugins) to the config file
 (--config, default alumet-config.toml), replacing it.`,
+  doctor: `Usage: alumet doctor [OPTIONS]
+
+For each source, checks whether it can work on this machine with the current config and, if not, says why
+and how to fix it; then checks the machine (native calls, perf_event access and PMUs, RAPL, NVML). Exits 0 when
+everything the config enables can run, 1 otherwise. Lines: ✓ works, ✗ fails (enabled), · fails (not enabled).`,
   plugins: `Usage: alumet plugins list [OPTIONS]
 
 Lists the built-in plugins, their versions, and whether the current config enables them.`,
@@ -200,7 +214,7 @@ export function parseCommandLine(args: readonly string[]): Parsed {
       throw new UsageError(
         `Unknown command "${a}"${
           near ? `; did you mean "${near}"?` : ""
-        } (commands: run, exec, watch, config, plugins)`,
+        } (commands: run, exec, watch, config, plugins, doctor)`,
       );
     }
     command = a as Command;
@@ -528,6 +542,29 @@ async function cmdPlugins(p: Parsed, log: Logger): Promise<number> {
   return 0;
 }
 
+async function cmdDoctor(p: Parsed, log: Logger): Promise<number> {
+  if (p.positionals.length > 0) throw new UsageError("`alumet doctor` takes no argument");
+  const setup = await loadSetup(p, log);
+  const enabled = new Map(setup.sections.map((s) => [s.name, s]));
+  const plugins = [...BUILTIN_PLUGINS.values()].map((meta) => {
+    const section = enabled.get(meta.name) ?? { name: meta.name, enabled: false, table: {} };
+    return {
+      meta,
+      config: validatePluginConfig(meta, section, setup.source),
+      enabled: enabled.has(meta.name),
+    };
+  });
+  const lines = await diagnoseAll(plugins);
+  write(formatReport(lines));
+  const failing = lines.filter((l) => l.enabled && !l.ok);
+  write(
+    failing.length === 0
+      ? `\nEverything enabled can run here (${setup.sections.map((s) => s.name).join(", ")}).`
+      : `\n${failing.length} check(s) of enabled plugins fail: see the fixes above.`,
+  );
+  return failing.length === 0 ? 0 : 1;
+}
+
 /** Runs the CLI with `args` and returns the exit code. */
 export async function main(args: readonly string[]): Promise<number> {
   const log = new Logger("alumet");
@@ -559,6 +596,8 @@ export async function main(args: readonly string[]): Promise<number> {
         return await cmdConfig(parsed, log);
       case "plugins":
         return await cmdPlugins(parsed, log);
+      case "doctor":
+        return await cmdDoctor(parsed, log);
     }
   } catch (e) {
     if (e instanceof RangeError && /log level/.test(e.message)) {

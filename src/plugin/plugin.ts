@@ -52,6 +52,22 @@ export interface PluginMetadata<C = ConfigTable> {
   readonly configSchema?: Schema<C>;
   /** Creates the plugin from its validated config. Called once per agent. */
   init(config: C): Plugin | Promise<Plugin>;
+  /**
+   * For `alumet doctor`: can this plugin work on this machine with this config, and if not, why and the fix.
+   * It must not start anything; it may open and close files.
+   */
+  diagnose?(config: C): readonly Diagnosis[] | Promise<readonly Diagnosis[]>;
+}
+
+/** One check of `alumet doctor`. */
+export interface Diagnosis {
+  /** What was checked, e.g. `/proc/stat readable`. */
+  readonly check: string;
+  readonly ok: boolean;
+  /** What was found. */
+  readonly detail: string;
+  /** What to do when it fails. */
+  readonly fix?: string;
 }
 
 /** A plugin instance: the lifecycle methods after `init`. */
