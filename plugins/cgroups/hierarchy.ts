@@ -9,6 +9,8 @@
  * @module
  */
 
+import { ProcFile } from "../../src/ffi/proc_file.ts";
+
 /** One mounted cgroup hierarchy. */
 export interface Hierarchy {
   readonly version: 1 | 2;
@@ -39,6 +41,9 @@ export interface CgroupFiles {
   readonly memoryCurrent?: string;
   readonly memoryMax?: string;
   readonly memoryStat?: string;
+  /** v2 `memory.swap.current` and `memory.swap.max`. */
+  readonly memorySwapCurrent?: string;
+  readonly memorySwapMax?: string;
   /** v1 `memory.usage_in_bytes`, `memory.limit_in_bytes`, `memory.stat`. */
   readonly memoryUsageV1?: string;
   readonly memoryLimitV1?: string;
@@ -125,9 +130,31 @@ export function layoutOf(hierarchies: readonly Hierarchy[]): CgroupLayout {
   return { v2, v1 };
 }
 
-/** This machine's layout, from `/proc/mounts`. */
+/**
+ * Reads a mount table. `/proc/mounts` is a link to `/proc/self/mounts`, which Deno only lets a program read
+ * with every permission (`--allow-all`); through libc (with `--allow-ffi`) it is an ordinary read.
+ */
+export function readMounts(mountsPath = "/proc/mounts"): string {
+  try {
+    using f = ProcFile.open(mountsPath, 16384);
+    const n = f.read();
+    return new TextDecoder().decode(f.buffer.subarray(0, Math.max(0, n)));
+  } catch (e) {
+    const hint = e instanceof Deno.errors.NotCapable
+      ? ": run with --allow-ffi (it is then read through libc) or --allow-all"
+      : "";
+    throw new Error(
+      `Cannot read ${mountsPath} to find the cgroup hierarchies${hint} (${(e as Error).message})`,
+      {
+        cause: e,
+      },
+    );
+  }
+}
+
+/** This machine's layout, from `/proc/mounts` (see {@linkcode readMounts}). */
 export function detectLayout(mountsPath = "/proc/mounts"): CgroupLayout {
-  return layoutOf(parseMounts(Deno.readTextFileSync(mountsPath), readV2Controllers));
+  return layoutOf(parseMounts(readMounts(mountsPath), readV2Controllers));
 }
 
 /**
@@ -152,6 +179,8 @@ export function cgroupFiles(
       put("memoryCurrent", `${dir}/memory.current`);
       put("memoryMax", `${dir}/memory.max`);
       put("memoryStat", `${dir}/memory.stat`);
+      put("memorySwapCurrent", `${dir}/memory.swap.current`);
+      put("memorySwapMax", `${dir}/memory.swap.max`);
     }
     put("cpuPressure", `${dir}/cpu.pressure`);
     put("memoryPressure", `${dir}/memory.pressure`);
@@ -169,6 +198,27 @@ export function cgroupFiles(
     put("memoryStatV1", `${memory.mountPoint}${rel}/memory.stat`);
   }
   return files as CgroupFiles;
+}
+
+/**
+ * The hierarchies that hold measurements, whose cgroups the plugin walks: the v2 hierarchy, and the v1
+ * hierarchies of the `cpuacct` and `memory` controllers (one entry per mount point, in that order).
+ *
+ * @example
+ * ```ts
+ * import { layoutOf, measuredHierarchies, parseMounts } from "./hierarchy.ts";
+ * import assert from "node:assert/strict";
+ * const mounts = "cgroup /c cgroup rw,cpu,cpuacct 0 0\ncgroup /m cgroup rw,memory 0 0\ncgroup /p cgroup rw,pids 0 0\n";
+ * const layout = layoutOf(parseMounts(mounts, () => []));
+ * assert.deepEqual(measuredHierarchies(layout).map((h) => h.mountPoint), ["/c", "/m"]);
+ * ```
+ */
+export function measuredHierarchies(layout: CgroupLayout): Hierarchy[] {
+  const out: Hierarchy[] = [];
+  for (const h of [layout.v2, layout.v1.get("cpuacct"), layout.v1.get("memory")]) {
+    if (h !== undefined && !out.some((o) => o.mountPoint === h.mountPoint)) out.push(h);
+  }
+  return out;
 }
 
 function fileExists(file: string): boolean {

@@ -4,6 +4,7 @@
  * @module
  */
 import type { PluginMetadata } from "../plugin/plugin.ts";
+import cgroups from "../../plugins/cgroups/mod.ts";
 import csv from "../../plugins/csv/mod.ts";
 import log from "../../plugins/log/mod.ts";
 import procfs from "../../plugins/procfs/mod.ts";
@@ -13,7 +14,7 @@ export const BUILTIN_PLUGINS: ReadonlyMap<string, PluginMetadata<unknown>> = new
   string,
   PluginMetadata<unknown>
 >(
-  [procfs, csv, log].map((p) => [p.name, p as PluginMetadata<unknown>]),
+  [procfs, cgroups, csv, log].map((p) => [p.name, p as PluginMetadata<unknown>]),
 );
 
 /** The plugins enabled when there is no config file and no `--plugins`. */

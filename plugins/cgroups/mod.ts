@@ -1,0 +1,171 @@
+/**
+ * The `cgroups` plugin: CPU time, CPU share, memory and pressure of Linux control groups (v2, v1, or the
+ * hybrid layout), for the cgroups whose paths match the configured patterns; new and removed cgroups are
+ * found by a periodic rescan and announced on the event bus, so that other plugins (perf) measure them too.
+ *
+ * ```ts
+ * import { testPlugin } from "../../src/testing/mod.ts";
+ * import cgroups from "./mod.ts";
+ * await using h = await testPlugin(cgroups, { paths: ["/"] });
+ * console.assert(h.sources.has("probes") && h.sources.has("discovery"));
+ * ```
+ *
+ * @module
+ */
+import type { Plugin, PluginMetadata, StartContext } from "../../src/plugin/plugin.ts";
+import type { Logger } from "../../src/log.ts";
+import { messageOf } from "../../src/errors.ts";
+import { auxvInfo, countCpus } from "../procfs/system.ts";
+import { type CgroupsConfig, cgroupsConfigSchema, defaultCgroupsConfig } from "./config.ts";
+import { type CgroupLayout, detectLayout, measuredHierarchies } from "./hierarchy.ts";
+import { type CgroupMetrics, createCgroupMetrics } from "./metrics.ts";
+import { type Baseline, CgroupProbe } from "./probe.ts";
+import { CgroupSource } from "./source.ts";
+import { CgroupDiscovery } from "./discovery.ts";
+
+export { type CgroupsConfig, cgroupsConfigSchema, defaultCgroupsConfig } from "./config.ts";
+export * from "./metrics.ts";
+export * from "./hierarchy.ts";
+export { childPath, PathPattern, PatternError, splitPath, subdirectories, walkMatching } from "./pattern.ts";
+export { type Baseline, CgroupProbe, type ProbeOptions } from "./probe.ts";
+export { CgroupSource, type CgroupSourceOptions } from "./source.ts";
+export {
+  CgroupDiscovery,
+  type CgroupDiscoveryOptions,
+  type DiscoveryChanges,
+  scanCgroups,
+} from "./discovery.ts";
+
+/** Options of a {@linkcode CgroupsPlugin} that are not configuration (tests point them at fixtures). */
+export interface CgroupsPluginOptions {
+  /** The mount table the hierarchies are found in. Default `/proc/mounts`. */
+  readonly mounts?: string;
+  /** The layout, instead of reading `mounts`. */
+  readonly layout?: CgroupLayout;
+  /** Online CPUs, the divisor of `cpu_percent`. Default: the `cpuN` lines of `/proc/stat`. */
+  readonly nCpus?: number;
+  /** USER_HZ of v1 `cpuacct.stat`. Default: this process's `AT_CLKTCK` (100 on Linux). */
+  readonly userHz?: number;
+}
+
+/** How many failures to open a cgroup's files are logged one by one before they are only counted. */
+const LOGGED_OPEN_FAILURES = 5;
+
+/**
+ * The plugin instance. In `start`: the hierarchies are found, the cgroups that match the patterns are
+ * found and opened, and two sources are added: `probes` (every followed cgroup, each `poll_interval`; not
+ * added with `disable_sources`) and `discovery` (a rescan each `refresh_interval`, which announces the
+ * cgroups on the event bus).
+ */
+export class CgroupsPlugin implements Plugin {
+  readonly #config: CgroupsConfig;
+  readonly #options: CgroupsPluginOptions;
+  #source: CgroupSource | undefined;
+  #discovery: CgroupDiscovery | undefined;
+  /** What `#measure` needs, set in `start` (undefined with `disable_sources`). */
+  #measuring:
+    | {
+      source: CgroupSource;
+      layout: CgroupLayout;
+      metrics: CgroupMetrics;
+      options: { nCpus: number; userHz: number };
+      log: Logger;
+    }
+    | undefined;
+  #openFailures = 0;
+
+  constructor(config: CgroupsConfig, options: CgroupsPluginOptions = {}) {
+    this.#config = config;
+    this.#options = options;
+  }
+
+  /** The measurement source (undefined before `start`, or with `disable_sources`). */
+  get source(): CgroupSource | undefined {
+    return this.#source;
+  }
+
+  /** The discovery source (undefined before `start`). */
+  get discovery(): CgroupDiscovery | undefined {
+    return this.#discovery;
+  }
+
+  start(ctx: StartContext): void {
+    const c = this.#config;
+    const o = this.#options;
+    const log = ctx.log;
+    const layout = o.layout ?? detectLayout(o.mounts ?? "/proc/mounts");
+    const hierarchies = measuredHierarchies(layout);
+    if (hierarchies.length === 0) {
+      log.warn(
+        `No cgroup hierarchy with cpuacct or memory, and no cgroup v2, in ${o.mounts ?? "/proc/mounts"}: ` +
+          "no cgroup will be measured",
+      );
+    }
+    if (c.paths.length === 0) log.warn("paths is empty: no cgroup will be followed");
+    this.#openFailures = 0;
+    let source: CgroupSource | undefined;
+    if (!c.disable_sources) {
+      const metrics = createCgroupMetrics((spec) => ctx.createMetric(spec));
+      source = new CgroupSource({ log, onGone: (path) => this.#discovery?.markGone(path) });
+      const options = { nCpus: o.nCpus ?? countCpus(), userHz: o.userHz ?? auxvInfo().userHz };
+      this.#measuring = { source, layout, metrics, options, log };
+    } else this.#measuring = undefined;
+    const discovery = new CgroupDiscovery({
+      layout,
+      patterns: c.paths,
+      events: ctx.events,
+      onAdded: (path, baseline) => this.#measure(path, baseline),
+      onRemoved: (path) => void source?.remove(path),
+      beforeRescan: () => source?.settle(layout),
+    });
+    this.#source = source;
+    this.#discovery = discovery;
+    const found = discovery.initialScan();
+    log.debug(
+      `Hierarchies: ${hierarchies.map((h) => `${h.mountPoint} (v${h.version})`).join(", ") || "none"}; ` +
+        `following ${found.length} cgroups`,
+    );
+    ctx.addSource("discovery", discovery, { pollInterval: c.refresh_interval });
+    if (source !== undefined) ctx.addSource("probes", source, { pollInterval: c.poll_interval });
+  }
+
+  /** Opens the files of a new cgroup and adds it to the probes source (nothing with `disable_sources`). */
+  #measure(path: string, baseline: Baseline): void {
+    const m = this.#measuring;
+    if (m === undefined) return;
+    try {
+      m.source.add(new CgroupProbe(m.layout, path, m.metrics, { ...m.options, baseline }));
+    } catch (e) {
+      const n = ++this.#openFailures;
+      if (n <= LOGGED_OPEN_FAILURES) {
+        m.log.warn(
+          `Cannot measure cgroup ${path}: ${messageOf(e)}` +
+            (n === LOGGED_OPEN_FAILURES ? " (further failures are only counted in debug logs)" : ""),
+        );
+      } else m.log.debug(`Cannot measure cgroup ${path} (${n} failures so far): ${messageOf(e)}`);
+    }
+  }
+
+  stop(): void {
+    this.#source?.close(); // already closed by the pipeline when it ran; idempotent
+    this.#measuring = undefined;
+    this.#source = undefined;
+    this.#discovery = undefined;
+  }
+}
+
+/** The cgroups plugin's metadata: `[plugins.cgroups]`. */
+export const cgroupsPlugin: PluginMetadata<CgroupsConfig> & {
+  readonly configSchema: typeof cgroupsConfigSchema;
+} = {
+  name: "cgroups",
+  version: "0.1.0",
+  description: "Measures the CPU time, memory and pressure of control groups (v1, v2 or hybrid)",
+  defaultConfig: defaultCgroupsConfig,
+  configSchema: cgroupsConfigSchema,
+  init: function initCgroups(config: CgroupsConfig): Plugin {
+    return new CgroupsPlugin(config);
+  },
+};
+
+export default cgroupsPlugin;
