@@ -1,0 +1,376 @@
+/**
+ * The `perf` plugin: hardware and software counters through `perf_event_open`, configured in perf's own event
+ * syntax (`[plugins.perf] events = ["task-clock", "cycles:u", "msr/tsc/"]`).
+ *
+ * Targets, each counted as one perf group read in one `read`:
+ * - the `exec`/`watch` program and any process announced by "start consumer measurement" (with its
+ *   children: `inherit`); a program `exec` started stopped is armed with `enable_on_exec`, so the counters
+ *   start at its first instruction and nothing of the agent's start-up is counted;
+ * - cgroups announced the same way (by the `cgroups` plugin), one group per CPU (`PERF_FLAG_PID_CGROUP`);
+ * - the whole machine, one group per CPU, with `system_wide = true`.
+ *
+ * Values are cumulative since the counters were enabled (as in Alumet), scaled by time_enabled/time_running
+ * when the PMU multiplexed them; `perf_running_ratio` reports that ratio per group.
+ *
+ * @module
+ */
+import type {
+  ConfigTable,
+  Diagnosis,
+  Plugin,
+  PluginMetadata,
+  PostStartContext,
+  PreStartContext,
+  Source,
+  StartContext,
+} from "../../src/plugin/plugin.ts";
+import type { Batch } from "../../src/model/batch.ts";
+import type { MetricId } from "../../src/model/metrics.ts";
+import {
+  type Consumer,
+  Consumer as Consumers,
+  type Resource,
+  Resource as Resources,
+} from "../../src/model/resources.ts";
+import { customUnit, unit } from "../../src/model/units.ts";
+import { duration, z } from "../../src/plugin/schema.ts";
+import type { ControlHandle } from "../../src/pipeline/control.ts";
+import type { Logger } from "../../src/log.ts";
+import { messageOf, NormalStop } from "../../src/errors.ts";
+import { cString, errno, ErrnoError, libc, O_RDONLY_CLOEXEC } from "../../src/ffi/libc.ts";
+import { ProcFile } from "../../src/ffi/proc_file.ts";
+import { PERF_FLAG_PID_CGROUP, PerfGroup } from "../../src/ffi/perf_event.ts";
+import { listPmus, type ParsedPerfEvent, parsePerfEvent } from "../../src/ffi/perf_events_parse.ts";
+import { detectLayout } from "../cgroups/hierarchy.ts";
+
+/** `[plugins.perf]`. */
+export const perfConfigSchema = z.strictObject({
+  events: z.array(z.string().min(1, { error: 'a perf event such as "cycles" or "msr/tsc/"' })),
+  poll_interval: duration(),
+  flush_interval: duration(),
+  system_wide: z.boolean(),
+});
+
+/** The validated `[plugins.perf]` table. */
+export type PerfConfig = z.infer<typeof perfConfigSchema>;
+
+function defaultPerfConfig(): ConfigTable {
+  return {
+    events: ["task-clock", "page-faults", "context-switches", "cycles", "instructions"],
+    poll_interval: "1s",
+    flush_interval: "5s",
+    system_wide: false,
+  };
+}
+
+/** `perf_<event>` in snake_case: `task-clock` → `perf_task_clock`, `msr/tsc/` → `perf_msr_tsc`. */
+export function perfMetricName(event: string): string {
+  return "perf_" + event.toLowerCase().replace(/[^a-z0-9]+/g, "_").replace(/^_+|_+$/g, "");
+}
+
+const O_DIRECTORY = 0o200000;
+
+/** CPUs online, from `/sys/devices/system/cpu/online` (`0-3,6`). */
+export function onlineCpus(text?: string): number[] {
+  const t = text ?? (() => {
+    try {
+      return Deno.readTextFileSync("/sys/devices/system/cpu/online");
+    } catch {
+      return `0-${navigator.hardwareConcurrency - 1}`;
+    }
+  })();
+  const out: number[] = [];
+  for (const part of t.trim().split(",")) {
+    const [a, b] = part.split("-").map(Number);
+    if (a === undefined || !Number.isInteger(a)) continue;
+    for (let c = a; c <= (b ?? a); c++) out.push(c);
+  }
+  return out;
+}
+
+interface Usable {
+  readonly event: ParsedPerfEvent;
+  readonly metric: MetricId<"u64">;
+}
+
+/** The events of the config that parse and open on this machine; the others with the reason. */
+function probeEvents(
+  config: PerfConfig,
+): { ok: ParsedPerfEvent[]; failed: { event: string; why: string }[] } {
+  const ok: ParsedPerfEvent[] = [];
+  const failed: { event: string; why: string }[] = [];
+  for (const name of config.events) {
+    try {
+      const ev = parsePerfEvent(name);
+      // Open it alone on this process, disabled, to find out whether this machine has it.
+      PerfGroup.open([ev], { pid: 0, cpu: -1, enable: false }).close();
+      ok.push(ev);
+    } catch (e) {
+      const why = messageOf(e);
+      if (e instanceof ErrnoError && (e.code === "EACCES" || e.code === "EPERM")) {
+        ok.push(parsePerfEvent(name)); // exists, but this process may not count itself: targets decide
+      } else failed.push({ event: name, why });
+    }
+  }
+  return { ok, failed };
+}
+
+/** One target: perf groups (one, or one per CPU) and who they describe. */
+class TargetSource implements Source {
+  readonly #groups: { group: PerfGroup; resource: Resource }[];
+  readonly #consumer: Consumer;
+  readonly #events: readonly Usable[];
+  readonly #ratio: MetricId<"f64">;
+  readonly #ratioAttrs: Readonly<{ events: string }>;
+  #closed = false;
+
+  constructor(
+    groups: { group: PerfGroup; resource: Resource }[],
+    consumer: Consumer,
+    events: readonly Usable[],
+    ratio: MetricId<"f64">,
+  ) {
+    this.#groups = groups;
+    this.#consumer = consumer;
+    this.#events = events;
+    this.#ratio = ratio;
+    this.#ratioAttrs = Object.freeze({ events: events.map((e) => e.event.name).join(",") });
+  }
+
+  poll(batch: Batch): void {
+    if (this.#closed) throw new NormalStop("closed");
+    for (const { group, resource } of this.#groups) {
+      const r = group.read();
+      const ctx = { resource, consumer: this.#consumer };
+      for (let i = 0; i < this.#events.length; i++) {
+        const scaled = r.scaled(i);
+        const raw = r.counts[i]!;
+        // Unscaled when the counters ran all the time (exact, even beyond 2^53); scaled otherwise.
+        const value = r.timeRunning === r.timeEnabled ? raw : BigInt(Math.round(scaled ?? 0));
+        batch.push(this.#events[i]!.metric, value, ctx);
+      }
+      const ratio = r.runningRatio();
+      if (ratio !== undefined) batch.push(this.#ratio, ratio, { ...ctx, attributes: this.#ratioAttrs });
+    }
+  }
+
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    for (const { group } of this.#groups) group.close();
+  }
+}
+
+/** True when process `pid` is stopped (state `T`), as `exec` holds a program before arming it. */
+function isStopped(pid: number): boolean {
+  const f = ProcFile.tryOpen(`/proc/${pid}/stat`, 512);
+  if (f === undefined) return false;
+  try {
+    const n = f.read();
+    let close = n - 1;
+    while (close > 0 && f.buffer[close] !== 41 /* ) */) close--;
+    const state = f.buffer[close + 2];
+    return state === 84 /* T */ || state === 116 /* t */;
+  } finally {
+    f.close();
+  }
+}
+
+/** The plugin instance. */
+export class PerfPlugin implements Plugin {
+  readonly armsBeforeExec = true;
+  readonly #config: PerfConfig;
+  #usable: Usable[] = [];
+  #ratio: MetricId<"f64"> | undefined;
+  #control: ControlHandle | undefined;
+  #log: Logger | undefined;
+  #followed = new Map<string, string>(); // consumer key → source name
+  #off: (() => void)[] = [];
+
+  constructor(config: PerfConfig) {
+    this.#config = config;
+  }
+
+  start(ctx: StartContext): void {
+    this.#log = ctx.log;
+    const { ok, failed } = probeEvents(this.#config);
+    for (const f of failed) {
+      ctx.log.warn(
+        `Perf event "${f.event}" is not counted: ${f.why}. The other events go on (PMUs here: ${
+          listPmus().join(", ")
+        })`,
+      );
+    }
+    if (ok.length === 0) {
+      ctx.log.warn("No configured perf event can be counted here: the perf plugin measures nothing");
+    }
+    this.#usable = ok.map((event) => ({
+      event,
+      metric: ctx.createMetric({
+        name: perfMetricName(event.name),
+        unit: event.unit !== undefined
+          ? customUnit(event.unit)
+          : /^(task|cpu)-clock\b/.test(event.name)
+          ? unit("s", "nano")
+          : unit("1"),
+        valueType: "u64",
+        kind: "counter",
+        description: `perf event ${event.name}, cumulative since the counters were enabled`,
+      }),
+    }));
+    this.#ratio = ctx.createMetric({
+      name: "perf_running_ratio",
+      unit: unit("1"),
+      valueType: "f64",
+      kind: "gauge",
+      description: "time_running / time_enabled of a perf group (below 1: the PMU multiplexed it)",
+    });
+    if (this.#config.system_wide && this.#usable.length > 0) {
+      const groups = onlineCpus().map((cpu) => ({
+        group: PerfGroup.open(this.#usable.map((u) => u.event), { pid: -1, cpu }),
+        resource: Resources.cpuCore(cpu),
+      }));
+      ctx.addSource(
+        "machine",
+        new TargetSource(groups, Consumers.localMachine(), this.#usable, this.#ratio),
+        {
+          pollInterval: this.#config.poll_interval,
+          flushInterval: this.#config.flush_interval,
+        },
+      );
+    }
+  }
+
+  preStart(ctx: PreStartContext): void {
+    this.#off = [
+      ctx.events.on("startConsumerMeasurement", (cs) => this.#onStart(cs)),
+      ctx.events.on("endConsumerMeasurement", (cs) => this.#onEnd(cs)),
+    ];
+  }
+
+  postStart(ctx: PostStartContext): void {
+    this.#control = ctx.control;
+  }
+
+  stop(): void {
+    for (const off of this.#off) off();
+    this.#off = [];
+    this.#followed.clear();
+    this.#control = undefined;
+  }
+
+  async #onStart(consumers: readonly Consumer[]): Promise<void> {
+    if (this.#usable.length === 0 || this.#control === undefined) return;
+    for (const c of consumers) {
+      const key = `${c.kind}:${c.id}`;
+      if (this.#followed.has(key)) continue;
+      let groups: { group: PerfGroup; resource: Resource }[];
+      let name: string;
+      try {
+        if (c.kind === "process") {
+          const pid = Number(c.id);
+          // A program `exec` holds stopped before its exec is armed to start counting at its first
+          // instruction; a running one (watch) starts counting now.
+          const armed = isStopped(pid);
+          groups = [{
+            group: PerfGroup.open(this.#usable.map((u) => u.event), {
+              pid,
+              cpu: -1,
+              inherit: true,
+              enableOnExec: armed,
+            }),
+            resource: Resources.localMachine(),
+          }];
+          name = `pid-${pid}`;
+        } else if (c.kind === "cgroup") {
+          groups = this.#openCgroup(c.id);
+          name = `cgroup-${c.id.replace(/[^\w.-]+/g, "_")}`;
+        } else continue;
+      } catch (e) {
+        this.#log?.warn(`Cannot count ${c.kind} ${c.id} with perf: ${messageOf(e)}`);
+        continue;
+      }
+      this.#followed.set(key, name);
+      const source = new TargetSource(groups, c, this.#usable, this.#ratio!);
+      try {
+        await this.#control.addSource(name, source, {
+          pollInterval: this.#config.poll_interval,
+          flushInterval: this.#config.flush_interval,
+        }, { plugin: "perf" });
+      } catch (e) {
+        source.close();
+        this.#followed.delete(key);
+        this.#log?.warn(`Cannot add a perf source for ${c.kind} ${c.id}: ${messageOf(e)}`);
+      }
+    }
+  }
+
+  #openCgroup(path: string): { group: PerfGroup; resource: Resource }[] {
+    const v2 = detectLayout().v2;
+    const v1 = detectLayout().v1.get("perf_event");
+    const root = v2?.mountPoint ?? v1?.mountPoint;
+    if (root === undefined) {
+      throw new Error("no cgroup v2 hierarchy and no v1 perf_event hierarchy is mounted");
+    }
+    const dir = `${root}${path.startsWith("/") ? path : `/${path}`}`;
+    const fd = libc().open(cString(dir), O_RDONLY_CLOEXEC | O_DIRECTORY, 0);
+    if (fd < 0) throw new ErrnoError(`open(${dir})`, errno());
+    try {
+      return onlineCpus().map((cpu) => ({
+        group: PerfGroup.open(this.#usable.map((u) => u.event), {
+          cgroupFd: fd,
+          cpu,
+          flags: PERF_FLAG_PID_CGROUP,
+        }),
+        resource: Resources.cpuCore(cpu),
+      }));
+    } finally {
+      libc().close(fd); // the counters keep their own reference to the cgroup
+    }
+  }
+
+  async #onEnd(consumers: readonly Consumer[]): Promise<void> {
+    for (const c of consumers) {
+      const key = `${c.kind}:${c.id}`;
+      const name = this.#followed.get(key);
+      if (name === undefined) continue;
+      this.#followed.delete(key);
+      // A last read of a cgroup's counters, so that the counts up to its end are in the output (exec and watch
+      // poll every source themselves just before they announce a process's end).
+      if (c.kind === "cgroup") await this.#control?.triggerNow(`source/perf/${name}`);
+      await this.#control?.stop(`source/perf/${name}`);
+    }
+  }
+}
+
+/** `alumet doctor`: which configured events parse and open here, and why the others do not. */
+function diagnosePerf(config: PerfConfig): Diagnosis[] {
+  const { ok, failed } = probeEvents(config);
+  const out: Diagnosis[] = [];
+  if (ok.length > 0) out.push({ check: "events", ok: true, detail: ok.map((e) => e.name).join(", ") });
+  for (const f of failed) {
+    out.push({
+      check: `event ${f.event}`,
+      ok: false,
+      detail: f.why,
+      fix:
+        "remove it from plugins.perf.events, or run on a machine that has it (see the PMUs in the machine checks)",
+    });
+  }
+  return out;
+}
+
+/** The perf plugin's metadata: `[plugins.perf]`. */
+export const perfPlugin: PluginMetadata<PerfConfig> & { readonly configSchema: typeof perfConfigSchema } = {
+  name: "perf",
+  version: "0.1.0",
+  description: "Counts perf events (perf's syntax) for the exec/watch program, cgroups, or the whole machine",
+  defaultConfig: defaultPerfConfig,
+  configSchema: perfConfigSchema,
+  init: function initPerf(config: PerfConfig): Plugin {
+    return new PerfPlugin(config);
+  },
+  diagnose: diagnosePerf,
+};
+
+export default perfPlugin;
