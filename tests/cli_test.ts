@@ -149,6 +149,14 @@ Deno.test("alumet exec polls before and after the program, tells plugins its pid
       ["probe_polls", "2", "process", pid],
     ]);
     assert.match(rows[0]![1]!, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,9})?Z$/); // trailing zeros trimmed, as Alumet
+    // The summary on stderr, in the spirit of perf stat: the program's series, the elapsed time, the outputs.
+    assert.match(
+      r.stderr,
+      new RegExp(`Measured for 'sh -c echo \\$\\$ > pid.txt' \\(pid ${pid}\\) by alumet:`),
+    );
+    assert.match(r.stderr, /^\s+2\s+probe_polls$/m);
+    assert.match(r.stderr, /s\s+elapsed/);
+    assert.match(r.stderr, /Series written to: out\.csv \(csv\)/);
   });
 });
 

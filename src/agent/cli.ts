@@ -21,6 +21,7 @@ import {
 } from "./config.ts";
 import { diagnoseAll, formatReport } from "./doctor.ts";
 import { StatusLine } from "./status.ts";
+import { ExecSummary } from "./summary.ts";
 import {
   exitCodeOf,
   processExists,
@@ -418,23 +419,41 @@ async function cmdExec(p: Parsed, log: Logger): Promise<number> {
   ];
   for (const [s, h] of handlers) Deno.addSignalListener(s, h);
   try {
-    await using agent = newAgent(setup, await pluginEntries(setup));
+    const summary = new ExecSummary();
+    await using agent = newAgent(setup, [...await pluginEntries(setup), summary.plugin()]);
     await agent.start();
     using statusLine = new StatusLine(agent);
     await agent.control.triggerNow();
     // The kernel's accounting of waited-for children, read around the wait: once the program is reaped its
     // /proc entry is gone, and this is the only record of its CPU time up to its last instruction.
     const before = ffiAvailable() ? getrusage(RUSAGE_CHILDREN) : undefined;
-    // Start the program stopped before its first instruction, tell the plugins its pid (so that they arm
-    // their counters on it), then let it run: nothing of its start-up escapes the measurement.
-    child = spawnStopped(resolved, args, cwd);
-    const stopped = await waitUntilStopped(child.pid, 2000);
-    if (!stopped) {
-      log.warn(`${program} (pid ${child.pid}) did not reach its stopped start; measuring it anyway`);
+    const started = performance.now();
+    if (agent.armsBeforeExec) {
+      // Start the program stopped before its first instruction, tell the plugins its pid (so that they arm
+      // their counters on it), then let it run: nothing of its start-up escapes the measurement.
+      child = spawnStopped(resolved, args, cwd);
+      summary.pid = String(child.pid);
+      const stopped = await waitUntilStopped(child.pid, 2000);
+      if (!stopped) {
+        log.warn(`${program} (pid ${child.pid}) did not reach its stopped start; measuring it anyway`);
+      }
+      await agent.events.publish("startConsumerMeasurement", [Consumer.process(child.pid)]);
+      if (stopped) child.kill("SIGCONT");
+    } else {
+      // No plugin needs to arm before the program runs (a stopped start costs a shell's start-up).
+      child = new Deno.Command(resolved, {
+        args,
+        cwd,
+        stdin: "inherit",
+        stdout: "inherit",
+        stderr: "inherit",
+      })
+        .spawn();
+      summary.pid = String(child.pid);
+      await agent.events.publish("startConsumerMeasurement", [Consumer.process(child.pid)]);
     }
-    await agent.events.publish("startConsumerMeasurement", [Consumer.process(child.pid)]);
-    if (stopped) child.kill("SIGCONT");
     const status = await child.status;
+    const elapsedMs = performance.now() - started;
     const code = exitCodeOf(status);
     if (before !== undefined) {
       const after = getrusage(RUSAGE_CHILDREN);
@@ -453,8 +472,15 @@ async function cmdExec(p: Parsed, log: Logger): Promise<number> {
     }
     await agent.control.triggerNow();
     await agent.events.publish("endConsumerMeasurement", [Consumer.process(child.pid)]);
+    const outputPlugins = [...new Set(agent.control.list("output").map((e) => e.plugin))]
+      .filter((name) => name !== "exec-summary");
     await agent.stop();
     statusLine.stop();
+    if (logLevel() !== "off") {
+      const csvPath = setup.sections.find((s) => s.name === "csv")?.table.output_path ?? "alumet-output.csv";
+      const outputs = outputPlugins.map((name) => name === "csv" ? `${String(csvPath)} (csv)` : name);
+      write(summary.format({ command: [program, ...args].join(" "), elapsedMs, outputs }), Deno.stderr);
+    }
     if (status.signal !== null) log.info(`${program} was killed by ${status.signal}`);
     return p.values["ignore-exit-code"] ? 0 : code;
   } finally {
