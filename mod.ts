@@ -45,6 +45,6 @@ export {
   type PluginEntry,
   type SimplePluginSpec,
 } from "./src/agent/agent.ts";
-export { BUILTIN_PLUGINS } from "./src/agent/builtin.ts";
+export { BUILTIN_NAMES, loadAllBuiltins, loadBuiltin } from "./src/agent/builtin.ts";
 export { csvPlugin } from "./plugins/csv/mod.ts";
 export { logPlugin } from "./plugins/log/mod.ts";

@@ -1,22 +1,36 @@
 /**
- * The plugins built into the `alumet` agent, imported statically so that `deno compile` embeds them.
+ * The plugins built into the `alumet` agent. Each is imported only when used (an import with a literal
+ * specifier, which `deno compile` still embeds): importing all of them costs every `exec` tens of ms of
+ * start-up, and most runs enable two or three.
  *
  * @module
  */
 import type { PluginMetadata } from "../plugin/plugin.ts";
-import cgroups from "../../plugins/cgroups/mod.ts";
-import csv from "../../plugins/csv/mod.ts";
-import log from "../../plugins/log/mod.ts";
-import perf from "../../plugins/perf/mod.ts";
-import procfs from "../../plugins/procfs/mod.ts";
 
-/** Built-in plugins by name, in the order `plugins list` shows them. */
-export const BUILTIN_PLUGINS: ReadonlyMap<string, PluginMetadata<unknown>> = new Map<
+/** Built-in plugins by name, in the order `plugins list` shows them: a loader each. */
+export const BUILTIN_LOADERS: ReadonlyMap<string, () => Promise<PluginMetadata<unknown>>> = new Map<
   string,
-  PluginMetadata<unknown>
->(
-  [procfs, perf, cgroups, csv, log].map((p) => [p.name, p as PluginMetadata<unknown>]),
-);
+  () => Promise<PluginMetadata<unknown>>
+>([
+  ["procfs", () => import("../../plugins/procfs/mod.ts").then((m) => m.default as PluginMetadata<unknown>)],
+  ["perf", () => import("../../plugins/perf/mod.ts").then((m) => m.default as PluginMetadata<unknown>)],
+  ["cgroups", () => import("../../plugins/cgroups/mod.ts").then((m) => m.default as PluginMetadata<unknown>)],
+  ["csv", () => import("../../plugins/csv/mod.ts").then((m) => m.default as PluginMetadata<unknown>)],
+  ["log", () => import("../../plugins/log/mod.ts").then((m) => m.default as PluginMetadata<unknown>)],
+]);
+
+/** The names of the built-in plugins. */
+export const BUILTIN_NAMES: readonly string[] = [...BUILTIN_LOADERS.keys()];
+
+/** Loads one built-in plugin; undefined for an unknown name. */
+export async function loadBuiltin(name: string): Promise<PluginMetadata<unknown> | undefined> {
+  return await BUILTIN_LOADERS.get(name)?.();
+}
+
+/** Loads every built-in plugin, in order (for `plugins list`, `doctor`). */
+export async function loadAllBuiltins(): Promise<PluginMetadata<unknown>[]> {
+  return await Promise.all([...BUILTIN_LOADERS.values()].map((load) => load()));
+}
 
 /** The plugins enabled when there is no config file and no `--plugins`. */
 export const DEFAULT_ENABLED: readonly string[] = ["procfs", "csv"];

@@ -11,7 +11,7 @@ import { LOG_LEVELS, Logger, logLevel, setLogLevel } from "../log.ts";
 import { Consumer } from "../model/resources.ts";
 import type { PluginMetadata } from "../plugin/plugin.ts";
 import { Agent, type PluginEntry } from "./agent.ts";
-import { BUILTIN_PLUGINS, DEFAULT_ENABLED } from "./builtin.ts";
+import { BUILTIN_LOADERS, BUILTIN_NAMES, DEFAULT_ENABLED, loadAllBuiltins, loadBuiltin } from "./builtin.ts";
 import {
   loadConfig,
   type PluginSection,
@@ -304,7 +304,7 @@ async function loadSetup(p: Parsed, log: Logger): Promise<Setup> {
     ? v.plugins.split(",").map((s) => s.trim()).filter((s) => s)
     : undefined;
   const sections = selectPlugins(raw, {
-    known: BUILTIN_PLUGINS,
+    known: BUILTIN_LOADERS,
     ...(only ? { only } : {}),
     enabledByDefault: DEFAULT_ENABLED,
   });
@@ -323,7 +323,9 @@ function absolute(path: string): string {
 async function pluginEntries(setup: Setup): Promise<PluginEntry[]> {
   const entries: PluginEntry[] = [];
   for (const s of setup.sections) {
-    let meta: PluginMetadata<unknown> | undefined = BUILTIN_PLUGINS.get(s.name);
+    let meta: PluginMetadata<unknown> | undefined = s.module === undefined
+      ? await loadBuiltin(s.name)
+      : undefined;
     if (s.module !== undefined) {
       let mod: Record<string, unknown>;
       try {
@@ -519,7 +521,7 @@ async function cmdWatch(p: Parsed, log: Logger): Promise<number> {
   }
 }
 
-function cmdConfig(p: Parsed, log: Logger): number {
+async function cmdConfig(p: Parsed, log: Logger): Promise<number> {
   if (p.positionals[0] !== "regen" || p.positionals.length !== 1) {
     throw new UsageError("Usage: alumet config regen [--config PATH] [--plugins A,B]");
   }
@@ -528,17 +530,18 @@ function cmdConfig(p: Parsed, log: Logger): number {
   const names = typeof p.values.plugins === "string"
     ? p.values.plugins.split(",").map((s) => s.trim()).filter((s) => s)
     : [...DEFAULT_ENABLED];
-  const metas = names.map((n) => {
-    const m = BUILTIN_PLUGINS.get(n);
+  const metas: PluginMetadata<unknown>[] = [];
+  for (const n of names) {
+    const m = await loadBuiltin(n);
     if (m === undefined) {
-      const near = closest(n, BUILTIN_PLUGINS.keys());
+      const near = closest(n, BUILTIN_NAMES);
       throw new UsageError(
         `Unknown plugin "${n}" in --plugins${near ? `; did you mean "${near}"?` : ""} ` +
-          `(known: ${[...BUILTIN_PLUGINS.keys()].join(", ")})`,
+          `(known: ${BUILTIN_NAMES.join(", ")})`,
       );
     }
-    return m;
-  });
+    metas.push(m);
+  }
   const text = renderDefaultConfig(metas);
   try {
     Deno.writeTextFileSync(path, text);
@@ -555,7 +558,7 @@ async function cmdPlugins(p: Parsed, log: Logger): Promise<number> {
   }
   const setup = await loadSetup(p, log);
   const enabled = new Set(setup.sections.map((s) => s.name));
-  const rows = [...BUILTIN_PLUGINS.values()].map((
+  const rows = (await loadAllBuiltins()).map((
     m,
   ) => [m.name, m.version, enabled.has(m.name) ? "enabled" : "disabled", m.description ?? ""]);
   for (const s of setup.sections) if (s.module) rows.push([s.name, "?", "enabled", `external: ${s.module}`]);
@@ -572,7 +575,7 @@ async function cmdDoctor(p: Parsed, log: Logger): Promise<number> {
   if (p.positionals.length > 0) throw new UsageError("`alumet doctor` takes no argument");
   const setup = await loadSetup(p, log);
   const enabled = new Map(setup.sections.map((s) => [s.name, s]));
-  const plugins = [...BUILTIN_PLUGINS.values()].map((meta) => {
+  const plugins = (await loadAllBuiltins()).map((meta) => {
     const section = enabled.get(meta.name) ?? { name: meta.name, enabled: false, table: {} };
     return {
       meta,

@@ -83,7 +83,7 @@ export interface LoadOptions {
 /** Which plugins exist and which the user asked for, for {@linkcode selectPlugins}. */
 export interface SelectOptions {
   /** The built-in plugins, by name. */
-  known: ReadonlyMap<string, PluginMetadata<unknown>>;
+  known: ReadonlyMap<string, unknown>;
   /** `--plugins`: exactly these plugins run, whatever the file says. Default: not given. */
   only?: readonly string[];
   /** The plugins that run when no file was read and `--plugins` is not given, in start order. */

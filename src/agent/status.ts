@@ -7,6 +7,7 @@
  */
 import { type LogSink, setLogSink } from "../log.ts";
 import type { Agent } from "./agent.ts";
+import { formatCount } from "./format.ts";
 
 const encoder = new TextEncoder();
 const CLEAR = "\r\x1b[2K";
@@ -44,7 +45,7 @@ export function formatStatus(elapsedMs: number, t: StatusTotals): string {
   const s = Math.floor(elapsedMs / 1000);
   const hms = [Math.floor(s / 3600), Math.floor(s / 60) % 60, s % 60].map((n) => String(n).padStart(2, "0"))
     .join(":");
-  const n = (x: number) => x.toLocaleString("en-US");
+  const n = formatCount;
   return `alumet ${hms} · measured ${n(t.measured)} · written ${n(t.written)} · lost ${
     n(t.lost)
   } · late ticks ${n(t.late + t.missed)}`;

@@ -9,6 +9,7 @@ import type { Batch } from "../model/batch.ts";
 import type { Metric } from "../model/metrics.ts";
 import type { ElementContext, PluginMetadata } from "../plugin/plugin.ts";
 import { definePlugin } from "./agent.ts";
+import { formatCount } from "./format.ts";
 
 interface Row {
   readonly metric: Metric;
@@ -68,12 +69,12 @@ export class ExecSummary {
 
   /** The text: one line per series of the program, then the elapsed time and the outputs. */
   format(options: { command: string; elapsedMs: number; outputs: readonly string[] }): string {
-    const n = (x: number) =>
-      Number.isInteger(x)
-        ? x.toLocaleString("en-US")
-        : x.toLocaleString("en-US", { maximumFractionDigits: 3 });
+    const n = formatCount;
     const lines = [``, ` Measured for '${options.command}' (pid ${this.pid ?? "?"}) by alumet:`, ``];
-    const rows = [...this.#rows.values()].sort((a, b) => a.label.localeCompare(b.label));
+    const rows = [...this.#rows.values()].sort((
+      a,
+      b,
+    ) => (a.label < b.label ? -1 : a.label > b.label ? 1 : 0));
     if (rows.length === 0) lines.push("   (no series for the program: enable procfs or perf)");
     for (const r of rows) {
       const unit = r.metric.unit.display;
