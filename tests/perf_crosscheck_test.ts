@@ -162,3 +162,123 @@ testWith(
     );
   },
 );
+
+testWith(
+  [needs.root, needs.command("perf")],
+  "a busy cgroup: the cgroups plugin's CPU time and perf's cgroup task-clock agree with cpu.stat and perf stat -G",
+  async () => {
+    const { Agent, definePlugin } = await import("../src/agent/agent.ts");
+    const { cgroupsPlugin } = await import("../plugins/cgroups/mod.ts");
+    const { perfPlugin } = await import("../plugins/perf/mod.ts");
+    const { detectLayout } = await import("../plugins/cgroups/hierarchy.ts");
+    const v2 = detectLayout().v2;
+    assert.ok(v2 !== undefined, "no cgroup v2 hierarchy in /proc/mounts");
+    const name = `alumet-xcheck-${crypto.randomUUID().slice(0, 8)}`;
+    const dir = `${v2.mountPoint}/${name}`;
+    const usage = () => Number(/usage_usec (\d+)/.exec(Deno.readTextFileSync(`${dir}/cpu.stat`))![1]) / 1000; // ms
+    Deno.mkdirSync(dir);
+    const busy = new Deno.Command("sh", { args: ["-c", "while :; do :; done"], stdout: "null" }).spawn();
+    try {
+      Deno.writeTextFileSync(`${dir}/cgroup.procs`, String(busy.pid));
+      const seen: { name: string; ts: bigint; value: number; kind: string }[] = [];
+      const collect = definePlugin({
+        name: "collect",
+        start(ctx) {
+          ctx.addOutput("o", {
+            write(b, c) {
+              for (let i = 0; i < b.length; i++) {
+                if (b.consumerAt(i).kind !== "cgroup" || b.consumerAt(i).id !== `/${name}`) continue;
+                const kind = String(b.attributesAt(i).kind ?? "");
+                seen.push({
+                  name: c.metric(b.metricAt(i)).name,
+                  ts: b.timestampAt(i),
+                  value: Number(b.valueAt(i)),
+                  kind,
+                });
+              }
+            },
+          });
+        },
+      });
+      await using agent = new Agent({
+        plugins: [
+          {
+            plugin: cgroupsPlugin,
+            config: { paths: [`/${name}`], poll_interval: "1h", refresh_interval: "50ms" },
+          },
+          {
+            plugin: perfPlugin,
+            config: { events: ["task-clock"], poll_interval: "1h", flush_interval: "1h" },
+          },
+          collect,
+        ],
+        selfInterval: 3_600_000,
+      });
+      await agent.start();
+      // The discovery announces the cgroup; perf then opens one counter per CPU on it.
+      for (let i = 0; i < 100 && agent.control.list("source/perf/cgroup-*").length === 0; i++) {
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      assert.equal(agent.control.list("source/perf/cgroup-*").length, 1, "perf did not follow the cgroup");
+      const mark = async () => {
+        await agent.control.triggerNow("source/cgroups/*");
+        await agent.control.triggerNow("source/perf/*");
+        await agent.control.flushNow();
+        await new Promise((r) => setTimeout(r, 20));
+        return { ts: seen.at(-1)?.ts ?? 0n, usage: usage(), wall: performance.now() };
+      };
+      const a = await mark();
+      await new Promise((r) => setTimeout(r, 1000));
+      const b = await mark();
+      const wall = b.wall - a.wall;
+      const statRate = (b.usage - a.usage) / wall; // CPU ms per ms of wall time, from cpu.stat
+      const cgroupsMs = seen.filter((p) =>
+        p.name === "cpu_time_delta" && p.kind === "total" && p.ts > a.ts && p.ts <= b.ts
+      )
+        .reduce((s, p) => s + p.value / 1e6, 0);
+      const perfAt = (ts: bigint) =>
+        seen.filter((p) => p.name === "perf_task_clock" && p.ts <= ts).reduce((m, p) => {
+          m.set(p.ts, (m.get(p.ts) ?? 0) + p.value);
+          return m;
+        }, new Map<bigint, number>());
+      const last = (m: Map<bigint, number>) =>
+        [...m.entries()].sort((x, y) => (x[0] < y[0] ? -1 : 1)).at(-1)![1];
+      const perfMs = (last(perfAt(b.ts)) - last(perfAt(a.ts))) / 1e6;
+      assert.ok(statRate > 0.5, `the busy loop used only ${statRate.toFixed(2)} of a CPU`);
+      // The same window, read a few ms apart: within 10 % of cpu.stat.
+      assert.ok(
+        Math.abs(cgroupsMs / wall - statRate) <= 0.1 * statRate,
+        `cgroups ${cgroupsMs} ms vs cpu.stat ${statRate * wall} ms`,
+      );
+      assert.ok(
+        Math.abs(perfMs / wall - statRate) <= 0.1 * statRate,
+        `perf ${perfMs} ms vs cpu.stat ${statRate * wall} ms`,
+      );
+      // perf stat over its own second (perf wants the events before -G, one cgroup per event).
+      const p = await run(
+        "perf",
+        ["stat", "-a", "-x,", "-e", "task-clock", "-G", name, "--", "sleep", "1"],
+        "/tmp",
+      );
+      const perfStatMs = perfValues(p.out).get("task-clock");
+      assert.ok(perfStatMs !== undefined, p.out);
+      assert.ok(
+        Math.abs(perfStatMs / 1000 - statRate) <= 0.15 * statRate,
+        `perf stat -G ${perfStatMs} ms in 1 s vs ${statRate} per ms`,
+      );
+    } finally {
+      try {
+        busy.kill("SIGKILL");
+      } catch { /* gone */ }
+      await busy.status;
+      for (let i = 0; i < 50; i++) {
+        try {
+          Deno.removeSync(dir);
+          break;
+        } catch {
+          await new Promise((r) => setTimeout(r, 20));
+        }
+      }
+    }
+  },
+);
