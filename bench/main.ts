@@ -8,6 +8,7 @@ import { runThroughput } from "./pipeline.ts";
 import { runCLoop, runSampling } from "./sampling.ts";
 import { runMemory } from "./memory.ts";
 import { runExec } from "./exec.ts";
+import { runPerfBench } from "./perf.ts";
 
 interface Row {
   name: string;
@@ -124,6 +125,42 @@ if (want("exec")) {
       name: "exec -- true ÷ perf stat -- true",
       unit: "×",
       runs: rs.map((r) => r.execMs / r.perfMs!),
+    });
+  }
+}
+
+if (want("perf")) {
+  if (Deno.uid() !== 0) {
+    say("perf: skipped (system-wide counters need root)");
+  } else {
+    say("perf: 4 events system-wide at 1 ms to csv, against perf stat -I 1 -a…");
+    const rs = await repeat(RUNS, () => runPerfBench(SAMPLING_SECONDS));
+    rows.push({
+      name: "perf plugin, 4 events system-wide, 1 ms, to csv: agent CPU per tick",
+      unit: "µs",
+      runs: rs.map((r) => r.agentUsPerTick),
+    });
+    rows.push({
+      name: "perf stat -I 1 -a -x, (same events): CPU per printed interval",
+      unit: "µs",
+      runs: rs.map((r) => r.perfUsPerInterval),
+    });
+    rows.push({
+      name: "agent CPU per tick ÷ perf's per interval",
+      unit: "×",
+      runs: rs.map((r) => r.agentUsPerTick / r.perfUsPerInterval),
+      target: { op: "<=", value: 0.5 },
+    });
+    rows.push({
+      name: "perf plugin at 1 ms: ticks on time",
+      unit: "%",
+      runs: rs.map((r) => r.onTimePct),
+      target: { op: ">=", value: 99.5 },
+    });
+    rows.push({
+      name: "perf stat -I 1: intervals printed per second",
+      unit: "/s",
+      runs: rs.map((r) => r.perfIntervals / SAMPLING_SECONDS),
     });
   }
 }

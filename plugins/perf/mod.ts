@@ -21,26 +21,21 @@ import type {
   PluginMetadata,
   PostStartContext,
   PreStartContext,
-  Source,
   StartContext,
 } from "../../src/plugin/plugin.ts";
-import type { Batch } from "../../src/model/batch.ts";
 import type { MetricId } from "../../src/model/metrics.ts";
-import {
-  type Consumer,
-  Consumer as Consumers,
-  type Resource,
-  Resource as Resources,
-} from "../../src/model/resources.ts";
+import { type Consumer, type Resource, Resource as Resources } from "../../src/model/resources.ts";
 import { customUnit, unit } from "../../src/model/units.ts";
 import { duration, z } from "../../src/plugin/schema.ts";
 import type { ControlHandle } from "../../src/pipeline/control.ts";
 import type { Logger } from "../../src/log.ts";
-import { messageOf, NormalStop } from "../../src/errors.ts";
+import { messageOf } from "../../src/errors.ts";
 import { cString, errno, ErrnoError, libc, O_RDONLY_CLOEXEC } from "../../src/ffi/libc.ts";
 import { ProcFile } from "../../src/ffi/proc_file.ts";
 import { PERF_FLAG_PID_CGROUP, PerfGroup } from "../../src/ffi/perf_event.ts";
 import { listPmus, type ParsedPerfEvent, parsePerfEvent } from "../../src/ffi/perf_events_parse.ts";
+import { HOT_PERIOD_MS } from "../../src/pipeline/sampler.ts";
+import { type MachineSourceConfig, openMachineSource, TargetSource, type Usable } from "./target.ts";
 import { detectLayout } from "../cgroups/hierarchy.ts";
 
 /** `[plugins.perf]`. */
@@ -88,11 +83,6 @@ export function onlineCpus(text?: string): number[] {
   return out;
 }
 
-interface Usable {
-  readonly event: ParsedPerfEvent;
-  readonly metric: MetricId<"u64">;
-}
-
 /** The events of the config that parse and open on this machine; the others with the reason. */
 function probeEvents(
   config: PerfConfig,
@@ -113,52 +103,6 @@ function probeEvents(
     }
   }
   return { ok, failed };
-}
-
-/** One target: perf groups (one, or one per CPU) and who they describe. */
-class TargetSource implements Source {
-  readonly #groups: { group: PerfGroup; resource: Resource }[];
-  readonly #consumer: Consumer;
-  readonly #events: readonly Usable[];
-  readonly #ratio: MetricId<"f64">;
-  readonly #ratioAttrs: Readonly<{ events: string }>;
-  #closed = false;
-
-  constructor(
-    groups: { group: PerfGroup; resource: Resource }[],
-    consumer: Consumer,
-    events: readonly Usable[],
-    ratio: MetricId<"f64">,
-  ) {
-    this.#groups = groups;
-    this.#consumer = consumer;
-    this.#events = events;
-    this.#ratio = ratio;
-    this.#ratioAttrs = Object.freeze({ events: events.map((e) => e.event.name).join(",") });
-  }
-
-  poll(batch: Batch): void {
-    if (this.#closed) throw new NormalStop("closed");
-    for (const { group, resource } of this.#groups) {
-      const r = group.read();
-      const ctx = { resource, consumer: this.#consumer };
-      for (let i = 0; i < this.#events.length; i++) {
-        const scaled = r.scaled(i);
-        const raw = r.counts[i]!;
-        // Unscaled when the counters ran all the time (exact, even beyond 2^53); scaled otherwise.
-        const value = r.timeRunning === r.timeEnabled ? raw : BigInt(Math.round(scaled ?? 0));
-        batch.push(this.#events[i]!.metric, value, ctx);
-      }
-      const ratio = r.runningRatio();
-      if (ratio !== undefined) batch.push(this.#ratio, ratio, { ...ctx, attributes: this.#ratioAttrs });
-    }
-  }
-
-  close(): void {
-    if (this.#closed) return;
-    this.#closed = true;
-    for (const { group } of this.#groups) group.close();
-  }
 }
 
 /** True when process `pid` is stopped (state `T`), as `exec` holds a program before arming it. */
@@ -226,18 +170,26 @@ export class PerfPlugin implements Plugin {
       description: "time_running / time_enabled of a perf group (below 1: the PMU multiplexed it)",
     });
     if (this.#config.system_wide && this.#usable.length > 0) {
-      const groups = onlineCpus().map((cpu) => ({
-        group: PerfGroup.open(this.#usable.map((u) => u.event), { pid: -1, cpu }),
-        resource: Resources.cpuCore(cpu),
-      }));
-      ctx.addSource(
-        "machine",
-        new TargetSource(groups, Consumers.localMachine(), this.#usable, this.#ratio),
-        {
-          pollInterval: this.#config.poll_interval,
-          flushInterval: this.#config.flush_interval,
-        },
-      );
+      const trigger = {
+        pollInterval: this.#config.poll_interval,
+        flushInterval: this.#config.flush_interval,
+      };
+      if (this.#config.poll_interval < HOT_PERIOD_MS) {
+        // Short periods: the counters are opened and read in the sampling Worker.
+        const config: MachineSourceConfig = {
+          events: this.#usable.map((u) => u.event.name),
+          metrics: this.#usable.map((u) => u.metric),
+          ratio: this.#ratio,
+          cpus: onlineCpus(),
+        };
+        ctx.addSource(
+          "machine",
+          { module: new URL("./machine_source.ts", import.meta.url), config },
+          trigger,
+        );
+      } else {
+        ctx.addSource("machine", openMachineSource(this.#usable, this.#ratio, onlineCpus()), trigger);
+      }
     }
   }
 
