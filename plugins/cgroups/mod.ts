@@ -12,7 +12,7 @@
  *
  * @module
  */
-import type { Plugin, PluginMetadata, StartContext } from "../../src/plugin/plugin.ts";
+import type { Diagnosis, Plugin, PluginMetadata, StartContext } from "../../src/plugin/plugin.ts";
 import type { Logger } from "../../src/log.ts";
 import { messageOf } from "../../src/errors.ts";
 import { auxvInfo, countCpus } from "../procfs/system.ts";
@@ -165,6 +165,45 @@ export const cgroupsPlugin: PluginMetadata<CgroupsConfig> & {
   configSchema: cgroupsConfigSchema,
   init: function initCgroups(config: CgroupsConfig): Plugin {
     return new CgroupsPlugin(config);
+  },
+  diagnose: function diagnoseCgroups(): Diagnosis[] {
+    let layout: CgroupLayout;
+    try {
+      layout = detectLayout();
+    } catch (e) {
+      return [{
+        check: "hierarchies",
+        ok: false,
+        detail: `cannot read /proc/mounts: ${messageOf(e)}`,
+        fix: "run with --allow-ffi or --allow-all on Linux",
+      }];
+    }
+    const v2 = layout.v2;
+    const v1 = [...new Set(layout.v1.keys())];
+    const found = v2 !== undefined || v1.length > 0;
+    const memory = v2?.controllers.includes("memory") || layout.v1.has("memory");
+    const parts = [
+      v2 ? `v2 at ${v2.mountPoint} (controllers: ${v2.controllers.join(", ") || "none"})` : "",
+      v1.length ? `v1 controllers: ${v1.join(", ")}` : "",
+    ].filter((x) => x);
+    return [
+      {
+        check: "hierarchies",
+        ok: found,
+        detail: found ? parts.join("; ") : "no cgroup hierarchy in /proc/mounts",
+        ...(found ? {} : { fix: "mount cgroup2 on /sys/fs/cgroup (or run on a systemd host)" }),
+      },
+      {
+        check: "memory controller",
+        ok: memory,
+        detail: memory
+          ? "memory is measured"
+          : "no memory controller in v2 nor v1: only CPU and pressure are measured",
+        ...(memory
+          ? {}
+          : { fix: "enable it: echo +memory > <v2 root>/cgroup.subtree_control, or mount v1 memory" }),
+      },
+    ];
   },
 };
 
