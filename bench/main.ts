@@ -9,6 +9,7 @@ import { runCLoop, runSampling } from "./sampling.ts";
 import { runMemory } from "./memory.ts";
 import { runExec } from "./exec.ts";
 import { runPerfBench } from "./perf.ts";
+import { runSyscalls } from "./syscalls.ts";
 
 interface Row {
   name: string;
@@ -125,6 +126,46 @@ if (want("exec")) {
       name: "exec -- true ÷ perf stat -- true",
       unit: "×",
       runs: rs.map((r) => r.execMs / r.perfMs!),
+    });
+  }
+}
+
+if (want("syscalls")) {
+  say("syscalls: perf group read and /proc/stat pread, FFI against C…");
+  const rs = (await repeat(RUNS, () => runSyscalls(QUICK ? 20_000 : 200_000))).filter((r) => r !== undefined);
+  if (rs.length > 0) {
+    rows.push({
+      name: "perf group read (3 counters), C loop",
+      unit: "ns",
+      runs: rs.map((r) => r.cPerfReadNs),
+    });
+    rows.push({
+      name: "perf group read, Deno FFI, raw call + error check",
+      unit: "ns",
+      runs: rs.map((r) => r.ffiPerfReadNs),
+    });
+    rows.push({
+      name: "perf group read: FFI raw ÷ C",
+      unit: "×",
+      runs: rs.map((r) => r.ffiPerfReadNs / r.cPerfReadNs),
+      target: { op: "<=", value: 1.3 },
+    });
+    rows.push({
+      name: "perf group read + decode (PerfGroup.read)",
+      unit: "ns",
+      runs: rs.map((r) => r.ffiPerfReadDecodeNs),
+    });
+    rows.push({ name: "/proc/stat pread, C loop", unit: "ns", runs: rs.map((r) => r.cProcPreadNs) });
+    rows.push({
+      name: "/proc/stat pread, Deno FFI (ProcFile.read)",
+      unit: "ns",
+      runs: rs.map((r) => r.ffiProcPreadNs),
+    });
+    rows.push({
+      name: "/proc/stat pread: FFI ÷ C",
+      unit: "×",
+      runs: rs.map((r) => r.ffiProcPreadNs / r.cProcPreadNs),
+      target: { op: "<=", value: 1.3 },
     });
   }
 }
