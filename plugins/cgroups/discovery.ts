@@ -8,6 +8,7 @@
  *
  * @module
  */
+import type { DirWatcher } from "../../src/ffi/inotify.ts";
 import { Consumer } from "../../src/model/resources.ts";
 import type { EventBus } from "../../src/plugin/events.ts";
 import type { Source } from "../../src/plugin/plugin.ts";
@@ -60,6 +61,13 @@ export interface CgroupDiscoveryOptions {
   readonly beforeRescan?: () => void;
   /** Lists the subdirectories of a directory. Default: `Deno.readDirSync`, directories only. */
   readonly readDir?: (dir: string) => string[];
+  /**
+   * Watches the directories it walks with inotify and rescans only when one of them changed (or every
+   * `fullRescanMs`); without it, every poll rescans. Default: none (the plugin passes one when inotify works).
+   */
+  readonly watcher?: DirWatcher;
+  /** With a watcher: the longest time between two full rescans, ms. Default 5000. */
+  readonly fullRescanMs?: number;
 }
 
 /** What one rescan changed. */
@@ -93,8 +101,13 @@ export class CgroupDiscovery implements Source {
   /** Cgroups a measurement poll found gone since the last rescan. */
   readonly #gone = new Set<string>();
   #scanned = false;
+  readonly #watcher: DirWatcher | undefined;
+  readonly #fullRescanMs: number;
+  #lastRescan = -Infinity;
 
   constructor(options: CgroupDiscoveryOptions) {
+    this.#watcher = options.watcher;
+    this.#fullRescanMs = options.fullRescanMs ?? 5000;
     this.#layout = options.layout;
     this.#patterns = options.patterns;
     this.#events = options.events;
@@ -111,7 +124,7 @@ export class CgroupDiscovery implements Source {
 
   /** Finds the cgroups that exist now; they are added with a `current` baseline, and announced at the first poll. */
   initialScan(): string[] {
-    const found = scanCgroups(this.#layout, this.#patterns, this.#readDir);
+    const found = scanCgroups(this.#layout, this.#patterns, this.#list);
     for (const path of found) if (!this.#known.has(path)) this.#onAdded?.(path, "current");
     this.#known = found;
     this.#scanned = true;
@@ -123,16 +136,33 @@ export class CgroupDiscovery implements Source {
     if (this.#known.has(path)) this.#gone.add(path);
   }
 
-  /** Rescans, updates the followed set and publishes what changed. */
+  /**
+   * Rescans, updates the followed set and publishes what changed. With a watcher, only when a watched
+   * directory changed, a probe found its cgroup gone, or the last full rescan is `fullRescanMs` old.
+   */
   async poll(): Promise<void> {
+    const w = this.#watcher;
+    if (
+      w !== undefined && this.#scanned && this.#gone.size === 0 && !w.changed() &&
+      performance.now() - this.#lastRescan < this.#fullRescanMs
+    ) return;
     await this.rescan();
   }
+
+  /** Lists a directory, and watches it when there is a watcher (the walk lists exactly what patterns reach). */
+  #list = (dir: string): string[] => {
+    const names = this.#readDir(dir);
+    this.#watcher?.watch(dir);
+    return names;
+  };
 
   /** {@linkcode CgroupDiscovery.poll}, returning what it announced. */
   async rescan(): Promise<DiscoveryChanges> {
     if (!this.#scanned) this.initialScan();
     this.#beforeRescan?.();
-    const found = scanCgroups(this.#layout, this.#patterns, this.#readDir);
+    this.#watcher?.changed(); // what happens from now on is seen by the next poll
+    this.#lastRescan = performance.now();
+    const found = scanCgroups(this.#layout, this.#patterns, this.#list);
     const ended: string[] = [];
     const started: string[] = [];
     for (const path of this.#known) {

@@ -4,6 +4,7 @@ import { EventBus } from "../../src/plugin/events.ts";
 import type { PluginMetadata } from "../../src/plugin/plugin.ts";
 import { testPlugin } from "../../src/testing/mod.ts";
 import { pointsOf } from "../procfs/test_util.ts";
+import { DirWatcher } from "../../src/ffi/inotify.ts";
 import {
   type Baseline,
   CgroupDiscovery,
@@ -179,6 +180,45 @@ Deno.test("the plugin gives a hybrid cgroup its v1 memory files at the rescan af
     const b = await h.poll("probes");
     assert.deepEqual(metricsOf(b), ["cpu_percent", "cpu_time_delta", "memory_usage"]);
     assert.equal(pointsOf(b, h.metrics).find((p) => p.metric === "memory_usage")?.value, 4096);
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
+});
+
+Deno.test("CgroupDiscovery with inotify announces a new cgroup at the next look and walks only on changes", async () => {
+  const root = await Deno.makeTempDir({ prefix: "alumet-inotify-" });
+  using watcher = DirWatcher.open();
+  try {
+    Deno.mkdirSync(`${root}/a`);
+    const events = new EventBus();
+    const started: string[] = [];
+    const ended: string[] = [];
+    events.on("startConsumerMeasurement", (cs) => void started.push(...cs.map((c) => c.id)));
+    events.on("endConsumerMeasurement", (cs) => void ended.push(...cs.map((c) => c.id)));
+    let walks = 0;
+    const d = new CgroupDiscovery({
+      layout: { v2: { version: 2, mountPoint: root, controllers: [] }, v1: new Map() },
+      patterns: [new PathPattern("/*")],
+      events,
+      watcher,
+      fullRescanMs: 3_600_000,
+      readDir: (dir) => {
+        walks++;
+        return [...Deno.readDirSync(dir)].filter((e) => e.isDirectory).map((e) => e.name);
+      },
+    });
+    d.initialScan();
+    await d.poll(); // the first poll announces what the initial scan found
+    assert.deepEqual(started, ["/a"]);
+    const after = walks;
+    await d.poll();
+    assert.equal(walks, after, "nothing changed, yet it walked the hierarchy");
+    Deno.mkdirSync(`${root}/b`);
+    await d.poll();
+    assert.deepEqual(started, ["/a", "/b"]);
+    Deno.removeSync(`${root}/a`);
+    await d.poll();
+    assert.deepEqual(ended, ["/a"]);
   } finally {
     await Deno.remove(root, { recursive: true });
   }

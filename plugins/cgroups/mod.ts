@@ -15,6 +15,7 @@
 import type { Diagnosis, Plugin, PluginMetadata, StartContext } from "../../src/plugin/plugin.ts";
 import type { Logger } from "../../src/log.ts";
 import { messageOf } from "../../src/errors.ts";
+import { DirWatcher } from "../../src/ffi/inotify.ts";
 import { auxvInfo, countCpus } from "../procfs/system.ts";
 import { type CgroupsConfig, cgroupsConfigSchema, defaultCgroupsConfig } from "./config.ts";
 import { type CgroupLayout, detectLayout, measuredHierarchies } from "./hierarchy.ts";
@@ -62,6 +63,7 @@ export class CgroupsPlugin implements Plugin {
   readonly #options: CgroupsPluginOptions;
   #source: CgroupSource | undefined;
   #discovery: CgroupDiscovery | undefined;
+  #watcher: DirWatcher | undefined;
   /** What `#measure` needs, set in `start` (undefined with `disable_sources`). */
   #measuring:
     | {
@@ -110,9 +112,20 @@ export class CgroupsPlugin implements Plugin {
       const options = { nCpus: o.nCpus ?? countCpus(), userHz: o.userHz ?? auxvInfo().userHz };
       this.#measuring = { source, layout, metrics, options, log };
     } else this.#measuring = undefined;
+    // inotify tells at once when a watched directory gains or loses a cgroup; the rescan stays as a safety net.
+    let watcher: DirWatcher | undefined;
+    try {
+      watcher = DirWatcher.open();
+    } catch (e) {
+      log.debug(
+        `No inotify (${messageOf(e)}): new cgroups are found by the rescan every ${c.refresh_interval} ms`,
+      );
+    }
+    this.#watcher = watcher;
     const discovery = new CgroupDiscovery({
       layout,
       patterns: c.paths,
+      ...(watcher !== undefined ? { watcher, fullRescanMs: c.refresh_interval } : {}),
       events: ctx.events,
       onAdded: (path, baseline) => this.#measure(path, baseline),
       onRemoved: (path) => void source?.remove(path),
@@ -125,7 +138,9 @@ export class CgroupsPlugin implements Plugin {
       `Hierarchies: ${hierarchies.map((h) => `${h.mountPoint} (v${h.version})`).join(", ") || "none"}; ` +
         `following ${found.length} cgroups`,
     );
-    ctx.addSource("discovery", discovery, { pollInterval: c.refresh_interval });
+    // With inotify, a look every 100 ms is one non-blocking read; the walk only runs when something changed.
+    const look = watcher !== undefined ? Math.min(c.refresh_interval, 100) : c.refresh_interval;
+    ctx.addSource("discovery", discovery, { pollInterval: look });
     if (source !== undefined) ctx.addSource("probes", source, { pollInterval: c.poll_interval });
   }
 
@@ -147,6 +162,8 @@ export class CgroupsPlugin implements Plugin {
   }
 
   stop(): void {
+    this.#watcher?.close();
+    this.#watcher = undefined;
     this.#source?.close(); // already closed by the pipeline when it ran; idempotent
     this.#measuring = undefined;
     this.#source = undefined;

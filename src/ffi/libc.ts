@@ -44,6 +44,12 @@ const SYMBOLS = {
   },
   /** `int sched_setscheduler(pid_t pid, int policy, const struct sched_param *param)`; pid 0 = this thread */
   sched_setscheduler: { parameters: ["i32", "i32", "buffer"], result: "i32" },
+  /** `int inotify_init1(int flags)` */
+  inotify_init1: { parameters: ["i32"], result: "i32" },
+  /** `int inotify_add_watch(int fd, const char *path, uint32_t mask)` */
+  inotify_add_watch: { parameters: ["i32", "buffer", "u32"], result: "i32" },
+  /** `int inotify_rm_watch(int fd, int wd)` */
+  inotify_rm_watch: { parameters: ["i32", "i32"], result: "i32" },
   /** `int ioctl(int fd, unsigned long request, unsigned long arg)` */
   ioctl: { parameters: ["i32", "u64", "u64"], result: "i32" },
 } as const satisfies Deno.ForeignLibraryInterface;
