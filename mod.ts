@@ -26,6 +26,7 @@
 export * from "./src/model/units.ts";
 export * from "./src/model/resources.ts";
 export * from "./src/model/metrics.ts";
+export * from "./src/model/common_metrics.ts";
 export * from "./src/model/batch.ts";
 export * from "./src/model/timestamp.ts";
 export * from "./src/model/duration.ts";

@@ -4,6 +4,7 @@
  *
  * @module
  */
+import { CPU_PERCENT, CPU_TIME_DELTA, MEMORY_USAGE } from "../../src/model/common_metrics.ts";
 import type { MetricId, MetricSpec, ValueType } from "../../src/model/metrics.ts";
 import { unit } from "../../src/model/units.ts";
 
@@ -115,27 +116,9 @@ export interface ProcessMetrics {
 /** Registers the process metrics. */
 export function createProcessMetrics(create: CreateMetric): ProcessMetrics {
   return {
-    cpuTimeDelta: create({
-      name: "cpu_time_delta",
-      unit: unit("s", "nano"),
-      valueType: "u64",
-      kind: "delta",
-      description: "Time spent executing on the CPU since the previous measurement",
-    }),
-    cpuPercent: create({
-      name: "cpu_percent",
-      unit: unit("%"),
-      valueType: "f64",
-      kind: "gauge",
-      description: "Share of the whole machine's CPU time used since the previous measurement (0 to 100)",
-    }),
-    memoryUsage: create({
-      name: "memory_usage",
-      unit: unit("By"),
-      valueType: "u64",
-      kind: "gauge",
-      description: "Memory usage",
-    }),
+    cpuTimeDelta: create(CPU_TIME_DELTA),
+    cpuPercent: create(CPU_PERCENT),
+    memoryUsage: create(MEMORY_USAGE),
   };
 }
 
