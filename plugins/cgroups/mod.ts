@@ -16,7 +16,7 @@ import type { Diagnosis, Plugin, PluginMetadata, StartContext } from "../../src/
 import type { Logger } from "../../src/log.ts";
 import { messageOf } from "../../src/errors.ts";
 import { DirWatcher } from "../../src/ffi/inotify.ts";
-import { auxvInfo, countCpus } from "../procfs/system.ts";
+import { auxvInfo, countCpus } from "../../src/sys/system.ts";
 import { type CgroupsConfig, cgroupsConfigSchema, defaultCgroupsConfig } from "./config.ts";
 import { type CgroupLayout, detectLayout, measuredHierarchies } from "./hierarchy.ts";
 import { type CgroupMetrics, createCgroupMetrics } from "./metrics.ts";

@@ -9,7 +9,7 @@ import { Consumer } from "../../src/model/resources.ts";
 import type { Timestamp } from "../../src/model/timestamp.ts";
 import { ProcFile } from "../../src/ffi/proc_file.ts";
 import { ErrnoError } from "../../src/ffi/libc.ts";
-import { ascii, ByteScanner } from "../procfs/scan.ts";
+import { ascii, ByteScanner } from "../../src/sys/scan.ts";
 import { type CgroupFiles, cgroupFiles, type CgroupLayout } from "./hierarchy.ts";
 import type { CgroupMetrics, PressureMetrics } from "./metrics.ts";
 

@@ -9,8 +9,8 @@ import { Resource } from "../../src/model/resources.ts";
 import type { Source } from "../../src/plugin/plugin.ts";
 import { ProcFile } from "../../src/ffi/proc_file.ts";
 import type { KernelMetrics } from "./metrics.ts";
-import { ascii, ByteScanner, rescan } from "./scan.ts";
-import { auxvInfo } from "./system.ts";
+import { ascii, ByteScanner, rescan } from "../../src/sys/scan.ts";
+import { auxvInfo } from "../../src/sys/system.ts";
 
 /** The `cpu_state` values, in Alumet's order. `iowait` is left out, as in Alumet: the kernel calls it unreliable. */
 export const CPU_STATES = [

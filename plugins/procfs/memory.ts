@@ -7,7 +7,7 @@ import type { Batch } from "../../src/model/batch.ts";
 import type { MetricId } from "../../src/model/metrics.ts";
 import type { Source } from "../../src/plugin/plugin.ts";
 import { ProcFile } from "../../src/ffi/proc_file.ts";
-import { ascii, ByteScanner, rescan } from "./scan.ts";
+import { ascii, ByteScanner, rescan } from "../../src/sys/scan.ts";
 
 /** A `/proc/meminfo` key and the metric its value goes to. */
 export interface MeminfoEntry {

@@ -46,7 +46,7 @@ import { KernelSource } from "./kernel.ts";
 import { MemorySource } from "./memory.ts";
 import { NetworkSource } from "./network.ts";
 import { type Baseline, type MemoryMode, ProcessSource } from "./process.ts";
-import { type SystemInfo, systemInfo, uptimeTicks } from "./system.ts";
+import { type SystemInfo, systemInfo, uptimeTicks } from "../../src/sys/system.ts";
 import { type ProcessInfo, ProcessWatcher, readProcessInfo, type WatchGroup } from "./watcher.ts";
 
 export { defaultProcfsConfig, type ProcfsConfig, procfsConfigSchema } from "./config.ts";
@@ -69,7 +69,7 @@ export {
   readProcessInfo,
   type WatchGroup,
 } from "./watcher.ts";
-export { auxvInfo, countCpus, type SystemInfo, systemInfo, uptimeTicks } from "./system.ts";
+export { auxvInfo, countCpus, type SystemInfo, systemInfo, uptimeTicks } from "../../src/sys/system.ts";
 
 /** Options of a {@linkcode ProcfsPlugin} that are not configuration. */
 export interface ProcfsPluginOptions {

@@ -8,7 +8,7 @@ import type { Batch, PointContext } from "../../src/model/batch.ts";
 import type { Source } from "../../src/plugin/plugin.ts";
 import { ProcFile } from "../../src/ffi/proc_file.ts";
 import type { NetworkMetrics } from "./metrics.ts";
-import { ByteScanner, rescan } from "./scan.ts";
+import { ByteScanner, rescan } from "../../src/sys/scan.ts";
 
 /** Counters per line of `/proc/net/dev`: 8 received, then 8 transmitted. */
 const N_COUNTERS = 16;

@@ -12,8 +12,8 @@ import type { ProcessExit } from "../../src/plugin/events.ts";
 import { ProcFile } from "../../src/ffi/proc_file.ts";
 import { NormalStop } from "../../src/errors.ts";
 import type { ProcessMetrics } from "./metrics.ts";
-import { ascii, ByteScanner } from "./scan.ts";
-import { type SystemInfo, systemInfo } from "./system.ts";
+import { ascii, ByteScanner } from "../../src/sys/scan.ts";
+import { type SystemInfo, systemInfo } from "../../src/sys/system.ts";
 
 /** How memory is read: `statm` (quick) or `smaps_rollup` (about ten times slower; adds `proportional`). */
 export type MemoryMode = "quick" | "slow_but_accurate";

@@ -5,7 +5,7 @@
  *
  * @module
  */
-import type { ProcFile } from "../../src/ffi/proc_file.ts";
+import type { ProcFile } from "../ffi/proc_file.ts";
 
 const EMPTY = new Uint8Array(0);
 
