@@ -311,9 +311,9 @@ export class ProcessSource implements Source, Disposable {
     const dSystem = Math.max(0, Math.round(final.systemNs - this.#ticksToNs(this.#baseSystem)));
     batch.push(m.cpuTimeDelta, dUser, c.user);
     batch.push(m.cpuTimeDelta, dSystem, c.system);
-    if (this.#prevTs >= 0n && final.timestamp > this.#prevTs) {
-      this.#pushPercent(batch, dUser, dSystem, Number(final.timestamp - this.#prevTs));
-    }
+    // No cpu_percent for the remainder: /proc counts in 10 ms ticks, so what it had not counted yet may have
+    // been spent at any time before the last poll, and dividing it by the last interval alone overstates it
+    // (seen: 50 % for `sleep 1`).
   }
 
   #ticksToNs(ticks: number): number {
