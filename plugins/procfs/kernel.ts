@@ -179,3 +179,10 @@ export class KernelSource implements Source {
     this.#file = undefined;
   }
 }
+
+/** Creates a {@linkcode KernelSource} from a serialisable config, for the sampling Worker (short periods). */
+export function createKernelSource(
+  config: { metrics: KernelMetrics; options: KernelSourceOptions },
+): KernelSource {
+  return new KernelSource(config.metrics, config.options);
+}

@@ -88,3 +88,10 @@ export class MemorySource implements Source {
     this.#file = undefined;
   }
 }
+
+/** Creates a {@linkcode MemorySource} from a serialisable config, for the sampling Worker (short periods). */
+export function createMemorySource(
+  config: { entries: readonly MeminfoEntry[]; options: MemorySourceOptions },
+): MemorySource {
+  return new MemorySource(config.entries, config.options);
+}

@@ -32,6 +32,7 @@ import type { ControlHandle } from "../../src/pipeline/control.ts";
 import type { Logger } from "../../src/log.ts";
 import { messageOf } from "../../src/errors.ts";
 import { ProcFile } from "../../src/ffi/proc_file.ts";
+import { HOT_PERIOD_MS } from "../../src/pipeline/sampler.ts";
 import { unit } from "../../src/model/units.ts";
 import { defaultProcfsConfig, type ProcfsConfig, procfsConfigSchema } from "./config.ts";
 import {
@@ -125,8 +126,15 @@ export class ProcfsPlugin implements Plugin {
     this.#followed.clear();
     const create: StartContext["createMetric"] = (spec) => ctx.createMetric(spec);
     if (c.kernel.enabled) {
-      const source = new KernelSource(createKernelMetrics(create), { root, userHz: this.#sys().userHz });
-      ctx.addSource("kernel", source, { pollInterval: c.kernel.poll_interval });
+      const metrics = createKernelMetrics(create);
+      const options = { root, userHz: this.#sys().userHz };
+      ctx.addSource(
+        "kernel",
+        hot(c.kernel.poll_interval)
+          ? { module: MODULES.kernel, export: "createKernelSource", config: { metrics, options } }
+          : new KernelSource(metrics, options),
+        { pollInterval: c.kernel.poll_interval },
+      );
     }
     if (c.memory.enabled) {
       const entries = [...new Set(c.memory.metrics)].map((key) => ({
@@ -145,11 +153,24 @@ export class ProcfsPlugin implements Plugin {
       if (missing.length > 0) {
         ctx.log.warn(`${source.path} has no ${missing.map((k) => `"${k}"`).join(", ")}: not measured`);
       }
-      ctx.addSource("memory", source, { pollInterval: c.memory.poll_interval });
+      ctx.addSource(
+        "memory",
+        hot(c.memory.poll_interval)
+          ? { module: MODULES.memory, export: "createMemorySource", config: { entries, options: { root } } }
+          : source,
+        { pollInterval: c.memory.poll_interval },
+      );
+      if (hot(c.memory.poll_interval)) source.close(); // the Worker opens its own
     }
     if (c.network.enabled) {
-      const source = new NetworkSource(createNetworkMetrics(create), { root });
-      ctx.addSource("network", source, { pollInterval: c.network.poll_interval });
+      const metrics = createNetworkMetrics(create);
+      ctx.addSource(
+        "network",
+        hot(c.network.poll_interval)
+          ? { module: MODULES.network, export: "createNetworkSource", config: { metrics, options: { root } } }
+          : new NetworkSource(metrics, { root }),
+        { pollInterval: c.network.poll_interval },
+      );
     }
     if (c.processes.enabled) {
       this.#processMetrics = createProcessMetrics(create);
@@ -334,6 +355,16 @@ export class ProcfsPlugin implements Plugin {
     return false;
   }
 }
+
+/** The modules the sampling Worker creates the machine sources from, when polled faster than every 10 ms. */
+const MODULES = {
+  kernel: new URL("./kernel.ts", import.meta.url),
+  memory: new URL("./memory.ts", import.meta.url),
+  network: new URL("./network.ts", import.meta.url),
+} as const;
+
+/** Periods under this run in the sampling Worker (see src/pipeline/sampler.ts). */
+const hot = (ms: number) => ms < HOT_PERIOD_MS;
 
 /** The procfs plugin's metadata: `[plugins.procfs]`. */
 export const procfsPlugin: PluginMetadata<ProcfsConfig> & {

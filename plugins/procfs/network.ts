@@ -174,3 +174,10 @@ export class NetworkSource implements Source {
     this.#file = undefined;
   }
 }
+
+/** Creates a {@linkcode NetworkSource} from a serialisable config, for the sampling Worker (short periods). */
+export function createNetworkSource(
+  config: { metrics: NetworkMetrics; options: NetworkSourceOptions },
+): NetworkSource {
+  return new NetworkSource(config.metrics, config.options);
+}

@@ -377,3 +377,40 @@ Deno.test("the plugin adds kernel, memory and network sources, each can be disab
   assert.equal(none.metrics.all.length, 0);
   assert.equal(none.events.hasListeners("startConsumerMeasurement"), false);
 });
+
+Deno.test("procfs polls /proc/stat at 1 ms in the sampling Worker", async () => {
+  const { Agent, definePlugin } = await import("../../src/agent/agent.ts");
+  let points = 0;
+  const count = definePlugin({
+    name: "count",
+    start(ctx) {
+      ctx.addOutput("o", {
+        write(b: Batch, c) {
+          for (let i = 0; i < b.length; i++) {
+            if (c.metric(b.metricAt(i)).name === "kernel_n_procs_running") points++;
+          }
+        },
+      });
+    },
+  });
+  await using agent = new Agent({
+    plugins: [
+      {
+        plugin: procfsPlugin,
+        config: {
+          kernel: { poll_interval: "1ms" },
+          memory: { enabled: false },
+          network: { enabled: false },
+          processes: { enabled: false },
+        },
+      },
+      count,
+    ],
+    selfInterval: 3_600_000,
+  });
+  await agent.start();
+  await new Promise((r) => setTimeout(r, 400));
+  await agent.stop();
+  // Main-thread timers reach about 450 wake-ups a second here; the Worker keeps the 1 ms schedule.
+  assert.ok(points >= 250, `only ${points} polls in 400 ms at 1 ms`);
+});
