@@ -203,6 +203,13 @@ if (want("perf")) {
       unit: "/s",
       runs: rs.map((r) => r.perfIntervals / SAMPLING_SECONDS),
     });
+    say("perf + procfs kernel, both at 1 ms…");
+    const both = await repeat(RUNS, () => runPerfBench(SAMPLING_SECONDS, true));
+    rows.push({
+      name: "perf plugin + procfs kernel, both at 1 ms, to csv: agent CPU per tick",
+      unit: "µs",
+      runs: both.map((r) => r.agentUsPerTick),
+    });
   }
 }
 

@@ -7,11 +7,12 @@
 import { Agent, definePlugin } from "../mod.ts";
 import { perfPlugin } from "../plugins/perf/mod.ts";
 import csv from "../plugins/csv/mod.ts";
+import procfs from "../plugins/procfs/mod.ts";
 import { getrusage, RUSAGE_CHILDREN, RUSAGE_SELF } from "../src/ffi/libc.ts";
 
 export const EVENTS = ["task-clock", "page-faults", "context-switches", "msr/tsc/"];
 
-export async function runPerfBench(seconds: number): Promise<
+export async function runPerfBench(seconds: number, withProcfsKernel = false): Promise<
   {
     agentUsPerTick: number;
     perfUsPerInterval: number;
@@ -29,6 +30,17 @@ export async function runPerfBench(seconds: number): Promise<
           config: { events: EVENTS, system_wide: true, poll_interval: "1ms", flush_interval: "100ms" },
         },
         { plugin: csv, config: { output_path: `${dir}/perf.csv` } },
+        ...(withProcfsKernel
+          ? [{
+            plugin: procfs,
+            config: {
+              kernel: { poll_interval: "1ms" },
+              memory: { enabled: false },
+              network: { enabled: false },
+              processes: { enabled: false },
+            },
+          }]
+          : []),
         definePlugin({ name: "noop", start() {} }),
       ],
       selfInterval: 3_600_000,

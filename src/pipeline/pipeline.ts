@@ -69,9 +69,15 @@ interface AutonomousRunning {
 /** Resolves a trigger's intervals to milliseconds, with a clear error for a bad value. */
 export function triggerIntervals(trigger: Trigger): { poll: number; flush: number } {
   const poll = toMs(trigger.pollInterval, "pollInterval");
-  const flush = trigger.flushInterval === undefined ? poll : toMs(trigger.flushInterval, "flushInterval");
+  // A batch per poll at 1 kHz would cost more in hand-over (post, stream, outputs) than the polls themselves:
+  // without an explicit flush interval, a hot source flushes every DEFAULT_HOT_FLUSH_MS.
+  const fallback = poll < HOT_PERIOD_MS ? Math.max(poll, DEFAULT_HOT_FLUSH_MS) : poll;
+  const flush = trigger.flushInterval === undefined ? fallback : toMs(trigger.flushInterval, "flushInterval");
   return { poll, flush };
 }
+
+/** Flush interval of a source polled faster than every 10 ms that does not set one, ms. */
+export const DEFAULT_HOT_FLUSH_MS = 100;
 
 function toMs(v: number | string, what: string): number {
   const ms = typeof v === "number" ? v : parseDuration(v);

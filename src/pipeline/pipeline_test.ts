@@ -5,7 +5,7 @@ import { unit } from "../model/units.ts";
 import { NormalStop, RetryableError } from "../errors.ts";
 import { type LogSink, setLogSink } from "../log.ts";
 import type { Output, Source } from "../plugin/plugin.ts";
-import { Pipeline } from "./pipeline.ts";
+import { Pipeline, triggerIntervals } from "./pipeline.ts";
 
 function setup(): { registry: MetricRegistry; m: MetricId<"u64">; pipeline: Pipeline } {
   const registry = new MetricRegistry();
@@ -82,7 +82,7 @@ Deno.test("Pipeline drains on shutdown: every polled point reaches every output 
 Deno.test("Pipeline backpressure: a blocking slow output holds the sources back, losing nothing", async () => {
   const { m, pipeline } = setup();
   const src = counter(m);
-  await pipeline.addManagedSource("test", "fast", src, { pollInterval: 1 });
+  await pipeline.addManagedSource("test", "fast", src, { pollInterval: 1, flushInterval: 1 });
   const slow = recorder(m, 40);
   pipeline.addOutput("test", "slow", slow, { queue: 1, whenFull: "block" });
   pipeline.start();
@@ -101,7 +101,7 @@ Deno.test("Pipeline drop-oldest: a slow output drops and counts, the fast one ge
     const m = registry.register("test", { name: "seq", unit: unit("1"), valueType: "u64" });
     const pipeline = new Pipeline(registry, { selfInterval: 50 });
     const src = counter(m);
-    await pipeline.addManagedSource("test", "fast", src, { pollInterval: 2 });
+    await pipeline.addManagedSource("test", "fast", src, { pollInterval: 2, flushInterval: 2 });
     const slow = recorder(m, 60);
     const fast = recorder(m);
     const dropMetric = registry.byName("alumet_dropped_points")!.id;
@@ -145,7 +145,7 @@ Deno.test("Pipeline error isolation", async (t) => {
         },
       }, { pollInterval: 2, flushInterval: 100 });
       const good = counter(m);
-      await pipeline.addManagedSource("test", "good", good, { pollInterval: 2 });
+      await pipeline.addManagedSource("test", "good", good, { pollInterval: 2, flushInterval: 2 });
       const out = recorder(m);
       pipeline.addOutput("test", "out", out);
       pipeline.start();
@@ -172,7 +172,7 @@ Deno.test("Pipeline error isolation", async (t) => {
           if (n >= 9) throw new NormalStop("done");
           b.push(m, n);
         },
-      }, { pollInterval: 2 });
+      }, { pollInterval: 2, flushInterval: 2 });
       const out = recorder(m);
       pipeline.addOutput("test", "out", out);
       pipeline.start();
@@ -191,7 +191,7 @@ Deno.test("Pipeline error isolation", async (t) => {
     try {
       const { m, pipeline } = setup();
       const src = counter(m);
-      await pipeline.addManagedSource("test", "in", src, { pollInterval: 2 });
+      await pipeline.addManagedSource("test", "in", src, { pollInterval: 2, flushInterval: 2 });
       let calls = 0;
       pipeline.addOutput("test", "bad", {
         write() {
@@ -240,7 +240,7 @@ Deno.test("Pipeline error isolation", async (t) => {
     try {
       const { m, pipeline } = setup();
       const src = counter(m);
-      await pipeline.addManagedSource("test", "in", src, { pollInterval: 2 });
+      await pipeline.addManagedSource("test", "in", src, { pollInterval: 2, flushInterval: 2 });
       let seen = 0;
       pipeline.addTransform("test", "bad", {
         apply() {
@@ -274,7 +274,7 @@ Deno.test("Pipeline error isolation", async (t) => {
     try {
       const { m, pipeline } = setup();
       const src = counter(m);
-      await pipeline.addManagedSource("test", "in", src, { pollInterval: 2 });
+      await pipeline.addManagedSource("test", "in", src, { pollInterval: 2, flushInterval: 2 });
       let n = 0;
       pipeline.addTransform(
         "test",
@@ -423,7 +423,7 @@ Deno.test("ManagedSource counts late and missed ticks instead of catching up", a
       while (performance.now() < end) { /* spin */ }
       b.push(m, polls);
     },
-  }, { pollInterval: 5 });
+  }, { pollInterval: 5, flushInterval: 5 });
   pipeline.addOutput("test", "out", recorder(m));
   pipeline.start();
   await sleep(200);
@@ -488,7 +488,7 @@ Deno.test("Pipeline shutdown does not hang", async (t) => {
     try {
       const { m, pipeline } = setup();
       const src = counter(m);
-      await pipeline.addManagedSource("test", "in", src, { pollInterval: 2 });
+      await pipeline.addManagedSource("test", "in", src, { pollInterval: 2, flushInterval: 2 });
       const out = recorder(m);
       pipeline.addOutput("test", "out", out, { queue: 2, whenFull: "block" });
       pipeline.start();
@@ -507,7 +507,7 @@ Deno.test("A TransformStream that enqueues then throws does not duplicate the ba
   try {
     const { m, pipeline } = setup();
     const src = counter(m);
-    await pipeline.addManagedSource("test", "in", src, { pollInterval: 2 });
+    await pipeline.addManagedSource("test", "in", src, { pollInterval: 2, flushInterval: 2 });
     let n = 0;
     pipeline.addTransform(
       "test",
@@ -533,4 +533,10 @@ Deno.test("A TransformStream that enqueues then throws does not duplicate the ba
 Deno.test("Pipeline rejects a source channel size below 1", () => {
   const registry = new MetricRegistry();
   assert.throws(() => new Pipeline(registry, { sourceChannelSize: 0 }).start(), /must be an integer >= 1/);
+});
+
+Deno.test("triggerIntervals: a hot source without a flush interval flushes every 100 ms", () => {
+  assert.deepEqual(triggerIntervals({ pollInterval: "1ms" }), { poll: 1, flush: 100 });
+  assert.deepEqual(triggerIntervals({ pollInterval: "1ms", flushInterval: "1ms" }), { poll: 1, flush: 1 });
+  assert.deepEqual(triggerIntervals({ pollInterval: "1s" }), { poll: 1000, flush: 1000 });
 });

@@ -118,7 +118,10 @@ export interface SourceModule {
 export interface Trigger {
   /** Time between polls, in ms, or a humantime string (`"1s"`, `"10ms"`). */
   readonly pollInterval: number | string;
-  /** Time between flushes into the pipeline; default: equal to `pollInterval`. */
+  /**
+   * Time between flushes into the pipeline; default: equal to `pollInterval`, except under 10 ms where it is
+   * 100 ms (a batch per poll would cost more to hand over than the poll).
+   */
   readonly flushInterval?: number | string;
 }
 
