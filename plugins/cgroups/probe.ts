@@ -195,8 +195,8 @@ export class CgroupProbe implements Disposable {
     }
   }
 
-  /** Number of files open. */
-  get openFiles(): number {
+  /** The files this probe may hold open (undefined where the layout has none). */
+  #files(): (ProcFile | undefined)[] {
     return [
       this.#cpuStat,
       this.#cpuacctUsage,
@@ -206,7 +206,12 @@ export class CgroupProbe implements Disposable {
       this.#memStat,
       this.#swapCurrent,
       this.#swapMax,
-    ].filter((f) => f !== undefined).length + this.#pressure.length;
+    ];
+  }
+
+  /** Number of files open. */
+  get openFiles(): number {
+    return this.#files().filter((f) => f !== undefined).length + this.#pressure.length;
   }
 
   /**
@@ -445,18 +450,7 @@ export class CgroupProbe implements Disposable {
   /** Closes the files. Idempotent. */
   close(): void {
     this.#closed = true;
-    for (
-      const f of [
-        this.#cpuStat,
-        this.#cpuacctUsage,
-        this.#cpuacctStat,
-        this.#memCurrent,
-        this.#memMax,
-        this.#memStat,
-        this.#swapCurrent,
-        this.#swapMax,
-      ]
-    ) f?.close();
+    for (const f of this.#files()) f?.close();
     for (const p of this.#pressure) p.file.close();
     this.#cpuStat = this.#cpuacctUsage = this.#cpuacctStat = undefined;
     this.#memCurrent =
