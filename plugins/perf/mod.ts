@@ -31,7 +31,7 @@ import type { ControlHandle } from "../../src/pipeline/control.ts";
 import type { Logger } from "../../src/log.ts";
 import { messageOf } from "../../src/errors.ts";
 import { cString, errno, ErrnoError, libc, O_RDONLY_CLOEXEC } from "../../src/ffi/libc.ts";
-import { ProcFile } from "../../src/ffi/proc_file.ts";
+import { isStopped } from "../../src/sys/proc_state.ts";
 import { PERF_FLAG_PID_CGROUP, PerfGroup } from "../../src/ffi/perf_event.ts";
 import { listPmus, type ParsedPerfEvent, parsePerfEvent } from "../../src/ffi/perf_events_parse.ts";
 import { HOT_PERIOD_MS } from "../../src/pipeline/sampler.ts";
@@ -103,21 +103,6 @@ function probeEvents(
     }
   }
   return { ok, failed };
-}
-
-/** True when process `pid` is stopped (state `T`), as `exec` holds a program before arming it. */
-function isStopped(pid: number): boolean {
-  const f = ProcFile.tryOpen(`/proc/${pid}/stat`, 512);
-  if (f === undefined) return false;
-  try {
-    const n = f.read();
-    let close = n - 1;
-    while (close > 0 && f.buffer[close] !== 41 /* ) */) close--;
-    const state = f.buffer[close + 2];
-    return state === 84 /* T */ || state === 116 /* t */;
-  } finally {
-    f.close();
-  }
 }
 
 /** The plugin instance. */

@@ -5,6 +5,7 @@
  */
 import { AlumetError, closest } from "../errors.ts";
 import { ProcFile } from "../ffi/proc_file.ts";
+import { isStoppedState, statState } from "../sys/proc_state.ts";
 
 /** Linux signal numbers, for the 128+N exit code of a program killed by a signal. */
 export const SIGNAL_NUMBERS: Readonly<Record<string, number>> = {
@@ -166,12 +167,7 @@ export async function waitUntilStopped(pid: number, timeoutMs: number): Promise<
     for (let spins = 0; performance.now() < deadline; spins++) {
       const n = file.read();
       if (n < 0) return false;
-      // The state is the field after the command name, which ends at the last ")".
-      const b = file.buffer;
-      let close = n - 1;
-      while (close > 0 && b[close] !== 41) close--;
-      const state = b[close + 2];
-      if (state === 84 /* T */ || state === 116 /* t */) return true;
+      if (isStoppedState(statState(file.buffer, n))) return true;
       // sh stops itself within a few milliseconds: look again every 50 µs (a timer would wake after 1–4 ms),
       // then, if it takes longer, every millisecond without holding the thread.
       if (spins < 1000) Atomics.wait(NAP, 0, 0, 0.05);
