@@ -4,7 +4,7 @@ import type { Consumer } from "../../src/model/resources.ts";
 import { MetricRegistry } from "../../src/model/metrics.ts";
 import type { PluginMetadata } from "../../src/plugin/plugin.ts";
 import { parseToml } from "../../src/deps.ts";
-import { validatePluginConfig } from "../../src/agent/config.ts";
+import { validatePluginConfig } from "../../src/plugin/config.ts";
 import { checkBatch, type PluginHarness, runSourceContract, testPlugin } from "../../src/testing/mod.ts";
 import { type Need, needs, testWith } from "../../src/testing/needs.ts";
 import { pointsOf, type ScenarioPoint } from "../procfs/test_util.ts";
@@ -179,7 +179,7 @@ Deno.test("cgroups sources push the expected points and events in every fixture 
 
 Deno.test("cgroups config", async (t) => {
   await t.step("the defaults validate, with durations in ms and compiled patterns", () => {
-    const c = validatePluginConfig(cgroupsPlugin, { name: "cgroups", enabled: true, table: {} }, "test");
+    const c = validatePluginConfig(cgroupsPlugin, { name: "cgroups", table: {} }, "test");
     assert.equal(c.poll_interval, 5000);
     assert.equal(c.refresh_interval, 5000);
     assert.equal(c.disable_sources, false);
@@ -216,7 +216,7 @@ Deno.test("cgroups config", async (t) => {
     for (const table of bad) {
       assert.equal(cgroupsPlugin.configSchema.safeParse(table).success, false, JSON.stringify(table));
       assert.throws(() =>
-        validatePluginConfig(cgroupsPlugin, { name: "cgroups", enabled: true, table }, "t.toml")
+        validatePluginConfig(cgroupsPlugin, { name: "cgroups", table }, "t.toml")
       );
     }
   });

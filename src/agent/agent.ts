@@ -6,9 +6,11 @@
 import { AlumetError, messageOf, PluginError, type PluginPhase } from "../errors.ts";
 import { Logger } from "../log.ts";
 import { MetricRegistry } from "../model/metrics.ts";
+import { registerMetrics } from "../model/metric_set.ts";
 import { EventBus } from "../plugin/events.ts";
 import type {
   ConfigTable,
+  PhaseContext,
   Plugin,
   PluginMetadata,
   PostStartContext,
@@ -17,8 +19,10 @@ import type {
 } from "../plugin/plugin.ts";
 import type { ControlHandle } from "../pipeline/control.ts";
 import { Pipeline } from "../pipeline/pipeline.ts";
+import { sourceHandle } from "../pipeline/handles.ts";
+import { Task } from "../pipeline/task.ts";
 import type { LatenessHistogram } from "../pipeline/lateness.ts";
-import { validatePluginConfig } from "./config.ts";
+import { validateSection } from "./config.ts";
 
 /** A plugin to run: its metadata alone (default config), or with a config table. */
 export type PluginEntry =
@@ -47,6 +51,8 @@ interface Loaded {
   instance?: Plugin;
   started: boolean;
   disposed: boolean;
+  /** The plugin's tasks of the current run. */
+  tasks: Task[];
 }
 
 /**
@@ -97,7 +103,7 @@ export class Agent implements AsyncDisposable {
       const table = "plugin" in entry ? entry.config ?? {} : {};
       if (names.has(meta.name)) throw new AlumetError(`Plugin "${meta.name}" is listed twice`);
       names.add(meta.name);
-      return { meta, table, log: new Logger(meta.name), started: false, disposed: false };
+      return { meta, table, log: new Logger(meta.name), started: false, disposed: false, tasks: [] };
     });
   }
 
@@ -132,6 +138,11 @@ export class Agent implements AsyncDisposable {
   /** Statistics of the running pipeline's sources and outputs. */
   stats(): ReturnType<Pipeline["stats"]> | undefined {
     return this.#pipeline?.stats();
+  }
+
+  /** Where each output sends its data (`Output.describe`), for summaries; empty before the first start. */
+  outputs(): { name: string; description: string }[] {
+    return this.#pipeline?.describeOutputs() ?? [];
   }
 
   /** The tick-lateness histogram of a managed source (`source/plugin/name`) of the running pipeline. */
@@ -181,10 +192,11 @@ export class Agent implements AsyncDisposable {
         p.started = true;
       }
       for (const p of this.#plugins) {
-        await this.#phase(p, "preStart", () => p.instance!.preStart?.(this.#preContext(p)));
+        await this.#phase(p, "preStart", () => p.instance!.preStart?.(this.#preContext(p, pipeline)));
       }
       pipeline.start();
       this.#state = "running";
+      for (const p of this.#plugins) for (const t of p.tasks) t.start();
       for (const p of this.#plugins) {
         await this.#phase(p, "postStart", () => p.instance!.postStart?.(this.#postContext(p, pipeline)));
       }
@@ -200,7 +212,7 @@ export class Agent implements AsyncDisposable {
     const source = this.#options.configSource ?? "code";
     for (const p of this.#plugins) {
       if (p.instance !== undefined) continue;
-      const config = validatePluginConfig(
+      const config = validateSection(
         p.meta,
         { name: p.meta.name, enabled: true, table: p.table },
         source,
@@ -240,6 +252,9 @@ export class Agent implements AsyncDisposable {
   async #doStop(): Promise<PluginError[]> {
     this.#state = "stopping";
     const failures: PluginError[] = [];
+    // Control work first: a discovery task must not add sources to a pipeline that drains.
+    await Promise.all(this.#plugins.flatMap((p) => p.tasks.map((t) => t.stop())));
+    for (const p of this.#plugins) p.tasks = [];
     try {
       await this.#pipeline?.stop();
     } catch (e) {
@@ -281,56 +296,50 @@ export class Agent implements AsyncDisposable {
     return await this.#disposing;
   }
 
-  #base(p: Loaded) {
-    return { plugin: p.meta.name, events: this.events, log: p.log };
+  /** What every phase gets: the plugin's name, events, logger, and its sources and tasks, scoped to it. */
+  #base(p: Loaded, pipeline: Pipeline, pending?: Promise<void>[]): PhaseContext {
+    const name = p.meta.name;
+    return {
+      plugin: name,
+      events: this.events,
+      log: p.log,
+      addSource: (n, source, trigger, options = {}) => {
+        const ready = pipeline.addManagedSource(name, n, source, trigger, options.paused ?? false);
+        // In `start`, a source given as a module is imported asynchronously: start() awaits it before going on.
+        pending?.push(ready);
+        return sourceHandle(pipeline.control, { kind: "source", plugin: name, name: n }, ready);
+      },
+      addTask: (n, fn, options) => {
+        if (p.tasks.some((t) => t.name === n)) {
+          throw new RangeError(`Plugin "${name}" added two tasks named "${n}"`);
+        }
+        const task = new Task(n, fn, options.interval, p.log);
+        p.tasks.push(task);
+        if (this.#state === "running") task.start();
+        return task;
+      },
+    };
   }
 
   #startContext(p: Loaded, pipeline: Pipeline, pending: Promise<void>[]): StartContext {
     const name = p.meta.name;
     return {
-      ...this.#base(p),
+      ...this.#base(p, pipeline, pending),
       createMetric: (spec) => this.#registry.register(name, spec),
-      // A source given as a module is imported asynchronously: start() awaits it before going on.
-      addSource: (n, source, trigger) =>
-        void pending.push(pipeline.addManagedSource(name, n, source, trigger)),
+      createMetrics: (definitions) => registerMetrics(this.#registry, name, definitions),
       addAutonomousSource: (n, factory) => pipeline.addAutonomousSource(name, n, factory),
       addTransform: (n, t) => pipeline.addTransform(name, n, t),
       addOutput: (n, o, options) => pipeline.addOutput(name, n, o, options),
     };
   }
 
-  #preContext(p: Loaded): PreStartContext {
-    return { ...this.#base(p), metrics: this.#registry };
+  #preContext(p: Loaded, pipeline: Pipeline): PreStartContext {
+    return { ...this.#base(p, pipeline), metrics: this.#registry };
   }
 
   #postContext(p: Loaded, pipeline: Pipeline): PostStartContext {
-    return { ...this.#base(p), metrics: this.#registry, control: pipeline.control };
+    return { ...this.#base(p, pipeline), metrics: this.#registry, control: pipeline.control };
   }
 }
 
-/** What {@linkcode definePlugin} takes: a name and the lifecycle methods, for plugins without config. */
-export interface SimplePluginSpec extends Plugin {
-  readonly name: string;
-  readonly version?: string;
-  readonly description?: string;
-}
-
-/**
- * A plugin from its lifecycle methods alone, for scripts and tests: no config, one instance.
- *
- * @example
- * ```ts
- * import { definePlugin } from "./agent.ts";
- * const p = definePlugin({ name: "mine", start() {} });
- * console.assert(p.name === "mine");
- * ```
- */
-export function definePlugin(spec: SimplePluginSpec): PluginMetadata<ConfigTable> {
-  return {
-    name: spec.name,
-    version: spec.version ?? "0.0.0",
-    description: spec.description ?? "",
-    defaultConfig: () => undefined,
-    init: () => spec,
-  };
-}
+export { definePlugin, type SimplePluginSpec } from "../plugin/define.ts";

@@ -17,7 +17,7 @@ import {
   type PluginSection,
   renderDefaultConfig,
   selectPlugins,
-  validatePluginConfig,
+  validateSection,
 } from "./config.ts";
 import { diagnoseAll, formatReport } from "./doctor.ts";
 import { StatusLine } from "./status.ts";
@@ -579,7 +579,7 @@ async function cmdDoctor(p: Parsed, log: Logger): Promise<number> {
     const section = enabled.get(meta.name) ?? { name: meta.name, enabled: false, table: {} };
     return {
       meta,
-      config: validatePluginConfig(meta, section, setup.source),
+      config: validateSection(meta, section, setup.source),
       enabled: enabled.has(meta.name),
     };
   });

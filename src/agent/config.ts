@@ -7,7 +7,7 @@
  *    parses the TOML, applies the overrides and checks the general keys. Its {@linkcode RawConfig} keeps the
  *    plugin sections in file order: that order is the plugin start order, and therefore the transform order.
  * 2. {@linkcode selectPlugins} decides which plugins run, in which order, and rejects unknown plugin names.
- * 3. {@linkcode validatePluginConfig} merges a plugin's `defaultConfig()` under its section and validates the
+ * 3. {@linkcode validateSection} merges a plugin's default table under its section and validates the
  *    result with the plugin's `configSchema`, once, before `init`.
  *
  * Every user mistake is a {@linkcode ConfigError} naming the file (or `--config-override`, `--plugins`), the
@@ -30,7 +30,21 @@
 import { parseToml, stringifyToml, TomlError } from "../deps.ts";
 import { closest, ConfigError, messageOf } from "../errors.ts";
 import type { PluginMetadata } from "../plugin/plugin.ts";
-import { duration, type Issue, type TooBigIssue, type TooSmallIssue, z } from "../plugin/schema.ts";
+import { duration, z } from "../plugin/schema.ts";
+import {
+  deepMerge,
+  defaultConfigOf,
+  hasPath,
+  isPrefix,
+  issueError,
+  isTable,
+  keySegment,
+  type Path,
+  setOwn,
+  show,
+  toPlain,
+  validatePluginConfig,
+} from "../plugin/config.ts";
 import { dirname, isAbsolute, resolve } from "./paths.ts";
 
 /** The agent-wide settings: Alumet's top-level keys. */
@@ -103,7 +117,6 @@ const GENERAL_SCHEMA = z.strictObject({
 });
 
 type Table = Record<string, unknown>;
-type Path = readonly (string | number)[];
 
 /** What a section's values came from, to name `--config-override` in messages when it is to blame. */
 interface Origin {
@@ -260,51 +273,24 @@ export function selectPlugins(raw: RawConfig, options: SelectOptions): PluginSec
 }
 
 /**
- * Merges the plugin's `defaultConfig()` under the section's table (plain tables merge key by key, anything
- * else, arrays included, is replaced) and validates the result with `meta.configSchema`, if any.
+ * Validates a plugin's section against its schema ({@linkcode validatePluginConfig} of the plugin contract),
+ * naming `--config-override` instead of the file when an override set the bad value.
  *
  * @param meta the plugin
  * @param section its section, from {@linkcode selectPlugins}
- * @param source the name used in messages (`raw.source`); `--config-override` is named instead when an
- *   override set the bad value
+ * @param source the name used in messages (`raw.source`)
  * @returns the validated config, for `meta.init`
- * @throws {ConfigError} for the first problem, preferring an unknown key: the dotted key, what was expected
- *   and, for a near miss, `did you mean "…"?`
- *
- * @example
- * ```ts
- * import { validatePluginConfig } from "./config.ts";
- * import { duration, z } from "../plugin/schema.ts";
- * import assert from "node:assert/strict";
- * const meta = {
- *   name: "demo",
- *   version: "0.1.0",
- *   defaultConfig: () => ({ poll_interval: "1s", label: "x" }),
- *   configSchema: z.strictObject({ poll_interval: duration(), label: z.string() }),
- *   init: () => ({ start() {} }),
- * };
- * const config = validatePluginConfig(meta, { name: "demo", enabled: true, table: { label: "y" } }, "a.toml");
- * assert.deepEqual(config, { poll_interval: 1000, label: "y" });
- * assert.throws(
- *   () => validatePluginConfig(meta, { name: "demo", enabled: true, table: { labl: "y" } }, "a.toml"),
- *   /plugins\.demo\.labl: expected a known key \(one of: poll_interval, label\); did you mean "label"\?/,
- * );
- * ```
+ * @throws {ConfigError} for the first problem (see {@linkcode validatePluginConfig})
  */
-export function validatePluginConfig<C>(meta: PluginMetadata<C>, section: PluginSection, source: string): C {
-  const merged = deepMerge(toPlain(meta.defaultConfig() ?? {}) as Table, section.table);
-  const schema = meta.configSchema;
-  if (schema === undefined) return merged as C;
-  const result = schema.safeParse(merged);
-  if (result.success) return result.data;
+export function validateSection<C>(meta: PluginMetadata<C>, section: PluginSection, source: string): C {
   const origin = ORIGINS.get(section);
-  throw issueError(result.error.issues, {
-    schema,
-    data: merged,
-    prefix: ["plugins", section.name],
-    source: (path) =>
-      origin !== undefined && blamesOverride(path, origin.overrides, origin.fileTable) ? OVERRIDE : source,
-  });
+  return validatePluginConfig(
+    meta,
+    section,
+    source,
+    (path) =>
+      origin !== undefined && blamesOverride(path, origin.overrides, origin.fileTable) ? OVERRIDE : undefined,
+  );
 }
 
 /**
@@ -339,7 +325,7 @@ export function renderDefaultConfig(plugins: readonly PluginMetadata<unknown>[])
     "",
   ].join("\n");
   const sections: Table = {};
-  for (const meta of plugins) setOwn(sections, meta.name, toPlain(meta.defaultConfig() ?? {}));
+  for (const meta of plugins) setOwn(sections, meta.name, defaultConfigOf(meta));
   if (Object.keys(sections).length === 0) return head;
   const body = stringifyToml({ plugins: sections }).replaceAll("${", "\\${");
   return `${head}\n${body}`;
@@ -571,35 +557,6 @@ function unknownPlugin(
 // ---------------------------------------------------------------------------------------------------------
 // Tables
 
-function isTable(value: unknown): value is Table {
-  return typeof value === "object" && value !== null && !Array.isArray(value) && !(value instanceof Date);
-}
-
-/** Sets a key as an own property, even `__proto__`. */
-function setOwn(table: Table, key: string, value: unknown): void {
-  Object.defineProperty(table, key, { value, enumerable: true, writable: true, configurable: true });
-}
-
-/** A copy with plain objects for tables (TOML gives objects without a prototype). */
-function toPlain(value: unknown): unknown {
-  if (Array.isArray(value)) return value.map(toPlain);
-  if (!isTable(value)) return value;
-  const out: Table = {};
-  for (const [k, v] of Object.entries(value)) setOwn(out, k, toPlain(v));
-  return out;
-}
-
-/** `over` merged into a copy of `base`: tables merge key by key, anything else replaces. */
-function deepMerge(base: Table, over: Table): Table {
-  const out: Table = {};
-  for (const [k, v] of Object.entries(base)) setOwn(out, k, v);
-  for (const [k, v] of Object.entries(over)) {
-    const b = Object.hasOwn(out, k) ? out[k] : undefined;
-    setOwn(out, k, isTable(v) ? deepMerge(isTable(b) ? b : {}, v) : v);
-  }
-  return out;
-}
-
 function nest(path: readonly string[], value: unknown): Table {
   let out = value;
   for (let i = path.length - 1; i >= 0; i--) {
@@ -610,24 +567,6 @@ function nest(path: readonly string[], value: unknown): Table {
   return out as Table;
 }
 
-function valueAt(data: unknown, path: Path): unknown {
-  let v = data;
-  for (const seg of path) {
-    if (Array.isArray(v) && typeof seg === "number") v = v[seg];
-    else if (isTable(v) && Object.hasOwn(v, String(seg))) v = v[String(seg)];
-    else return undefined;
-  }
-  return v;
-}
-
-function hasPath(data: unknown, path: Path): boolean {
-  return path.length === 0 ? data !== undefined : valueAt(data, path) !== undefined;
-}
-
-function isPrefix(prefix: Path, path: Path): boolean {
-  return prefix.length <= path.length && prefix.every((seg, i) => String(seg) === String(path[i]));
-}
-
 /** Whether an override set the value at `path`, or created it where the file had nothing. */
 function blamesOverride(path: Path, overrides: readonly Path[], fileData: unknown): boolean {
   return overrides.some((o) => isPrefix(o, path) || (isPrefix(path, o) && !hasPath(fileData, path)));
@@ -635,181 +574,4 @@ function blamesOverride(path: Path, overrides: readonly Path[], fileData: unknow
 
 function unique<T>(items: Iterable<T>): T[] {
   return [...new Set(items)];
-}
-
-// ---------------------------------------------------------------------------------------------------------
-// Messages
-
-function keySegment(seg: string | number): string {
-  if (typeof seg === "number") return `[${seg}]`;
-  return /^[A-Za-z0-9_-]+$/.test(seg) ? seg : JSON.stringify(seg);
-}
-
-function dotted(path: Path): string {
-  return path.map((seg, i) => {
-    const s = keySegment(seg);
-    return i === 0 || typeof seg === "number" ? s : `.${s}`;
-  }).join("");
-}
-
-function show(value: unknown): string {
-  if (typeof value === "string") {
-    return JSON.stringify(value.length > 60 ? `${value.slice(0, 57)}...` : value);
-  }
-  if (Array.isArray(value)) return "an array";
-  if (value instanceof Date) return "a date";
-  if (isTable(value)) return "a table";
-  return String(value);
-}
-
-interface IssueContext {
-  readonly schema: unknown;
-  readonly data: unknown;
-  /** Path of the validated value in the file, e.g. `["plugins", "csv"]`. */
-  readonly prefix: Path;
-  /** The source to name, given the issue's path relative to the validated value. */
-  readonly source: (path: Path) => string;
-}
-
-/** One ConfigError for the first issue, an unknown key first (a typo often also leaves a key missing). */
-function issueError(issues: readonly Issue[], ctx: IssueContext): ConfigError {
-  const issue = issues.find((i) => i.code === "unrecognized_keys") ?? issues[0];
-  if (issue === undefined) {
-    return new ConfigError({ source: ctx.source([]), key: dotted(ctx.prefix), expected: "a valid value" });
-  }
-  const described = describe(issue, ctx);
-  return new ConfigError({
-    source: ctx.source(described.path),
-    key: dotted([...ctx.prefix, ...described.path]),
-    expected: described.expected,
-    suggestion: described.suggestion,
-  });
-}
-
-interface Described {
-  path: Path;
-  expected: string;
-  suggestion?: string | undefined;
-}
-
-const DEFAULT_MESSAGE = /^(Invalid|Too (small|big)|Unrecognized)\b/;
-
-function describe(issue: Issue, ctx: IssueContext): Described {
-  const path = issue.path.map((p) => typeof p === "number" ? p : String(p));
-  const custom = DEFAULT_MESSAGE.test(issue.message) ? undefined : issue.message;
-  const value = valueAt(ctx.data, path);
-  const not = value === undefined ? ", but the key is missing" : `, not ${show(value)}`;
-  switch (issue.code) {
-    case "unrecognized_keys": {
-      const key = issue.keys[0] ?? "";
-      const keys = knownKeys(ctx.schema, path);
-      const near = closest(key, keys);
-      let suggestion = near === undefined ? undefined : `did you mean "${near}"?`;
-      const topLevelTable = ctx.prefix.length === 0 && path.length === 0 && isTable(valueAt(ctx.data, [key]));
-      if (suggestion === undefined && topLevelTable) {
-        suggestion = `plugin sections are written [plugins.${keySegment(key)}]`;
-      }
-      return {
-        path: [...path, key],
-        expected: keys.length > 0 ? `a known key (one of: ${keys.join(", ")})` : "no key here",
-        suggestion,
-      };
-    }
-    case "invalid_type":
-      return { path, expected: (custom ?? typePhrase(issue.expected)) + not };
-    case "invalid_value": {
-      const values = issue.values.map((v) => typeof v === "string" ? JSON.stringify(v) : String(v));
-      const phrase = values.length === 1 ? values[0]! : `one of ${values.join(", ")}`;
-      const near = typeof value === "string"
-        ? closest(value, issue.values.filter((v): v is string => typeof v === "string"))
-        : undefined;
-      return {
-        path,
-        expected: (custom ?? phrase) + not,
-        suggestion: near === undefined ? undefined : `did you mean "${near}"?`,
-      };
-    }
-    case "too_small":
-    case "too_big":
-      return { path, expected: (custom ?? boundPhrase(issue)) + (custom?.includes(" not ") ? "" : not) };
-    case "invalid_format":
-      return { path, expected: (custom ?? `a string matching ${issue.pattern}`) + not };
-    case "custom":
-      return { path, expected: issue.message };
-  }
-}
-
-function typePhrase(expected: string): string {
-  switch (expected) {
-    case "int":
-      return "an integer";
-    case "object":
-    case "record":
-      return "a table";
-    default:
-      return /^[aeiou]/.test(expected) ? `an ${expected}` : `a ${expected}`;
-  }
-}
-
-function boundPhrase(issue: TooSmallIssue | TooBigIssue): string {
-  const small = issue.code === "too_small";
-  const bound = small ? issue.minimum : issue.maximum;
-  const inclusive = issue.inclusive;
-  switch (issue.origin) {
-    case "number":
-    case "int": {
-      const noun = issue.origin === "number" ? "a number" : "an integer";
-      if (small && bound === 0 && !inclusive) return `a positive ${noun.replace(/^an? /, "")}`;
-      return `${noun} ${small ? ">" : "<"}${inclusive ? "=" : ""} ${bound}`;
-    }
-    case "string":
-      return `a string of ${small ? "at least" : "at most"} ${bound} characters`;
-  }
-}
-
-// ---------------------------------------------------------------------------------------------------------
-// Walking a schema (best effort, for the keys that a "did you mean" can offer). Structural, by `kind`, so
-// that it also walks schemas built by another copy of the schema module (a plugin imported by URL).
-
-/** What the walk reads of a schema: `kind`, and `shape`, `element`, `valueType` or `unwrap()` by kind. */
-interface SchemaNode {
-  readonly kind?: unknown;
-  readonly shape?: unknown;
-  readonly element?: unknown;
-  readonly valueType?: unknown;
-  unwrap?(): unknown;
-}
-
-function nodeOf(schema: unknown): SchemaNode {
-  return typeof schema === "object" && schema !== null ? schema : {};
-}
-
-/** The schema under wrappers (optional, prefault, transform). */
-function unwrap(schema: unknown): SchemaNode {
-  let node = nodeOf(schema);
-  for (let depth = 0; depth < 20 && typeof node.unwrap === "function"; depth++) node = nodeOf(node.unwrap());
-  return node;
-}
-
-function childSchema(schema: unknown, seg: string | number): unknown {
-  const node = unwrap(schema);
-  switch (node.kind) {
-    case "object":
-      return isTable(node.shape) && Object.hasOwn(node.shape, String(seg))
-        ? node.shape[String(seg)]
-        : undefined;
-    case "record":
-      return node.valueType;
-    case "array":
-      return node.element;
-    default:
-      return undefined;
-  }
-}
-
-function knownKeys(schema: unknown, path: Path): string[] {
-  let current = schema;
-  for (const seg of path) current = childSchema(current, seg);
-  const node = unwrap(current);
-  return node.kind === "object" && isTable(node.shape) ? Object.keys(node.shape) : [];
 }

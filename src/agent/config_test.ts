@@ -11,7 +11,7 @@ import {
   type RawConfig,
   renderDefaultConfig,
   selectPlugins,
-  validatePluginConfig,
+  validateSection,
 } from "./config.ts";
 
 const noEnv = (_name: string): string | undefined => undefined;
@@ -370,10 +370,10 @@ Deno.test("selectPlugins decides which plugins run, in order", async (t) => {
   });
 });
 
-Deno.test("validatePluginConfig merges the defaults and validates with the schema", async (t) => {
+Deno.test("validateSection merges the defaults and validates with the schema", async (t) => {
   const check = (table: string, overrides: string[] = []) => {
     const raw = parseConfigText(`[plugins.demo]\n${table}\n`, "a.toml", { overrides });
-    return validatePluginConfig(demo, section(raw, "demo"), raw.source);
+    return validateSection(demo, section(raw, "demo"), raw.source);
   };
 
   await t.step("defaults are merged under the table, deeply, and durations parsed", () => {
@@ -459,7 +459,7 @@ Deno.test("validatePluginConfig merges the defaults and validates with the schem
   await t.step("without a schema, the merged table is returned", () => {
     const plain = meta("plain", { a: 1, t: { x: 1, y: 2 } });
     deepEqual(
-      validatePluginConfig(plain, { name: "plain", enabled: true, table: { t: { y: 3 } } }, "a.toml"),
+      validateSection(plain, { name: "plain", enabled: true, table: { t: { y: 3 } } }, "a.toml"),
       {
         a: 1,
         t: { x: 1, y: 3 },
@@ -570,7 +570,7 @@ Deno.test("renderDefaultConfig writes a file that parses back to the defaults", 
 
   await t.step("the sections validate against the plugins' schemas", () => {
     const raw = parseConfigText(renderDefaultConfig([demo]), "a.toml");
-    deepEqual(validatePluginConfig(demo, section(raw, "demo"), raw.source), {
+    deepEqual(validateSection(demo, section(raw, "demo"), raw.source), {
       poll_interval: 1000,
       csv_delimiter: ";",
       mode: "append",

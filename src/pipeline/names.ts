@@ -85,3 +85,32 @@ export class ElementPattern {
       this.#name.test(n.name);
   }
 }
+
+/**
+ * Turns any text (a cgroup path, a device name) into a part of an element name, injectively: letters, digits,
+ * `.`, `@` and `-` stay, `/` becomes `:`, and every other character (including `_` and `:`) becomes `_` and its
+ * UTF-8 bytes in hex. So `/a/b` and `/a_b` give `:a:b` and `:a_5fb`, never the same name.
+ *
+ * @param text the text
+ * @returns a valid element name part
+ *
+ * @example
+ * ```ts
+ * import { encodeNamePart } from "./names.ts";
+ * import assert from "node:assert/strict";
+ * assert.equal(encodeNamePart("/system.slice/cron.service"), ":system.slice:cron.service");
+ * assert.notEqual(encodeNamePart("/a/b"), encodeNamePart("/a_b"));
+ * assert.equal(encodeNamePart("/a b"), ":a_20b");
+ * ```
+ */
+export function encodeNamePart(text: string): string {
+  let out = "";
+  for (const ch of text) {
+    if (/^[A-Za-z0-9.@-]$/.test(ch)) out += ch;
+    else if (ch === "/") out += ":";
+    else for (const b of encoder.encode(ch)) out += `_${b.toString(16).padStart(2, "0")}`;
+  }
+  return out;
+}
+
+const encoder = new TextEncoder();

@@ -8,7 +8,7 @@
  * ```
  *
  * Shutdown drains: sources stop and flush, the fan-in closes once every source stream has ended, transforms
- * see the last batch and `finish`, every output writes its queue and closes. Every point polled before the
+ * see the last batch and `close`, every output writes its queue and closes. Every point polled before the
  * stop reaches every output still alive.
  *
  * @module
@@ -105,6 +105,8 @@ export class Pipeline {
   readonly #options: PipelineOptions;
   readonly #sources = new Map<string, SourceTask>();
   readonly #sampler = new Sampler(new Logger("sampler"));
+  /** Blocking sources run in a Worker of their own, so that a slow call never delays the hot sources. */
+  readonly #blockingSampler = new Sampler(new Logger("sampler"));
   readonly #autonomousSpecs: AutonomousSpec[] = [];
   readonly #autonomous: AutonomousRunning[] = [];
   readonly #transforms: TransformStage[] = [];
@@ -200,8 +202,9 @@ export class Pipeline {
     try {
       const { poll, flush } = triggerIntervals(trigger);
       const log = new Logger(full);
-      if ("module" in source && poll < HOT_PERIOD_MS) {
-        ms = await this.#sampler.add(n, source, { pollInterval: poll, flushInterval: flush, paused, log });
+      if ("module" in source && (poll < HOT_PERIOD_MS || source.blocking === true)) {
+        const sampler = source.blocking === true ? this.#blockingSampler : this.#sampler;
+        ms = await sampler.add(n, source, { pollInterval: poll, flushInterval: flush, paused, log });
       } else {
         if (poll < HOT_PERIOD_MS) {
           log.warn(
@@ -377,6 +380,7 @@ export class Pipeline {
         }
       }
       await this.#sampler.close();
+      await this.#blockingSampler.close();
       return;
     }
     if (this.#phase !== "running") {
@@ -411,6 +415,7 @@ export class Pipeline {
     await this.#flow;
     await Promise.all([...this.#outputs.values()].map((o) => o.done));
     await this.#sampler.close();
+    await this.#blockingSampler.close();
     this.#phase = "stopped";
     this.#stopped.resolve();
   }
@@ -418,6 +423,23 @@ export class Pipeline {
   /** Resolves when the pipeline has stopped. */
   get finished(): Promise<void> {
     return this.#flow ?? Promise.resolve();
+  }
+
+  /**
+   * Where each output sends its data, as the output describes it (`Output.describe`), in the order added.
+   *
+   * @returns `output/<plugin>/<name>` and its description (the plugin's name when it gives none)
+   */
+  describeOutputs(): { name: string; description: string }[] {
+    return this.#pendingOutputs.map(({ name, output }) => {
+      let description = name.plugin;
+      try {
+        description = output.describe?.() ?? name.plugin;
+      } catch (e) {
+        this.#log.debug(`${formatName(name)}: describe() failed: ${messageOf(e)}`);
+      }
+      return { name: formatName(name), description };
+    });
   }
 
   /** Statistics of sources and outputs, for status lines and tests. */

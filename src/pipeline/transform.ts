@@ -56,9 +56,10 @@ function fused(stages: TransformStage[], ctx: ElementContext): TransformStream<B
     async flush() {
       for (const s of stages) {
         try {
-          await (s.element as Transform).finish?.();
+          const t = s.element as Transform;
+          await (t.close !== undefined ? t.close() : t.finish?.());
         } catch (e) {
-          s.log.error(`finish() failed: ${messageOf(e)}`);
+          s.log.error(`close() failed: ${messageOf(e)}`);
         }
       }
     },

@@ -139,6 +139,33 @@ export class SchemaError extends Error {
   }
 }
 
+/**
+ * The Standard Schema v1 properties (https://standardschema.dev), as `~standard` gives them: the common
+ * interface of zod, valibot, arktype and these schemas.
+ */
+export interface StandardSchemaV1Props<In = unknown, Out = In> {
+  readonly version: 1;
+  readonly vendor: string;
+  readonly validate: (
+    value: unknown,
+  ) => StandardSchemaV1Result<Out> | Promise<StandardSchemaV1Result<Out>>;
+  readonly types?: { readonly input: In; readonly output: Out } | undefined;
+}
+
+/** What a Standard Schema's `validate` returns. */
+export type StandardSchemaV1Result<Out> =
+  | { readonly value: Out; readonly issues?: undefined }
+  | {
+    readonly issues: ReadonlyArray<
+      { readonly message: string; readonly path?: ReadonlyArray<PropertyKey | { readonly key: PropertyKey }> }
+    >;
+  };
+
+/** Any Standard Schema v1. */
+export interface StandardSchemaV1<In = unknown, Out = In> {
+  readonly "~standard": StandardSchemaV1Props<In, Out>;
+}
+
 /** The state of one parse: issues found so far, and where the parse is. Internal to this module. */
 export interface ParseState {
   readonly issues: Issue[];
@@ -242,6 +269,33 @@ export abstract class Schema<out Out, out In = unknown> {
    */
   prefault(value: Exclude<In, undefined>): PrefaultSchema<Out, In> {
     return new PrefaultSchema(this, value);
+  }
+
+  /**
+   * This schema, with `value` returned as it is in place of `undefined` (an absent key): zod's `.default`.
+   * The value is an output, so it is not parsed; `config regen` writes it as it is, so give durations with
+   * {@linkcode Schema.prefault} (their TOML form) instead.
+   *
+   * @param value the output used for an absent key
+   * @returns the schema with a default; `unwrap()` gives this one back
+   */
+  default(value: Exclude<Out, undefined>): DefaultSchema<Out, In> {
+    return new DefaultSchema(this, value);
+  }
+
+  /**
+   * The Standard Schema interface (`~standard`, version 1), so that any library that accepts a Standard
+   * Schema (and `definePlugin`) takes these schemas too.
+   */
+  get "~standard"(): StandardSchemaV1Props<In, Out> {
+    return {
+      version: 1,
+      vendor: "alumet",
+      validate: (value: unknown) => {
+        const r = this.safeParse(value);
+        return r.success ? { value: r.data } : { issues: r.error.issues };
+      },
+    };
   }
 
   /**
@@ -779,6 +833,11 @@ export class PrefaultSchema<out Out, out In> extends Schema<Out, In | undefined>
     this.#value = value;
   }
 
+  /** The input parsed for an absent key, as the TOML file writes it (a copy). */
+  get defaultInput(): unknown {
+    return structuredClone(this.#value);
+  }
+
   /** @returns the schema without the default */
   unwrap(): Schema<Out, In> {
     return this.#inner;
@@ -790,6 +849,41 @@ export class PrefaultSchema<out Out, out In> extends Schema<Out, In | undefined>
 
   protected parseType(input: unknown, state: ParseState): Out {
     return this.#inner.run(input === undefined ? this.#value : input, state);
+  }
+}
+
+/** A schema that gives a default output in place of `undefined`; see {@linkcode Schema.default}. */
+export class DefaultSchema<out Out, out In> extends Schema<Out, In | undefined> {
+  readonly kind = "default";
+  readonly #inner: Schema<Out, In>;
+  readonly #value: unknown;
+
+  /**
+   * @param inner the schema
+   * @param value the output returned in place of `undefined`
+   */
+  constructor(inner: Schema<Out, In>, value: unknown) {
+    super();
+    this.#inner = inner;
+    this.#value = value;
+  }
+
+  /** The output given for an absent key (a copy, so that a parse never shares it). */
+  get defaultValue(): Out {
+    return structuredClone(this.#value) as Out;
+  }
+
+  /** @returns the schema without the default */
+  unwrap(): Schema<Out, In> {
+    return this.#inner;
+  }
+
+  protected copy(): this {
+    return new DefaultSchema(this.#inner, this.#value) as this;
+  }
+
+  protected parseType(input: unknown, state: ParseState): Out {
+    return input === undefined ? this.defaultValue : this.#inner.run(input, state);
   }
 }
 

@@ -2,6 +2,21 @@
  * The event bus: "start consumer measurement" and "end consumer measurement", published by `exec`, `watch`
  * and plugins (a cgroup watcher), subscribed to by plugins that measure per consumer (perf, procfs).
  *
+ * The set of events is open: a plugin declares its own with {@linkcode defineEvent} (no change to the core),
+ * and other plugins subscribe to the same declaration by importing it.
+ *
+ * @example
+ * ```ts
+ * import { defineEvent, EventBus } from "./events.ts";
+ * import assert from "node:assert/strict";
+ * const gpuAdded = defineEvent<{ index: number }>("nvml/gpuAdded");
+ * const bus = new EventBus();
+ * const seen: number[] = [];
+ * bus.on(gpuAdded, (g) => void seen.push(g.index));
+ * await bus.publish(gpuAdded, { index: 2 });
+ * assert.deepEqual(seen, [2]);
+ * ```
+ *
  * @module
  */
 import type { Consumer } from "../model/resources.ts";
@@ -37,60 +52,85 @@ export interface Events {
   endConsumerMeasurement: readonly Consumer[];
 }
 
-/** An event name. */
+/** A built-in event's name. */
 export type EventName = keyof Events;
 
-/** A listener; errors it throws are logged and do not reach the publisher. */
-export type Listener<E extends EventName> = (payload: Events[E]) => void | Promise<void>;
+/** An event declared by a plugin with {@linkcode defineEvent}: a name and, for the type checker, a payload. */
+export interface EventType<T> {
+  readonly name: string;
+  /** Type-level only. */
+  readonly "~payload"?: T;
+}
 
 /**
- * A typed publish/subscribe bus, one per agent.
+ * Declares an event. Two declarations with the same name are the same event on the bus; name it
+ * `<plugin>/<event>` so that plugins do not collide.
  *
- * @example
- * ```ts
- * import { EventBus } from "./events.ts";
- * import { Consumer } from "../model/resources.ts";
- * import assert from "node:assert/strict";
- * const bus = new EventBus();
- * const seen: string[] = [];
- * bus.on("startConsumerMeasurement", (cs) => { for (const c of cs) seen.push(c.id); });
- * await bus.publish("startConsumerMeasurement", [Consumer.process(42)]);
- * assert.deepEqual(seen, ["42"]);
- * ```
+ * @param name the event's name
+ * @returns the event, to publish and subscribe with
  */
+export function defineEvent<T>(name: string): EventType<T> {
+  if (name === "" || Object.hasOwn(BUILTIN, name)) {
+    throw new RangeError(`Event name "${name}" is empty or built in: name it "<plugin>/<event>"`);
+  }
+  return Object.freeze({ name });
+}
+
+const BUILTIN: Record<EventName, true> = {
+  startConsumerMeasurement: true,
+  processExit: true,
+  endConsumerMeasurement: true,
+};
+
+/** A built-in event's name, or a declared event. */
+export type AnyEvent = EventName | EventType<unknown>;
+
+/** The payload of an event. */
+export type PayloadOf<E> = E extends EventName ? Events[E] : E extends EventType<infer T> ? T : never;
+
+/** A listener of event `E`. */
+export type Listener<E extends AnyEvent> = (payload: PayloadOf<E>) => void | Promise<void>;
+
+/** Publish/subscribe between the agent and the plugins. Listeners are called in subscription order. */
 export class EventBus {
-  readonly #listeners: { [E in EventName]: Set<Listener<E>> } = {
-    startConsumerMeasurement: new Set(),
-    processExit: new Set(),
-    endConsumerMeasurement: new Set(),
-  };
+  readonly #listeners = new Map<string, Set<(payload: unknown) => void | Promise<void>>>();
   readonly #log = new Logger("events");
 
   /** Subscribes; returns the function that unsubscribes. */
-  on<E extends EventName>(event: E, listener: Listener<E>): () => void {
-    const set = this.#listeners[event] as Set<Listener<E>>;
-    set.add(listener);
-    return () => set.delete(listener);
+  on<E extends AnyEvent>(event: E, listener: Listener<E>): () => void {
+    const key = keyOf(event);
+    let set = this.#listeners.get(key);
+    if (set === undefined) this.#listeners.set(key, set = new Set());
+    const l = listener as (payload: unknown) => void | Promise<void>;
+    set.add(l);
+    return () => void set.delete(l);
   }
 
   /** True when someone listens to `event` (to skip building a payload nobody reads). */
-  hasListeners(event: EventName): boolean {
-    return this.#listeners[event].size > 0;
+  hasListeners(event: AnyEvent): boolean {
+    return (this.#listeners.get(keyOf(event))?.size ?? 0) > 0;
   }
 
   /** Calls every listener in subscription order and waits for them; a failing listener is logged. */
-  async publish<E extends EventName>(event: E, payload: Events[E]): Promise<void> {
-    for (const l of [...this.#listeners[event]] as Listener<E>[]) {
+  async publish<E extends AnyEvent>(event: E, payload: PayloadOf<E>): Promise<void> {
+    const key = keyOf(event);
+    const set = this.#listeners.get(key);
+    if (set === undefined) return;
+    for (const l of [...set]) {
       try {
         await l(payload);
       } catch (e) {
-        this.#log.error(`A listener of ${event} failed: ${messageOf(e)}`);
+        this.#log.error(`A listener of ${key} failed: ${messageOf(e)}`);
       }
     }
   }
 
   /** Removes every listener (between two runs of an agent). */
   clear(): void {
-    for (const set of Object.values(this.#listeners)) set.clear();
+    this.#listeners.clear();
   }
+}
+
+function keyOf(event: AnyEvent): string {
+  return typeof event === "string" ? event : event.name;
 }

@@ -2,7 +2,7 @@
  * The plugin contract: metadata, lifecycle, and the contexts each phase receives.
  *
  * Lifecycle, in order, for every enabled plugin:
- * 1. **metadata**: `name`, `version`, `defaultConfig()`, `configSchema` are read; nothing runs.
+ * 1. **metadata**: `name`, `version`, `configSchema` (and its defaults) are read; nothing runs.
  * 2. **init(config)**: once per agent, with the config validated against `configSchema` (defaults merged).
  * 3. **start(ctx)**: create metrics, add sources, transforms and outputs. Nothing is running yet.
  * 4. **preStart(ctx)**: every metric of every plugin is known; subscribe to events here.
@@ -17,12 +17,14 @@
  *
  * @module
  */
-import type { Schema } from "./schema.ts";
+import type { Schema, StandardSchemaV1 } from "./_schema.ts";
 import type { Batch } from "../model/batch.ts";
 import type { Metric, MetricId, MetricRegistry, MetricSpec, ValueType } from "../model/metrics.ts";
+import type { MetricDefinitions, MetricIds } from "../model/metric_set.ts";
 import type { Timestamp } from "../model/timestamp.ts";
 import type { EventBus } from "./events.ts";
 import type { ControlHandle } from "../pipeline/control.ts";
+import type { ElementState } from "../pipeline/source.ts";
 import type { Logger } from "../log.ts";
 
 /** A plugin's configuration table, as TOML gives it. */
@@ -42,14 +44,21 @@ export interface PluginMetadata<C = ConfigTable> {
   readonly description?: string;
   /**
    * The default configuration, as it is written in TOML (snake_case keys, durations as strings).
-   * `config regen` writes it; it is merged under the user's values before validation.
+   * `config regen` writes it; it is merged under the user's values before validation. Optional: without it,
+   * the defaults declared in `configSchema` (`.prefault(v)`, `.default(v)`) are used. {@linkcode definePlugin}
+   * derives it from the schema.
    */
-  defaultConfig(): ConfigTable | undefined;
+  defaultConfig?(): ConfigTable | undefined;
   /**
-   * Validates and converts the TOML table (unknown keys are errors: use `z.strictObject`). Validation runs
-   * once, before `init`, never per batch.
+   * Validates and converts the TOML table (unknown keys are errors: use `z.strictObject`). One of ours, or any
+   * Standard Schema (zod, valibot…: `~standard`) whose `validate` is synchronous. Validation runs once, before
+   * `init`, never per batch.
    */
-  readonly configSchema?: Schema<C>;
+  readonly configSchema?: Schema<C> | StandardSchemaV1<unknown, C>;
+  /**
+   * For outputs that write a file: the config key that `--output-file PATH` sets (e.g. `output_path`).
+   */
+  readonly outputFileKey?: string;
   /** Creates the plugin from its validated config. Called once per agent. */
   init(config: C): Plugin | Promise<Plugin>;
   /**
@@ -112,6 +121,11 @@ export interface SourceModule {
   readonly module: string | URL;
   readonly export?: string;
   readonly config: unknown;
+  /**
+   * True for a source whose `poll` may block for milliseconds (a vendor library call such as NVML's): it then
+   * runs in a Worker of its own, whatever its period, so that it never stalls the other sources.
+   */
+  readonly blocking?: boolean;
 }
 
 /** When a managed source is polled and flushed. */
@@ -128,7 +142,9 @@ export interface Trigger {
 /** A transform, applied in plugin order to every batch, in place. Returning a batch replaces it. */
 export interface Transform {
   apply(batch: Batch, ctx: ElementContext): void | Batch | Promise<void | Batch>;
-  /** Called once at shutdown, after the last batch. */
+  /** Called once at shutdown, after the last batch (like `close` of sources and outputs). */
+  close?(): void | Promise<void>;
+  /** @deprecated renamed {@linkcode Transform.close}; still called when `close` is absent. */
   finish?(): void | Promise<void>;
 }
 
@@ -141,6 +157,11 @@ export interface Output {
   write(batch: Batch, ctx: ElementContext): void | Promise<void>;
   /** Called once after the last write (drain done); flush and close files or connections. */
   close?(): void | Promise<void>;
+  /**
+   * Where the data went, for people: a file path, a URL (`alumet-output.csv`, `http://127.0.0.1:9091/metrics`).
+   * `exec` prints it in its summary.
+   */
+  describe?(): string;
 }
 
 /** What an output does when its queue is full. */
@@ -160,6 +181,57 @@ export interface ElementContext {
   metric(id: MetricId): Metric;
 }
 
+/** A running or pending source of this plugin, as {@linkcode PhaseContext.addSource} returns it. */
+export interface SourceHandle {
+  /** The source's name within its plugin. */
+  readonly name: string;
+  /** `source/<plugin>/<name>`, as the control handle and the logs name it. */
+  readonly fullName: string;
+  /**
+   * Resolves once the source is in the pipeline; rejects when it could not be added (a name already taken, a
+   * module that failed to load, a pipeline that is stopping). Awaiting it is optional.
+   */
+  readonly ready: Promise<void>;
+  /** `pending` until it is added, then `running`, `paused` or `stopped`. */
+  readonly state: ElementState | "pending";
+  /** Polls it now, and waits for the poll. */
+  trigger(): Promise<void>;
+  /** Sends what it buffered now. */
+  flush(): Promise<void>;
+  /** Pauses it: it flushes, then forgets its previous values (`reset`). */
+  pause(): Promise<void>;
+  /** Resumes it. */
+  resume(): Promise<void>;
+  /** Stops it after a last flush; its name can then be used again. */
+  stop(): Promise<void>;
+  /** Changes its poll period (`"10ms"`, or ms as a number). */
+  setPollInterval(interval: number | string): void;
+}
+
+/** What a task does each time it runs; the signal aborts when the task stops. */
+export type TaskFn = (signal: AbortSignal) => void | Promise<void>;
+
+/** When a task runs. */
+export interface TaskOptions {
+  /** Time between the end of a run and the start of the next, in ms or a humantime string. */
+  readonly interval: number | string;
+}
+
+/** A task of this plugin, as {@linkcode PhaseContext.addTask} returns it. */
+export interface TaskHandle {
+  readonly name: string;
+  /** Runs it now (after the run in progress, if any), and waits for that run. */
+  runNow(): Promise<void>;
+  /** Stops it; resolves once a run in progress has ended. */
+  stop(): Promise<void>;
+}
+
+/** Options of a source added by a plugin. */
+export interface SourceOptions {
+  /** Start paused. Default false. */
+  readonly paused?: boolean;
+}
+
 /** Services every phase gets. */
 export interface PhaseContext {
   /** This plugin's name. */
@@ -168,14 +240,31 @@ export interface PhaseContext {
   readonly events: EventBus;
   /** A logger that names the plugin. */
   readonly log: Logger;
+  /**
+   * Adds a managed source of this plugin, polled on a trigger: in `start`, before the pipeline runs; later
+   * (in `postStart`, in an event listener, in a task), to the running pipeline. The handle controls it.
+   */
+  addSource(
+    name: string,
+    source: Source | SourceModule,
+    trigger: Trigger,
+    options?: SourceOptions,
+  ): SourceHandle;
+  /**
+   * Adds a task: control work off the data path (discovery of processes or cgroups, refreshing a list of
+   * devices). It runs first when the pipeline starts (every plugin has subscribed to events by then), then
+   * `interval` after the end of each run; runs never overlap; a failing run is logged and the task goes on.
+   * Tasks stop before the pipeline drains.
+   */
+  addTask(name: string, fn: TaskFn, options: TaskOptions): TaskHandle;
 }
 
 /** What `start` may do. */
 export interface StartContext extends PhaseContext {
   /** Creates (or, when identical, reuses) a metric. */
   createMetric<T extends ValueType>(spec: MetricSpec<T>): MetricId<T>;
-  /** Adds a managed source, polled on a trigger. */
-  addSource(name: string, source: Source | SourceModule, trigger: Trigger): void;
+  /** Creates the metrics of a {@linkcode defineMetrics} set and returns their typed ids, by key. */
+  createMetrics<D extends MetricDefinitions>(definitions: D): MetricIds<D>;
   /**
    * Adds an autonomous source: the plugin produces its own stream of batches. The factory receives a signal
    * that aborts at shutdown; the stream should then close (after enqueuing what it still has).
@@ -195,6 +284,6 @@ export interface PreStartContext extends PhaseContext {
 
 /** What `postStart` may do. */
 export interface PostStartContext extends PreStartContext {
-  /** Controls the running pipeline (sources, outputs, new sources). */
+  /** Controls the whole running pipeline (every plugin's elements; prefer the handles for your own). */
   readonly control: ControlHandle;
 }

@@ -3,10 +3,11 @@
  * what it produced; plus the contract suites every source and output runs.
  *
  * ```ts
+ * import assert from "node:assert/strict";
  * import { testPlugin } from "./mod.ts";
  * import csv from "../../plugins/csv/mod.ts";
  * await using h = await testPlugin(csv, { output_path: "/dev/null" });
- * console.assert(h.outputs.has("out"));
+ * assert.ok(h.outputs.has("out"));
  * ```
  *
  * @module
@@ -25,14 +26,19 @@ import type {
   ElementContext,
   Output,
   OutputOptions,
+  PhaseContext,
   Plugin,
   PluginMetadata,
   Source,
+  SourceHandle,
   SourceModule,
+  TaskFn,
+  TaskOptions,
   Transform,
   Trigger,
 } from "../plugin/plugin.ts";
-import { validatePluginConfig } from "../agent/config.ts";
+import { registerMetrics } from "../model/metric_set.ts";
+import { validatePluginConfig } from "../plugin/config.ts";
 import { outputFromWritable } from "../pipeline/output.ts";
 
 /** A plugin started without a pipeline: its elements are captured so a test can drive them by hand. */
@@ -45,6 +51,10 @@ export interface PluginHarness extends AsyncDisposable {
   readonly autonomous: ReadonlyMap<string, (signal: AbortSignal) => ReadableStream<Batch>>;
   readonly transforms: ReadonlyMap<string, Transform | TransformStream<Batch, Batch>>;
   readonly outputs: ReadonlyMap<string, { output: Output; options: OutputOptions }>;
+  /** The plugin's tasks (they do not run by themselves: {@linkcode PluginHarness.runTask} runs one). */
+  readonly tasks: ReadonlyMap<string, { fn: TaskFn; options: TaskOptions }>;
+  /** Runs a task once, as the agent would on its interval. */
+  runTask(name: string): Promise<void>;
   /** Polls a managed source once, as the pipeline would, and returns the batch it filled. */
   poll(source: string): Promise<Batch>;
   /** Applies a transform to `batch` and returns the result. */
@@ -73,7 +83,7 @@ export async function testPlugin<C>(
   meta: PluginMetadata<C>,
   config: ConfigTable = {},
 ): Promise<PluginHarness> {
-  const parsed = validatePluginConfig(meta, { name: meta.name, enabled: true, table: config }, "test");
+  const parsed = validatePluginConfig(meta, { name: meta.name, table: config }, "test");
   const plugin = await meta.init(parsed);
   const metrics = new MetricRegistry();
   const events = new EventBus();
@@ -82,33 +92,63 @@ export async function testPlugin<C>(
   const autonomous = new Map<string, (signal: AbortSignal) => ReadableStream<Batch>>();
   const transforms = new Map<string, Transform | TransformStream<Batch, Batch>>();
   const outputs = new Map<string, { output: Output; options: OutputOptions }>();
+  const tasks = new Map<string, { fn: TaskFn; options: TaskOptions }>();
+  const abort = new AbortController();
   const pending: Promise<void>[] = [];
-  await plugin.start({
+  const poll = async (name: string) => {
+    const { source } = one(sources, name, "source");
+    const b = new Batch();
+    const ts = now();
+    b.timestamp = ts;
+    await source.poll(b, ts);
+    return b;
+  };
+  const base = (record?: Promise<void>[]): PhaseContext => ({
     plugin: meta.name,
     events,
     log,
-    createMetric: (spec) => metrics.register(meta.name, spec),
     addSource: (name: string, source: Source | SourceModule, trigger: Trigger) => {
-      if ("module" in source) {
-        pending.push(
-          import(String(source.module)).then(async (m) => {
-            sources.set(name, { source: await m[source.export ?? "createSource"](source.config), trigger });
-          }),
-        );
-      } else sources.set(name, { source, trigger });
+      let ready: Promise<void>;
+      if (sources.has(name)) ready = Promise.reject(new RangeError(`Source "${name}" is already added`));
+      else if ("module" in source) {
+        ready = import(String(source.module)).then(async (m) => {
+          sources.set(name, { source: await m[source.export ?? "createSource"](source.config), trigger });
+        });
+      } else {
+        sources.set(name, { source, trigger });
+        ready = Promise.resolve();
+      }
+      record?.push(ready);
+      return harnessHandle(name, meta.name, ready, sources, poll);
     },
+    addTask: (name, fn, options) => {
+      if (tasks.has(name)) throw new RangeError(`Plugin "${meta.name}" added two tasks named "${name}"`);
+      tasks.set(name, { fn, options });
+      return {
+        name,
+        runNow: async () => void (tasks.has(name) && await fn(abort.signal)),
+        stop: async () => void tasks.delete(name),
+      };
+    },
+  });
+  await plugin.start({
+    ...base(pending),
+    createMetric: (spec) => metrics.register(meta.name, spec),
+    createMetrics: (definitions) => registerMetrics(metrics, meta.name, definitions),
     addAutonomousSource: (name, factory) => void autonomous.set(name, factory),
     addTransform: (name, t) => void transforms.set(name, t),
     addOutput: (name, o, options = {}) =>
       void outputs.set(name, { output: o instanceof WritableStream ? outputFromWritable(o) : o, options }),
   });
   await Promise.all(pending);
-  await plugin.preStart?.({ plugin: meta.name, events, log, metrics });
+  await plugin.preStart?.({ ...base(), metrics });
   const context: ElementContext = { metric: (id) => metrics.get(id) };
   let stopped = false;
   const stop = async () => {
     if (stopped) return;
     stopped = true;
+    abort.abort(new Error("stopped"));
+    tasks.clear();
     for (const { source } of sources.values()) await source.close?.();
     for (const { output } of outputs.values()) await output.close?.();
     await plugin.stop?.();
@@ -123,14 +163,11 @@ export async function testPlugin<C>(
     autonomous,
     transforms,
     outputs,
-    async poll(name) {
-      const { source } = one(sources, name, "source");
-      const b = new Batch();
-      const ts = now();
-      b.timestamp = ts;
-      await source.poll(b, ts);
-      return b;
+    tasks,
+    async runTask(name) {
+      await one(tasks, name, "task").fn(abort.signal);
     },
+    poll,
     async transform(name, batch) {
       const t = one(transforms, name, "transform");
       if (t instanceof TransformStream) {
@@ -147,6 +184,39 @@ export async function testPlugin<C>(
     },
     stop,
     [Symbol.asyncDispose]: stop,
+  };
+}
+
+/** A handle on a recorded source: `trigger` polls it (the batch is dropped), `stop` closes and forgets it. */
+function harnessHandle(
+  name: string,
+  plugin: string,
+  ready: Promise<void>,
+  sources: Map<string, { source: Source; trigger: Trigger }>,
+  poll: (name: string) => Promise<Batch>,
+): SourceHandle {
+  ready.catch(() => {});
+  let state: "pending" | "running" | "paused" | "stopped" = "pending";
+  ready.then(() => void (state = "running"), () => {});
+  return {
+    name,
+    fullName: `source/${plugin}/${name}`,
+    ready,
+    get state() {
+      return state;
+    },
+    trigger: async () => void (state === "running" && await poll(name)),
+    flush: async () => {},
+    pause: async () => void (state === "running" && (state = "paused")),
+    resume: async () => void (state === "paused" && (state = "running")),
+    stop: async () => {
+      if (state === "stopped" || state === "pending") return;
+      state = "stopped";
+      const s = sources.get(name);
+      sources.delete(name);
+      await s?.source.close?.();
+    },
+    setPollInterval: () => {},
   };
 }
 

@@ -1,0 +1,97 @@
+/**
+ * Plugin tasks: control work off the data path (finding new processes or cgroups, refreshing a device list).
+ * A task is not a source: it pushes no points, so it has no batch, no flush and no place in the fan-in. It
+ * runs on the main thread, first when started, then `interval` after the end of each run; runs never overlap,
+ * and a failing run is logged (once per distinct message in a row) without stopping the task.
+ *
+ * @module
+ */
+import { messageOf } from "../errors.ts";
+import type { Logger } from "../log.ts";
+import { parseDuration } from "../model/duration.ts";
+import type { TaskFn, TaskHandle } from "../plugin/plugin.ts";
+
+/** One task. */
+export class Task implements TaskHandle {
+  readonly name: string;
+  readonly #fn: TaskFn;
+  readonly #intervalMs: number;
+  readonly #log: Logger;
+  readonly #abort = new AbortController();
+  #timer: ReturnType<typeof setTimeout> | undefined;
+  #running: Promise<void> | undefined;
+  #started = false;
+  #stopped = false;
+  #lastError: string | undefined;
+  /** Completed runs. */
+  runs = 0;
+  /** Failed runs. */
+  failures = 0;
+
+  /**
+   * @param name the task's name (for messages)
+   * @param fn the work of one run
+   * @param interval time between the end of a run and the start of the next (ms, or a humantime string)
+   * @param log where failures go
+   */
+  constructor(name: string, fn: TaskFn, interval: number | string, log: Logger) {
+    const ms = typeof interval === "number" ? interval : parseDuration(interval);
+    if (ms === undefined || !(ms > 0) || !Number.isFinite(ms)) {
+      throw new RangeError(
+        `Task "${name}": invalid interval ${JSON.stringify(interval)}, expected e.g. "1s"`,
+      );
+    }
+    this.name = name;
+    this.#fn = fn;
+    this.#intervalMs = Math.min(ms, 2 ** 31 - 1);
+    this.#log = log;
+  }
+
+  /** Whether the task has been stopped. */
+  get stopped(): boolean {
+    return this.#stopped;
+  }
+
+  /** Runs it a first time, then on its interval. Idempotent. */
+  start(): void {
+    if (this.#started || this.#stopped) return;
+    this.#started = true;
+    void this.runNow();
+  }
+
+  runNow(): Promise<void> {
+    if (this.#stopped) return Promise.resolve();
+    const previous = this.#running ?? Promise.resolve();
+    const run = previous.then(() => this.#runOnce());
+    this.#running = run;
+    return run;
+  }
+
+  async #runOnce(): Promise<void> {
+    if (this.#stopped) return;
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
+    try {
+      await this.#fn(this.#abort.signal);
+      this.runs++;
+      this.#lastError = undefined;
+    } catch (e) {
+      this.failures++;
+      const msg = messageOf(e);
+      if (msg !== this.#lastError && !this.#stopped) this.#log.warn(`Task ${this.name} failed: ${msg}`);
+      this.#lastError = msg;
+    }
+    if (!this.#stopped && this.#started) {
+      this.#timer = setTimeout(() => void this.runNow(), this.#intervalMs);
+    }
+  }
+
+  async stop(): Promise<void> {
+    if (this.#stopped) return;
+    this.#stopped = true;
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
+    this.#abort.abort(new Error("task stopped"));
+    await this.#running?.catch(() => {});
+  }
+}
