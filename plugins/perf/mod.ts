@@ -36,7 +36,7 @@ import { PERF_FLAG_PID_CGROUP, PerfGroup } from "../../src/ffi/perf_event.ts";
 import { listPmus, type ParsedPerfEvent, parsePerfEvent } from "../../src/ffi/perf_events_parse.ts";
 import { HOT_PERIOD_MS } from "../../src/pipeline/sampler.ts";
 import { type MachineSourceConfig, openMachineSource, TargetSource, type Usable } from "./target.ts";
-import { detectLayout } from "../cgroups/hierarchy.ts";
+import { type CgroupLayout, detectLayout } from "../../src/sys/cgroup_layout.ts";
 
 /** `[plugins.perf]`. */
 export const perfConfigSchema = z.strictObject({
@@ -115,6 +115,8 @@ export class PerfPlugin implements Plugin {
   #log: Logger | undefined;
   #followed = new Map<string, string>(); // consumer key → source name
   #off: (() => void)[] = [];
+  /** The cgroup hierarchies, read at the first cgroup to count. */
+  #layout: CgroupLayout | undefined;
 
   constructor(config: PerfConfig) {
     this.#config = config;
@@ -243,9 +245,8 @@ export class PerfPlugin implements Plugin {
   }
 
   #openCgroup(path: string): { group: PerfGroup; resource: Resource }[] {
-    const v2 = detectLayout().v2;
-    const v1 = detectLayout().v1.get("perf_event");
-    const root = v2?.mountPoint ?? v1?.mountPoint;
+    this.#layout ??= detectLayout();
+    const root = this.#layout.v2?.mountPoint ?? this.#layout.v1.get("perf_event")?.mountPoint;
     if (root === undefined) {
       throw new Error("no cgroup v2 hierarchy and no v1 perf_event hierarchy is mounted");
     }
