@@ -4,7 +4,7 @@
  *
  * @module
  */
-import { cString, errno, ERRNO_NAMES, ErrnoError, libc } from "./libc.ts";
+import { cString, libc, TOLERATED, unwrap, type UnwrapOptions } from "./libc.ts";
 
 const IN_NONBLOCK = 0o4000;
 const IN_CLOEXEC = 0o2000000;
@@ -17,6 +17,15 @@ const IN_ONLYDIR = 0x1000000;
 const IN_Q_OVERFLOW = 0x4000;
 const IN_IGNORED = 0x8000;
 const MASK = IN_CREATE | IN_DELETE | IN_DELETE_SELF | IN_MOVED_FROM | IN_MOVED_TO | IN_ONLYDIR;
+
+/** `inotify_init1` fails for lack of instances (EMFILE) or memory; the rescan still finds changes. */
+const INIT: UnwrapOptions = { hint: "raise fs.inotify.max_user_instances, or rely on the rescan" };
+/** A directory that is gone, not a directory, not readable, or over the watch limit is just not watched. */
+const WATCH: UnwrapOptions = {
+  tolerate: ["ENOENT", "ENOTDIR", "EACCES", "ENOSPC", "ENOMEM", "ENAMETOOLONG", "ELOOP"],
+};
+/** Nothing pending on the non-blocking fd, or a signal. */
+const READ: UnwrapOptions = { tolerate: ["EAGAIN", "EINTR"] };
 
 /**
  * Watches directories for subdirectories created, removed or moved.
@@ -45,22 +54,21 @@ export class DirWatcher implements Disposable {
 
   /** A new watcher. Throws an ErrnoError when inotify is not available (or the limit of instances is hit). */
   static open(): DirWatcher {
-    const fd = libc().inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
-    if (fd < 0) {
-      throw new ErrnoError(
-        "inotify_init1",
-        errno(),
-        "raise fs.inotify.max_user_instances, or rely on the rescan",
-      );
-    }
-    return new DirWatcher(fd);
+    return new DirWatcher(unwrap(libc().inotify_init1(IN_NONBLOCK | IN_CLOEXEC), "inotify_init1", INIT));
   }
 
-  /** Watches `dir` (again harmless); false when it is gone or cannot be watched. */
+  /**
+   * Watches `dir` (again harmless); false when it is gone or cannot be watched (not a directory, not
+   * readable, over `fs.inotify.max_user_watches`). Throws an `ErrnoError` for anything else (a bug).
+   */
   watch(dir: string): boolean {
     if (this.#fd < 0) return false;
-    const wd = libc().inotify_add_watch(this.#fd, cString(dir), MASK);
-    if (wd < 0) return false;
+    const wd = unwrap(
+      libc().inotify_add_watch(this.#fd, cString(dir), MASK),
+      `inotify_add_watch(${dir})`,
+      WATCH,
+    );
+    if (wd === TOLERATED) return false;
     this.#watched.set(dir, wd);
     return true;
   }
@@ -79,13 +87,8 @@ export class DirWatcher implements Disposable {
     let changed = false;
     const { read } = libc();
     for (;;) {
-      const n = Number(read(this.#fd, this.#buf, BigInt(this.#buf.length)));
-      if (n < 0) {
-        const e = errno();
-        if (ERRNO_NAMES[e] === "EAGAIN" || ERRNO_NAMES[e] === "EINTR") return changed;
-        throw new ErrnoError("read(inotify)", e);
-      }
-      if (n === 0) return changed;
+      const n = unwrap(Number(read(this.#fd, this.#buf, BigInt(this.#buf.length))), "read(inotify)", READ);
+      if (n === TOLERATED || n === 0) return changed;
       // struct inotify_event { int wd; uint32_t mask, cookie, len; char name[len]; }
       const view = new DataView(this.#buf.buffer, 0, n);
       for (let off = 0; off + 16 <= n;) {

@@ -1,6 +1,7 @@
 /**
- * The one place that calls `Deno.dlopen`: the libc symbols the sources need, with the C prototype beside each
- * entry, and the conversion of a failing call into an {@linkcode ErrnoError} in exactly one function.
+ * The libc symbols the sources need, with the C prototype beside each entry, opened by the one loader
+ * (`library.ts`), and the conversion of a failing call into an {@linkcode ErrnoError} in exactly one
+ * function, {@linkcode unwrap}, which can also tolerate listed errno values.
  *
  * The library is opened lazily, on first use, so that importing this module costs nothing and a script run
  * without `--allow-ffi` only fails when it really needs a native call (and then with a clear message).
@@ -8,6 +9,7 @@
  * @module
  */
 import { AlumetError } from "../errors.ts";
+import { type LibrarySpec, openLibrary } from "./library.ts";
 
 /** The symbols, as Deno FFI declarations. */
 const SYMBOLS = {
@@ -56,25 +58,32 @@ const SYMBOLS = {
 
 type Libc = Deno.DynamicLibrary<typeof SYMBOLS>["symbols"];
 
+/** Where libc is: glibc's soname, no environment override (it is on the start-up path). */
+export const LIBC: LibrarySpec = {
+  name: "libc",
+  candidates: ["libc.so.6"],
+  install: "Alumet needs glibc's libc.so.6 (a Linux system with glibc)",
+};
+
+/** The symbols libc binds, for a check that they all resolve (`diagnoseLibrary("…", LIBC, LIBC_SYMBOLS)`). */
+export const LIBC_SYMBOLS: Deno.ForeignLibraryInterface = SYMBOLS;
+
 let lib: Deno.DynamicLibrary<typeof SYMBOLS> | undefined;
 let loadError: Error | undefined;
 
-/** The libc symbols. Throws an {@linkcode AlumetError} when FFI is not allowed or libc cannot be opened. */
+/**
+ * The libc symbols. Throws a `LibraryError` (an {@linkcode AlumetError}; library.ts) when FFI is not allowed
+ * or libc cannot be opened, the same one on every later call.
+ */
 export function libc(): Libc {
   if (lib !== undefined) return lib.symbols;
   if (loadError !== undefined) throw loadError;
   try {
-    lib = Deno.dlopen("libc.so.6", SYMBOLS);
+    lib = openLibrary(LIBC, SYMBOLS).library;
     return lib.symbols;
   } catch (e) {
-    const denied = e instanceof Deno.errors.NotCapable || e instanceof Deno.errors.PermissionDenied;
-    loadError = new AlumetError(
-      denied
-        ? "Native calls are not allowed: run Deno with --allow-ffi (the alumet task does)"
-        : `Cannot open libc.so.6: ${(e as Error).message}`,
-      { cause: e },
-    );
-    throw loadError;
+    loadError = e as Error;
+    throw e;
   }
 }
 
@@ -89,7 +98,7 @@ export function ffiAvailable(): boolean {
 }
 
 /** Linux errno names by number (the ones the sources can meet). */
-export const ERRNO_NAMES: Readonly<Record<number, string>> = {
+const ERRNO = {
   1: "EPERM",
   2: "ENOENT",
   3: "ESRCH",
@@ -112,10 +121,18 @@ export const ERRNO_NAMES: Readonly<Record<number, string>> = {
   24: "EMFILE",
   25: "ENOTTY",
   28: "ENOSPC",
+  36: "ENAMETOOLONG",
   38: "ENOSYS",
+  40: "ELOOP",
   61: "ENODATA",
   95: "EOPNOTSUPP",
-};
+} as const;
+
+/** An errno name that {@linkcode ERRNO_NAMES} knows, e.g. `"EAGAIN"`. */
+export type ErrnoName = typeof ERRNO[keyof typeof ERRNO];
+
+/** Linux errno names by number (the ones the sources can meet). */
+export const ERRNO_NAMES: Readonly<Record<number, ErrnoName>> = ERRNO;
 
 /** A failed system call: the call, the errno name, the system's text and, when known, what to do. */
 export class ErrnoError extends AlumetError {
@@ -149,17 +166,63 @@ export function strerror(n: number): string {
 }
 
 /**
+ * What {@linkcode unwrap} returns for a tolerated errno: -1, never a valid result (those are ≥ 0). Read
+ * `errno()` right after if the caller must know which of the tolerated values it was.
+ */
+export const TOLERATED = -1;
+
+/** How {@linkcode unwrap} treats a failure. */
+export interface UnwrapOptions {
+  /**
+   * errno values that are not errors here (`EAGAIN` on a non-blocking fd, `ESRCH` for a process that is
+   * gone): for them, `unwrap` returns {@linkcode TOLERATED} instead of throwing.
+   */
+  readonly tolerate?: readonly ErrnoName[];
+  /** Advice added to the error: a text, or one per errno name (undefined for none). */
+  readonly hint?: string | ((code: string) => string | undefined);
+}
+
+/**
  * The single place where a libc result becomes an error: a negative result throws an {@linkcode ErrnoError}
- * built from errno; `hint` gives advice per errno name.
+ * built from errno, unless errno is one of `options.tolerate`, for which it returns {@linkcode TOLERATED}.
+ * A result ≥ 0 is returned as it is. Keep the options in a constant on hot paths (no allocation per call).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { cString, ErrnoError, libc, O_RDONLY_CLOEXEC, TOLERATED, unwrap } from "./libc.ts";
+ * const missing = () => libc().open(cString("/nonexistent/alumet"), O_RDONLY_CLOEXEC, 0);
+ * assert.equal(unwrap(missing(), "open(/nonexistent/alumet)", { tolerate: ["ENOENT"] }), TOLERATED);
+ * assert.throws(() => unwrap(missing(), "open(/nonexistent/alumet)"), (e) => e instanceof ErrnoError && e.code === "ENOENT");
+ * ```
+ *
+ * @param result what the call returned
+ * @param call the call, for the message: `read(inotify)`, `open(/proc/stat)`
+ * @param options errno values to tolerate, advice for the message
+ * @returns `result` when ≥ 0, {@linkcode TOLERATED} for a tolerated errno
+ * @throws {ErrnoError} for any other errno
  */
 export function unwrap<T extends number | bigint>(
   result: T,
   call: string,
-  hint?: (code: string) => string | undefined,
-): T {
+  options?: UnwrapOptions & { readonly tolerate?: undefined },
+): T;
+export function unwrap<T extends number | bigint>(
+  result: T,
+  call: string,
+  options: UnwrapOptions,
+): T | typeof TOLERATED;
+export function unwrap<T extends number | bigint>(
+  result: T,
+  call: string,
+  options?: UnwrapOptions,
+): T | typeof TOLERATED {
   if (result >= 0) return result;
   const n = errno();
-  throw new ErrnoError(call, n, hint?.(ERRNO_NAMES[n] ?? ""));
+  const code: ErrnoName | undefined = ERRNO_NAMES[n];
+  if (code !== undefined && options?.tolerate?.includes(code)) return TOLERATED;
+  const hint = options?.hint;
+  throw new ErrnoError(call, n, typeof hint === "function" ? hint(code ?? "") : hint);
 }
 
 const encoder = new TextEncoder();

@@ -17,7 +17,7 @@
  * @module
  */
 import { AlumetError } from "../errors.ts";
-import { errno, ERRNO_NAMES, libc, unwrap } from "./libc.ts";
+import { libc, TOLERATED, unwrap, type UnwrapOptions } from "./libc.ts";
 
 // ---------------------------------------------------------------------------------------------------------
 // Constants of <linux/perf_event.h>
@@ -545,16 +545,22 @@ export function openPerfEvent(attr: PerfEventAttr, options: OpenPerfEventOptions
   }
   const cpu = options.cpu ?? -1;
   const groupFd = options.groupFd ?? -1;
+  const name = options.name ?? `type ${attr.type ?? 0} config 0x${BigInt(attr.config ?? 0).toString(16)}`;
+  const call = `perf_event_open("${name}", pid ${pid}, cpu ${cpu})`;
   let fd = rawOpen(attr, pid, cpu, groupFd, flags);
   if (
     fd < 0 && (options.excludeGuestFallback ?? true) && (attr.exclude_guest || attr.exclude_host) &&
-    ERRNO_NAMES[errno()] === "EINVAL"
+    unwrap(fd, call, OPEN_GUEST_FALLBACK) === TOLERATED
   ) {
     fd = rawOpen({ ...attr, exclude_guest: false, exclude_host: false }, pid, cpu, groupFd, flags);
   }
-  const name = options.name ?? `type ${attr.type ?? 0} config 0x${BigInt(attr.config ?? 0).toString(16)}`;
-  return unwrap(fd, `perf_event_open("${name}", pid ${pid}, cpu ${cpu})`, (code) => perfOpenHint(code));
+  return unwrap(fd, call, OPEN);
 }
+
+/** A failed `perf_event_open` says what to do. */
+const OPEN: UnwrapOptions = { hint: (code) => perfOpenHint(code) };
+/** The same, but EINVAL is tolerated: the open is retried without `exclude_guest`/`exclude_host`. */
+const OPEN_GUEST_FALLBACK: UnwrapOptions = { ...OPEN, tolerate: ["EINVAL"] };
 
 function ioctl(fd: number, request: number, arg: number | bigint, what: string): void {
   unwrap(libc().ioctl(fd, BigInt(request), BigInt(arg)), `ioctl(${what})`);
