@@ -6,18 +6,18 @@ import type { PluginMetadata } from "../../src/plugin/plugin.ts";
 import { parseToml } from "../../src/deps.ts";
 import { validatePluginConfig } from "../../src/plugin/config.ts";
 import { checkBatch, type PluginHarness, runSourceContract, testPlugin } from "../../src/testing/mod.ts";
+import { checkMetricsTable } from "../../src/testing/readme.ts";
+import { registerMetrics } from "../../src/model/metric_set.ts";
 import { type Need, needs, testWith } from "../../src/testing/needs.ts";
 import { pointsOf, type ScenarioPoint } from "../procfs/test_util.ts";
 import { createProcessMetrics } from "../procfs/metrics.ts";
 import {
-  type CgroupDiscovery,
+  CGROUP_METRICS,
   type CgroupsConfig,
   type CgroupSource,
   CgroupsPlugin,
   cgroupsPlugin,
   type CgroupsPluginOptions,
-  createCgroupMetrics,
-  defaultCgroupsConfig,
   detectLayout,
 } from "./mod.ts";
 
@@ -108,14 +108,12 @@ Deno.test("cgroups sources push the expected points and events in every fixture 
         await using h = await testPlugin(meta, { paths: scenario.paths });
         const plugin = h.plugin as CgroupsPlugin;
         const events = recordEvents(h);
-        const discovery = h.sources.get("discovery")!.source as CgroupDiscovery;
         const probes = h.sources.get("probes")!.source as CgroupSource;
 
         const t1 = 1_700_000_000_000_000_000n;
         const b1 = new Batch();
         b1.timestamp = t1;
-        await discovery.poll();
-        assert.equal(b1.length, 0, "the discovery source pushes no point");
+        await h.runTask("discovery");
         await probes.poll(b1, t1);
         checkBatch(b1, h.metrics);
         assert.deepEqual(events.start.sort(), [...scenario.events.poll1.start].sort(), "poll1: started");
@@ -140,7 +138,7 @@ Deno.test("cgroups sources push the expected points and events in every fixture 
         const t2 = t1 + BigInt(scenario.elapsed_ms) * 1_000_000n;
         const b2 = new Batch();
         b2.timestamp = t2;
-        if (scenario.rescan_before_poll2 ?? true) await discovery.poll();
+        if (scenario.rescan_before_poll2 ?? true) await h.runTask("discovery");
         await probes.poll(b2, t2);
         checkBatch(b2, h.metrics);
         assert.deepEqual(events.start.sort(), [...scenario.events.poll2.start].sort(), "poll2: started");
@@ -215,9 +213,7 @@ Deno.test("cgroups config", async (t) => {
     ];
     for (const table of bad) {
       assert.equal(cgroupsPlugin.configSchema.safeParse(table).success, false, JSON.stringify(table));
-      assert.throws(() =>
-        validatePluginConfig(cgroupsPlugin, { name: "cgroups", table }, "t.toml")
-      );
+      assert.throws(() => validatePluginConfig(cgroupsPlugin, { name: "cgroups", table }, "t.toml"));
     }
   });
   await t.step("a bad pattern is one error naming the key and the pattern", () => {
@@ -225,18 +221,18 @@ Deno.test("cgroups config", async (t) => {
       () =>
         validatePluginConfig(
           cgroupsPlugin,
-          { name: "cgroups", enabled: true, table: { paths: ["ok/*", "a**"] } },
+          { name: "cgroups", table: { paths: ["ok/*", "a**"] } },
           "t.toml",
         ),
       /plugins\.cgroups\.paths\[1\]: expected a cgroup path pattern .*"a\*\*"/,
     );
   });
-  await t.step("the README's configuration block is exactly defaultConfig()", async () => {
+  await t.step("the README's configuration block is exactly the schema's defaults", async () => {
     const readme = await Deno.readTextFile(new URL("./README.md", import.meta.url));
     const block = readme.match(/## Configuration[\s\S]*?```toml\n([\s\S]*?)```/)?.[1];
     assert.ok(block !== undefined, "no toml block under ## Configuration");
     assert.deepEqual(JSON.parse(JSON.stringify(parseToml(block))), {
-      plugins: { cgroups: defaultCgroupsConfig() },
+      plugins: { cgroups: cgroupsPlugin.defaultConfig() },
     });
   });
 });
@@ -244,12 +240,13 @@ Deno.test("cgroups config", async (t) => {
 // ---------------------------------------------------------------------------------------------------------
 // The plugin on this machine
 
-Deno.test("the plugin adds the probes and discovery sources, and only discovery with disable_sources", async () => {
+Deno.test("the plugin adds the probes source and the discovery task, and only the task with disable_sources", async () => {
   await using all = await testPlugin(cgroupsPlugin, { paths: ["/"], poll_interval: "2s" });
-  assert.deepEqual([...all.sources.keys()].sort(), ["discovery", "probes"]);
+  assert.deepEqual([...all.sources.keys()], ["probes"]);
+  assert.deepEqual([...all.tasks.keys()], ["discovery"]);
   assert.deepEqual(all.sources.get("probes")!.trigger, { pollInterval: 2000 });
   // With inotify (Linux), discovery looks every 100 ms (one non-blocking read) and walks only on a change.
-  assert.deepEqual(all.sources.get("discovery")!.trigger, { pollInterval: 100 });
+  assert.deepEqual(all.tasks.get("discovery")!.options, { interval: 100 });
   const kinds = Object.fromEntries(
     all.metrics.all.map((m) => [m.name, `${m.valueType} ${m.kind} ${m.unit.code}`]),
   );
@@ -265,17 +262,18 @@ Deno.test("the plugin adds the probes and discovery sources, and only discovery 
   assert.equal(kinds.memory_pressure_some_total, "u64 delta us");
 
   await using observer = await testPlugin(cgroupsPlugin, { paths: ["/"], disable_sources: true });
-  assert.deepEqual([...observer.sources.keys()], ["discovery"]);
+  assert.deepEqual([...observer.sources.keys()], []);
+  assert.deepEqual([...observer.tasks.keys()], ["discovery"]);
   assert.equal(observer.metrics.all.length, 0);
   const events = recordEvents(observer);
-  await observer.poll("discovery");
+  await observer.runTask("discovery");
   assert.deepEqual(events.start, ["/"], "the root cgroup is announced even without measuring it");
 });
 
 Deno.test("cgroups metrics are shared with procfs's process metrics (same name, unit, type and kind)", () => {
   const registry = new MetricRegistry();
   const p = createProcessMetrics((spec) => registry.register("procfs", spec));
-  const c = createCgroupMetrics((spec) => registry.register("cgroups", spec));
+  const c = registerMetrics(registry, "cgroups", CGROUP_METRICS);
   assert.equal(c.cpuTimeDelta, p.cpuTimeDelta);
   assert.equal(c.cpuPercent, p.cpuPercent);
   assert.equal(c.memoryUsage, p.memoryUsage);
@@ -285,8 +283,17 @@ Deno.test("cgroups probes source honours the source contract on this machine's r
   await runSourceContract(t, { plugin: cgroupsPlugin, config: { paths: ["/"] }, source: "probes", polls: 3 });
 });
 
-Deno.test("cgroups discovery source honours the source contract", async (t) => {
-  await runSourceContract(t, { plugin: cgroupsPlugin, config: { paths: ["/*"] }, source: "discovery" });
+Deno.test("the discovery task runs repeatedly, announces each cgroup once, and pushes no point", async () => {
+  await using h = await testPlugin(cgroupsPlugin, { paths: ["/"] });
+  const events = recordEvents(h);
+  for (let i = 0; i < 3; i++) await h.runTask("discovery");
+  assert.deepEqual(events.start, ["/"]);
+  assert.deepEqual(events.end, []);
+  assert.deepEqual([...h.sources.keys()], ["probes"], "the task is not a source");
+});
+
+Deno.test("the README's metrics table matches the declared metrics", async () => {
+  checkMetricsTable(await Deno.readTextFile(new URL("./README.md", import.meta.url)), CGROUP_METRICS);
 });
 
 // ---------------------------------------------------------------------------------------------------------
@@ -337,7 +344,7 @@ testWith(
       refresh_interval: "1s",
     });
     const events = recordEvents(h);
-    await h.poll("discovery");
+    await h.runTask("discovery");
     assert.deepEqual(events.start, [], "the cgroup does not exist yet");
     const probes = h.sources.get("probes")!.source as CgroupSource;
     let child: Deno.ChildProcess | undefined;
@@ -346,7 +353,7 @@ testWith(
       child = new Deno.Command("sh", { args: ["-c", "while :; do :; done"], stdout: "null", stderr: "null" })
         .spawn();
       await Deno.writeTextFile(`${dir}/cgroup.procs`, `${child.pid}\n`);
-      await h.poll("discovery");
+      await h.runTask("discovery");
       assert.deepEqual(events.start, [path], "the new cgroup is announced");
       assert.deepEqual(probes.paths, [path]);
 
@@ -392,7 +399,7 @@ testWith(
     assert.deepEqual(probes.paths, [path]);
     assert.equal((await h.poll("probes")).length, 0);
     assert.deepEqual(probes.paths, []);
-    await h.poll("discovery");
+    await h.runTask("discovery");
     assert.deepEqual(events.end, [path], "the removed cgroup is announced");
   },
 );

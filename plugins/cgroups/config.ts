@@ -7,23 +7,6 @@
 import { duration, z } from "../../src/plugin/schema.ts";
 import { PathPattern, PatternError } from "./pattern.ts";
 
-/** The default `[plugins.cgroups]` table, as `config regen` writes it. */
-export function defaultCgroupsConfig(): {
-  poll_interval: string;
-  refresh_interval: string;
-  paths: string[];
-  disable_sources: boolean;
-} {
-  return {
-    poll_interval: "5s",
-    refresh_interval: "5s",
-    paths: ["/*"],
-    disable_sources: false,
-  };
-}
-
-const D = defaultCgroupsConfig();
-
 /** A cgroup path pattern, compiled once at validation. */
 function pathPattern() {
   return z.string({ error: 'a cgroup path pattern such as "/system.slice/*"' }).transform((text, ctx) => {
@@ -37,12 +20,23 @@ function pathPattern() {
   });
 }
 
-/** The schema of `[plugins.cgroups]` (unknown keys are errors). */
+/**
+ * The schema of `[plugins.cgroups]` (unknown keys are errors), and its defaults: what `config regen` writes.
+ *
+ * @example
+ * ```ts
+ * import { cgroupsConfigSchema } from "./config.ts";
+ * import assert from "node:assert/strict";
+ * const c = cgroupsConfigSchema.parse({ paths: ["system.slice/*"] });
+ * assert.equal(c.poll_interval, 5000);
+ * assert.deepEqual(c.paths.map((p) => p.source), ["system.slice/*"]);
+ * ```
+ */
 export const cgroupsConfigSchema = z.strictObject({
-  poll_interval: duration().prefault(D.poll_interval),
-  refresh_interval: duration().prefault(D.refresh_interval),
-  paths: z.array(pathPattern()).prefault(D.paths),
-  disable_sources: z.boolean().prefault(D.disable_sources),
+  poll_interval: duration().prefault("5s"),
+  refresh_interval: duration().prefault("5s"),
+  paths: z.array(pathPattern()).prefault(["/*"]),
+  disable_sources: z.boolean().prefault(false),
 });
 
 /** The validated `[plugins.cgroups]` table (durations in ms, patterns compiled). */

@@ -1,17 +1,18 @@
 /**
- * Discovery of the cgroups to follow: a source that pushes nothing, rescans the hierarchies on each poll
- * (walking only the directories the patterns can match), and announces the cgroups that appeared
- * ("start consumer measurement") and those removed ("end consumer measurement") on the agent's event bus, so
- * that other plugins (perf) can measure them too.
+ * Discovery of the cgroups to follow: the plugin's `discovery` task (`ctx.addTask`), control work off the data
+ * path that pushes no point. Each run rescans the hierarchies when something may have changed (walking only
+ * the directories the patterns can match), and announces the cgroups that appeared ("start consumer
+ * measurement") and those removed ("end consumer measurement") on the agent's event bus, so that other
+ * plugins (perf) can measure them too.
  *
- * It rescans on a timer on cgroup v2 as on v1; inotify on v2 would see changes at once (see the README).
+ * With inotify, a run walks only when a watched directory changed; a full rescan every `refresh_interval`
+ * stays as a safety net (see the README).
  *
  * @module
  */
 import type { DirWatcher } from "../../src/ffi/inotify.ts";
 import { Consumer } from "../../src/model/resources.ts";
 import type { EventBus } from "../../src/plugin/events.ts";
-import type { Source } from "../../src/plugin/plugin.ts";
 import { type CgroupLayout, measuredHierarchies } from "./hierarchy.ts";
 import { type PathPattern, subdirectories, walkMatching } from "./pattern.ts";
 import type { Baseline } from "./probe.ts";
@@ -63,7 +64,7 @@ export interface CgroupDiscoveryOptions {
   readonly readDir?: (dir: string) => string[];
   /**
    * Watches the directories it walks with inotify and rescans only when one of them changed (or every
-   * `fullRescanMs`); without it, every poll rescans. Default: none (the plugin passes one when inotify works).
+   * `fullRescanMs`); without it, every run rescans. Default: none (the plugin passes one when inotify works).
    */
   readonly watcher?: DirWatcher;
   /** With a watcher: the longest time between two full rescans, ms. Default 5000. */
@@ -72,21 +73,22 @@ export interface CgroupDiscoveryOptions {
 
 /** What one rescan changed. */
 export interface DiscoveryChanges {
-  /** Cgroups announced with "start consumer measurement" by this poll. */
+  /** Cgroups announced with "start consumer measurement" by this rescan. */
   readonly started: readonly string[];
-  /** Cgroups announced with "end consumer measurement" by this poll. */
+  /** Cgroups announced with "end consumer measurement" by this rescan. */
   readonly ended: readonly string[];
 }
 
 /**
  * Follows the cgroups that match the patterns. {@linkcode CgroupDiscovery.initialScan} (in the plugin's
- * `start`) finds those that exist already, so that they are measured from the first poll; every poll then
- * rescans, and announces what changed since the previous announcement: "end" for the cgroups removed, then
- * "start" for the new ones (the first poll announces those of the initial scan: by then every plugin has
- * subscribed). A cgroup that a measurement poll found gone, and that exists again at the rescan, was
- * re-created: it is ended and started again, and measured from zero.
+ * `start`) finds those that exist already, so that they are measured from the first poll; every run of the
+ * task ({@linkcode CgroupDiscovery.run}) then rescans, and announces what changed since the previous
+ * announcement: "end" for the cgroups removed, then "start" for the new ones. The first run announces those of
+ * the initial scan: a task first runs when the pipeline starts, after every plugin's `preStart`, so every
+ * plugin has subscribed by then. A cgroup that a measurement poll found gone, and that exists again at the
+ * rescan, was re-created: it is ended and started again, and measured from zero.
  */
-export class CgroupDiscovery implements Source {
+export class CgroupDiscovery {
   readonly #layout: CgroupLayout;
   readonly #patterns: readonly PathPattern[];
   readonly #events: EventBus | undefined;
@@ -122,7 +124,7 @@ export class CgroupDiscovery implements Source {
     return this.#known;
   }
 
-  /** Finds the cgroups that exist now; they are added with a `current` baseline, and announced at the first poll. */
+  /** Finds the cgroups that exist now; they are added with a `current` baseline, and announced at the first run. */
   initialScan(): string[] {
     const found = scanCgroups(this.#layout, this.#patterns, this.#list);
     for (const path of found) if (!this.#known.has(path)) this.#onAdded?.(path, "current");
@@ -137,10 +139,14 @@ export class CgroupDiscovery implements Source {
   }
 
   /**
-   * Rescans, updates the followed set and publishes what changed. With a watcher, only when a watched
-   * directory changed, a probe found its cgroup gone, or the last full rescan is `fullRescanMs` old.
+   * One run of the discovery task: rescans, updates the followed set and publishes what changed. With a
+   * watcher, only when a watched directory changed, a probe found its cgroup gone, or the last full rescan is
+   * `fullRescanMs` old (the first run always rescans).
+   *
+   * @param signal aborts when the task stops: a run that has not started rescanning does nothing
    */
-  async poll(): Promise<void> {
+  async run(signal?: AbortSignal): Promise<void> {
+    if (signal?.aborted) return;
     const w = this.#watcher;
     if (
       w !== undefined && this.#scanned && this.#gone.size === 0 && !w.changed() &&
@@ -156,11 +162,11 @@ export class CgroupDiscovery implements Source {
     return names;
   };
 
-  /** {@linkcode CgroupDiscovery.poll}, returning what it announced. */
+  /** Rescans now, whatever the watcher says, and returns what it announced. */
   async rescan(): Promise<DiscoveryChanges> {
     if (!this.#scanned) this.initialScan();
     this.#beforeRescan?.();
-    this.#watcher?.changed(); // what happens from now on is seen by the next poll
+    this.#watcher?.changed(); // what happens from now on is seen by the next run
     this.#lastRescan = performance.now();
     const found = scanCgroups(this.#layout, this.#patterns, this.#list);
     const ended: string[] = [];

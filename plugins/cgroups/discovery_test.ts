@@ -3,6 +3,7 @@ import type { Batch } from "../../src/model/batch.ts";
 import { EventBus } from "../../src/plugin/events.ts";
 import type { PluginMetadata } from "../../src/plugin/plugin.ts";
 import { testPlugin } from "../../src/testing/mod.ts";
+import { Agent, definePlugin } from "../../src/agent/agent.ts";
 import { pointsOf } from "../procfs/test_util.ts";
 import { DirWatcher } from "../../src/ffi/inotify.ts";
 import {
@@ -72,7 +73,7 @@ Deno.test("CgroupDiscovery follows cgroups as they come and go, and announces th
       "added /system.slice/b.service current",
     ]);
   });
-  await t.step("the first poll announces them (every plugin has subscribed by then)", async () => {
+  await t.step("the first run announces them (every plugin has subscribed by then)", async () => {
     const changes = await d.rescan();
     assert.deepEqual([...changes.started].sort(), ["/system.slice/a.service", "/system.slice/b.service"]);
     const { calls, published } = f.take();
@@ -82,15 +83,15 @@ Deno.test("CgroupDiscovery follows cgroups as they come and go, and announces th
       "start cgroup /system.slice/b.service",
     ]);
   });
-  await t.step("a poll with no change announces nothing", async () => {
-    await d.poll();
+  await t.step("a run with no change announces nothing", async () => {
+    await d.run();
     assert.deepEqual(f.take(), { calls: [], published: [] });
   });
   await t.step("a removed cgroup is ended, a new one started from zero, in that order", async () => {
     await f.rm("/system.slice/b.service");
     await f.mk("/system.slice/c.service");
     await f.mk("/system.slice/c.service/child"); // one level only: not followed
-    await d.poll();
+    await d.run();
     const { calls, published } = f.take();
     assert.deepEqual(calls, ["removed /system.slice/b.service", "added /system.slice/c.service zero"]);
     assert.deepEqual(published, [
@@ -101,7 +102,7 @@ Deno.test("CgroupDiscovery follows cgroups as they come and go, and announces th
   });
   await t.step("a cgroup found gone by a measurement and present at the rescan was re-created", async () => {
     d.markGone("/system.slice/a.service");
-    await d.poll();
+    await d.run();
     const { calls, published } = f.take();
     assert.deepEqual(calls, ["removed /system.slice/a.service", "added /system.slice/a.service zero"]);
     assert.deepEqual(published, [
@@ -112,7 +113,7 @@ Deno.test("CgroupDiscovery follows cgroups as they come and go, and announces th
   await t.step("a cgroup found gone and absent at the rescan is simply ended", async () => {
     d.markGone("/system.slice/c.service");
     await f.rm("/system.slice/c.service");
-    await d.poll();
+    await d.run();
     assert.deepEqual(f.take(), {
       calls: ["removed /system.slice/c.service"],
       published: ["end cgroup /system.slice/c.service"],
@@ -126,8 +127,8 @@ Deno.test("CgroupDiscovery never announces the end of a cgroup it did not announ
   await f.mk("/b");
   const d = f.discovery(["*"]);
   d.initialScan();
-  await f.rm("/b"); // gone before the first poll
-  await d.poll();
+  await f.rm("/b"); // gone before the first run
+  await d.run();
   assert.deepEqual(f.take(), {
     calls: ["added /a current", "added /b current", "removed /b"],
     published: ["start cgroup /a"],
@@ -167,7 +168,7 @@ Deno.test("the plugin gives a hybrid cgroup its v1 memory files at the rescan af
     // The job's v2 directory appears and a rescan finds it; its v1 memory directory comes a moment later.
     await Deno.mkdir(`${root}/unified/job1`);
     await Deno.writeTextFile(`${root}/unified/job1/cpu.stat`, "usage_usec 10\nuser_usec 6\nsystem_usec 4\n");
-    await h.poll("discovery");
+    await h.runTask("discovery");
     assert.deepEqual(probes.paths, ["/job1"]);
     assert.equal(probes.probe("/job1")?.openFiles, 1);
     await Deno.mkdir(`${root}/memory/job1`);
@@ -175,7 +176,7 @@ Deno.test("the plugin gives a hybrid cgroup its v1 memory files at the rescan af
     assert.deepEqual(metricsOf(await h.poll("probes")), ["cpu_time_delta"]);
 
     // The next rescan opens the files that were missing.
-    await h.poll("discovery");
+    await h.runTask("discovery");
     assert.equal(probes.probe("/job1")?.openFiles, 2);
     const b = await h.poll("probes");
     assert.deepEqual(metricsOf(b), ["cpu_percent", "cpu_time_delta", "memory_usage"]);
@@ -185,7 +186,7 @@ Deno.test("the plugin gives a hybrid cgroup its v1 memory files at the rescan af
   }
 });
 
-Deno.test("CgroupDiscovery with inotify announces a new cgroup at the next look and walks only on changes", async () => {
+Deno.test("CgroupDiscovery with inotify announces a new cgroup at the next run and walks only on changes", async () => {
   const root = await Deno.makeTempDir({ prefix: "alumet-inotify-" });
   using watcher = DirWatcher.open();
   try {
@@ -208,17 +209,58 @@ Deno.test("CgroupDiscovery with inotify announces a new cgroup at the next look 
       },
     });
     d.initialScan();
-    await d.poll(); // the first poll announces what the initial scan found
+    await d.run(); // the first run announces what the initial scan found
     assert.deepEqual(started, ["/a"]);
     const after = walks;
-    await d.poll();
+    await d.run();
     assert.equal(walks, after, "nothing changed, yet it walked the hierarchy");
     Deno.mkdirSync(`${root}/b`);
-    await d.poll();
+    await d.run();
     assert.deepEqual(started, ["/a", "/b"]);
     Deno.removeSync(`${root}/a`);
-    await d.poll();
+    await d.run();
     assert.deepEqual(ended, ["/a"]);
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
+});
+
+Deno.test("in an agent, the discovery task's first run announces the cgroups found at start to a plugin that subscribed after cgroups started", async () => {
+  const root = await Deno.makeTempDir({ prefix: "cgroups_first_run_" });
+  try {
+    Deno.mkdirSync(`${root}/a`);
+    const layout: CgroupLayout = { v2: { version: 2, mountPoint: root, controllers: [] }, v1: new Map() };
+    const cgroups: PluginMetadata<CgroupsConfig> = {
+      ...cgroupsPlugin,
+      init: (c: CgroupsConfig) => new CgroupsPlugin(c, { layout, nCpus: 1, userHz: 100 }),
+    };
+    const started: string[] = [];
+    const announced = Promise.withResolvers<void>();
+    // Subscribes in preStart, after cgroups' start has found /a: the announcement must wait for it.
+    const listener = definePlugin({
+      name: "listener",
+      start() {},
+      preStart(ctx) {
+        ctx.events.on("startConsumerMeasurement", (cs) => {
+          started.push(...cs.map((c) => c.id));
+          announced.resolve();
+        });
+      },
+    });
+    await using agent = new Agent({
+      plugins: [{ plugin: cgroups, config: { paths: ["/*"], refresh_interval: "1h" } }, listener],
+      selfInterval: 3_600_000,
+    });
+    await agent.start();
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const late = new Promise<"late">((r) => (timer = setTimeout(() => r("late"), 10_000)));
+    try {
+      assert.notEqual(await Promise.race([announced.promise, late]), "late", "nothing announced in 10 s");
+    } finally {
+      clearTimeout(timer);
+    }
+    assert.deepEqual(started, ["/a"]);
+    await agent.stop();
   } finally {
     await Deno.remove(root, { recursive: true });
   }

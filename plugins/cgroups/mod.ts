@@ -6,25 +6,28 @@
  * ```ts
  * import { testPlugin } from "../../src/testing/mod.ts";
  * import cgroups from "./mod.ts";
+ * import assert from "node:assert/strict";
  * await using h = await testPlugin(cgroups, { paths: ["/"] });
- * console.assert(h.sources.has("probes") && h.sources.has("discovery"));
+ * assert.ok(h.sources.has("probes"));
+ * assert.ok(h.tasks.has("discovery"));
  * ```
  *
  * @module
  */
-import type { Diagnosis, Plugin, PluginMetadata, StartContext } from "../../src/plugin/plugin.ts";
+import type { Diagnosis, Plugin, StartContext, TaskHandle } from "../../src/plugin/plugin.ts";
+import { definePlugin } from "../../src/plugin/define.ts";
 import type { Logger } from "../../src/log.ts";
 import { messageOf } from "../../src/errors.ts";
 import { DirWatcher } from "../../src/ffi/inotify.ts";
 import { auxvInfo, countCpus } from "../../src/sys/system.ts";
-import { type CgroupsConfig, cgroupsConfigSchema, defaultCgroupsConfig } from "./config.ts";
+import { type CgroupsConfig, cgroupsConfigSchema } from "./config.ts";
 import { type CgroupLayout, detectLayout, measuredHierarchies } from "./hierarchy.ts";
-import { type CgroupMetrics, createCgroupMetrics } from "./metrics.ts";
+import { CGROUP_METRICS, type CgroupMetrics } from "./metrics.ts";
 import { type Baseline, CgroupProbe } from "./probe.ts";
 import { CgroupSource } from "./source.ts";
 import { CgroupDiscovery } from "./discovery.ts";
 
-export { type CgroupsConfig, cgroupsConfigSchema, defaultCgroupsConfig } from "./config.ts";
+export { type CgroupsConfig, cgroupsConfigSchema } from "./config.ts";
 export * from "./metrics.ts";
 export * from "./hierarchy.ts";
 export { childPath, PathPattern, PatternError, splitPath, subdirectories, walkMatching } from "./pattern.ts";
@@ -54,9 +57,9 @@ const LOGGED_OPEN_FAILURES = 5;
 
 /**
  * The plugin instance. In `start`: the hierarchies are found, the cgroups that match the patterns are
- * found and opened, and two sources are added: `probes` (every followed cgroup, each `poll_interval`; not
- * added with `disable_sources`) and `discovery` (a rescan each `refresh_interval`, which announces the
- * cgroups on the event bus).
+ * found and opened, and the source `probes` is added (every followed cgroup, each `poll_interval`; not added
+ * with `disable_sources`), with the task `discovery` (the rescan, which announces the cgroups on the event
+ * bus; its first run is when the pipeline starts, after every plugin's `preStart`).
  */
 export class CgroupsPlugin implements Plugin {
   readonly #config: CgroupsConfig;
@@ -64,6 +67,7 @@ export class CgroupsPlugin implements Plugin {
   #source: CgroupSource | undefined;
   #discovery: CgroupDiscovery | undefined;
   #watcher: DirWatcher | undefined;
+  #task: TaskHandle | undefined;
   /** What `#measure` needs, set in `start` (undefined with `disable_sources`). */
   #measuring:
     | {
@@ -86,7 +90,7 @@ export class CgroupsPlugin implements Plugin {
     return this.#source;
   }
 
-  /** The discovery source (undefined before `start`). */
+  /** The discovery the `discovery` task runs (undefined before `start`). */
   get discovery(): CgroupDiscovery | undefined {
     return this.#discovery;
   }
@@ -107,7 +111,7 @@ export class CgroupsPlugin implements Plugin {
     this.#openFailures = 0;
     let source: CgroupSource | undefined;
     if (!c.disable_sources) {
-      const metrics = createCgroupMetrics((spec) => ctx.createMetric(spec));
+      const metrics = ctx.createMetrics(CGROUP_METRICS);
       source = new CgroupSource({ log, onGone: (path) => this.#discovery?.markGone(path) });
       const options = { nCpus: o.nCpus ?? countCpus(), userHz: o.userHz ?? auxvInfo().userHz };
       this.#measuring = { source, layout, metrics, options, log };
@@ -140,7 +144,7 @@ export class CgroupsPlugin implements Plugin {
     );
     // With inotify, a look every 100 ms is one non-blocking read; the walk only runs when something changed.
     const look = watcher !== undefined ? Math.min(c.refresh_interval, 100) : c.refresh_interval;
-    ctx.addSource("discovery", discovery, { pollInterval: look });
+    this.#task = ctx.addTask("discovery", (signal) => discovery.run(signal), { interval: look });
     if (source !== undefined) ctx.addSource("probes", source, { pollInterval: c.poll_interval });
   }
 
@@ -161,7 +165,9 @@ export class CgroupsPlugin implements Plugin {
     }
   }
 
-  stop(): void {
+  async stop(): Promise<void> {
+    await this.#task?.stop(); // already stopped by the agent, before the pipeline drained; idempotent
+    this.#task = undefined;
     this.#watcher?.close();
     this.#watcher = undefined;
     this.#source?.close(); // already closed by the pipeline when it ran; idempotent
@@ -171,57 +177,55 @@ export class CgroupsPlugin implements Plugin {
   }
 }
 
+/** `alumet doctor`: the hierarchies found in `/proc/mounts`, and whether memory can be measured. */
+function diagnoseCgroups(): Diagnosis[] {
+  let layout: CgroupLayout;
+  try {
+    layout = detectLayout();
+  } catch (e) {
+    return [{
+      check: "hierarchies",
+      ok: false,
+      detail: `cannot read /proc/mounts: ${messageOf(e)}`,
+      fix: "run with --allow-ffi or --allow-all on Linux",
+    }];
+  }
+  const v2 = layout.v2;
+  const v1 = [...new Set(layout.v1.keys())];
+  const found = v2 !== undefined || v1.length > 0;
+  const memory = v2?.controllers.includes("memory") || layout.v1.has("memory");
+  const parts = [
+    v2 ? `v2 at ${v2.mountPoint} (controllers: ${v2.controllers.join(", ") || "none"})` : "",
+    v1.length ? `v1 controllers: ${v1.join(", ")}` : "",
+  ].filter((x) => x);
+  return [
+    {
+      check: "hierarchies",
+      ok: found,
+      detail: found ? parts.join("; ") : "no cgroup hierarchy in /proc/mounts",
+      ...(found ? {} : { fix: "mount cgroup2 on /sys/fs/cgroup (or run on a systemd host)" }),
+    },
+    {
+      check: "memory controller",
+      ok: memory,
+      detail: memory
+        ? "memory is measured"
+        : "no memory controller in v2 nor v1: only CPU and pressure are measured",
+      ...(memory
+        ? {}
+        : { fix: "enable it: echo +memory > <v2 root>/cgroup.subtree_control, or mount v1 memory" }),
+    },
+  ];
+}
+
 /** The cgroups plugin's metadata: `[plugins.cgroups]`. */
-export const cgroupsPlugin: PluginMetadata<CgroupsConfig> & {
-  readonly configSchema: typeof cgroupsConfigSchema;
-} = {
+export const cgroupsPlugin = definePlugin({
   name: "cgroups",
   version: "0.1.0",
   description: "Measures the CPU time, memory and pressure of control groups (v1, v2 or hybrid)",
-  defaultConfig: defaultCgroupsConfig,
-  configSchema: cgroupsConfigSchema,
-  init: function initCgroups(config: CgroupsConfig): Plugin {
-    return new CgroupsPlugin(config);
-  },
-  diagnose: function diagnoseCgroups(): Diagnosis[] {
-    let layout: CgroupLayout;
-    try {
-      layout = detectLayout();
-    } catch (e) {
-      return [{
-        check: "hierarchies",
-        ok: false,
-        detail: `cannot read /proc/mounts: ${messageOf(e)}`,
-        fix: "run with --allow-ffi or --allow-all on Linux",
-      }];
-    }
-    const v2 = layout.v2;
-    const v1 = [...new Set(layout.v1.keys())];
-    const found = v2 !== undefined || v1.length > 0;
-    const memory = v2?.controllers.includes("memory") || layout.v1.has("memory");
-    const parts = [
-      v2 ? `v2 at ${v2.mountPoint} (controllers: ${v2.controllers.join(", ") || "none"})` : "",
-      v1.length ? `v1 controllers: ${v1.join(", ")}` : "",
-    ].filter((x) => x);
-    return [
-      {
-        check: "hierarchies",
-        ok: found,
-        detail: found ? parts.join("; ") : "no cgroup hierarchy in /proc/mounts",
-        ...(found ? {} : { fix: "mount cgroup2 on /sys/fs/cgroup (or run on a systemd host)" }),
-      },
-      {
-        check: "memory controller",
-        ok: memory,
-        detail: memory
-          ? "memory is measured"
-          : "no memory controller in v2 nor v1: only CPU and pressure are measured",
-        ...(memory
-          ? {}
-          : { fix: "enable it: echo +memory > <v2 root>/cgroup.subtree_control, or mount v1 memory" }),
-      },
-    ];
-  },
-};
+  config: cgroupsConfigSchema,
+  init: (config) => new CgroupsPlugin(config),
+  diagnose: diagnoseCgroups,
+});
 
 export default cgroupsPlugin;

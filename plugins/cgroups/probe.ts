@@ -12,6 +12,7 @@ import { ErrnoError } from "../../src/ffi/libc.ts";
 import { ascii, ByteScanner } from "../../src/sys/scan.ts";
 import { type CgroupFiles, cgroupFiles, type CgroupLayout } from "./hierarchy.ts";
 import type { CgroupMetrics, PressureMetrics } from "./metrics.ts";
+import { Counter, NO_DELTA } from "../../src/model/counter.ts";
 
 /**
  * Where the counters (CPU time, pressure) of the first poll are counted from:
@@ -31,39 +32,20 @@ export interface ProbeOptions {
   readonly baseline?: Baseline;
 }
 
-/**
- * A cumulative u64 counter kept between polls as two exact parts (the digits above the last nine, and the
- * last nine), so that a difference stays exact beyond 2^53 (v1 `cpuacct.usage` passes 2^53 ns after 104 days
- * of CPU time).
- */
-class Counter {
-  hi = 0;
-  lo = 0;
-  valid = false;
+/** A cumulative CPU or stall time: it never decreases for one cgroup (a lower reading gives 0). */
+const newCounter = (baseline: Baseline) => new Counter("monotonic", counterBaseline(baseline));
 
-  /** Stores the new value and returns the increase since the previous one, or -1 when there was none. */
-  update(hi: number, lo: number): number {
-    const had = this.valid;
-    const dHi = hi - this.hi;
-    const dLo = lo - this.lo;
-    this.hi = hi;
-    this.lo = lo;
-    this.valid = true;
-    if (!had) return -1;
-    const d = dHi * 1e9 + dLo;
-    return d > 0 ? d : 0; // a counter never goes down for one cgroup; 0 rather than a bogus value
-  }
-
-  /** From zero (`zero`) or from the next value (`current`). */
-  rebase(baseline: Baseline): void {
-    this.hi = 0;
-    this.lo = 0;
-    this.valid = baseline === "zero";
-  }
+/** The counter helper's baseline for a cgroup's baseline: `current` is "from the next reading". */
+function counterBaseline(baseline: Baseline): "zero" | "next" {
+  return baseline === "zero" ? "zero" : "next";
 }
+
+/** The resources with a pressure file. */
+type PressureResource = "cpu" | "memory" | "io";
 
 /** The counters of one pressure file. */
 interface PressureSlot {
+  readonly resource: PressureResource;
   readonly file: ProcFile;
   readonly metrics: PressureMetrics;
   readonly some: Counter;
@@ -163,9 +145,14 @@ export class CgroupProbe implements Disposable {
   #swapCurrent: ProcFile | undefined;
   #swapMax: ProcFile | undefined;
   #pressure: PressureSlot[] = [];
-  readonly #usageCounter = new Counter();
-  readonly #userCounter = new Counter();
-  readonly #systemCounter = new Counter();
+  /**
+   * `usage_usec`, `user_usec` and `system_usec` (or v1 `cpuacct.usage` ns and `cpuacct.stat` ticks), kept as
+   * two exact parts ({@linkcode Counter.updateSplit}): v1 `cpuacct.usage` passes 2^53 ns after 104 days of CPU
+   * time, and deltas stay exact beyond.
+   */
+  readonly #usageCounter = newCounter("current");
+  readonly #userCounter = newCounter("current");
+  readonly #systemCounter = newCounter("current");
   #prevTs: Timestamp = -1n;
   #closed = false;
 
@@ -186,7 +173,7 @@ export class CgroupProbe implements Disposable {
     this.#user = Object.freeze({ consumer, attributes: KIND_USER });
     this.#system = Object.freeze({ consumer, attributes: KIND_SYSTEM });
     const baseline = options.baseline ?? "current";
-    for (const c of [this.#usageCounter, this.#userCounter, this.#systemCounter]) c.rebase(baseline);
+    this.#rebaseCpu(baseline);
     try {
       this.#openMissing(cgroupFiles(layout, path), baseline);
     } catch (e) {
@@ -231,9 +218,7 @@ export class CgroupProbe implements Disposable {
         this.#cpuacctUsage = open(files.cpuacctUsage, 64);
         this.#cpuacctStat = open(files.cpuacctStat, 128);
       }
-      if (this.#cpuStat !== undefined || this.#cpuacctUsage !== undefined) {
-        for (const c of [this.#usageCounter, this.#userCounter, this.#systemCounter]) c.rebase(baseline);
-      }
+      if (this.#cpuStat !== undefined || this.#cpuacctUsage !== undefined) this.#rebaseCpu(baseline);
     }
     if (this.#memCurrent === undefined) {
       this.#memCurrent = open(files.memoryCurrent, 64);
@@ -258,19 +243,22 @@ export class CgroupProbe implements Disposable {
     this.#swapCurrent ??= open(files.memorySwapCurrent, 64);
     this.#swapMax ??= open(files.memorySwapMax, 64);
     const m = this.#metrics;
-    const pressures: [string | undefined, PressureMetrics][] = [
-      [files.cpuPressure, m.cpuPressure],
-      [files.memoryPressure, m.memoryPressure],
-      [files.ioPressure, m.ioPressure],
+    const pressures: [PressureResource, string | undefined, PressureMetrics][] = [
+      ["cpu", files.cpuPressure, { some: m.cpuPressureSome, full: m.cpuPressureFull }],
+      ["memory", files.memoryPressure, { some: m.memoryPressureSome, full: m.memoryPressureFull }],
+      ["io", files.ioPressure, { some: m.ioPressureSome, full: m.ioPressureFull }],
     ];
-    for (const [path, metrics] of pressures) {
-      if (this.#pressure.some((p) => p.metrics === metrics)) continue;
+    for (const [resource, path, metrics] of pressures) {
+      if (this.#pressure.some((p) => p.resource === resource)) continue;
       const file = open(path, 256);
       if (file === undefined) continue;
-      const slot = { file, metrics, some: new Counter(), full: new Counter() };
-      slot.some.rebase(baseline);
-      slot.full.rebase(baseline);
-      this.#pressure.push(slot);
+      this.#pressure.push({
+        resource,
+        file,
+        metrics,
+        some: newCounter(baseline),
+        full: newCounter(baseline),
+      });
     }
   }
 
@@ -299,7 +287,7 @@ export class CgroupProbe implements Disposable {
 
   #pollCpu(batch: Batch, elapsed: number): boolean {
     const s = this.#scan;
-    let total = -1, user = -1, system = -1;
+    let total = NO_DELTA, user = NO_DELTA, system = NO_DELTA;
     if (this.#cpuStat !== undefined) {
       const n = this.#read(this.#cpuStat);
       if (n < 0) return false;
@@ -307,13 +295,13 @@ export class CgroupProbe implements Disposable {
       while (!s.done) {
         if (s.matches(USAGE_USEC)) {
           s.pos += USAGE_USEC.length;
-          if (s.uint() >= 0) total = usToNs(this.#usageCounter.update(s.hi, s.lo));
+          if (s.uint() >= 0) total = usToNs(this.#usageCounter.updateSplit(s.hi, s.lo));
         } else if (s.matches(USER_USEC)) {
           s.pos += USER_USEC.length;
-          if (s.uint() >= 0) user = usToNs(this.#userCounter.update(s.hi, s.lo));
+          if (s.uint() >= 0) user = usToNs(this.#userCounter.updateSplit(s.hi, s.lo));
         } else if (s.matches(SYSTEM_USEC)) {
           s.pos += SYSTEM_USEC.length;
-          if (s.uint() >= 0) system = usToNs(this.#systemCounter.update(s.hi, s.lo));
+          if (s.uint() >= 0) system = usToNs(this.#systemCounter.updateSplit(s.hi, s.lo));
         }
         s.skipLine();
       }
@@ -321,7 +309,7 @@ export class CgroupProbe implements Disposable {
       const n = this.#read(this.#cpuacctUsage);
       if (n < 0) return false;
       s.reset(this.#cpuacctUsage.buffer, n);
-      if (s.uint() >= 0) total = this.#usageCounter.update(s.hi, s.lo);
+      if (s.uint() >= 0) total = this.#usageCounter.updateSplit(s.hi, s.lo);
       if (this.#cpuacctStat !== undefined) {
         const k = this.#read(this.#cpuacctStat);
         if (k < 0) return false;
@@ -329,10 +317,10 @@ export class CgroupProbe implements Disposable {
         while (!s.done) {
           if (s.matches(USER)) {
             s.pos += USER.length;
-            if (s.uint() >= 0) user = this.#ticksToNs(this.#userCounter.update(s.hi, s.lo));
+            if (s.uint() >= 0) user = this.#ticksToNs(this.#userCounter.updateSplit(s.hi, s.lo));
           } else if (s.matches(SYSTEM)) {
             s.pos += SYSTEM.length;
-            if (s.uint() >= 0) system = this.#ticksToNs(this.#systemCounter.update(s.hi, s.lo));
+            if (s.uint() >= 0) system = this.#ticksToNs(this.#systemCounter.updateSplit(s.hi, s.lo));
           }
           s.skipLine();
         }
@@ -347,15 +335,15 @@ export class CgroupProbe implements Disposable {
     return true;
   }
 
-  /** `cpu_time_delta` and, when the interval is known (`scale` > 0), `cpu_percent`; nothing for -1. */
+  /** `cpu_time_delta` and, when the interval is known (`scale` > 0), `cpu_percent`; nothing for {@linkcode NO_DELTA}. */
   #pushCpu(batch: Batch, ns: number, scale: number, ctx: PointContext): void {
-    if (ns < 0) return;
+    if (ns === NO_DELTA) return;
     batch.push(this.#metrics.cpuTimeDelta, ns, ctx);
     if (scale > 0) batch.push(this.#metrics.cpuPercent, ns * scale, ctx);
   }
 
   #ticksToNs(ticks: number): number {
-    return ticks < 0 ? -1 : Math.round(ticks * this.#nsPerTick);
+    return ticks === NO_DELTA ? NO_DELTA : Math.round(ticks * this.#nsPerTick);
   }
 
   #pollMemory(batch: Batch): boolean {
@@ -427,8 +415,8 @@ export class CgroupProbe implements Disposable {
         if (at >= 0) {
           s.pos = at + TOTAL_EQ.length;
           if (s.uint() >= 0) {
-            const d = (some ? p.some : p.full).update(s.hi, s.lo);
-            if (d >= 0) batch.push(some ? p.metrics.some : p.metrics.full, d, this.#ctx);
+            const d = (some ? p.some : p.full).updateSplit(s.hi, s.lo);
+            if (d !== NO_DELTA) batch.push(some ? p.metrics.some : p.metrics.full, d, this.#ctx);
           }
         }
       }
@@ -439,12 +427,18 @@ export class CgroupProbe implements Disposable {
 
   /** The next poll sets a new baseline (after a pause). */
   reset(): void {
-    for (const c of [this.#usageCounter, this.#userCounter, this.#systemCounter]) c.rebase("current");
+    this.#rebaseCpu("current");
     for (const p of this.#pressure) {
-      p.some.rebase("current");
-      p.full.rebase("current");
+      p.some.reset();
+      p.full.reset();
     }
     this.#prevTs = -1n;
+  }
+
+  /** The CPU counters count from `baseline`. */
+  #rebaseCpu(baseline: Baseline): void {
+    const b = counterBaseline(baseline);
+    for (const c of [this.#usageCounter, this.#userCounter, this.#systemCounter]) c.reset(b);
   }
 
   /** Closes the files. Idempotent. */
@@ -467,9 +461,9 @@ export class CgroupProbe implements Disposable {
   }
 }
 
-/** A delta in µs to ns; -1 (no delta yet) stays -1. */
+/** A delta in µs to ns; {@linkcode NO_DELTA} (no delta yet) stays so. */
 function usToNs(us: number): number {
-  return us < 0 ? -1 : us * 1000;
+  return us === NO_DELTA ? NO_DELTA : us * 1000;
 }
 
 /** Index of `word` in `buf[from, to)`, or -1. */
