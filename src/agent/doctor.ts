@@ -1,12 +1,15 @@
 /**
  * `alumet doctor`: for each source, can it work on this machine, and if not, exactly why and the fix.
  *
- * Plugins diagnose themselves through `PluginMetadata.diagnose(config)`; the doctor adds the checks of the
- * machine that the sources to come depend on (perf_event, RAPL, NVML), reported for information.
+ * Plugins diagnose themselves through `PluginMetadata.diagnose(config)` (a plugin that needs a native
+ * library checks it with `diagnoseLibrary` of `src/ffi/library.ts`); the doctor adds generic checks of the
+ * machine, reported for information: native calls, perf_event access, PMUs and hardware counters. It names no
+ * plugin.
  *
  * @module
  */
-import { ffiAvailable } from "../ffi/libc.ts";
+import { diagnoseLibrary } from "../ffi/library.ts";
+import { LIBC, LIBC_SYMBOLS } from "../ffi/libc.ts";
 import type { Diagnosis, PluginMetadata } from "../plugin/plugin.ts";
 import { messageOf } from "../errors.ts";
 
@@ -43,17 +46,11 @@ function capEff(): bigint {
 const CAP_SYS_ADMIN = 21n;
 const CAP_PERFMON = 38n;
 
-/** The general checks of the machine: FFI, perf_event access and PMUs, RAPL, NVML. */
+/** The general checks of the machine: native calls (FFI), perf_event access, PMUs, hardware counters. */
 export function machineChecks(): Diagnosis[] {
   const out: Diagnosis[] = [];
-  out.push(
-    ffiAvailable() ? { check: "native calls (FFI)", ok: true, detail: "libc is loaded" } : {
-      check: "native calls (FFI)",
-      ok: false,
-      detail: "Deno runs without --allow-ffi",
-      fix: "run through `deno task alumet`, or add --allow-ffi",
-    },
-  );
+  const ffi = diagnoseLibrary("native calls (FFI)", LIBC, LIBC_SYMBOLS);
+  out.push(ffi.ok ? { ...ffi, detail: "libc is loaded" } : ffi);
   const paranoid = readText("/proc/sys/kernel/perf_event_paranoid")?.trim();
   const caps = capEff();
   const privileged = Deno.uid() === 0 || (caps >> CAP_PERFMON & 1n) === 1n ||
@@ -101,34 +98,6 @@ export function machineChecks(): Diagnosis[] {
     ...(hardware
       ? {}
       : { fix: "on a VM, enable the virtual PMU (e.g. KVM `-cpu host,pmu=on`); software events still work" }),
-  });
-  const raplPmu = pmus.includes("power");
-  const powercap = listDir("/sys/class/powercap").filter((d) => d.startsWith("intel-rapl"));
-  out.push({
-    check: "RAPL energy counters",
-    ok: raplPmu || powercap.length > 0,
-    detail: raplPmu || powercap.length > 0
-      ? `${raplPmu ? "power PMU" : ""}${raplPmu && powercap.length ? " and " : ""}${
-        powercap.length ? `powercap (${powercap.join(", ")})` : ""
-      }`
-      : "no power PMU and no /sys/class/powercap/intel-rapl* (a VM, or a CPU without RAPL)",
-    ...(raplPmu || powercap.length > 0 ? {} : { fix: "run on bare metal with an Intel or AMD (Zen) CPU" }),
-  });
-  let nvml = false;
-  let why = "";
-  try {
-    Deno.dlopen("libnvidia-ml.so.1", {}).close();
-    nvml = true;
-  } catch (e) {
-    why = messageOf(e).split("\n")[0]!.replace(/^(Could not open library: )+/, "");
-  }
-  out.push({
-    check: "NVIDIA GPUs (NVML)",
-    ok: nvml,
-    detail: nvml ? "libnvidia-ml.so.1 loads" : `libnvidia-ml.so.1 does not load (${why})`,
-    ...(nvml
-      ? {}
-      : { fix: "install the NVIDIA driver (it ships libnvidia-ml.so.1) on a machine with a GPU" }),
   });
   return out;
 }

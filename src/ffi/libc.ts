@@ -62,7 +62,7 @@ type Libc = Deno.DynamicLibrary<typeof SYMBOLS>["symbols"];
 export const LIBC: LibrarySpec = {
   name: "libc",
   candidates: ["libc.so.6"],
-  install: "Alumet needs glibc's libc.so.6 (a Linux system with glibc)",
+  install: "run on a Linux system with glibc (libc.so.6)",
 };
 
 /** The symbols libc binds, for a check that they all resolve (`diagnoseLibrary("…", LIBC, LIBC_SYMBOLS)`). */

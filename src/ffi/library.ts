@@ -167,17 +167,27 @@ export function openLibrary<const S extends Deno.ForeignLibraryInterface>(
 
 /**
  * A line of `alumet doctor` for a library: does it load here, and if not, what was tried and what to do.
- * The library is opened and closed again.
+ * The library is opened and closed again. A plugin's `diagnose` is then one line, as NVML's will be:
  *
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { diagnoseLibrary } from "./library.ts";
- * const ok = diagnoseLibrary("C library", { name: "libc", candidates: ["libc.so.6"] });
- * assert.deepEqual(ok, { check: "C library", ok: true, detail: "libc.so.6 loads" });
- * const missing = diagnoseLibrary("Foo", { name: "Foo", candidates: ["libfoo-none.so"], install: "install foo" });
- * assert.equal(missing.ok, false);
- * assert.equal(missing.fix, "install foo");
+ * import { diagnoseLibrary, type LibrarySpec } from "./library.ts";
+ * const NVML: LibrarySpec = {
+ *   name: "NVML (libnvidia-ml)",
+ *   candidates: ["libnvidia-ml.so.1", "libnvidia-ml.so"],
+ *   env: "ALUMET_NVML_LIBRARY",
+ *   install: "install the NVIDIA driver (it ships libnvidia-ml.so.1) on a machine with a GPU",
+ * };
+ * const diagnose = () => [diagnoseLibrary("NVIDIA GPUs (NVML)", NVML)];
+ * const [line] = diagnose();
+ * assert.equal(line!.check, "NVIDIA GPUs (NVML)");
+ * if (!line!.ok) assert.match(line!.fix!, /^install the NVIDIA driver.*, or set ALUMET_NVML_LIBRARY to the library's path$/);
+ * assert.deepEqual(diagnoseLibrary("C library", { name: "libc", candidates: ["libc.so.6"] }), {
+ *   check: "C library",
+ *   ok: true,
+ *   detail: "libc.so.6 loads",
+ * });
  * ```
  *
  * @param check the line's title, e.g. `NVIDIA GPUs (NVML)`
