@@ -1,13 +1,11 @@
 import assert from "node:assert/strict";
-import { runOutputContract } from "../../src/testing/mod.ts";
+import { type PluginHarness, runOutputContract, testPlugin } from "../../src/testing/mod.ts";
 import { CsvOutput, type CsvOutputOptions, csvPlugin, formatNumber, formatTimestamp } from "./mod.ts";
 import { Batch } from "../../src/model/batch.ts";
 import { type MetricId, MetricRegistry, type ValueType } from "../../src/model/metrics.ts";
 import { Consumer, Resource } from "../../src/model/resources.ts";
 import { customUnit, parseUnit, type Unit, unit } from "../../src/model/units.ts";
-import { EventBus } from "../../src/plugin/events.ts";
-import type { ElementContext, Output, StartContext } from "../../src/plugin/plugin.ts";
-import { Logger } from "../../src/log.ts";
+import type { ElementContext, Output } from "../../src/plugin/plugin.ts";
 import { AlumetError } from "../../src/errors.ts";
 import { parseToml } from "../../src/deps.ts";
 
@@ -18,23 +16,12 @@ function contextOf(registry: MetricRegistry): ElementContext {
   return { metric: (id) => registry.get(id) };
 }
 
-/** A StartContext that records the outputs added and refuses everything else. */
-function fakeStartContext(): StartContext & { outputs: [string, Output | WritableStream][] } {
-  const outputs: [string, Output | WritableStream][] = [];
-  const refuse = (): never => {
-    throw new Error("The csv plugin should only add an output");
-  };
-  return {
-    plugin: "csv",
-    events: new EventBus(),
-    log: new Logger("csv"),
-    createMetric: refuse,
-    addSource: refuse,
-    addAutonomousSource: refuse,
-    addTransform: refuse,
-    addOutput: (name, output) => void outputs.push([name, output]),
-    outputs,
-  };
+/** The plugin's only element: its output `out` (no source, transform or task). */
+function onlyOutput(h: PluginHarness): Output {
+  assert.deepEqual([...h.outputs.keys()], ["out"]);
+  assert.equal(h.sources.size + h.autonomous.size + h.transforms.size + h.tasks.size, 0, "only an output");
+  assert.equal(h.metrics.all.length, 0, "no metric");
+  return h.outputs.get("out")!.output;
 }
 
 /** Runs `fn` with a fresh temporary directory, removed afterwards. */
@@ -304,19 +291,24 @@ Deno.test("formatTimestamp trims trailing zeros of the fraction as Alumet does",
 });
 
 Deno.test("csvPlugin config schema", async (t) => {
-  const defaults = csvPlugin.defaultConfig()!;
+  const defaults = csvPlugin.defaultConfig();
   const parse = (overrides: Record<string, unknown>) =>
     csvPlugin.configSchema.safeParse({ ...defaults, ...overrides });
+  const expected = {
+    output_path: "alumet-output.csv",
+    force_flush: true,
+    append_unit_to_metric_name: true,
+    use_unit_display_name: true,
+    csv_delimiter: ";",
+    csv_late_delimiter: ",",
+  };
 
   await t.step("accepts the default config", () => {
-    assert.deepEqual(parse({}).data, {
-      output_path: "alumet-output.csv",
-      force_flush: true,
-      append_unit_to_metric_name: true,
-      use_unit_display_name: true,
-      csv_delimiter: ";",
-      csv_late_delimiter: ",",
-    });
+    assert.deepEqual(parse({}).data, expected);
+  });
+  await t.step("derives the defaults from the schema, in the order config regen writes them", () => {
+    assert.deepEqual(Object.entries(defaults), Object.entries(expected));
+    assert.deepEqual(csvPlugin.configSchema.parse({}), expected, "the schema alone gives every default");
   });
   await t.step("accepts a one-character delimiter beyond ASCII", () => {
     assert.equal(parse({ csv_delimiter: "¦" }).success, true);
@@ -353,26 +345,30 @@ Deno.test("csvPlugin start creates the file and adds the output out", async () =
   await inTempDir(async (dir) => {
     const path = `${dir}/out.csv`;
     await Deno.writeTextFile(path, "stale content\n");
-    const config = csvPlugin.configSchema.parse({ ...csvPlugin.defaultConfig(), output_path: path });
-    const plugin = await csvPlugin.init(config);
-    const ctx = fakeStartContext();
-    await plugin.start(ctx);
-    assert.equal(ctx.outputs.length, 1);
-    assert.equal(ctx.outputs[0]?.[0], "out");
-    const output = ctx.outputs[0]?.[1] as Output;
-    await output.close?.();
+    await using h = await testPlugin(csvPlugin, { output_path: path });
+    const output = onlyOutput(h);
+    assert.equal(output.describe?.(), path);
+    await h.stop();
     assert.equal(await Deno.readTextFile(path), "", "an empty run leaves an empty file");
   });
+});
+
+Deno.test("the csv output describes its path as it was given, relative or not", () => {
+  assert.equal(new CsvOutput("out.csv").describe(), "out.csv");
+  assert.equal(new CsvOutput("results/run 1.csv").describe(), "results/run 1.csv");
+  assert.equal(new CsvOutput("/tmp/a.csv").describe(), "/tmp/a.csv");
+});
+
+Deno.test("csvPlugin: --output-file sets output_path", () => {
+  assert.equal(csvPlugin.outputFileKey, "output_path");
+  assert.ok(Object.hasOwn(csvPlugin.defaultConfig(), csvPlugin.outputFileKey));
 });
 
 Deno.test("csvPlugin start fails with the path when the file cannot be opened", async () => {
   await inTempDir(async (dir) => {
     const path = `${dir}/no/such/dir/out.csv`;
-    const config = csvPlugin.configSchema.parse({ ...csvPlugin.defaultConfig(), output_path: path });
-    const plugin = await csvPlugin.init(config);
-    const ctx = fakeStartContext();
     await assert.rejects(
-      async () => await plugin.start(ctx),
+      async () => await testPlugin(csvPlugin, { output_path: path }),
       (e: unknown) => {
         assert.ok(e instanceof AlumetError);
         assert.ok(e.message.startsWith(`Cannot open csv output "${path}": `), e.message);
@@ -380,7 +376,6 @@ Deno.test("csvPlugin start fails with the path when the file cannot be opened", 
         return true;
       },
     );
-    assert.equal(ctx.outputs.length, 0);
   });
 });
 
@@ -436,17 +431,10 @@ for (
     });
     await inTempDir(async (dir) => {
       const path = `${dir}/out.csv`;
-      const config = csvPlugin.configSchema.parse({
-        ...csvPlugin.defaultConfig(),
-        ...scenario.config,
-        output_path: path,
-      });
-      const plugin = await csvPlugin.init(config);
-      const ctx = fakeStartContext();
-      await plugin.start(ctx);
-      const output = ctx.outputs[0]?.[1] as Output;
+      await using h = await testPlugin(csvPlugin, { ...scenario.config, output_path: path });
+      const output = onlyOutput(h);
       for (const b of batches) await output.write(b, contextOf(registry));
-      await output.close?.();
+      await h.stop();
       assert.equal(await Deno.readTextFile(path), expected);
     });
   });

@@ -10,14 +10,8 @@
  * @module
  */
 import { z } from "../../src/plugin/schema.ts";
-import type {
-  Diagnosis,
-  ElementContext,
-  Output,
-  Plugin,
-  PluginMetadata,
-  StartContext,
-} from "../../src/plugin/plugin.ts";
+import { definePlugin } from "../../src/plugin/define.ts";
+import type { Diagnosis, ElementContext, Output, Plugin, StartContext } from "../../src/plugin/plugin.ts";
 import type { Attributes, AttributeValue, Batch } from "../../src/model/batch.ts";
 import type { Metric } from "../../src/model/metrics.ts";
 import { type Timestamp, toRfc3339 } from "../../src/model/timestamp.ts";
@@ -31,17 +25,14 @@ function delimiter() {
   );
 }
 
-/**
- * The schema of `[plugins.csv]`. Every key is required: the agent merges {@linkcode csvPlugin}'s
- * `defaultConfig()` under the user's table before validating it.
- */
+/** The schema of `[plugins.csv]`, with every default: `config regen` writes them in this order. */
 export const csvConfigSchema = z.strictObject({
-  output_path: z.string().min(1, { error: "a non-empty file path" }),
-  force_flush: z.boolean(),
-  append_unit_to_metric_name: z.boolean(),
-  use_unit_display_name: z.boolean(),
-  csv_delimiter: delimiter(),
-  csv_late_delimiter: delimiter(),
+  output_path: z.string().min(1, { error: "a non-empty file path" }).default("alumet-output.csv"),
+  force_flush: z.boolean().default(true),
+  append_unit_to_metric_name: z.boolean().default(true),
+  use_unit_display_name: z.boolean().default(true),
+  csv_delimiter: delimiter().default(";"),
+  csv_late_delimiter: delimiter().default(","),
 }).refine((c) => c.csv_delimiter !== c.csv_late_delimiter, {
   path: ["csv_late_delimiter"],
   error: "a character different from csv_delimiter",
@@ -330,6 +321,11 @@ export class CsvOutput implements Output {
     this.#writeText(text);
   }
 
+  /** The file this output writes, as it was given (a relative path stays relative): exec's summary shows it. */
+  describe(): string {
+    return this.path;
+  }
+
   /** Writes what is pending and closes the file. Idempotent. */
   close(): void {
     if (this.#file === undefined) return;
@@ -410,31 +406,24 @@ function attributeText(v: AttributeValue): string {
 }
 
 /**
- * The `csv` plugin: adds one output, `out`, that writes `output_path`.
+ * The `csv` plugin: adds one output, `out`, that writes `output_path` (the key `--output-file` sets).
  *
  * @example
  * ```ts
  * import { csvPlugin } from "./mod.ts";
  * import assert from "node:assert/strict";
- * const ok = csvPlugin.configSchema.safeParse(csvPlugin.defaultConfig());
- * assert.equal(ok.success, true);
- * const bad = csvPlugin.configSchema.safeParse({ ...csvPlugin.defaultConfig(), csv_delimiter: ";;" });
+ * assert.equal(csvPlugin.defaultConfig().output_path, "alumet-output.csv");
+ * assert.equal(csvPlugin.configSchema.parse({}).csv_delimiter, ";");
+ * const bad = csvPlugin.configSchema.safeParse({ csv_delimiter: ";;" });
  * assert.equal(bad.success, false);
  * ```
  */
-export const csvPlugin: PluginMetadata<CsvConfig> & { readonly configSchema: typeof csvConfigSchema } = {
+export const csvPlugin = definePlugin({
   name: "csv",
   version: "0.1.0",
   description: "Writes the measurements to a CSV file, in the format of Alumet's csv plugin",
-  defaultConfig: () => ({
-    output_path: "alumet-output.csv",
-    force_flush: true,
-    append_unit_to_metric_name: true,
-    use_unit_display_name: true,
-    csv_delimiter: ";",
-    csv_late_delimiter: ",",
-  }),
-  configSchema: csvConfigSchema,
+  config: csvConfigSchema,
+  outputFileKey: "output_path",
   diagnose: function diagnoseCsv(config: CsvConfig): Diagnosis[] {
     const path = config.output_path;
     const dir = path.includes("/") ? path.slice(0, path.lastIndexOf("/")) || "/" : ".";
@@ -465,6 +454,6 @@ export const csvPlugin: PluginMetadata<CsvConfig> & { readonly configSchema: typ
       },
     };
   },
-};
+});
 
 export default csvPlugin;

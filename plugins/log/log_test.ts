@@ -1,13 +1,11 @@
 import assert from "node:assert/strict";
-import { runOutputContract } from "../../src/testing/mod.ts";
+import { runOutputContract, testPlugin } from "../../src/testing/mod.ts";
 import { LogOutput, logPlugin, type SyncWriter } from "./mod.ts";
 import { Batch } from "../../src/model/batch.ts";
 import { MetricRegistry } from "../../src/model/metrics.ts";
 import { Consumer, Resource } from "../../src/model/resources.ts";
 import { unit } from "../../src/model/units.ts";
-import { EventBus } from "../../src/plugin/events.ts";
-import type { ElementContext, Output, StartContext } from "../../src/plugin/plugin.ts";
-import { Logger } from "../../src/log.ts";
+import type { ElementContext } from "../../src/plugin/plugin.ts";
 import { parseToml } from "../../src/deps.ts";
 
 /** A writer that keeps what it receives, taking at most `chunk` bytes per call. */
@@ -107,26 +105,12 @@ Deno.test("log README shows the default config", async () => {
   });
 });
 
-Deno.test("logPlugin start adds the output out", async () => {
-  const outputs: [string, Output | WritableStream][] = [];
-  const refuse = (): never => {
-    throw new Error("The log plugin should only add an output");
-  };
-  const ctx: StartContext = {
-    plugin: "log",
-    events: new EventBus(),
-    log: new Logger("log"),
-    createMetric: refuse,
-    addSource: refuse,
-    addAutonomousSource: refuse,
-    addTransform: refuse,
-    addOutput: (name, output) => void outputs.push([name, output]),
-  };
-  const plugin = await logPlugin.init(logPlugin.configSchema.parse(logPlugin.defaultConfig()));
-  await plugin.start(ctx);
-  assert.equal(outputs.length, 1);
-  assert.equal(outputs[0]?.[0], "out");
-  assert.ok(outputs[0]?.[1] instanceof LogOutput);
+Deno.test("logPlugin start adds the output out, and nothing else", async () => {
+  await using h = await testPlugin(logPlugin);
+  assert.deepEqual([...h.outputs.keys()], ["out"]);
+  assert.ok(h.outputs.get("out")?.output instanceof LogOutput);
+  assert.equal(h.sources.size + h.autonomous.size + h.transforms.size + h.tasks.size, 0, "only an output");
+  assert.equal(h.metrics.all.length, 0, "no metric");
 });
 
 Deno.test("log honours the output contract", async (t) => {

@@ -9,13 +9,8 @@
  * @module
  */
 import { z } from "../../src/plugin/schema.ts";
-import type {
-  ElementContext,
-  Output,
-  Plugin,
-  PluginMetadata,
-  StartContext,
-} from "../../src/plugin/plugin.ts";
+import { definePlugin } from "../../src/plugin/define.ts";
+import type { ElementContext, Output, Plugin, StartContext } from "../../src/plugin/plugin.ts";
 import type { Attributes, Batch } from "../../src/model/batch.ts";
 import type { Metric } from "../../src/model/metrics.ts";
 import { type Timestamp, toRfc3339 } from "../../src/model/timestamp.ts";
@@ -140,12 +135,11 @@ export class LogOutput implements Output {
  * assert.equal(logPlugin.configSchema.safeParse({ verbose: true }).success, false);
  * ```
  */
-export const logPlugin: PluginMetadata<LogConfig> & { readonly configSchema: typeof logConfigSchema } = {
+export const logPlugin = definePlugin({
   name: "log",
   version: "0.1.0",
   description: "Prints the measurements on stdout, one readable line per point",
-  defaultConfig: () => ({}),
-  configSchema: logConfigSchema,
+  config: logConfigSchema,
   init: function initLog(_config: LogConfig): Plugin {
     return {
       start: function startLog(ctx: StartContext): void {
@@ -153,6 +147,6 @@ export const logPlugin: PluginMetadata<LogConfig> & { readonly configSchema: typ
       },
     };
   },
-};
+});
 
 export default logPlugin;
