@@ -15,19 +15,20 @@
  * @module
  */
 import type {
-  ConfigTable,
   Diagnosis,
+  PhaseContext,
   Plugin,
-  PluginMetadata,
-  PostStartContext,
   PreStartContext,
+  SourceHandle,
   StartContext,
 } from "../../src/plugin/plugin.ts";
+import { definePlugin } from "../../src/plugin/define.ts";
 import type { MetricId } from "../../src/model/metrics.ts";
+import { defineMetrics } from "../../src/model/metric_set.ts";
 import { type Consumer, type Resource, Resource as Resources } from "../../src/model/resources.ts";
 import { customUnit, unit } from "../../src/model/units.ts";
 import { duration, z } from "../../src/plugin/schema.ts";
-import type { ControlHandle } from "../../src/pipeline/control.ts";
+import { encodeNamePart } from "../../src/pipeline/names.ts";
 import type { Logger } from "../../src/log.ts";
 import { messageOf } from "../../src/errors.ts";
 import { cString, errno, ErrnoError, libc, O_RDONLY_CLOEXEC } from "../../src/ffi/libc.ts";
@@ -38,25 +39,41 @@ import { HOT_PERIOD_MS } from "../../src/pipeline/sampler.ts";
 import { type MachineSourceConfig, openMachineSource, TargetSource, type Usable } from "./target.ts";
 import { type CgroupLayout, detectLayout } from "../../src/sys/cgroup_layout.ts";
 
-/** `[plugins.perf]`. */
+/**
+ * `[plugins.perf]`, and its defaults: what `config regen` writes.
+ *
+ * @example
+ * ```ts
+ * import { perfConfigSchema } from "./mod.ts";
+ * import assert from "node:assert/strict";
+ * const c = perfConfigSchema.parse({ events: ["cycles:u"] });
+ * assert.deepEqual(c, { events: ["cycles:u"], poll_interval: 1000, flush_interval: 5000, system_wide: false });
+ * ```
+ */
 export const perfConfigSchema = z.strictObject({
-  events: z.array(z.string().min(1, { error: 'a perf event such as "cycles" or "msr/tsc/"' })),
-  poll_interval: duration(),
-  flush_interval: duration(),
-  system_wide: z.boolean(),
+  events: z.array(z.string().min(1, { error: 'a perf event such as "cycles" or "msr/tsc/"' }))
+    .prefault(["task-clock", "page-faults", "context-switches", "cycles", "instructions"]),
+  poll_interval: duration().prefault("1s"),
+  flush_interval: duration().prefault("5s"),
+  system_wide: z.boolean().prefault(false),
 });
 
 /** The validated `[plugins.perf]` table. */
 export type PerfConfig = z.infer<typeof perfConfigSchema>;
 
-function defaultPerfConfig(): ConfigTable {
-  return {
-    events: ["task-clock", "page-faults", "context-switches", "cycles", "instructions"],
-    poll_interval: "1s",
-    flush_interval: "5s",
-    system_wide: false,
-  };
-}
+/**
+ * The metrics the perf plugin always declares. The counts themselves are `perf_<event>` metrics, one per
+ * configured event that opens here, created in `start` (see {@linkcode perfMetricName}).
+ */
+export const PERF_METRICS = defineMetrics({
+  runningRatio: {
+    name: "perf_running_ratio",
+    unit: unit("1"),
+    valueType: "f64",
+    kind: "gauge",
+    description: "time_running / time_enabled of a perf group (below 1: the PMU multiplexed it)",
+  },
+});
 
 /** `perf_<event>` in snake_case: `task-clock` → `perf_task_clock`, `msr/tsc/` → `perf_msr_tsc`. */
 export function perfMetricName(event: string): string {
@@ -64,6 +81,26 @@ export function perfMetricName(event: string): string {
 }
 
 const O_DIRECTORY = 0o200000;
+
+/**
+ * The name of the source that counts a target: `pid-<pid>` for a process, `cgroup-<path>` for a cgroup, the
+ * path encoded with `encodeNamePart` so that two cgroups never share a name (`/a/b` gives `cgroup-:a:b`,
+ * `/a_b` gives `cgroup-:a_5fb`); undefined for a kind of consumer perf does not count.
+ *
+ * @example
+ * ```ts
+ * import { targetSourceName } from "./mod.ts";
+ * import { Consumer } from "../../src/model/resources.ts";
+ * import assert from "node:assert/strict";
+ * assert.equal(targetSourceName(Consumer.process(42)), "pid-42");
+ * assert.equal(targetSourceName(Consumer.cgroup("/system.slice/cron.service")), "cgroup-:system.slice:cron.service");
+ * ```
+ */
+export function targetSourceName(consumer: Consumer): string | undefined {
+  if (consumer.kind === "process") return `pid-${consumer.id}`;
+  if (consumer.kind === "cgroup") return `cgroup-${encodeNamePart(consumer.id)}`;
+  return undefined;
+}
 
 /** CPUs online, from `/sys/devices/system/cpu/online` (`0-3,6`). */
 export function onlineCpus(text?: string): number[] {
@@ -111,9 +148,11 @@ export class PerfPlugin implements Plugin {
   readonly #config: PerfConfig;
   #usable: Usable[] = [];
   #ratio: MetricId<"f64"> | undefined;
-  #control: ControlHandle | undefined;
+  /** The context of `preStart`: it adds the targets' sources, from the event listeners. */
+  #ctx: PhaseContext | undefined;
   #log: Logger | undefined;
-  #followed = new Map<string, string>(); // consumer key → source name
+  /** The sources of the targets followed now, by consumer (`kind:id`). */
+  #followed = new Map<string, SourceHandle>();
   #off: (() => void)[] = [];
   /** The cgroup hierarchies, read at the first cgroup to count. */
   #layout: CgroupLayout | undefined;
@@ -149,13 +188,7 @@ export class PerfPlugin implements Plugin {
         description: `perf event ${event.name}, cumulative since the counters were enabled`,
       }),
     }));
-    this.#ratio = ctx.createMetric({
-      name: "perf_running_ratio",
-      unit: unit("1"),
-      valueType: "f64",
-      kind: "gauge",
-      description: "time_running / time_enabled of a perf group (below 1: the PMU multiplexed it)",
-    });
+    this.#ratio = ctx.createMetrics(PERF_METRICS).runningRatio;
     if (this.#config.system_wide && this.#usable.length > 0) {
       const trigger = {
         pollInterval: this.#config.poll_interval,
@@ -181,30 +214,28 @@ export class PerfPlugin implements Plugin {
   }
 
   preStart(ctx: PreStartContext): void {
+    this.#ctx = ctx;
     this.#off = [
       ctx.events.on("startConsumerMeasurement", (cs) => this.#onStart(cs)),
       ctx.events.on("endConsumerMeasurement", (cs) => this.#onEnd(cs)),
     ];
   }
 
-  postStart(ctx: PostStartContext): void {
-    this.#control = ctx.control;
-  }
-
   stop(): void {
     for (const off of this.#off) off();
     this.#off = [];
-    this.#followed.clear();
-    this.#control = undefined;
+    this.#followed.clear(); // their sources stopped with the pipeline
+    this.#ctx = undefined;
   }
 
   async #onStart(consumers: readonly Consumer[]): Promise<void> {
-    if (this.#usable.length === 0 || this.#control === undefined) return;
+    const ctx = this.#ctx;
+    if (this.#usable.length === 0 || ctx === undefined) return;
     for (const c of consumers) {
       const key = `${c.kind}:${c.id}`;
-      if (this.#followed.has(key)) continue;
+      const name = targetSourceName(c);
+      if (name === undefined || this.#followed.has(key)) continue;
       let groups: { group: PerfGroup; resource: Resource }[];
-      let name: string;
       try {
         if (c.kind === "process") {
           const pid = Number(c.id);
@@ -220,25 +251,22 @@ export class PerfPlugin implements Plugin {
             }),
             resource: Resources.localMachine(),
           }];
-          name = `pid-${pid}`;
-        } else if (c.kind === "cgroup") {
-          groups = this.#openCgroup(c.id);
-          name = `cgroup-${c.id.replace(/[^\w.-]+/g, "_")}`;
-        } else continue;
+        } else groups = this.#openCgroup(c.id);
       } catch (e) {
         this.#log?.warn(`Cannot count ${c.kind} ${c.id} with perf: ${messageOf(e)}`);
         continue;
       }
-      this.#followed.set(key, name);
       const source = new TargetSource(groups, c, this.#usable, this.#ratio!);
+      const handle = ctx.addSource(name, source, {
+        pollInterval: this.#config.poll_interval,
+        flushInterval: this.#config.flush_interval,
+      });
+      this.#followed.set(key, handle);
       try {
-        await this.#control.addSource(name, source, {
-          pollInterval: this.#config.poll_interval,
-          flushInterval: this.#config.flush_interval,
-        }, { plugin: "perf" });
+        await handle.ready;
       } catch (e) {
         source.close();
-        this.#followed.delete(key);
+        if (this.#followed.get(key) === handle) this.#followed.delete(key);
         this.#log?.warn(`Cannot add a perf source for ${c.kind} ${c.id}: ${messageOf(e)}`);
       }
     }
@@ -270,13 +298,13 @@ export class PerfPlugin implements Plugin {
   async #onEnd(consumers: readonly Consumer[]): Promise<void> {
     for (const c of consumers) {
       const key = `${c.kind}:${c.id}`;
-      const name = this.#followed.get(key);
-      if (name === undefined) continue;
+      const handle = this.#followed.get(key);
+      if (handle === undefined) continue;
       this.#followed.delete(key);
       // A last read of a cgroup's counters, so that the counts up to its end are in the output (exec and watch
       // poll every source themselves just before they announce a process's end).
-      if (c.kind === "cgroup") await this.#control?.triggerNow(`source/perf/${name}`);
-      await this.#control?.stop(`source/perf/${name}`);
+      if (c.kind === "cgroup") await handle.trigger();
+      await handle.stop();
     }
   }
 }
@@ -299,16 +327,13 @@ function diagnosePerf(config: PerfConfig): Diagnosis[] {
 }
 
 /** The perf plugin's metadata: `[plugins.perf]`. */
-export const perfPlugin: PluginMetadata<PerfConfig> & { readonly configSchema: typeof perfConfigSchema } = {
+export const perfPlugin = definePlugin({
   name: "perf",
   version: "0.1.0",
   description: "Counts perf events (perf's syntax) for the exec/watch program, cgroups, or the whole machine",
-  defaultConfig: defaultPerfConfig,
-  configSchema: perfConfigSchema,
-  init: function initPerf(config: PerfConfig): Plugin {
-    return new PerfPlugin(config);
-  },
+  config: perfConfigSchema,
+  init: (config) => new PerfPlugin(config),
   diagnose: diagnosePerf,
-};
+});
 
 export default perfPlugin;

@@ -1,8 +1,12 @@
 import assert from "node:assert/strict";
-import { onlineCpus, perfMetricName, perfPlugin } from "./mod.ts";
+import { onlineCpus, PERF_METRICS, perfMetricName, perfPlugin, targetSourceName } from "./mod.ts";
 import { runSourceContract, testPlugin } from "../../src/testing/mod.ts";
-import { needs, testWith } from "../../src/testing/needs.ts";
+import { checkMetricsTable } from "../../src/testing/readme.ts";
+import { type Need, needs, testWith } from "../../src/testing/needs.ts";
 import { type LogSink, setLogSink } from "../../src/log.ts";
+import { Consumer } from "../../src/model/resources.ts";
+import { detectLayout } from "../../src/sys/cgroup_layout.ts";
+import { parseToml } from "../../src/deps.ts";
 
 Deno.test("perfMetricName turns perf's syntax into snake_case metric names", () => {
   assert.equal(perfMetricName("task-clock"), "perf_task_clock");
@@ -24,6 +28,30 @@ Deno.test("perf config: defaults validate, bad values do not", () => {
   assert.equal(s.safeParse({ ...perfPlugin.defaultConfig(), events: "cycles" }).success, false);
   assert.equal(s.safeParse({ ...perfPlugin.defaultConfig(), system_wide: "yes" }).success, false);
   assert.equal(s.safeParse({ ...perfPlugin.defaultConfig(), poll_intervall: "1s" }).success, false);
+});
+
+Deno.test("the README's configuration block is exactly the schema's defaults", async () => {
+  const readme = await Deno.readTextFile(new URL("./README.md", import.meta.url));
+  const block = readme.match(/## Configuration[\s\S]*?```toml\n([\s\S]*?)```/)?.[1];
+  assert.ok(block !== undefined, "no toml block under ## Configuration");
+  assert.deepEqual(JSON.parse(JSON.stringify(parseToml(block))), {
+    plugins: { perf: perfPlugin.defaultConfig() },
+  });
+});
+
+Deno.test("the README's metrics table matches the declared metrics", async () => {
+  checkMetricsTable(await Deno.readTextFile(new URL("./README.md", import.meta.url)), PERF_METRICS);
+});
+
+Deno.test("targets' source names never collide: cgroup paths are encoded injectively", () => {
+  assert.equal(targetSourceName(Consumer.process(42)), "pid-42");
+  const names = ["/a/b", "/a_b", "/a:b", "/a b", "/a-b", "/"].map((p) =>
+    targetSourceName(Consumer.cgroup(p))
+  );
+  assert.equal(new Set(names).size, names.length, names.join(" "));
+  assert.notEqual(targetSourceName(Consumer.cgroup("/a/b")), targetSourceName(Consumer.cgroup("/a_b")));
+  for (const n of names) assert.match(n!, /^cgroup-[A-Za-z0-9.@:_-]+$/);
+  assert.equal(targetSourceName(Consumer.localMachine()), undefined);
 });
 
 Deno.test("perf skips an event this machine lacks, naming it, and counts the others", async () => {
@@ -49,3 +77,44 @@ testWith([needs.root], "perf's system-wide source honours the source contract", 
     minPoints: 1,
   });
 });
+
+const cgroupV2: Need = {
+  what: "cgroup v2",
+  missing: () => {
+    try {
+      return detectLayout().v2 === undefined ? "no cgroup2 mount in /proc/mounts" : undefined;
+    } catch (e) {
+      return `cannot read /proc/mounts: ${(e as Error).message}`;
+    }
+  },
+};
+
+testWith(
+  [needs.root, cgroupV2],
+  "perf counts /x/b and /x_b with two sources, and stops each through its handle when the cgroup ends",
+  async () => {
+    const root = detectLayout().v2!.mountPoint;
+    const x = `/alumet-perf-${crypto.randomUUID().slice(0, 8)}`;
+    const paths = [`${x}/b`, `${x}_b`];
+    Deno.mkdirSync(`${root}${x}`);
+    try {
+      for (const p of paths) Deno.mkdirSync(`${root}${p}`);
+      await using h = await testPlugin(perfPlugin, { events: ["task-clock"] });
+      await h.events.publish("startConsumerMeasurement", paths.map((p) => Consumer.cgroup(p)));
+      const names = paths.map((p) => targetSourceName(Consumer.cgroup(p))!);
+      assert.notEqual(names[0], names[1]);
+      assert.deepEqual([...h.sources.keys()].sort(), [...names].sort(), "one source per cgroup");
+      for (const n of names) {
+        const b = await h.poll(n);
+        const consumers = new Set([...b].map((p) => p.consumer.id));
+        assert.deepEqual([...consumers], [paths[names.indexOf(n)]], `${n} counts its own cgroup`);
+      }
+      await h.events.publish("endConsumerMeasurement", [Consumer.cgroup(paths[0]!)]);
+      assert.deepEqual([...h.sources.keys()], [names[1]], "the ended cgroup's source is stopped");
+      await h.events.publish("endConsumerMeasurement", [Consumer.cgroup(paths[1]!)]);
+      assert.deepEqual([...h.sources.keys()], []);
+    } finally {
+      for (const p of [...paths, x]) await Deno.remove(`${root}${p}`).catch(() => {});
+    }
+  },
+);
