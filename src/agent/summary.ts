@@ -19,6 +19,44 @@ interface Row {
   count: number;
 }
 
+/** The name of the plugin {@linkcode ExecSummary.plugin} returns (its output is not a place series go). */
+export const EXEC_SUMMARY_PLUGIN = "exec-summary";
+
+/**
+ * Where the series went, for the summary's last line: each output's description (`Agent.outputs()`, from
+ * `Output.describe`) and its plugin, once each; an output that describes nothing is named by its plugin.
+ *
+ * @param outputs the agent's outputs, `{ name: "output/<plugin>/<name>", description }`
+ * @param exclude plugins whose outputs are not listed
+ * @returns e.g. `["out.csv (csv)", "log"]`
+ *
+ * @example
+ * ```ts
+ * import { outputLabels } from "./summary.ts";
+ * import assert from "node:assert/strict";
+ * assert.deepEqual(
+ *   outputLabels([
+ *     { name: "output/files/main", description: "out.txt" },
+ *     { name: "output/console/main", description: "console" },
+ *     { name: "output/exec-summary/summary", description: "exec-summary" },
+ *   ], ["exec-summary"]),
+ *   ["out.txt (files)", "console"],
+ * );
+ * ```
+ */
+export function outputLabels(
+  outputs: readonly { readonly name: string; readonly description: string }[],
+  exclude: readonly string[] = [],
+): string[] {
+  const lines = new Set<string>();
+  for (const { name, description } of outputs) {
+    const plugin = name.split("/")[1] ?? name;
+    if (exclude.includes(plugin)) continue;
+    lines.add(description === plugin || description === "" ? plugin : `${description} (${plugin})`);
+  }
+  return [...lines];
+}
+
 /** Collects, from every batch, the points whose consumer is the watched process. */
 export class ExecSummary {
   /** The pid to summarise; points of other consumers are ignored. Set once the program is spawned. */
@@ -29,7 +67,7 @@ export class ExecSummary {
   /** A plugin that adds the collecting output; give it to the agent with the others. */
   plugin(): PluginMetadata {
     return definePlugin({
-      name: "exec-summary",
+      name: EXEC_SUMMARY_PLUGIN,
       start: (ctx) =>
         ctx.addOutput("summary", { write: (b: Batch, c: ElementContext) => this.#collect(b, c) }),
     });
@@ -75,7 +113,9 @@ export class ExecSummary {
       a,
       b,
     ) => (a.label < b.label ? -1 : a.label > b.label ? 1 : 0));
-    if (rows.length === 0) lines.push("   (no series for the program: enable procfs or perf)");
+    if (rows.length === 0) {
+      lines.push("   (no series for the program: enable a plugin that measures processes)");
+    }
     for (const r of rows) {
       const unit = r.metric.unit.display;
       const what = r.metric.kind === "gauge" && r.count > 1 ? `   (peak ${n(r.peak)})` : "";
