@@ -355,6 +355,13 @@ Deno.test("alumet reports bad input in one line with a non-zero exit and no stac
       assert.notEqual(r.code, 0);
       assertOneLineError(r, /\/nonexistent-dir\/x\.csv/);
     });
+    await t.step("--output-file when no enabled plugin writes a file", async () => {
+      const r = await alumet(["--plugins", "log", "--output-file", "x.csv", "exec", "--", "true"], {
+        cwd: dir,
+      });
+      assert.equal(r.code, 2);
+      assertOneLineError(r, /--output-file: no enabled plugin writes a file \(enabled: log\)/);
+    });
     await t.step("a bad log level", async () => {
       const r = await alumet(["--log-level", "loud", "run"], { cwd: dir });
       assert.equal(r.code, 2);
@@ -397,6 +404,11 @@ Deno.test("alumet --help works on every command", async () => {
       const r = await alumet(args, { cwd: dir });
       assert.equal(r.code, 0, `${args.join(" ")}: ${r.stderr}`);
       assert.match(r.stdout, /Usage: alumet/, args.join(" "));
+      if (args.length === 1) {
+        const readme = await Deno.readTextFile(`${ROOT}/README.md`);
+        const block = /## The `alumet` command\n\n```text\n([\s\S]*?\n)```/.exec(readme)?.[1];
+        assert.equal(r.stdout, block, "README.md's help block is not what `alumet --help` prints");
+      }
     }
   });
 });

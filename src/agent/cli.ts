@@ -1,5 +1,7 @@
 /**
- * The `alumet` command line: `run`, `exec`, `watch`, `config regen`, `plugins list`.
+ * The `alumet` command line: the dispatch, the global options and what the commands share (loading the
+ * config, the plugin entries, the agent). Each command is a file of `./commands/` that declares its options
+ * once; the help texts and the parser's option lists are derived from those declarations.
  *
  * `main(args)` returns the exit code; it never throws for a user error: it prints one line and returns
  * a non-zero code (stack traces only with `--log-level debug`).
@@ -8,147 +10,131 @@
  */
 import { AlumetError, closest, messageOf, UsageError } from "../errors.ts";
 import { LOG_LEVELS, Logger, logLevel, setLogLevel } from "../log.ts";
-import { Consumer } from "../model/resources.ts";
 import type { PluginMetadata } from "../plugin/plugin.ts";
 import { Agent, type PluginEntry } from "./agent.ts";
-import { BUILTIN_LOADERS, BUILTIN_NAMES, DEFAULT_ENABLED, loadAllBuiltins, loadBuiltin } from "./builtin.ts";
+import { BUILTIN_LOADERS, DEFAULT_ENABLED, loadBuiltin } from "./builtin.ts";
+import { loadConfig, type PluginSection, selectPlugins } from "./config.ts";
 import {
-  loadConfig,
-  type PluginSection,
-  renderDefaultConfig,
-  selectPlugins,
-  validateSection,
-} from "./config.ts";
-import { diagnoseAll, formatReport } from "./doctor.ts";
-import { StatusLine } from "./status.ts";
-import { ExecSummary } from "./summary.ts";
-import {
-  exitCodeOf,
-  processExists,
-  resolveProgram,
-  spawnStopped,
-  waitForExit,
-  waitUntilStopped,
-} from "./exec.ts";
-import { ffiAvailable, getrusage, RUSAGE_CHILDREN } from "../ffi/libc.ts";
-import { now } from "../model/timestamp.ts";
+  type Command,
+  type CommandContext,
+  commandHelp,
+  formatCommands,
+  formatOptions,
+  type OptionSpecs,
+  type OptionValues,
+} from "./commands/define.ts";
+import { command as run } from "./commands/run.ts";
+import { command as exec } from "./commands/exec.ts";
+import { command as watch } from "./commands/watch.ts";
+import { command as config } from "./commands/config.ts";
+import { command as plugins } from "./commands/plugins.ts";
+import { command as doctor } from "./commands/doctor.ts";
 
 const VERSION = "0.1.0";
 
-const GLOBAL_OPTIONS: Readonly<Record<string, OptionSpec>> = {
-  config: { type: "string" },
-  "no-default-config": { type: "boolean" },
-  "config-override": { type: "string", multiple: true },
-  plugins: { type: "string" },
-  "output-file": { type: "string" },
-  "log-level": { type: "string" },
-  help: { type: "boolean", short: "h" },
-  version: { type: "boolean", short: "V" },
-} as const;
+/** The commands, in the order `alumet --help` lists them; the first is the default. */
+const COMMANDS: readonly Command[] = [run, exec, watch, config, plugins, doctor];
 
-const COMMAND_OPTIONS: Readonly<
-  Record<"run" | "exec" | "watch" | "config" | "plugins" | "doctor", Record<string, OptionSpec>>
-> = {
-  doctor: {},
-  run: {},
-  exec: { "ignore-exit-code": { type: "boolean" } },
-  watch: {},
-  config: {},
-  plugins: {},
-};
+const BY_NAME: ReadonlyMap<string, Command> = new Map(COMMANDS.map((c) => [c.name, c]));
 
-type Command = keyof typeof COMMAND_OPTIONS;
+/** The options every command accepts, before or after its name. */
+export const GLOBAL_OPTIONS = {
+  config: {
+    type: "string",
+    valueName: "PATH",
+    help: "Config file [env: ALUMET_CONFIG] [default: alumet-config.toml]",
+  },
+  "no-default-config": {
+    type: "boolean",
+    help: "Fail if the config file is missing instead of using the defaults",
+  },
+  "config-override": {
+    type: "string",
+    multiple: true,
+    valueName: "K=V",
+    help: `Override a config value, e.g. 'plugins.NAME.KEY="text"' (repeatable)`,
+  },
+  plugins: { type: "string", valueName: "A,B", help: "Enable exactly these plugins" },
+  "output-file": {
+    type: "string",
+    valueName: "PATH",
+    help: "The file the enabled file outputs write (the path key each declares)",
+  },
+  "log-level": {
+    type: "string",
+    valueName: "LEVEL",
+    help: `${LOG_LEVELS.join(", ")} [env: ALUMET_LOG] [default: info]`,
+  },
+  help: { type: "boolean", short: "h", help: "Print help (also after a command: alumet exec --help)" },
+  version: { type: "boolean", short: "V", help: "Print the version" },
+} as const satisfies OptionSpecs;
 
-const VALUE_OPTIONS = new Set(["--config", "--config-override", "--plugins", "--output-file", "--log-level"]);
-
-const MAIN_HELP = `alumet ${VERSION}: measure energy and performance on Linux
+/** The text of `alumet --help`. */
+export function mainHelp(): string {
+  return `alumet ${VERSION}: measure energy and performance on Linux
 
 Usage: alumet [OPTIONS] [COMMAND]
 
 Commands:
-  run                 Measure until SIGINT or SIGTERM (the default command)
-  exec -- PROG ARGS…  Run a program and measure it until it ends
-  watch PID           Measure a running process until it ends
-  config regen        Write the default config file
-  plugins list        List the plugins and whether they are enabled
-  doctor              Check what can be measured here, and how to fix what cannot
+${formatCommands(COMMANDS)}
 
 Options:
-  --config PATH               Config file [env: ALUMET_CONFIG] [default: alumet-config.toml]
-  --no-default-config         Fail if the config file is missing instead of using the defaults
-  --config-override K=V       Override a config value, e.g. 'plugins.csv.output_path="out.csv"' (repeatable)
-  --plugins A,B               Enable exactly these plugins
-  --output-file PATH          Where the csv output writes (plugins.csv.output_path)
-  --log-level LEVEL           ${LOG_LEVELS.join(", ")} [env: ALUMET_LOG] [default: info]
-  -h, --help                  Print help (also after a command: alumet exec --help)
-  -V, --version               Print the version
+${formatOptions(GLOBAL_OPTIONS)}
 
 With no config file, the built-in defaults are used in memory (${
-  DEFAULT_ENABLED.join(", ")
-}); nothing is written
+    DEFAULT_ENABLED.join(", ")
+  }); nothing is written
 unless you run \`alumet config regen\`.`;
-
-const HELP: Record<Command, string> = {
-  run: `Usage: alumet run [OPTIONS]
-
-Runs the agent: the enabled sources are measured and sent to the outputs until SIGINT (Ctrl-C) or SIGTERM;
-then every point measured so far is written before the agent exits. A second Ctrl-C exits at once.
-
-Options: see \`alumet --help\`.`,
-  exec: `Usage: alumet exec [OPTIONS] [--ignore-exit-code] [--] PROGRAM [ARGS]...
-
-Runs PROGRAM (looked up in PATH, or a path relative to the current directory) and measures it: every source is
-polled just before it starts and just after it ends, and plugins are told its pid. The agent exits with the
-program's exit code (128+N when signal N killed it), unless --ignore-exit-code is given.
-Ctrl-C reaches the program; the agent keeps measuring until the program is gone.
-
-Options:
-  --ignore-exit-code   Exit with 0 whatever the program's exit code
-  Other options: see \`alumet --help\`.`,
-  watch: `Usage: alumet watch [OPTIONS] PID
-
-Measures the running process PID until it ends (or until SIGINT/SIGTERM): plugins are told its pid, every
-source is polled at the start and at the end.
-
-Options: see \`alumet --help\`.`,
-  config: `Usage: alumet config regen [OPTIONS]
-
-Writes the default configuration of the enabled plugins (the defaults, or --plugins) to the config file
-(--config, default alumet-config.toml), replacing it.`,
-  doctor: `Usage: alumet doctor [OPTIONS]
-
-For each source, checks whether it can work on this machine with the current config and, if not, says why
-and how to fix it; then checks the machine (native calls, perf_event access and PMUs, RAPL, NVML). Exits 0 when
-everything the config enables can run, 1 otherwise. Lines: ✓ works, ✗ fails (enabled), · fails (not enabled).`,
-  plugins: `Usage: alumet plugins list [OPTIONS]
-
-Lists the built-in plugins, their versions, and whether the current config enables them.`,
-};
-
-interface Parsed {
-  command: Command;
-  positionals: string[];
-  program: string[];
-  values: Record<string, string | boolean | string[] | undefined>;
 }
 
-interface OptionSpec {
-  readonly type: "string" | "boolean";
-  readonly multiple?: boolean;
-  readonly short?: string;
+/** The text of `alumet <command> --help`; undefined for an unknown command. */
+export function helpOf(name: string): string | undefined {
+  const c = BY_NAME.get(name);
+  return c === undefined ? undefined : commandHelp(c);
+}
+
+/** The command line, split. */
+export interface ParsedCommandLine {
+  /** The command's name (`run` when none was given). */
+  command: string;
+  /** Whether the command was named (`alumet exec --help`) rather than taken by default (`alumet --help`). */
+  named: boolean;
+  /** The arguments that are not options. */
+  positionals: string[];
+  /** For `exec`: the program and its arguments. */
+  program: string[];
+  /** The options given, by name. */
+  values: OptionValues;
+}
+
+/** The option that `token` (`--name`, `--name=v`, `-h`) names in `specs`, if any. */
+function optionOf(token: string, specs: OptionSpecs): string | undefined {
+  if (token.startsWith("--")) {
+    const eq = token.indexOf("=");
+    const name = eq < 0 ? token.slice(2) : token.slice(2, eq);
+    return Object.hasOwn(specs, name) ? name : undefined;
+  }
+  return Object.keys(specs).find((k) => specs[k]!.short === token.slice(1));
+}
+
+/** Whether `token` is an option that takes its value from the next argument. */
+function takesNext(token: string, specs: OptionSpecs): boolean {
+  if (token.includes("=")) return false;
+  const name = optionOf(token, specs);
+  return name !== undefined && specs[name]!.type === "string";
 }
 
 /**
  * Parses option tokens (`--name value`, `--name=value`, `-h`) against `specs`; other tokens are positionals.
  * Written here rather than taken from `node:util`'s parseArgs, whose Node compatibility layer costs about
- * 12 ms of every start-up.
+ * 12 ms of every start-up (and an npm CLI library 15–33 ms).
  */
 function parseOptions(
   tokens: readonly string[],
-  specs: Readonly<Record<string, OptionSpec>>,
-  command: Command,
-): { values: Parsed["values"]; positionals: string[] } {
-  const values: Parsed["values"] = {};
+  specs: OptionSpecs,
+  command: string,
+): { values: OptionValues; positionals: string[] } {
+  const values: OptionValues = {};
   const positionals: string[] = [];
   for (let i = 0; i < tokens.length; i++) {
     const t = tokens[i]!;
@@ -156,22 +142,14 @@ function parseOptions(
       positionals.push(t);
       continue;
     }
-    let name: string | undefined;
-    let inline: string | undefined;
-    if (t.startsWith("--")) {
-      const eq = t.indexOf("=");
-      name = eq < 0 ? t.slice(2) : t.slice(2, eq);
-      inline = eq < 0 ? undefined : t.slice(eq + 1);
-    } else {
-      name = Object.keys(specs).find((k) => specs[k]!.short === t.slice(1));
-    }
-    const spec = name === undefined || !Object.hasOwn(specs, name) ? undefined : specs[name];
-    if (spec === undefined || name === undefined) {
+    const name = optionOf(t, specs);
+    if (name === undefined) {
       const shown = t.split("=")[0]!;
-      throw new UsageError(
-        `Unknown option ${shown} for \`alumet ${command}\`${suggestOption(shown, command)}`,
-      );
+      throw new UsageError(`Unknown option ${shown} for \`alumet ${command}\`${suggestOption(shown, specs)}`);
     }
+    const spec = specs[name]!;
+    const eq = t.startsWith("--") ? t.indexOf("=") : -1;
+    const inline = eq < 0 ? undefined : t.slice(eq + 1);
     if (spec.type === "boolean") {
       if (inline !== undefined) {
         throw new UsageError(`Option --${name} takes no value (see \`alumet ${command} --help\`)`);
@@ -190,38 +168,39 @@ function parseOptions(
   return { values, positionals };
 }
 
-function suggestOption(token: string, command: Command): string {
-  const name = token.replace(/^-+/, "").split("=")[0]!;
-  const known = [...Object.keys(GLOBAL_OPTIONS), ...Object.keys(COMMAND_OPTIONS[command])];
-  const near = closest(name, known);
+function suggestOption(token: string, specs: OptionSpecs): string {
+  const near = closest(token.replace(/^-+/, ""), Object.keys(specs));
   return near ? `; did you mean --${near}?` : "; see `alumet --help`";
 }
 
 /** Splits the arguments into the command, its options and (for exec) the program and its arguments. */
-export function parseCommandLine(args: readonly string[]): Parsed {
+export function parseCommandLine(args: readonly string[]): ParsedCommandLine {
   let i = 0;
-  let command: Command = "run";
+  let command = COMMANDS[0]!;
+  let named = false;
   const head: string[] = [];
   for (; i < args.length; i++) {
     const a = args[i]!;
     if (a === "--") break;
     if (a.startsWith("-")) {
       head.push(a);
-      if (VALUE_OPTIONS.has(a) && i + 1 < args.length) head.push(args[++i]!);
+      if (takesNext(a, GLOBAL_OPTIONS) && i + 1 < args.length) head.push(args[++i]!);
       continue;
     }
-    if (!Object.hasOwn(COMMAND_OPTIONS, a)) {
-      const near = closest(a, Object.keys(COMMAND_OPTIONS));
+    const found = BY_NAME.get(a);
+    if (found === undefined) {
+      const names = COMMANDS.map((c) => c.name);
+      const near = closest(a, names);
       throw new UsageError(
-        `Unknown command "${a}"${
-          near ? `; did you mean "${near}"?` : ""
-        } (commands: run, exec, watch, config, plugins, doctor)`,
+        `Unknown command "${a}"${near ? `; did you mean "${near}"?` : ""} (commands: ${names.join(", ")})`,
       );
     }
-    command = a as Command;
+    command = found;
+    named = true;
     i++;
     break;
   }
+  const specs: OptionSpecs = { ...GLOBAL_OPTIONS, ...command.options };
   const rest: string[] = [];
   let program: string[] = [];
   for (; i < args.length; i++) {
@@ -232,26 +211,25 @@ export function parseCommandLine(args: readonly string[]): Parsed {
     }
     if (a.startsWith("-") && a !== "-") {
       rest.push(a);
-      if (VALUE_OPTIONS.has(a) && i + 1 < args.length) rest.push(args[++i]!);
+      if (takesNext(a, specs) && i + 1 < args.length) rest.push(args[++i]!);
       continue;
     }
-    if (command === "exec") {
+    if (command.runsProgram) {
       program = args.slice(i);
       break;
     }
     rest.push(a);
   }
-  const parsed = parseOptions(
-    [...head, ...rest],
-    { ...GLOBAL_OPTIONS, ...COMMAND_OPTIONS[command] },
-    command,
-  );
-  if (command !== "exec" && program.length > 0) {
+  const parsed = parseOptions([...head, ...rest], specs, command.name);
+  if (!command.runsProgram && program.length > 0) {
+    const runner = COMMANDS.find((c) => c.runsProgram)?.synopsis;
     throw new UsageError(
-      `\`alumet ${command}\` runs no program (got "${program.join(" ")}"): use alumet exec -- PROGRAM ARGS…`,
+      `\`alumet ${command.name}\` runs no program (got "${program.join(" ")}")${
+        runner ? `: use alumet ${runner}` : ""
+      }`,
     );
   }
-  return { command, positionals: parsed.positionals, program, values: parsed.values };
+  return { command: command.name, named, positionals: parsed.positionals, program, values: parsed.values };
 }
 
 /** The directory the user ran the command from: `deno task` runs in the project root and sets INIT_CWD. */
@@ -276,38 +254,94 @@ function write(text: string, stream: { writeSync(p: Uint8Array): number } = Deno
   while (off < bytes.length) off += stream.writeSync(bytes.subarray(off));
 }
 
-interface Setup {
-  sections: PluginSection[];
-  source: string;
-  fromFile: boolean;
-  sourceChannelSize: number | undefined;
+/** The configuration the commands share: the enabled plugins' sections and the general settings. */
+export interface Setup {
+  /** The enabled plugins' sections, in start order (`--output-file` already applied). */
+  readonly sections: readonly PluginSection[];
+  /** Where the config came from (the file, or `defaults`), for messages. */
+  readonly source: string;
+  /** Whether a config file was read. */
+  readonly fromFile: boolean;
+  /** `source_channel_size`, if set. */
+  readonly sourceChannelSize: number | undefined;
 }
 
-async function loadSetup(p: Parsed, log: Logger): Promise<Setup> {
-  const v = p.values;
-  const envConfig = Deno.env.get("ALUMET_CONFIG");
-  const given = (v.config as string | undefined) ?? envConfig;
-  const path = given ?? "alumet-config.toml";
-  const overrides = [...((v["config-override"] as string[] | undefined) ?? [])];
-  if (typeof v["output-file"] === "string") {
-    overrides.push(`plugins.csv.output_path=${JSON.stringify(v["output-file"])}`);
+/** The metadata of each section's plugin, loaded once. */
+const METAS = new WeakMap<PluginSection, PluginMetadata<unknown>>();
+
+/** The plugin of an enabled section: a built-in one, or the module `module = "…"` names. */
+async function pluginOf(s: PluginSection): Promise<PluginMetadata<unknown>> {
+  const known = METAS.get(s);
+  if (known !== undefined) return known;
+  let meta: PluginMetadata<unknown> | undefined;
+  if (s.module === undefined) {
+    meta = await loadBuiltin(s.name);
+  } else {
+    let mod: Record<string, unknown>;
+    try {
+      mod = await import(s.module);
+    } catch (e) {
+      throw new AlumetError(`Cannot load plugin "${s.name}" from ${s.module}: ${messageOf(e)}`);
+    }
+    const m = (mod.default ?? mod.plugin) as PluginMetadata<unknown> | undefined;
+    if (m === undefined || typeof m !== "object" || typeof m.init !== "function") {
+      throw new AlumetError(
+        `Plugin module ${s.module} (plugins.${s.name}) exports no plugin: export default ` +
+          `definePlugin({ name, … }) or a PluginMetadata (name, version, init)`,
+      );
+    }
+    if (m.name !== s.name) {
+      throw new AlumetError(
+        `Plugin module ${s.module} is named "${m.name}", but the config calls it "${s.name}"`,
+      );
+    }
+    meta = m;
   }
+  if (meta === undefined) throw new AlumetError(`Unknown plugin "${s.name}"`);
+  METAS.set(s, meta);
+  return meta;
+}
+
+/**
+ * `--output-file PATH`: sets, for every enabled plugin that declares an `outputFileKey`, that key of its
+ * section. A usage error when none does.
+ */
+async function applyOutputFile(sections: readonly PluginSection[], path: string): Promise<void> {
+  if (path === "") throw new UsageError("Option --output-file needs a non-empty path");
+  let applied = 0;
+  for (const s of sections) {
+    const key = (await pluginOf(s)).outputFileKey;
+    if (key === undefined) continue;
+    s.table[key] = path;
+    applied++;
+  }
+  if (applied === 0) {
+    throw new UsageError(
+      `Option --output-file: no enabled plugin writes a file (enabled: ${
+        sections.map((s) => s.name).join(", ") || "none"
+      }): enable an output that writes a file (see \`alumet plugins list\`)`,
+    );
+  }
+}
+
+async function loadSetup(v: CommandContext["options"], logger: Logger): Promise<Setup> {
+  const given = v.config ?? Deno.env.get("ALUMET_CONFIG");
+  const path = given ?? "alumet-config.toml";
   const raw = await loadConfig({
     path: absolute(path),
     required: given !== undefined || v["no-default-config"] === true,
-    overrides,
+    overrides: v["config-override"] ?? [],
   });
   if (!raw.fromFile) {
-    log.info(`No config file at ${path}: using the built-in defaults (alumet config regen writes them)`);
+    logger.info(`No config file at ${path}: using the built-in defaults (alumet config regen writes them)`);
   }
-  const only = typeof v.plugins === "string"
-    ? v.plugins.split(",").map((s) => s.trim()).filter((s) => s)
-    : undefined;
+  const only = v.plugins?.split(",").map((s) => s.trim()).filter((s) => s);
   const sections = selectPlugins(raw, {
     known: BUILTIN_LOADERS,
     ...(only ? { only } : {}),
     enabledByDefault: DEFAULT_ENABLED,
   });
+  if (v["output-file"] !== undefined) await applyOutputFile(sections, v["output-file"]);
   return {
     sections,
     source: raw.source,
@@ -322,286 +356,36 @@ function absolute(path: string): string {
 
 async function pluginEntries(setup: Setup): Promise<PluginEntry[]> {
   const entries: PluginEntry[] = [];
-  for (const s of setup.sections) {
-    let meta: PluginMetadata<unknown> | undefined = s.module === undefined
-      ? await loadBuiltin(s.name)
-      : undefined;
-    if (s.module !== undefined) {
-      let mod: Record<string, unknown>;
-      try {
-        mod = await import(s.module);
-      } catch (e) {
-        throw new AlumetError(`Cannot load plugin "${s.name}" from ${s.module}: ${messageOf(e)}`);
-      }
-      const m = (mod.default ?? mod.plugin) as PluginMetadata<unknown> | undefined;
-      if (m === undefined || typeof m !== "object" || typeof m.init !== "function") {
-        throw new AlumetError(
-          `Plugin module ${s.module} (plugins.${s.name}) exports no plugin: export default a PluginMetadata ` +
-            `(name, version, defaultConfig, init)`,
-        );
-      }
-      if (m.name !== s.name) {
-        throw new AlumetError(
-          `Plugin module ${s.module} is named "${m.name}", but the config calls it "${s.name}"`,
-        );
-      }
-      meta = m;
-    }
-    if (meta === undefined) throw new AlumetError(`Unknown plugin "${s.name}"`);
-    entries.push({ plugin: meta, config: s.table });
-  }
+  for (const s of setup.sections) entries.push({ plugin: await pluginOf(s), config: s.table });
   return entries;
 }
 
-function newAgent(setup: Setup, entries: PluginEntry[]): Agent {
-  return new Agent({
-    plugins: entries,
-    configSource: setup.source,
-    ...(setup.sourceChannelSize !== undefined ? { sourceChannelSize: setup.sourceChannelSize } : {}),
-  });
-}
-
-async function cmdRun(p: Parsed, log: Logger): Promise<number> {
-  if (p.positionals.length > 0) {
-    throw new UsageError(`\`alumet run\` takes no argument (got "${p.positionals[0]}")`);
-  }
-  const setup = await loadSetup(p, log);
-  await using agent = newAgent(setup, await pluginEntries(setup));
-  const stop = Promise.withResolvers<string>();
-  let signals = 0;
-  const onSignal = (sig: Deno.Signal) => () => {
-    if (++signals > 1) {
-      log.warn(`Second ${sig}: exiting without draining`);
-      Deno.exit(130);
-    }
-    stop.resolve(sig);
+/** What a command receives: the parsed line, the logger and the shared setup, loaded on demand. */
+function contextOf(p: ParsedCommandLine, logger: Logger): CommandContext {
+  let setup: Promise<Setup> | undefined;
+  return {
+    options: p.values as CommandContext["options"],
+    positionals: p.positionals,
+    program: p.program,
+    logger,
+    setup: () => setup ??= loadSetup(p.values as CommandContext["options"], logger),
+    agent: async (s, extra = []) =>
+      new Agent({
+        plugins: [...await pluginEntries(s), ...extra],
+        configSource: s.source,
+        ...(s.sourceChannelSize !== undefined ? { sourceChannelSize: s.sourceChannelSize } : {}),
+      }),
+    write,
   };
-  const handlers = (["SIGINT", "SIGTERM"] as const).map((s) => [s, onSignal(s)] as const);
-  for (const [s, h] of handlers) Deno.addSignalListener(s, h);
-  try {
-    await agent.start();
-    log.info(`Running with ${agent.pluginNames.join(", ")}; press Ctrl-C to stop`);
-    using _status = new StatusLine(agent);
-    const why = await Promise.race([stop.promise, agent.shutdownRequested.then(() => "a shutdown request")]);
-    log.info(`Stopping (${why}): writing what was measured`);
-    await agent.stop();
-    return 0;
-  } finally {
-    for (const [s, h] of handlers) Deno.removeSignalListener(s, h);
-  }
-}
-
-async function cmdExec(p: Parsed, log: Logger): Promise<number> {
-  const [program, ...args] = p.program;
-  if (program === undefined) {
-    throw new UsageError("`alumet exec` needs a program: alumet exec -- PROGRAM [ARGS]...");
-  }
-  const cwd = Deno.cwd();
-  const resolved = resolveProgram(program, cwd);
-  const setup = await loadSetup(p, log);
-  // From here until the last point is written, signals do not kill the agent: Ctrl-C goes to the whole
-  // foreground process group, so the program gets it from the terminal and the agent measures until it is
-  // gone; SIGTERM/SIGHUP sent to the agent alone are passed on to the program.
-  let child: Deno.ChildProcess | undefined;
-  const onInterrupt = () =>
-    log.info(
-      child ? `Waiting for ${program} (pid ${child.pid}) to end` : "Interrupted: starting, then stopping",
-    );
-  const forward = (sig: Deno.Signal) => () => {
-    try {
-      child?.kill(sig);
-    } catch {
-      // already gone
-    }
-  };
-  const handlers: [Deno.Signal, () => void][] = [
-    ["SIGINT", onInterrupt],
-    ["SIGTERM", forward("SIGTERM")],
-    ["SIGHUP", forward("SIGHUP")],
-  ];
-  for (const [s, h] of handlers) Deno.addSignalListener(s, h);
-  try {
-    const summary = new ExecSummary();
-    await using agent = newAgent(setup, [...await pluginEntries(setup), summary.plugin()]);
-    await agent.start();
-    using statusLine = new StatusLine(agent);
-    await agent.control.triggerNow();
-    // The kernel's accounting of waited-for children, read around the wait: once the program is reaped its
-    // /proc entry is gone, and this is the only record of its CPU time up to its last instruction.
-    const before = ffiAvailable() ? getrusage(RUSAGE_CHILDREN) : undefined;
-    const started = performance.now();
-    if (agent.armsBeforeExec) {
-      // Start the program stopped before its first instruction, tell the plugins its pid (so that they arm
-      // their counters on it), then let it run: nothing of its start-up escapes the measurement.
-      child = spawnStopped(resolved, args, cwd);
-      summary.pid = String(child.pid);
-      const stopped = await waitUntilStopped(child.pid, 2000);
-      if (!stopped) {
-        log.warn(`${program} (pid ${child.pid}) did not reach its stopped start; measuring it anyway`);
-      }
-      await agent.events.publish("startConsumerMeasurement", [Consumer.process(child.pid)]);
-      if (stopped) child.kill("SIGCONT");
-    } else {
-      // No plugin needs to arm before the program runs (a stopped start costs a shell's start-up).
-      child = new Deno.Command(resolved, {
-        args,
-        cwd,
-        stdin: "inherit",
-        stdout: "inherit",
-        stderr: "inherit",
-      })
-        .spawn();
-      summary.pid = String(child.pid);
-      await agent.events.publish("startConsumerMeasurement", [Consumer.process(child.pid)]);
-    }
-    const status = await child.status;
-    const elapsedMs = performance.now() - started;
-    const code = exitCodeOf(status);
-    if (before !== undefined) {
-      const after = getrusage(RUSAGE_CHILDREN);
-      await agent.events.publish("processExit", {
-        pid: child.pid,
-        userNs: (after.userUs - before.userUs) * 1000,
-        systemNs: (after.systemUs - before.systemUs) * 1000,
-        maxRssBytes: after.maxRssKiB * 1024,
-        exitCode: code,
-        timestamp: now(),
-      });
-    } else {
-      log.warn(
-        "Native calls are not allowed (--allow-ffi): the program's CPU time after its last poll is not counted",
-      );
-    }
-    await agent.control.triggerNow();
-    await agent.events.publish("endConsumerMeasurement", [Consumer.process(child.pid)]);
-    const outputPlugins = [...new Set(agent.control.list("output").map((e) => e.plugin))]
-      .filter((name) => name !== "exec-summary");
-    await agent.stop();
-    statusLine.stop();
-    if (logLevel() !== "off") {
-      const csvPath = setup.sections.find((s) => s.name === "csv")?.table.output_path ?? "alumet-output.csv";
-      const outputs = outputPlugins.map((name) => name === "csv" ? `${String(csvPath)} (csv)` : name);
-      write(summary.format({ command: [program, ...args].join(" "), elapsedMs, outputs }), Deno.stderr);
-    }
-    if (status.signal !== null) log.info(`${program} was killed by ${status.signal}`);
-    return p.values["ignore-exit-code"] ? 0 : code;
-  } finally {
-    for (const [s, h] of handlers) Deno.removeSignalListener(s, h);
-  }
-}
-
-async function cmdWatch(p: Parsed, log: Logger): Promise<number> {
-  if (p.positionals.length !== 1) {
-    throw new UsageError("`alumet watch` needs exactly one PID: alumet watch PID");
-  }
-  const text = p.positionals[0]!;
-  const pid = Number(text);
-  if (!Number.isInteger(pid) || pid <= 0) {
-    throw new UsageError(`Invalid PID "${text}": expected a positive integer`);
-  }
-  if (!processExists(pid)) throw new AlumetError(`No process with pid ${pid} (nothing under /proc/${pid})`);
-  const setup = await loadSetup(p, log);
-  await using agent = newAgent(setup, await pluginEntries(setup));
-  await agent.start();
-  const abort = new AbortController();
-  const handlers = (["SIGINT", "SIGTERM"] as const).map((s) => [s, () => abort.abort()] as const);
-  for (const [s, h] of handlers) Deno.addSignalListener(s, h);
-  agent.shutdownRequested.then(() => abort.abort());
-  try {
-    await agent.control.triggerNow();
-    await agent.events.publish("startConsumerMeasurement", [Consumer.process(pid)]);
-    log.info(`Watching pid ${pid}`);
-    await waitForExit(pid, abort.signal);
-    await agent.control.triggerNow();
-    await agent.events.publish("endConsumerMeasurement", [Consumer.process(pid)]);
-    await agent.stop();
-    return 0;
-  } finally {
-    for (const [s, h] of handlers) Deno.removeSignalListener(s, h);
-  }
-}
-
-async function cmdConfig(p: Parsed, log: Logger): Promise<number> {
-  if (p.positionals[0] !== "regen" || p.positionals.length !== 1) {
-    throw new UsageError("Usage: alumet config regen [--config PATH] [--plugins A,B]");
-  }
-  const path = (p.values.config as string | undefined) ?? Deno.env.get("ALUMET_CONFIG") ??
-    "alumet-config.toml";
-  const names = typeof p.values.plugins === "string"
-    ? p.values.plugins.split(",").map((s) => s.trim()).filter((s) => s)
-    : [...DEFAULT_ENABLED];
-  const metas: PluginMetadata<unknown>[] = [];
-  for (const n of names) {
-    const m = await loadBuiltin(n);
-    if (m === undefined) {
-      const near = closest(n, BUILTIN_NAMES);
-      throw new UsageError(
-        `Unknown plugin "${n}" in --plugins${near ? `; did you mean "${near}"?` : ""} ` +
-          `(known: ${BUILTIN_NAMES.join(", ")})`,
-      );
-    }
-    metas.push(m);
-  }
-  const text = renderDefaultConfig(metas);
-  try {
-    Deno.writeTextFileSync(path, text);
-  } catch (e) {
-    throw new AlumetError(`Cannot write the config file ${path}: ${messageOf(e)}`);
-  }
-  log.info(`Wrote the default config of ${names.join(", ")} to ${path}`);
-  return 0;
-}
-
-async function cmdPlugins(p: Parsed, log: Logger): Promise<number> {
-  if (p.positionals[0] !== "list" || p.positionals.length !== 1) {
-    throw new UsageError("Usage: alumet plugins list");
-  }
-  const setup = await loadSetup(p, log);
-  const enabled = new Set(setup.sections.map((s) => s.name));
-  const rows = (await loadAllBuiltins()).map((
-    m,
-  ) => [m.name, m.version, enabled.has(m.name) ? "enabled" : "disabled", m.description ?? ""]);
-  for (const s of setup.sections) if (s.module) rows.push([s.name, "?", "enabled", `external: ${s.module}`]);
-  const widths = [0, 1, 2].map((c) => Math.max(...rows.map((r) => r[c]!.length)));
-  write(
-    rows.map((r) => r.map((cell, c) => c < 3 ? cell.padEnd(widths[c]!) : cell).join("  ").trimEnd()).join(
-      "\n",
-    ),
-  );
-  return 0;
-}
-
-async function cmdDoctor(p: Parsed, log: Logger): Promise<number> {
-  if (p.positionals.length > 0) throw new UsageError("`alumet doctor` takes no argument");
-  const setup = await loadSetup(p, log);
-  const enabled = new Map(setup.sections.map((s) => [s.name, s]));
-  const plugins = (await loadAllBuiltins()).map((meta) => {
-    const section = enabled.get(meta.name) ?? { name: meta.name, enabled: false, table: {} };
-    return {
-      meta,
-      config: validateSection(meta, section, setup.source),
-      enabled: enabled.has(meta.name),
-    };
-  });
-  const lines = await diagnoseAll(plugins);
-  write(formatReport(lines));
-  const failing = lines.filter((l) => l.enabled && !l.ok);
-  write(
-    failing.length === 0
-      ? `\nEverything enabled can run here (${setup.sections.map((s) => s.name).join(", ")}).`
-      : `\n${failing.length} check(s) of enabled plugins fail: see the fixes above.`,
-  );
-  return failing.length === 0 ? 0 : 1;
 }
 
 /** Runs the CLI with `args` and returns the exit code. */
 export async function main(args: readonly string[]): Promise<number> {
-  const log = new Logger("alumet");
-  let parsed: Parsed | undefined;
+  const logger = new Logger("alumet");
   try {
     const envLevel = Deno.env.get("ALUMET_LOG");
     if (envLevel) setLogLevel(envLevel);
-    parsed = parseCommandLine(args);
+    const parsed = parseCommandLine(args);
     const level = parsed.values["log-level"];
     if (typeof level === "string") setLogLevel(level);
     if (parsed.values.version) {
@@ -609,25 +393,12 @@ export async function main(args: readonly string[]): Promise<number> {
       return 0;
     }
     if (parsed.values.help) {
-      write(args.some((a) => Object.hasOwn(COMMAND_OPTIONS, a)) ? HELP[parsed.command] : MAIN_HELP);
+      write(parsed.named ? helpOf(parsed.command)! : mainHelp());
       return 0;
     }
     const userDir = userCwd();
     if (userDir !== Deno.cwd()) Deno.chdir(userDir);
-    switch (parsed.command) {
-      case "run":
-        return await cmdRun(parsed, log);
-      case "exec":
-        return await cmdExec(parsed, log);
-      case "watch":
-        return await cmdWatch(parsed, log);
-      case "config":
-        return await cmdConfig(parsed, log);
-      case "plugins":
-        return await cmdPlugins(parsed, log);
-      case "doctor":
-        return await cmdDoctor(parsed, log);
-    }
+    return await BY_NAME.get(parsed.command)!.run(contextOf(parsed, logger));
   } catch (e) {
     if (e instanceof RangeError && /log level/.test(e.message)) {
       write(`alumet: ${e.message}`, Deno.stderr);

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { parseCommandLine } from "./cli.ts";
+import { GLOBAL_OPTIONS, helpOf, mainHelp, parseCommandLine } from "./cli.ts";
 
 Deno.test("parseCommandLine splits command, options and the program", async (t) => {
   await t.step("exec with -- and options before and after the command", () => {
@@ -50,5 +50,40 @@ Deno.test("parseCommandLine splits command, options and the program", async (t) 
       () => parseCommandLine(["watch", "--ignore-exit-code", "1"]),
       /Unknown option --ignore-exit-code for `alumet watch`/,
     );
+  });
+});
+
+Deno.test("README's command block is exactly `alumet --help`", async () => {
+  const readme = await Deno.readTextFile(new URL("../../README.md", import.meta.url));
+  const block = /## The `alumet` command\n\n```text\n([\s\S]*?)\n```/.exec(readme)?.[1];
+  assert.ok(block !== undefined, 'no ```text block under "## The `alumet` command" in README.md');
+  assert.equal(block, mainHelp(), "README.md's help block differs from `alumet --help`: paste the new text");
+});
+
+Deno.test("the help and the parser derive from the declared options", async (t) => {
+  await t.step("every global option is in `alumet --help`, with its value name", () => {
+    for (const [name, spec] of Object.entries(GLOBAL_OPTIONS)) {
+      const label = `--${name}${spec.type === "string" ? ` ${spec.valueName}` : ""}`;
+      assert.match(mainHelp(), new RegExp(`^  (-\\w, )?${label} `, "m")); // labels hold no regex syntax
+    }
+  });
+  await t.step("a command's own options are in its help, and parsed", () => {
+    assert.match(helpOf("exec")!, /^ {2}--ignore-exit-code +Exit with 0/m);
+    assert.match(helpOf("exec")!, /^Usage: alumet exec /m);
+    assert.equal(helpOf("nope"), undefined);
+    assert.deepEqual(parseCommandLine(["exec", "--ignore-exit-code", "true"]).values, {
+      "ignore-exit-code": true,
+    });
+  });
+  await t.step("every command has a help, and is in `alumet --help`", () => {
+    for (const name of ["run", "exec", "watch", "config", "plugins", "doctor"]) {
+      assert.match(helpOf(name)!, new RegExp(`^Usage: alumet ${name}\\b`), name);
+      assert.match(mainHelp(), new RegExp(`^  ${name}\\b`, "m"), name);
+    }
+  });
+  await t.step("a value option before the command takes the next argument, even one like a command", () => {
+    const p = parseCommandLine(["--plugins", "exec", "watch", "1"]);
+    assert.equal(p.command, "watch");
+    assert.deepEqual(p.values, { plugins: "exec" });
   });
 });

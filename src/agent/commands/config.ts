@@ -1,0 +1,50 @@
+/**
+ * `alumet config regen`: write the default config of the enabled plugins.
+ *
+ * @module
+ */
+import { AlumetError, closest, messageOf, UsageError } from "../../errors.ts";
+import type { PluginMetadata } from "../../plugin/plugin.ts";
+import { BUILTIN_NAMES, DEFAULT_ENABLED, loadBuiltin } from "../builtin.ts";
+import { renderDefaultConfig } from "../config.ts";
+import { defineCommand } from "./define.ts";
+
+/** `alumet config`. */
+export const command = defineCommand({
+  name: "config",
+  synopsis: "config regen",
+  summary: "Write the default config file",
+  usage: "config regen [OPTIONS]",
+  description:
+    `Writes the default configuration of the enabled plugins (the defaults, or --plugins) to the config file
+(--config, default alumet-config.toml), replacing it.`,
+  options: {},
+  async run(ctx) {
+    if (ctx.positionals[0] !== "regen" || ctx.positionals.length !== 1) {
+      throw new UsageError("Usage: alumet config regen [--config PATH] [--plugins A,B]");
+    }
+    const path = ctx.options.config ?? Deno.env.get("ALUMET_CONFIG") ?? "alumet-config.toml";
+    const names = ctx.options.plugins?.split(",").map((s) => s.trim()).filter((s) => s) ??
+      [...DEFAULT_ENABLED];
+    const metas: PluginMetadata<unknown>[] = [];
+    for (const n of names) {
+      const m = await loadBuiltin(n);
+      if (m === undefined) {
+        const near = closest(n, BUILTIN_NAMES);
+        throw new UsageError(
+          `Unknown plugin "${n}" in --plugins${near ? `; did you mean "${near}"?` : ""} ` +
+            `(known: ${BUILTIN_NAMES.join(", ")})`,
+        );
+      }
+      metas.push(m);
+    }
+    const text = renderDefaultConfig(metas);
+    try {
+      Deno.writeTextFileSync(path, text);
+    } catch (e) {
+      throw new AlumetError(`Cannot write the config file ${path}: ${messageOf(e)}`);
+    }
+    ctx.logger.info(`Wrote the default config of ${names.join(", ")} to ${path}`);
+    return 0;
+  },
+});
