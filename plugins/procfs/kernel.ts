@@ -8,6 +8,7 @@ import type { Batch, PointContext } from "../../src/model/batch.ts";
 import { Resource } from "../../src/model/resources.ts";
 import type { Source } from "../../src/plugin/plugin.ts";
 import { ProcFile } from "../../src/ffi/proc_file.ts";
+import { CounterArray, NO_DELTA } from "../../src/model/counter.ts";
 import type { KernelMetrics } from "./metrics.ts";
 import { ascii, ByteScanner, rescan } from "../../src/sys/scan.ts";
 import { auxvInfo } from "../../src/sys/system.ts";
@@ -39,10 +40,8 @@ const PROCS_BLOCKED = ascii("procs_blocked ");
 
 /** Where a `cpu` line's counters are kept between polls. */
 interface CpuSlot {
-  /** Counters of the previous poll (ticks), -1 for a column the kernel does not print. */
-  readonly prev: Float64Array;
-  /** Whether `prev` holds a poll's values. */
-  valid: boolean;
+  /** One counter (ticks) per state of {@linkcode CPU_STATES}; a glitch that goes down gives 0. */
+  readonly counters: CounterArray;
   /** Whether the line was seen in the current poll. */
   seen: boolean;
   /** One point context per state, created once. */
@@ -51,12 +50,15 @@ interface CpuSlot {
 
 function newSlot(resource: Resource): CpuSlot {
   return {
-    prev: new Float64Array(N_COLUMNS),
-    valid: false,
+    counters: new CounterArray(CPU_STATES.length, "monotonic"),
     seen: false,
     contexts: STATE_ATTRIBUTES.map((attributes) => Object.freeze({ resource, attributes })),
   };
 }
+
+/** Indexes of the single counters of `/proc/stat` in {@linkcode KernelSource}'s array. */
+const CTXT_COUNTER = 0;
+const FORKS_COUNTER = 1;
 
 /** Options of a {@linkcode KernelSource}. */
 export interface KernelSourceOptions {
@@ -86,8 +88,8 @@ export class KernelSource implements Source {
   readonly #total = newSlot(Resource.localMachine());
   readonly #cores: (CpuSlot | undefined)[] = [];
   readonly #now = new Float64Array(N_COLUMNS);
-  #prevCtxt = -1;
-  #prevForks = -1;
+  /** Context switches and forks. */
+  readonly #counters = new CounterArray(2, "monotonic");
 
   /** Opens `<root>/stat`; throws when it cannot be opened. */
   constructor(metrics: KernelMetrics, options: KernelSourceOptions = {}) {
@@ -118,17 +120,13 @@ export class KernelSource implements Source {
       } else if (s.matches(CTXT)) {
         s.pos += CTXT.length;
         const v = s.uint();
-        if (v >= 0) {
-          if (this.#prevCtxt >= 0) batch.push(m.contextSwitches, Math.max(0, v - this.#prevCtxt));
-          this.#prevCtxt = v;
-        }
+        const d = v >= 0 ? this.#counters.update(CTXT_COUNTER, v) : NO_DELTA;
+        if (d !== NO_DELTA) batch.push(m.contextSwitches, d);
       } else if (s.matches(PROCESSES)) {
         s.pos += PROCESSES.length;
         const v = s.uint();
-        if (v >= 0) {
-          if (this.#prevForks >= 0) batch.push(m.newForks, Math.max(0, v - this.#prevForks));
-          this.#prevForks = v;
-        }
+        const d = v >= 0 ? this.#counters.update(FORKS_COUNTER, v) : NO_DELTA;
+        if (d !== NO_DELTA) batch.push(m.newForks, d);
       } else if (s.matches(PROCS_RUNNING)) {
         s.pos += PROCS_RUNNING.length;
         const v = s.uint();
@@ -141,7 +139,7 @@ export class KernelSource implements Source {
       s.skipLine();
     }
     // A CPU that went offline loses its baseline: when it comes back, its first poll is a baseline again.
-    for (const core of this.#cores) if (core !== undefined && !core.seen) core.valid = false;
+    for (const core of this.#cores) if (core !== undefined && !core.seen) core.counters.reset();
   }
 
   #cpuLine(batch: Batch, slot: CpuSlot): void {
@@ -149,28 +147,24 @@ export class KernelSource implements Source {
     const now = this.#now;
     for (let c = 0; c < N_COLUMNS; c++) now[c] = s.uint();
     slot.seen = true;
-    if (slot.valid) {
-      const prev = slot.prev;
-      const metric = this.#metrics.cpuTime;
-      for (let i = 0; i < COLUMNS.length; i++) {
-        const c = COLUMNS[i]!;
-        const v = now[c]!;
-        const p = prev[c]!;
-        if (v < 0 || p < 0) continue; // a column this kernel does not print
-        const ticks = v > p ? v - p : 0;
-        batch.push(metric, Math.round(ticks * this.#msPerTick), slot.contexts[i]);
+    const counters = slot.counters;
+    const metric = this.#metrics.cpuTime;
+    for (let i = 0; i < COLUMNS.length; i++) {
+      const v = now[COLUMNS[i]!]!;
+      if (v < 0) { // a column this kernel does not print: its next value is a baseline
+        counters.reset(i);
+        continue;
       }
+      const ticks = counters.update(i, v);
+      if (ticks !== NO_DELTA) batch.push(metric, Math.round(ticks * this.#msPerTick), slot.contexts[i]);
     }
-    slot.prev.set(now);
-    slot.valid = true;
   }
 
   /** Forgets the previous values: the next poll is a baseline. */
   reset(): void {
-    this.#total.valid = false;
-    for (const core of this.#cores) if (core !== undefined) core.valid = false;
-    this.#prevCtxt = -1;
-    this.#prevForks = -1;
+    this.#total.counters.reset();
+    for (const core of this.#cores) if (core !== undefined) core.counters.reset();
+    this.#counters.reset();
   }
 
   /** Closes the file. Idempotent. */

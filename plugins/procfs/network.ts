@@ -7,6 +7,8 @@
 import type { Batch, PointContext } from "../../src/model/batch.ts";
 import type { Source } from "../../src/plugin/plugin.ts";
 import { ProcFile } from "../../src/ffi/proc_file.ts";
+import { Counter, NO_DELTA } from "../../src/model/counter.ts";
+import type { MetricId } from "../../src/model/metrics.ts";
 import type { NetworkMetrics } from "./metrics.ts";
 import { ByteScanner, rescan } from "../../src/sys/scan.ts";
 
@@ -15,16 +17,24 @@ const N_COUNTERS = 16;
 /** Columns used: bytes, packets, errs, drop (receive at 0…3, transmit at 8…11). */
 const RX_BYTES = 0, RX_PACKETS = 1, RX_ERRS = 2, RX_DROP = 3;
 const TX = 8;
+/** The columns kept, in the order of an interface's {@linkcode InterfaceSlot.counters}. */
+const USED = [
+  RX_BYTES,
+  RX_PACKETS,
+  RX_DROP,
+  RX_ERRS,
+  TX + RX_BYTES,
+  TX + RX_PACKETS,
+  TX + RX_DROP,
+  TX + RX_ERRS,
+];
 
 /** One interface, as seen in the previous poll. */
 interface InterfaceSlot {
   /** The name's bytes, to recognise the line without decoding it. */
   readonly name: Uint8Array;
-  /** Exact high and low parts of each counter (see {@linkcode ByteScanner}). */
-  readonly hi: Float64Array;
-  readonly lo: Float64Array;
-  /** Whether the counters hold a previous poll's values (false: the interface is new). */
-  valid: boolean;
+  /** One counter per column of {@linkcode USED}; they reset to zero when the interface is created again. */
+  readonly counters: readonly Counter[];
   seen: boolean;
   readonly rx: PointContext;
   readonly tx: PointContext;
@@ -54,7 +64,8 @@ const decoder = new TextDecoder();
  */
 export class NetworkSource implements Source {
   readonly path: string;
-  readonly #metrics: NetworkMetrics;
+  /** The metric of each counter of a slot (in {@linkcode USED} order). */
+  readonly #perCounter: readonly MetricId<"u64">[];
   readonly #scan = new ByteScanner();
   #file: ProcFile | undefined;
   #slots: InterfaceSlot[] = [];
@@ -64,7 +75,8 @@ export class NetworkSource implements Source {
 
   /** Opens `<root>/net/dev`; throws when it cannot be opened. */
   constructor(metrics: NetworkMetrics, options: NetworkSourceOptions = {}) {
-    this.#metrics = metrics;
+    const m = metrics;
+    this.#perCounter = [m.bytes, m.packets, m.drops, m.errors, m.bytes, m.packets, m.drops, m.errors];
     this.path = `${options.root ?? "/proc"}/net/dev`;
     this.#file = ProcFile.open(this.path, 4096);
   }
@@ -101,10 +113,7 @@ export class NetworkSource implements Source {
       s.skipLine();
       if (!complete) continue;
       slot.seen = true;
-      if (this.#polled) this.#push(batch, slot);
-      slot.hi.set(hi);
-      slot.lo.set(lo);
-      slot.valid = true;
+      this.#push(batch, slot);
     }
     this.#polled = true;
     let gone = false;
@@ -112,24 +121,16 @@ export class NetworkSource implements Source {
     if (gone) this.#slots = slots.filter((slot) => slot.seen);
   }
 
+  /** Updates the slot's counters with this poll's values; pushes their deltas unless they were baselines. */
   #push(batch: Batch, slot: InterfaceSlot): void {
-    const m = this.#metrics;
-    for (let d = 0; d <= TX; d += TX) {
-      const ctx = d === 0 ? slot.rx : slot.tx;
-      batch.push(m.bytes, this.#delta(slot, d + RX_BYTES), ctx);
-      batch.push(m.packets, this.#delta(slot, d + RX_PACKETS), ctx);
-      batch.push(m.drops, this.#delta(slot, d + RX_DROP), ctx);
-      batch.push(m.errors, this.#delta(slot, d + RX_ERRS), ctx);
+    const metrics = this.#perCounter;
+    const hi = this.#hi;
+    const lo = this.#lo;
+    for (let i = 0; i < USED.length; i++) {
+      const c = USED[i]!;
+      const d = slot.counters[i]!.updateSplit(hi[c]!, lo[c]!);
+      if (d !== NO_DELTA) batch.push(metrics[i]!, d, i < USED.length / 2 ? slot.rx : slot.tx);
     }
-  }
-
-  /** Difference of counter `c` since the previous poll; the whole value for a new interface or a reset. */
-  #delta(slot: InterfaceSlot, c: number): number {
-    const hi = this.#hi[c]!;
-    const lo = this.#lo[c]!;
-    if (!slot.valid) return hi * 1e9 + lo;
-    const d = (hi - slot.hi[c]!) * 1e9 + (lo - slot.lo[c]!);
-    return d >= 0 ? d : hi * 1e9 + lo;
   }
 
   /** The slot of the interface named by `buf[start, end)`; `hint` is its line number (same order as before). */
@@ -141,11 +142,12 @@ export class NetworkSource implements Source {
     const buf = this.#scan.buf;
     const name = buf.slice(start, end);
     const text = decoder.decode(name);
+    // After the first poll, an interface that appears counted from zero since it was created: its first
+    // reading is a delta from zero (its whole counters).
+    const baseline = this.#polled ? "zero" : "next";
     const slot: InterfaceSlot = {
       name,
-      hi: new Float64Array(N_COUNTERS),
-      lo: new Float64Array(N_COUNTERS),
-      valid: false,
+      counters: USED.map(() => new Counter("resets", baseline)),
       seen: false,
       rx: Object.freeze({ attributes: Object.freeze({ interface: text, direction: "rx" }) }),
       tx: Object.freeze({ attributes: Object.freeze({ interface: text, direction: "tx" }) }),

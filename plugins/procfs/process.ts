@@ -11,6 +11,7 @@ import type { Source } from "../../src/plugin/plugin.ts";
 import type { ProcessExit } from "../../src/plugin/events.ts";
 import { ProcFile } from "../../src/ffi/proc_file.ts";
 import { NormalStop } from "../../src/errors.ts";
+import { Counter, NO_DELTA } from "../../src/model/counter.ts";
 import type { ProcessMetrics } from "./metrics.ts";
 import { ascii, ByteScanner } from "../../src/sys/scan.ts";
 import { type SystemInfo, systemInfo } from "../../src/sys/system.ts";
@@ -110,11 +111,16 @@ export class ProcessSource implements Source, Disposable {
   #final: FinalCpuTime | undefined;
   #ended = false;
   #closed = false;
-  /** The CPU times (ticks) already accounted for, reported or skipped by a reset; -1: none yet. */
-  #baseUser = -1;
-  #baseSystem = -1;
-  #baseGuest = -1;
-  #rebase = false;
+  /** CPU time (ticks) → delta since the previous poll; from zero for a process born while we measure. */
+  readonly #cpuUser: Counter;
+  readonly #cpuSystem: Counter;
+  readonly #cpuGuest: Counter;
+  /**
+   * The CPU times (ticks) already accounted for, reported or skipped by a reset, for the exit remainder; -1:
+   * none yet. Unlike the counters' baselines, a reset does not forget them.
+   */
+  #accountedUser = -1;
+  #accountedSystem = -1;
   #prevTs: Timestamp = -1n;
   readonly #ctx: {
     user: PointContext;
@@ -141,10 +147,14 @@ export class ProcessSource implements Source, Disposable {
     this.#memoryMode = options.memoryMode ?? "quick";
     this.#awaitExit = options.awaitExit ?? false;
     this.#onClose = options.onClose;
-    if ((options.baseline ?? "current") === "zero") {
-      this.#baseUser = 0;
-      this.#baseSystem = 0;
-      this.#baseGuest = 0;
+    const zero = (options.baseline ?? "current") === "zero";
+    const baseline = zero ? "zero" : "next";
+    this.#cpuUser = new Counter("monotonic", baseline);
+    this.#cpuSystem = new Counter("monotonic", baseline);
+    this.#cpuGuest = new Counter("monotonic", baseline);
+    if (zero) {
+      this.#accountedUser = 0;
+      this.#accountedSystem = 0;
     }
     const consumer = Consumer.process(pid);
     const ctx = (attributes: Readonly<Record<string, string>>): PointContext =>
@@ -242,21 +252,22 @@ export class ProcessSource implements Source, Disposable {
       this.#pushRollup(batch, memLength, vsize);
     }
 
-    if (this.#baseUser < 0 || this.#rebase) {
-      this.#rebase = false;
-    } else {
-      const dUser = this.#ticksToNs(Math.max(0, user - this.#baseUser));
-      const dSystem = this.#ticksToNs(Math.max(0, system - this.#baseSystem));
+    // User and system time are read, reset and started together: both have a delta, or neither.
+    const userTicks = this.#cpuUser.update(user);
+    const systemTicks = this.#cpuSystem.update(system);
+    let guestTicks = NO_DELTA;
+    if (guest >= 0) guestTicks = this.#cpuGuest.update(guest);
+    else this.#cpuGuest.reset(); // absent: its next value is a baseline
+    if (userTicks !== NO_DELTA && systemTicks !== NO_DELTA) {
+      const dUser = this.#ticksToNs(userTicks);
+      const dSystem = this.#ticksToNs(systemTicks);
       batch.push(m.cpuTimeDelta, dUser, c.user);
       batch.push(m.cpuTimeDelta, dSystem, c.system);
-      if (guest >= 0 && this.#baseGuest >= 0) {
-        batch.push(m.cpuTimeDelta, this.#ticksToNs(Math.max(0, guest - this.#baseGuest)), c.guest);
-      }
+      if (guestTicks !== NO_DELTA) batch.push(m.cpuTimeDelta, this.#ticksToNs(guestTicks), c.guest);
       if (this.#prevTs >= 0n) this.#pushPercent(batch, dUser, dSystem, Number(timestamp - this.#prevTs));
     }
-    this.#baseUser = user;
-    this.#baseSystem = system;
-    this.#baseGuest = guest;
+    this.#accountedUser = user;
+    this.#accountedSystem = system;
     this.#prevTs = timestamp;
   }
 
@@ -304,11 +315,11 @@ export class ProcessSource implements Source, Disposable {
    * process that was running before and never polled) nothing is known of what came before: nothing is pushed.
    */
   #pushRemainder(batch: Batch, final: FinalCpuTime): void {
-    if (this.#baseUser < 0) return;
+    if (this.#accountedUser < 0) return;
     const m = this.#metrics;
     const c = this.#ctx;
-    const dUser = Math.max(0, Math.round(final.userNs - this.#ticksToNs(this.#baseUser)));
-    const dSystem = Math.max(0, Math.round(final.systemNs - this.#ticksToNs(this.#baseSystem)));
+    const dUser = Math.max(0, Math.round(final.userNs - this.#ticksToNs(this.#accountedUser)));
+    const dSystem = Math.max(0, Math.round(final.systemNs - this.#ticksToNs(this.#accountedSystem)));
     batch.push(m.cpuTimeDelta, dUser, c.user);
     batch.push(m.cpuTimeDelta, dSystem, c.system);
     // No cpu_percent for the remainder: /proc counts in 10 ms ticks, so what it had not counted yet may have
@@ -328,7 +339,9 @@ export class ProcessSource implements Source, Disposable {
 
   /** The next poll sets a new baseline; the time skipped meanwhile is still left out of the remainder. */
   reset(): void {
-    this.#rebase = true;
+    this.#cpuUser.reset();
+    this.#cpuSystem.reset();
+    this.#cpuGuest.reset();
     this.#prevTs = -1n;
   }
 
