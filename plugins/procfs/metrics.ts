@@ -1,10 +1,18 @@
 /**
  * The metrics of the procfs plugin, with Alumet's names, units and value types, and the kind (delta or gauge)
- * this project adds. Each set is created once, in the plugin's `start`.
+ * this project adds. Each set is declared once ({@linkcode defineMetrics}) and created in the plugin's `start`
+ * (`ctx.createMetrics(set)`); the README's metrics table is checked against these sets. The meminfo metrics
+ * are a family, one per configured key ({@linkcode meminfoMetric}).
  *
  * @module
  */
 import { CPU_PERCENT, CPU_TIME_DELTA, MEMORY_USAGE } from "../../src/model/common_metrics.ts";
+import {
+  defineMetrics,
+  type MetricDefinition,
+  type MetricDefinitions,
+  type MetricIds,
+} from "../../src/model/metric_set.ts";
 import type { MetricId, MetricSpec, ValueType } from "../../src/model/metrics.ts";
 import { unit } from "../../src/model/units.ts";
 
@@ -12,113 +20,146 @@ import { unit } from "../../src/model/units.ts";
 export type CreateMetric = <T extends ValueType>(spec: MetricSpec<T>) => MetricId<T>;
 
 /** Metrics of the `kernel` source (`/proc/stat`). */
-export interface KernelMetrics {
-  /** `kernel_cpu_time`: u64 ms, delta, attribute `cpu_state`. */
-  readonly cpuTime: MetricId<"u64">;
-  /** `kernel_context_switches`: u64, delta. */
-  readonly contextSwitches: MetricId<"u64">;
-  /** `kernel_new_forks`: u64, delta. */
-  readonly newForks: MetricId<"u64">;
-  /** `kernel_n_procs_running`: u64, gauge. */
-  readonly procsRunning: MetricId<"u64">;
-  /** `kernel_n_procs_blocked`: u64, gauge. */
-  readonly procsBlocked: MetricId<"u64">;
+export const KERNEL_METRICS = defineMetrics({
+  cpuTime: {
+    name: "kernel_cpu_time",
+    unit: unit("s", "milli"),
+    valueType: "u64",
+    kind: "delta",
+    description: "CPU time spent in each state since the previous measurement",
+  },
+  contextSwitches: {
+    name: "kernel_context_switches",
+    unit: unit("1"),
+    valueType: "u64",
+    kind: "delta",
+    description: "Context switches since the previous measurement",
+  },
+  newForks: {
+    name: "kernel_new_forks",
+    unit: unit("1"),
+    valueType: "u64",
+    kind: "delta",
+    description: "Processes and threads created (forks) since the previous measurement",
+  },
+  procsRunning: {
+    name: "kernel_n_procs_running",
+    unit: unit("1"),
+    valueType: "u64",
+    kind: "gauge",
+    description: "Processes in a runnable state",
+  },
+  procsBlocked: {
+    name: "kernel_n_procs_blocked",
+    unit: unit("1"),
+    valueType: "u64",
+    kind: "gauge",
+    description: "Processes blocked on I/O",
+  },
+});
+
+/** Metrics of the `network` source (`/proc/net/dev`), all deltas with attributes `interface` and `direction`. */
+export const NETWORK_METRICS = defineMetrics({
+  bytes: {
+    name: "network_bytes",
+    unit: unit("By"),
+    valueType: "u64",
+    kind: "delta",
+    description: "Bytes received or sent per interface since the previous measurement",
+  },
+  packets: {
+    name: "network_packets",
+    unit: unit("1"),
+    valueType: "u64",
+    kind: "delta",
+    description: "Packets received or sent per interface since the previous measurement",
+  },
+  drops: {
+    name: "network_packet_drops",
+    unit: unit("1"),
+    valueType: "u64",
+    kind: "delta",
+    description: "Packets dropped per interface since the previous measurement",
+  },
+  errors: {
+    name: "network_errors",
+    unit: unit("1"),
+    valueType: "u64",
+    kind: "delta",
+    description: "Receive or transmit errors per interface since the previous measurement",
+  },
+});
+
+/**
+ * A shared metric of src/model/common_metrics.ts as a set member. Those are typed `MetricSpec` (kind and
+ * description optional) although they give both: checked here, once.
+ */
+function shared<T extends ValueType>(spec: MetricSpec<T>): MetricDefinition<T> {
+  if (spec.kind === undefined || spec.description === undefined) {
+    throw new TypeError(`The shared metric ${spec.name} has no kind or description`);
+  }
+  return spec as MetricDefinition<T>;
+}
+
+/**
+ * Metrics of the process sources (`/proc/<pid>/stat`, `statm`, `smaps_rollup`), shared with other plugins
+ * (src/model/common_metrics.ts):
+ * - `cpu_time_delta`: u64 ns, delta, attribute `kind` = user|system|guest;
+ * - `cpu_percent`: f64 %, gauge, attribute `kind` = user|system|total; share of the whole machine;
+ * - `memory_usage`: u64 By, gauge, attribute `kind` = resident|shared|virtual|proportional.
+ */
+export const PROCESS_METRICS = defineMetrics({
+  cpuTimeDelta: shared(CPU_TIME_DELTA),
+  cpuPercent: shared(CPU_PERCENT),
+  memoryUsage: shared(MEMORY_USAGE),
+});
+
+/** Ids of the kernel metrics. */
+export type KernelMetrics = MetricIds<typeof KERNEL_METRICS>;
+/** Ids of the network metrics. */
+export type NetworkMetrics = MetricIds<typeof NETWORK_METRICS>;
+/** Ids of the process metrics. */
+export type ProcessMetrics = MetricIds<typeof PROCESS_METRICS>;
+
+/**
+ * Creates every metric of a set with `create` (a registry's `register`, in tests and scripts that run a
+ * source without an agent); a plugin uses `ctx.createMetrics(set)`.
+ */
+export function createMetricSet<D extends MetricDefinitions>(create: CreateMetric, set: D): MetricIds<D> {
+  const out: Record<string, MetricId> = {};
+  for (const [key, spec] of Object.entries(set)) out[key] = create(spec);
+  return Object.freeze(out) as MetricIds<D>;
 }
 
 /** Registers the kernel metrics. */
-export function createKernelMetrics(create: CreateMetric): KernelMetrics {
-  const one = unit("1");
-  return {
-    cpuTime: create({
-      name: "kernel_cpu_time",
-      unit: unit("s", "milli"),
-      valueType: "u64",
-      kind: "delta",
-      description: "CPU time spent in each state since the previous measurement",
-    }),
-    contextSwitches: create({
-      name: "kernel_context_switches",
-      unit: one,
-      valueType: "u64",
-      kind: "delta",
-      description: "Context switches since the previous measurement",
-    }),
-    newForks: create({
-      name: "kernel_new_forks",
-      unit: one,
-      valueType: "u64",
-      kind: "delta",
-      description: "Processes and threads created (forks) since the previous measurement",
-    }),
-    procsRunning: create({
-      name: "kernel_n_procs_running",
-      unit: one,
-      valueType: "u64",
-      kind: "gauge",
-      description: "Processes in a runnable state",
-    }),
-    procsBlocked: create({
-      name: "kernel_n_procs_blocked",
-      unit: one,
-      valueType: "u64",
-      kind: "gauge",
-      description: "Processes blocked on I/O",
-    }),
-  };
-}
-
-/** Metrics of the `network` source (`/proc/net/dev`), all deltas with attributes `interface` and `direction`. */
-export interface NetworkMetrics {
-  /** `network_bytes`: u64 By. */
-  readonly bytes: MetricId<"u64">;
-  /** `network_packets`: u64. */
-  readonly packets: MetricId<"u64">;
-  /** `network_packet_drops`: u64. */
-  readonly drops: MetricId<"u64">;
-  /** `network_errors`: u64. */
-  readonly errors: MetricId<"u64">;
-}
-
+export const createKernelMetrics = (create: CreateMetric): KernelMetrics =>
+  createMetricSet(create, KERNEL_METRICS);
 /** Registers the network metrics. */
-export function createNetworkMetrics(create: CreateMetric): NetworkMetrics {
-  const delta = (name: string, u: "By" | "1", description: string) =>
-    create({ name, unit: unit(u), valueType: "u64", kind: "delta", description });
-  return {
-    bytes: delta(
-      "network_bytes",
-      "By",
-      "Bytes received or sent per interface since the previous measurement",
-    ),
-    packets: delta(
-      "network_packets",
-      "1",
-      "Packets received or sent per interface since the previous measurement",
-    ),
-    drops: delta("network_packet_drops", "1", "Packets dropped per interface since the previous measurement"),
-    errors: delta(
-      "network_errors",
-      "1",
-      "Receive or transmit errors per interface since the previous measurement",
-    ),
-  };
-}
-
-/** Metrics of the process sources (`/proc/<pid>/stat`, `statm`, `smaps_rollup`). */
-export interface ProcessMetrics {
-  /** `cpu_time_delta`: u64 ns, delta, attribute `kind` = user|system|guest. */
-  readonly cpuTimeDelta: MetricId<"u64">;
-  /** `cpu_percent`: f64 %, gauge, attribute `kind` = user|system|total; share of the whole machine. */
-  readonly cpuPercent: MetricId<"f64">;
-  /** `memory_usage`: u64 By, gauge, attribute `kind` = resident|shared|virtual|proportional. */
-  readonly memoryUsage: MetricId<"u64">;
-}
-
+export const createNetworkMetrics = (create: CreateMetric): NetworkMetrics =>
+  createMetricSet(create, NETWORK_METRICS);
 /** Registers the process metrics. */
-export function createProcessMetrics(create: CreateMetric): ProcessMetrics {
+export const createProcessMetrics = (create: CreateMetric): ProcessMetrics =>
+  createMetricSet(create, PROCESS_METRICS);
+
+/**
+ * The metric of one `/proc/meminfo` key: u64 bytes, gauge, named by {@linkcode meminfoMetricName}. One per
+ * configured key, so a family rather than a set.
+ *
+ * @example
+ * ```ts
+ * import { meminfoMetric } from "./metrics.ts";
+ * import assert from "node:assert/strict";
+ * assert.equal(meminfoMetric("Active(anon)").name, "active_anon");
+ * assert.equal(meminfoMetric("MemTotal").unit.code, "By");
+ * ```
+ */
+export function meminfoMetric(key: string): MetricDefinition<"u64"> {
   return {
-    cpuTimeDelta: create(CPU_TIME_DELTA),
-    cpuPercent: create(CPU_PERCENT),
-    memoryUsage: create(MEMORY_USAGE),
+    name: meminfoMetricName(key),
+    unit: unit("By"),
+    valueType: "u64",
+    kind: "gauge",
+    description: `${key} in /proc/meminfo`,
   };
 }
 
