@@ -1,52 +1,11 @@
 /**
  * The configuration of `[plugins.procfs]`: Alumet's sections and keys, with Alumet's defaults except that no
- * process group is watched by default.
+ * process group is watched by default. Each default is written once, here, in the TOML form (`.prefault`):
+ * `config regen` writes what the schema declares.
  *
  * @module
  */
 import { duration, z } from "../../src/plugin/schema.ts";
-
-/** The default `[plugins.procfs]` table, as `config regen` writes it. */
-export function defaultProcfsConfig(): {
-  kernel: { enabled: boolean; poll_interval: string };
-  memory: { enabled: boolean; poll_interval: string; metrics: string[] };
-  network: { enabled: boolean; poll_interval: string };
-  processes: {
-    enabled: boolean;
-    refresh_interval: string;
-    strategy: "watcher" | "event";
-    groups: Record<string, unknown>[];
-    events: { poll_interval: string; flush_interval: string; memory_mode: "quick" | "slow_but_accurate" };
-  };
-} {
-  return {
-    kernel: { enabled: true, poll_interval: "5s" },
-    memory: {
-      enabled: true,
-      poll_interval: "5s",
-      metrics: [
-        "MemTotal",
-        "MemFree",
-        "MemAvailable",
-        "Cached",
-        "SwapCached",
-        "Active",
-        "Inactive",
-        "Mapped",
-      ],
-    },
-    network: { enabled: true, poll_interval: "5s" },
-    processes: {
-      enabled: true,
-      refresh_interval: "2s",
-      strategy: "watcher",
-      groups: [],
-      events: { poll_interval: "1s", flush_interval: "4s", memory_mode: "quick" },
-    },
-  };
-}
-
-const D = defaultProcfsConfig();
 
 /** `quick` (`/proc/<pid>/statm`) or `slow_but_accurate` (`/proc/<pid>/smaps_rollup`). */
 const memoryMode = z.enum(["quick", "slow_but_accurate"], {
@@ -85,24 +44,33 @@ export const processGroupSchema = z.strictObject({
 export const procfsConfigSchema = z.strictObject({
   kernel: z.strictObject({
     enabled: z.boolean().prefault(true),
-    poll_interval: duration().prefault(D.kernel.poll_interval),
+    poll_interval: duration().prefault("5s"),
   }).prefault({}),
   memory: z.strictObject({
     enabled: z.boolean().prefault(true),
-    poll_interval: duration().prefault(D.memory.poll_interval),
+    poll_interval: duration().prefault("5s"),
     metrics: z.array(
       z.string().regex(/^[A-Za-z][A-Za-z0-9_()]*$/, {
         error: 'a /proc/meminfo key such as "MemTotal" or "Active(anon)"',
       }),
-    ).prefault(D.memory.metrics),
+    ).prefault([
+      "MemTotal",
+      "MemFree",
+      "MemAvailable",
+      "Cached",
+      "SwapCached",
+      "Active",
+      "Inactive",
+      "Mapped",
+    ]),
   }).prefault({}),
   network: z.strictObject({
     enabled: z.boolean().prefault(true),
-    poll_interval: duration().prefault(D.network.poll_interval),
+    poll_interval: duration().prefault("5s"),
   }).prefault({}),
   processes: z.strictObject({
     enabled: z.boolean().prefault(true),
-    refresh_interval: duration().prefault(D.processes.refresh_interval),
+    refresh_interval: duration().prefault("2s"),
     strategy: z.enum(["watcher", "event"], {
       error:
         '"watcher" (scan /proc for the groups, and follow the exec/watch program) or "event" (only the ' +
@@ -110,8 +78,8 @@ export const procfsConfigSchema = z.strictObject({
     }).prefault("watcher"),
     groups: z.array(processGroupSchema).prefault([]),
     events: z.strictObject({
-      poll_interval: duration().prefault(D.processes.events.poll_interval),
-      flush_interval: duration().prefault(D.processes.events.flush_interval),
+      poll_interval: duration().prefault("1s"),
+      flush_interval: duration().prefault("4s"),
       memory_mode: memoryMode.prefault("quick"),
     }).prefault({}),
   }).prefault({}),

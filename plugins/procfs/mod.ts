@@ -8,38 +8,38 @@
  *   measures (on the "start consumer measurement" event), and of the processes matched by configured groups.
  *
  * ```ts
+ * import assert from "node:assert/strict";
  * import { testPlugin } from "../../src/testing/mod.ts";
  * import procfs from "./mod.ts";
  * await using h = await testPlugin(procfs, { network: { enabled: false } });
- * console.assert(h.sources.has("kernel") && h.sources.has("memory") && !h.sources.has("network"));
+ * assert.ok(h.sources.has("kernel") && h.sources.has("memory") && !h.sources.has("network"));
  * ```
  *
  * @module
  */
 import type {
   Diagnosis,
+  PhaseContext,
   Plugin,
-  PluginMetadata,
-  PostStartContext,
   PreStartContext,
+  SourceHandle,
   StartContext,
   Trigger,
 } from "../../src/plugin/plugin.ts";
+import { type DefinedPlugin, definePlugin } from "../../src/plugin/define.ts";
 import type { ProcessExit } from "../../src/plugin/events.ts";
 import { Batch } from "../../src/model/batch.ts";
 import type { Consumer } from "../../src/model/resources.ts";
-import type { ControlHandle } from "../../src/pipeline/control.ts";
 import type { Logger } from "../../src/log.ts";
 import { messageOf } from "../../src/errors.ts";
 import { ProcFile } from "../../src/ffi/proc_file.ts";
 import { HOT_PERIOD_MS } from "../../src/pipeline/sampler.ts";
-import { unit } from "../../src/model/units.ts";
-import { defaultProcfsConfig, type ProcfsConfig, procfsConfigSchema } from "./config.ts";
+import { type ProcfsConfig, procfsConfigSchema } from "./config.ts";
 import {
-  createKernelMetrics,
-  createNetworkMetrics,
-  createProcessMetrics,
-  meminfoMetricName,
+  KERNEL_METRICS,
+  meminfoMetric,
+  NETWORK_METRICS,
+  PROCESS_METRICS,
   type ProcessMetrics,
 } from "./metrics.ts";
 import { ProcessGroupSource } from "./group.ts";
@@ -50,7 +50,7 @@ import { type Baseline, type MemoryMode, ProcessSource } from "./process.ts";
 import { type SystemInfo, systemInfo, uptimeTicks } from "../../src/sys/system.ts";
 import { type ProcessInfo, ProcessWatcher, readProcessInfo, type WatchGroup } from "./watcher.ts";
 
-export { defaultProcfsConfig, type ProcfsConfig, procfsConfigSchema } from "./config.ts";
+export { type ProcfsConfig, procfsConfigSchema } from "./config.ts";
 export * from "./metrics.ts";
 export { CPU_STATES, KernelSource, type KernelSourceOptions } from "./kernel.ts";
 export { type MeminfoEntry, MemorySource, type MemorySourceOptions } from "./memory.ts";
@@ -80,19 +80,23 @@ export interface ProcfsPluginOptions {
   readonly system?: SystemInfo;
 }
 
-/** A process the plugin follows, and the name of its source. */
+/** A process the plugin follows, and its source. */
 interface Followed {
   readonly source: ProcessSource;
+  /** The name of its own source (`pid-<pid>`), `""` for a process of a watch group. */
   readonly name: string;
+  /** The handle of its own source, to stop it. */
+  readonly handle?: SourceHandle;
   /** For a process of a watch group: the group source that polls it. */
   readonly group?: ProcessGroupSource;
 }
 
 /**
- * The plugin instance. Sources `kernel`, `memory` and `network` are added in `start`; the events are
- * subscribed to in `preStart`; the process watcher (`process-watcher`, when strategy is `watcher` and groups
- * are configured) and the per-process sources (`pid-<pid>`) are added through the control handle once the
- * pipeline runs.
+ * The plugin instance. In `start`: the sources `kernel`, `memory` and `network`, and, when the strategy is
+ * `watcher` and groups are configured, one source `group-<i>` per group and the task `process-watcher` that
+ * fills them. In `preStart`: the events are subscribed to, and the per-process sources (`pid-<pid>`) are
+ * added from their listeners with that phase's context, scoped to the plugin; each is stopped through its
+ * handle.
  */
 export class ProcfsPlugin implements Plugin {
   readonly #config: ProcfsConfig;
@@ -102,7 +106,8 @@ export class ProcfsPlugin implements Plugin {
   #processMetrics: ProcessMetrics | undefined;
   /** Clock ticks since boot when the plugin started: processes started later are measured from zero. */
   #startTicks: number | undefined;
-  #control: ControlHandle | undefined;
+  /** The `preStart` context: adds sources to the running pipeline from the event listeners. */
+  #ctx: PreStartContext | undefined;
   #log: Logger | undefined;
   readonly #followed = new Map<number, Followed>();
   readonly #groups = new Map<WatchGroup, ProcessGroupSource>();
@@ -124,9 +129,9 @@ export class ProcfsPlugin implements Plugin {
     const root = this.#root;
     this.#log = ctx.log;
     this.#followed.clear();
-    const create: StartContext["createMetric"] = (spec) => ctx.createMetric(spec);
+    this.#groups.clear();
     if (c.kernel.enabled) {
-      const metrics = createKernelMetrics(create);
+      const metrics = ctx.createMetrics(KERNEL_METRICS);
       const options = { root, userHz: this.#sys().userHz };
       ctx.addSource(
         "kernel",
@@ -139,13 +144,7 @@ export class ProcfsPlugin implements Plugin {
     if (c.memory.enabled) {
       const entries = [...new Set(c.memory.metrics)].map((key) => ({
         key,
-        metric: ctx.createMetric({
-          name: meminfoMetricName(key),
-          unit: unit("By"),
-          valueType: "u64",
-          kind: "gauge",
-          description: `${key} in /proc/meminfo`,
-        }),
+        metric: ctx.createMetric(meminfoMetric(key)),
       }));
       const source = new MemorySource(entries, { root });
       source.poll(new Batch()); // once, to name the keys this kernel does not have
@@ -163,7 +162,7 @@ export class ProcfsPlugin implements Plugin {
       if (hot(c.memory.poll_interval)) source.close(); // the Worker opens its own
     }
     if (c.network.enabled) {
-      const metrics = createNetworkMetrics(create);
+      const metrics = ctx.createMetrics(NETWORK_METRICS);
       ctx.addSource(
         "network",
         hot(c.network.poll_interval)
@@ -173,28 +172,23 @@ export class ProcfsPlugin implements Plugin {
       );
     }
     if (c.processes.enabled) {
-      this.#processMetrics = createProcessMetrics(create);
+      this.#processMetrics = ctx.createMetrics(PROCESS_METRICS);
       this.#startTicks = uptimeTicks(root, this.#sys().userHz);
+      this.#watchGroups(ctx);
     }
   }
 
-  preStart(ctx: PreStartContext): void {
-    if (!this.#config.processes.enabled) return;
-    this.#log = ctx.log;
-    this.#unsubscribe = [
-      ctx.events.on("startConsumerMeasurement", (cs) => this.#onStart(cs)),
-      ctx.events.on("processExit", (exit) => this.#onExit(exit)),
-      ctx.events.on("endConsumerMeasurement", (cs) => this.#onEnd(cs)),
-    ];
-  }
-
-  async postStart(ctx: PostStartContext): Promise<void> {
-    this.#control = ctx.control;
+  /**
+   * With the `watcher` strategy: one source `group-<i>` per group (polling all its processes in one tick, see
+   * group.ts), and the task `process-watcher` that scans `/proc` every `refresh_interval` and adds the
+   * processes it matches to their group. Its first scan runs as soon as the pipeline does.
+   */
+  #watchGroups(ctx: StartContext): void {
     const p = this.#config.processes;
-    if (p.enabled && p.strategy === "event" && p.groups.length > 0) {
+    if (p.strategy === "event" && p.groups.length > 0) {
       ctx.log.warn('processes.groups is not used with processes.strategy = "event"');
     }
-    if (!p.enabled || p.strategy !== "watcher" || p.groups.length === 0) return;
+    if (p.strategy !== "watcher" || p.groups.length === 0) return;
     const groups: WatchGroup[] = p.groups.map((g) => ({
       ...(g.pid !== undefined ? { pid: g.pid } : {}),
       ...(g.ppid !== undefined ? { ppid: g.ppid } : {}),
@@ -203,23 +197,28 @@ export class ProcfsPlugin implements Plugin {
       flushInterval: g.flush_interval,
       memoryMode: g.memory_mode,
     }));
-    // One source per group, polling all its processes in one tick (see group.ts).
     for (const [i, g] of groups.entries()) {
       const source = new ProcessGroupSource(ctx.log);
       this.#groups.set(g, source);
-      await ctx.control.addSource(`group-${i}`, source, {
-        pollInterval: g.pollInterval,
-        flushInterval: g.flushInterval,
-      }, { plugin: "procfs" });
+      ctx.addSource(`group-${i}`, source, { pollInterval: g.pollInterval, flushInterval: g.flushInterval });
     }
     const watcher = new ProcessWatcher({
       root: this.#root,
       groups,
       onMatch: (info, group) => this.#onWatched(info, group),
     });
-    await ctx.control.addSource("process-watcher", watcher, { pollInterval: p.refresh_interval }, {
-      plugin: "procfs",
-    });
+    ctx.addTask("process-watcher", (signal) => watcher.scan(signal), { interval: p.refresh_interval });
+  }
+
+  preStart(ctx: PreStartContext): void {
+    if (!this.#config.processes.enabled) return;
+    this.#ctx = ctx;
+    this.#log = ctx.log;
+    this.#unsubscribe = [
+      ctx.events.on("startConsumerMeasurement", (cs) => this.#onStart(cs)),
+      ctx.events.on("processExit", (exit) => this.#onExit(exit)),
+      ctx.events.on("endConsumerMeasurement", (cs) => this.#onEnd(cs)),
+    ];
   }
 
   stop(): void {
@@ -227,7 +226,7 @@ export class ProcfsPlugin implements Plugin {
     this.#unsubscribe = [];
     this.#followed.clear();
     this.#groups.clear();
-    this.#control = undefined;
+    this.#ctx = undefined;
   }
 
   #sys(): SystemInfo {
@@ -277,7 +276,7 @@ export class ProcfsPlugin implements Plugin {
       if (f === undefined) continue;
       this.#followed.delete(Number(c.id));
       if (f.group !== undefined) f.group.remove(Number(c.id));
-      else await this.#control?.stop(`source/procfs/${f.name}`);
+      else await f.handle?.stop();
     }
   }
 
@@ -314,10 +313,10 @@ export class ProcfsPlugin implements Plugin {
     trigger: Trigger,
     info: ProcessInfo | undefined,
   ): Promise<boolean> {
-    const control = this.#control;
+    const ctx: PhaseContext | undefined = this.#ctx;
     const log = this.#log;
-    if (control === undefined) {
-      log?.warn(`Cannot follow process ${pid} before the pipeline runs`);
+    if (ctx === undefined) {
+      log?.warn(`Cannot follow process ${pid}: the plugin is not started`);
       return false;
     }
     let source: ProcessSource;
@@ -336,10 +335,11 @@ export class ProcfsPlugin implements Plugin {
     }
     const names = [`pid-${pid}`, `pid-${pid}-${info?.startTicks ?? Date.now()}`];
     for (const name of names) {
+      const handle = ctx.addSource(name, source, trigger);
       // Registered first, so that a processExit published while the source is added still finds it.
-      this.#followed.set(pid, { source, name });
+      this.#followed.set(pid, { source, name, handle });
       try {
-        await control.addSource(name, source, trigger, { plugin: "procfs" });
+        await handle.ready;
         log?.debug(`Following process ${pid} (source ${name})`);
         return true;
       } catch (e) {
@@ -366,20 +366,17 @@ const MODULES = {
 /** Periods under this run in the sampling Worker (see src/pipeline/sampler.ts). */
 const hot = (ms: number) => ms < HOT_PERIOD_MS;
 
-/** The procfs plugin's metadata: `[plugins.procfs]`. */
-export const procfsPlugin: PluginMetadata<ProcfsConfig> & {
+/** The procfs plugin's metadata: `[plugins.procfs]`, its defaults derived from {@linkcode procfsConfigSchema}. */
+export const procfsPlugin: DefinedPlugin<ProcfsConfig> & {
   readonly configSchema: typeof procfsConfigSchema;
-} = {
+} = definePlugin({
   name: "procfs",
   version: "0.1.0",
   description: "Measures the kernel, memory, network and processes through /proc (Alumet's default source)",
-  defaultConfig: defaultProcfsConfig,
-  configSchema: procfsConfigSchema,
-  init: function initProcfs(config: ProcfsConfig): Plugin {
-    return new ProcfsPlugin(config);
-  },
-  diagnose: diagnoseProcfs,
-};
+  config: procfsConfigSchema,
+  init: (config) => new ProcfsPlugin(config),
+  diagnose: (config) => diagnoseProcfs(config),
+});
 
 /** `alumet doctor`: the files each enabled probe reads, and whether other users' processes are visible. */
 export function diagnoseProcfs(config: ProcfsConfig, root = "/proc"): Diagnosis[] {

@@ -3,10 +3,7 @@ import { Batch } from "../../src/model/batch.ts";
 import { MetricRegistry } from "../../src/model/metrics.ts";
 import { Consumer } from "../../src/model/resources.ts";
 import { now } from "../../src/model/timestamp.ts";
-import type { Source, SourceModule, Trigger } from "../../src/plugin/plugin.ts";
-import type { ControlHandle } from "../../src/pipeline/control.ts";
 import { NormalStop } from "../../src/errors.ts";
-import { Logger } from "../../src/log.ts";
 import { getrusage, RUSAGE_CHILDREN } from "../../src/ffi/libc.ts";
 import type { ProcessGroupSource } from "./group.ts";
 import { testPlugin } from "../../src/testing/mod.ts";
@@ -172,36 +169,6 @@ Deno.test("ProcessSource pushes the exit remainder exactly, then ends", async (t
   });
 });
 
-/** A control handle that records what the plugin asks for. */
-function fakeControl() {
-  const added = new Map<string, { source: Source; trigger: Trigger; plugin: string | undefined }>();
-  const stopped: string[] = [];
-  const control: ControlHandle = {
-    list: () => [],
-    pause: () => Promise.resolve(0),
-    resume: () => Promise.resolve(0),
-    async stop(pattern) {
-      stopped.push(pattern);
-      const entry = added.get(pattern.slice(pattern.lastIndexOf("/") + 1));
-      await entry?.source.close?.();
-      return entry ? 1 : 0;
-    },
-    setPollInterval: () => 0,
-    triggerNow: () => Promise.resolve(0),
-    flushNow: () => Promise.resolve(0),
-    // deno-lint-ignore require-await
-    async addSource(name: string, source: Source | SourceModule, trigger: Trigger, options = {}) {
-      if (added.has(name)) {
-        throw new RangeError(`Plugin "procfs" added two elements named "source/procfs/${name}"`);
-      }
-      if ("module" in source) throw new TypeError("procfs adds sources, not modules");
-      added.set(name, { source, trigger, plugin: options.plugin });
-    },
-    shutdown: () => {},
-  };
-  return { control, added, stopped };
-}
-
 Deno.test("procfs follows the exec program on events: the CPU time sums to the kernel's total", async () => {
   await using h = await testPlugin(procfsPlugin, {
     kernel: { enabled: false },
@@ -209,15 +176,8 @@ Deno.test("procfs follows the exec program on events: the CPU time sums to the k
     network: { enabled: false },
     processes: { events: { poll_interval: "100ms", flush_interval: "200ms" } },
   });
-  const { control, added, stopped } = fakeControl();
-  await h.plugin.postStart!({
-    plugin: "procfs",
-    events: h.events,
-    log: new Logger("procfs"),
-    metrics: h.metrics,
-    control,
-  });
-  assert.equal(added.size, 0, "no watcher without groups");
+  assert.equal(h.sources.size, 0, "no group source without groups");
+  assert.equal(h.tasks.size, 0, "no watcher without groups");
 
   const before = getrusage(RUSAGE_CHILDREN);
   const child = new Deno.Command("sh", {
@@ -226,10 +186,11 @@ Deno.test("procfs follows the exec program on events: the CPU time sums to the k
   }).spawn();
   await h.events.publish("startConsumerMeasurement", [Consumer.process(child.pid), Consumer.cgroup("/x")]);
   const name = `pid-${child.pid}`;
-  const entry = added.get(name);
-  assert.ok(entry !== undefined, `no source ${name}: ${[...added.keys()]}`);
+  const entry = h.sources.get(name);
+  assert.ok(entry !== undefined, `no source ${name}: ${[...h.sources.keys()]}`);
   assert.deepEqual(entry.trigger, { pollInterval: 100, flushInterval: 200 });
-  assert.equal(entry.plugin, "procfs");
+  const followed = (h.plugin as ProcfsPlugin).followed.get(child.pid);
+  assert.equal(followed?.handle?.fullName, `source/procfs/${name}`, "a source of procfs, kept by its handle");
 
   const batches: Batch[] = [];
   const poll = async () => {
@@ -259,7 +220,7 @@ Deno.test("procfs follows the exec program on events: the CPU time sums to the k
   });
   await poll(); // what exec's triggerNow does: the remainder
   await h.events.publish("endConsumerMeasurement", [Consumer.process(child.pid)]);
-  assert.deepEqual(stopped, [`source/procfs/${name}`]);
+  assert.ok(!h.sources.has(name), `${name} is not stopped through its handle`);
 
   const points = batches.flatMap((b) => pointsOf(b, h.metrics));
   const sum = (kind: string) =>
@@ -297,16 +258,8 @@ Deno.test("procfs measures a process that was running before it started from its
       memory: { enabled: false },
       network: { enabled: false },
     });
-    const { control, added } = fakeControl();
-    await h.plugin.postStart!({
-      plugin: "procfs",
-      events: h.events,
-      log: new Logger("procfs"),
-      metrics: h.metrics,
-      control,
-    });
     await h.events.publish("startConsumerMeasurement", [Consumer.process(child.pid)]);
-    const source = added.get(`pid-${child.pid}`)!.source;
+    const source = h.sources.get(`pid-${child.pid}`)!.source;
     const b = new Batch();
     await source.poll(b, now());
     assert.deepEqual(cpuOf(b, h.metrics, "user"), [], "the first poll is a baseline");
@@ -340,57 +293,48 @@ Deno.test("ProcessWatcher matches new processes against the groups, once each", 
         return accept;
       },
     });
-    await watcher.poll();
+    await watcher.scan();
     assert.deepEqual(seen.sort(), [[100, 0], [101, 1], [103, 0]]);
     seen.length = 0;
-    await watcher.poll();
+    await watcher.scan();
     assert.deepEqual(seen, [], "each process is matched once");
 
     // A new process without a readable exe: its comm is matched.
     writeProcess(root, { pid: 104, ppid: 1, comm: "nginx: master" });
     accept = false; // the plugin could not follow it: asked again at the next scan
-    await watcher.poll();
+    await watcher.scan();
     assert.deepEqual(seen, [[104, 0]]);
     accept = true;
-    await watcher.poll();
+    await watcher.scan();
     assert.deepEqual(seen, [[104, 0], [104, 0]]);
     seen.length = 0;
 
     // A pid that disappears is forgotten, so a process that reuses it is matched again.
     Deno.removeSync(`${root}/101`, { recursive: true });
-    await watcher.poll();
+    await watcher.scan();
     writeProcess(root, { pid: 101, ppid: 100, comm: "worker", start: 5000 });
-    await watcher.poll();
+    await watcher.scan();
     assert.deepEqual(seen, [[101, 1]]);
   });
 });
 
-Deno.test("procfs watches the configured groups through the control handle", async () => {
+Deno.test("procfs watches the configured groups with a task and one source per group", async () => {
   await using h = await testPlugin(procfsPlugin, {
     kernel: { enabled: false },
     memory: { enabled: false },
     network: { enabled: false },
     processes: { refresh_interval: "1s", groups: [{ ppid: Deno.pid, poll_interval: "250ms" }] },
   });
-  const { control, added } = fakeControl();
-  await h.plugin.postStart!({
-    plugin: "procfs",
-    events: h.events,
-    log: new Logger("procfs"),
-    metrics: h.metrics,
-    control,
-  });
-  const watcher = added.get("process-watcher");
-  assert.ok(watcher !== undefined, "no process-watcher source");
-  assert.deepEqual(watcher.trigger, { pollInterval: 1000 });
-  const group = added.get("group-0");
-  assert.ok(group !== undefined, `no group source: ${[...added.keys()]}`);
+  const watcher = h.tasks.get("process-watcher");
+  assert.ok(watcher !== undefined, "no process-watcher task");
+  assert.deepEqual(watcher.options, { interval: 1000 });
+  assert.ok(!h.sources.has("process-watcher"), "the watcher is a task, not a source");
+  const group = h.sources.get("group-0");
+  assert.ok(group !== undefined, `no group source: ${[...h.sources.keys()]}`);
   assert.deepEqual(group.trigger, { pollInterval: 250, flushInterval: 4000 });
   const child = new Deno.Command("sleep", { args: ["30"] }).spawn();
   try {
-    const w = new Batch();
-    await watcher.source.poll(w, now());
-    assert.equal(w.length, 0, "the watcher pushes no points");
+    await h.runTask("process-watcher");
     assert.ok((group.source as ProcessGroupSource).pids.includes(child.pid), "the child is not in its group");
     const b = new Batch();
     await group.source.poll(b, now());
@@ -398,7 +342,7 @@ Deno.test("procfs watches the configured groups through the control handle", asy
     assert.ok(cpuOf(b, h.metrics, "user").length >= 1);
     // The exec event for a process the watcher follows does not add a source of its own.
     await h.events.publish("startConsumerMeasurement", [Consumer.process(child.pid)]);
-    assert.equal([...added.keys()].filter((k) => k.startsWith(`pid-${child.pid}`)).length, 0);
+    assert.equal([...h.sources.keys()].filter((k) => k.startsWith(`pid-${child.pid}`)).length, 0);
     child.kill("SIGKILL");
     await child.status;
     // Followed on an event now: a second of grace for the exit accounting, then it leaves the group.

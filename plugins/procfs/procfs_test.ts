@@ -12,7 +12,6 @@ import {
   type CreateMetric,
   createNetworkMetrics,
   createProcessMetrics,
-  defaultProcfsConfig,
   KernelSource,
   meminfoMetricName,
   MemorySource,
@@ -67,7 +66,7 @@ function createSource(spec: SourceSpec, root: string, system: SystemInfo, create
       return new NetworkSource(createNetworkMetrics(create), { root });
     case "memory":
       return new MemorySource(
-        (spec.metrics ?? defaultProcfsConfig().memory.metrics).map((key) => ({
+        (spec.metrics ?? procfsPlugin.configSchema.parse({}).memory.metrics).map((key) => ({
           key,
           metric: create({
             name: meminfoMetricName(key),
@@ -321,9 +320,7 @@ Deno.test("procfs config", async (t) => {
     ];
     for (const table of bad) {
       assert.equal(procfsPlugin.configSchema.safeParse(table).success, false, JSON.stringify(table));
-      assert.throws(() =>
-        validatePluginConfig(procfsPlugin, { name: "procfs", table }, "t.toml")
-      );
+      assert.throws(() => validatePluginConfig(procfsPlugin, { name: "procfs", table }, "t.toml"));
     }
   });
   await t.step("the README's configuration block is exactly defaultConfig()", async () => {
@@ -331,7 +328,7 @@ Deno.test("procfs config", async (t) => {
     const block = readme.match(/## Configuration[\s\S]*?```toml\n([\s\S]*?)```/)?.[1];
     assert.ok(block !== undefined, "no toml block under ## Configuration");
     assert.deepEqual(JSON.parse(JSON.stringify(parseToml(block))), {
-      plugins: { procfs: defaultProcfsConfig() },
+      plugins: { procfs: procfsPlugin.defaultConfig() },
     });
   });
 });

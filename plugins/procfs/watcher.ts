@@ -1,10 +1,10 @@
 /**
- * The process watcher: a source that pushes nothing, rescans `/proc` on each poll and hands the new processes
- * that match a group's filter to a callback (the plugin adds one source per process).
+ * The process watcher: control work, off the data path. Each scan lists `/proc` and hands the new processes
+ * that match a group's filter to a callback; the plugin runs it as its task `process-watcher`, every
+ * `processes.refresh_interval`, and adds each process to its group's source.
  *
  * @module
  */
-import type { Source } from "../../src/plugin/plugin.ts";
 import type { MemoryMode } from "./process.ts";
 
 /** A group of processes to follow, and how to measure them. */
@@ -76,12 +76,12 @@ export interface ProcessWatcherOptions {
 }
 
 /**
- * Finds processes to follow. Each poll lists `<root>`, reads the `stat` of the pids it has not seen yet and
- * tries the groups in order (the first that matches wins, as in Alumet). A pid is looked at once while it
- * lives: a pid that is no longer listed is forgotten, so a reused pid is seen again once its first owner has
- * gone from a scan.
+ * Finds processes to follow. Each {@linkcode ProcessWatcher.scan} lists `<root>`, reads the `stat` of the pids
+ * it has not seen yet and tries the groups in order (the first that matches wins, as in Alumet). A pid is
+ * looked at once while it lives: a pid that is no longer listed is forgotten, so a reused pid is seen again
+ * once its first owner has gone from a scan.
  */
-export class ProcessWatcher implements Source {
+export class ProcessWatcher {
   readonly root: string;
   readonly #groups: readonly WatchGroup[];
   readonly #onMatch: OnMatch;
@@ -93,10 +93,17 @@ export class ProcessWatcher implements Source {
     this.#onMatch = options.onMatch;
   }
 
-  async poll(): Promise<void> {
+  /**
+   * Scans `<root>` once and waits for the callbacks of the processes it matched.
+   *
+   * @param signal when it aborts (the task stops), the scan ends early (still waiting for the callbacks
+   *   started)
+   */
+  async scan(signal?: AbortSignal): Promise<void> {
     const present = new Set<number>();
     const pending: Promise<void>[] = [];
     for (const entry of Deno.readDirSync(this.root)) {
+      if (signal?.aborted) break;
       const c = entry.name.charCodeAt(0);
       if (c < 48 || c > 57) continue;
       const pid = Number(entry.name);
@@ -115,7 +122,10 @@ export class ProcessWatcher implements Source {
         ),
       );
     }
-    for (const pid of this.#seen) if (!present.has(pid)) this.#seen.delete(pid);
+    // An aborted scan did not list every pid: forget only after a whole one.
+    if (signal?.aborted !== true) {
+      for (const pid of this.#seen) if (!present.has(pid)) this.#seen.delete(pid);
+    }
     await Promise.all(pending);
   }
 
@@ -135,7 +145,7 @@ export class ProcessWatcher implements Source {
     return true;
   }
 
-  /** Forgets the pids seen: the next poll looks at every process again. */
+  /** Forgets the pids seen: the next scan looks at every process again. */
   reset(): void {
     this.#seen = new Set();
   }
