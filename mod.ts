@@ -27,25 +27,30 @@ export * from "./src/model/units.ts";
 export * from "./src/model/resources.ts";
 export * from "./src/model/metrics.ts";
 export * from "./src/model/common_metrics.ts";
+export * from "./src/model/metric_set.ts";
+export * from "./src/model/counter.ts";
 export * from "./src/model/batch.ts";
 export * from "./src/model/timestamp.ts";
 export * from "./src/model/duration.ts";
 export * from "./src/errors.ts";
+export { ProcFile, type ReadOutcome } from "./src/ffi/proc_file.ts";
 export * from "./src/log.ts";
 export * from "./src/plugin/plugin.ts";
 export * from "./src/plugin/events.ts";
 export * from "./src/plugin/schema.ts";
+export * from "./src/plugin/define.ts";
+export { defaultConfigOf, defaultsOf, validatePluginConfig } from "./src/plugin/config.ts";
 export * from "./src/pipeline/control.ts";
-export { type ElementKind, type ElementName, ElementPattern, formatName } from "./src/pipeline/names.ts";
+export {
+  type ElementKind,
+  type ElementName,
+  ElementPattern,
+  encodeNamePart,
+  formatName,
+} from "./src/pipeline/names.ts";
 export type { ElementState, SourceStats } from "./src/pipeline/source.ts";
 export type { OutputStats } from "./src/pipeline/output.ts";
-export {
-  Agent,
-  type AgentOptions,
-  definePlugin,
-  type PluginEntry,
-  type SimplePluginSpec,
-} from "./src/agent/agent.ts";
+export { Agent, type AgentOptions, type PluginEntry } from "./src/agent/agent.ts";
 export { BUILTIN_NAMES, loadAllBuiltins, loadBuiltin } from "./src/agent/builtin.ts";
 export { csvPlugin } from "./plugins/csv/mod.ts";
 export { logPlugin } from "./plugins/log/mod.ts";

@@ -196,7 +196,8 @@ export class Agent implements AsyncDisposable {
       }
       pipeline.start();
       this.#state = "running";
-      for (const p of this.#plugins) for (const t of p.tasks) t.start();
+      // Tasks run a first time before postStart: what exists is discovered before the measured program starts.
+      await Promise.all(this.#plugins.flatMap((p) => p.tasks.map((t) => t.start())));
       for (const p of this.#plugins) {
         await this.#phase(p, "postStart", () => p.instance!.postStart?.(this.#postContext(p, pipeline)));
       }
@@ -315,7 +316,7 @@ export class Agent implements AsyncDisposable {
         }
         const task = new Task(n, fn, options.interval, p.log);
         p.tasks.push(task);
-        if (this.#state === "running") task.start();
+        if (this.#state === "running") void task.start();
         return task;
       },
     };

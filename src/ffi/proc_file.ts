@@ -16,10 +16,12 @@ export type ReadOutcome = "ok" | "gone";
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { ProcFile } from "./proc_file.ts";
  * using f = ProcFile.open("/proc/self/stat");
  * const n = f.read();
- * console.assert(n > 0 && f.buffer[0]! >= 0x30); // starts with the pid
+ * assert.ok(n > 0);
+ * assert.ok(new TextDecoder().decode(f.buffer.subarray(0, n)).startsWith(`${Deno.pid} (`)); // starts with the pid
  * ```
  */
 export class ProcFile implements Disposable {
@@ -71,6 +73,17 @@ export class ProcFile implements Disposable {
     }
   }
 
+  /**
+   * Re-reads the whole file as text: for plugins polled every second or so, where decoding costs nothing
+   * that matters (hot paths scan {@linkcode ProcFile.buffer} instead, see `src/sys/scan.ts`).
+   *
+   * @returns the text, or `undefined` when the file is gone
+   */
+  readText(): string | undefined {
+    const n = this.read();
+    return n < 0 ? undefined : DECODER.decode(this.buffer.subarray(0, n));
+  }
+
   #preadFfi(): number {
     if (this.#fd < 0) throw new Error(`${this.path} is closed`);
     const n = Number(libc().pread(this.#fd, this.buffer, BigInt(this.buffer.length), 0n));
@@ -114,3 +127,5 @@ export class ProcFile implements Disposable {
     this.close();
   }
 }
+
+const DECODER = new TextDecoder();

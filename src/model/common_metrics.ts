@@ -4,11 +4,11 @@
  *
  * @module
  */
-import type { MetricSpec } from "./metrics.ts";
+import type { MetricDefinition } from "./metric_set.ts";
 import { unit } from "./units.ts";
 
 /** `cpu_time_delta`: u64 ns, delta; attribute `kind` says which CPU time. */
-export const CPU_TIME_DELTA: MetricSpec<"u64"> = Object.freeze({
+export const CPU_TIME_DELTA: MetricDefinition<"u64"> = Object.freeze({
   name: "cpu_time_delta",
   unit: unit("s", "nano"),
   valueType: "u64",
@@ -17,7 +17,7 @@ export const CPU_TIME_DELTA: MetricSpec<"u64"> = Object.freeze({
 });
 
 /** `cpu_percent`: f64 %, share of the whole machine (0–100). */
-export const CPU_PERCENT: MetricSpec<"f64"> = Object.freeze({
+export const CPU_PERCENT: MetricDefinition<"f64"> = Object.freeze({
   name: "cpu_percent",
   unit: unit("%"),
   valueType: "f64",
@@ -26,7 +26,7 @@ export const CPU_PERCENT: MetricSpec<"f64"> = Object.freeze({
 });
 
 /** `memory_usage`: u64 bytes, gauge; attribute `kind` says which memory. */
-export const MEMORY_USAGE: MetricSpec<"u64"> = Object.freeze({
+export const MEMORY_USAGE: MetricDefinition<"u64"> = Object.freeze({
   name: "memory_usage",
   unit: unit("By"),
   valueType: "u64",

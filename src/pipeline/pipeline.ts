@@ -106,7 +106,7 @@ export class Pipeline {
   readonly #sources = new Map<string, SourceTask>();
   readonly #sampler = new Sampler(new Logger("sampler"));
   /** Blocking sources run in a Worker of their own, so that a slow call never delays the hot sources. */
-  readonly #blockingSampler = new Sampler(new Logger("sampler"));
+  readonly #blockingSampler = new Sampler(new Logger("sampler"), "alumet-blocking");
   readonly #autonomousSpecs: AutonomousSpec[] = [];
   readonly #autonomous: AutonomousRunning[] = [];
   readonly #transforms: TransformStage[] = [];

@@ -29,16 +29,22 @@ export class Sampler {
   #pending = new Map<number, { resolve: () => void; reject: (e: Error) => void }>();
   #sources = new Map<number, WorkerSource>();
   #log: Logger;
+  readonly #name: string;
 
-  constructor(log: Logger) {
+  /**
+   * @param log where the Worker's failures go
+   * @param name the Worker's name (`alumet-sampler` for hot sources, `alumet-blocking` for blocking ones)
+   */
+  constructor(log: Logger, name = "alumet-sampler") {
     this.#log = log;
+    this.#name = name;
   }
 
   #ensure(): Worker {
     if (this.#worker) return this.#worker;
     const w = new Worker(new URL("./sampler_worker.ts", import.meta.url), {
       type: "module",
-      name: "alumet-sampler",
+      name: this.#name,
     });
     w.onmessage = (e: MessageEvent<SamplerMessage>) => this.#receive(e.data);
     w.onerror = (e) => {

@@ -108,9 +108,9 @@ function maybeRealtime(minPeriod: number): void {
 
 /**
  * Sleeps until `deadline` (a `performance.now()` time). With FFI, `clock_nanosleep(CLOCK_MONOTONIC,
- * TIMER_ABSTIME)` on the absolute deadline: the cheapest wake-up measured here, and a command waits at most one
- * period (the loop checks the control word after each wake). Without FFI, `Atomics.wait` with a timeout, which
- * a command also interrupts.
+ * TIMER_ABSTIME)` on the absolute deadline: the cheapest wake-up measured here, and a command waits at most
+ * {@linkcode LONG_WAIT_MS} (the loop checks the control word after each wake): a longer wait first sleeps with
+ * `Atomics.wait`, which a command interrupts. Without FFI, `Atomics.wait` with a timeout throughout.
  */
 function sleepUntil(ctl: Int32Array, deadline: number, relative: number): void {
   if (clock === undefined) {
@@ -130,8 +130,10 @@ function sleepUntil(ctl: Int32Array, deadline: number, relative: number): void {
       clock = null;
     }
   }
-  if (clock === null) {
-    Atomics.wait(ctl, 0, handled, relative);
+  if (clock === null || relative > LONG_WAIT_MS) {
+    // A long wait (a blocking source polled every second) must not hold the commands up for a whole period:
+    // Atomics.wait returns as soon as a command arrives; the loop then sleeps the last few ms precisely.
+    Atomics.wait(ctl, 0, handled, clock === null ? relative : relative - LONG_WAIT_MS / 2);
     return;
   }
   const ms = clock.offsetMs + deadline;
@@ -143,6 +145,9 @@ function sleepUntil(ctl: Int32Array, deadline: number, relative: number): void {
   h[3] = 0;
   clock.sleep(CLOCK_MONOTONIC, TIMER_ABSTIME, clock.ts, null);
 }
+
+/** Waits longer than this (ms) sleep on the control word first, so that commands interrupt them. */
+const LONG_WAIT_MS = 20;
 
 let clock:
   | {

@@ -52,11 +52,17 @@ export class Task implements TaskHandle {
     return this.#stopped;
   }
 
-  /** Runs it a first time, then on its interval. Idempotent. */
-  start(): void {
-    if (this.#started || this.#stopped) return;
+  /**
+   * Runs it a first time (its function is called before this returns), then on its interval. Idempotent.
+   *
+   * @returns the first run (a failure is logged, never thrown)
+   */
+  start(): Promise<void> {
+    if (this.#started || this.#stopped) return this.#running ?? Promise.resolve();
     this.#started = true;
-    void this.runNow();
+    const first = this.#runOnce();
+    this.#running = first;
+    return first;
   }
 
   runNow(): Promise<void> {

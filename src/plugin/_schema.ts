@@ -157,7 +157,10 @@ export type StandardSchemaV1Result<Out> =
   | { readonly value: Out; readonly issues?: undefined }
   | {
     readonly issues: ReadonlyArray<
-      { readonly message: string; readonly path?: ReadonlyArray<PropertyKey | { readonly key: PropertyKey }> }
+      {
+        readonly message: string;
+        readonly path?: ReadonlyArray<PropertyKey | { readonly key: PropertyKey }> | undefined;
+      }
     >;
   };
 

@@ -252,9 +252,10 @@ export interface PhaseContext {
   ): SourceHandle;
   /**
    * Adds a task: control work off the data path (discovery of processes or cgroups, refreshing a list of
-   * devices). It runs first when the pipeline starts (every plugin has subscribed to events by then), then
-   * `interval` after the end of each run; runs never overlap; a failing run is logged and the task goes on.
-   * Tasks stop before the pipeline drains.
+   * devices). It runs first when the pipeline starts (every plugin has subscribed to events by then; the agent
+   * waits for these first runs before `postStart`), then `interval` after the end of each run; runs never
+   * overlap; a failing run is logged and the task goes on. Tasks stop before the pipeline drains. A task added
+   * once the pipeline runs starts at once.
    */
   addTask(name: string, fn: TaskFn, options: TaskOptions): TaskHandle;
 }

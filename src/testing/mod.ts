@@ -5,9 +5,21 @@
  * ```ts
  * import assert from "node:assert/strict";
  * import { testPlugin } from "./mod.ts";
- * import csv from "../../plugins/csv/mod.ts";
- * await using h = await testPlugin(csv, { output_path: "/dev/null" });
- * assert.ok(h.outputs.has("out"));
+ * import { definePlugin, duration, unit, z } from "../../mod.ts";
+ * const counter = definePlugin({
+ *   name: "counter",
+ *   config: z.strictObject({ poll_interval: duration().prefault("1s"), step: z.int().default(1) }),
+ *   init: (config) => ({
+ *     start(ctx) {
+ *       const m = ctx.createMetric({ name: "count", unit: unit("1"), valueType: "u64" });
+ *       let n = 0;
+ *       ctx.addSource("count", { poll: (b) => b.push(m, n += config.step) }, { pollInterval: config.poll_interval });
+ *     },
+ *   }),
+ * });
+ * await using h = await testPlugin(counter, { step: 5 });
+ * assert.equal((await h.poll("count")).valueAt(0), 5);
+ * assert.equal((await h.poll("count")).valueAt(0), 10);
  * ```
  *
  * @module
