@@ -16,7 +16,7 @@
  */
 import {
   Agent,
-  Batch,
+  type Batch,
   Counter,
   defineMetrics,
   definePlugin,

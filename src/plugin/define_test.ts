@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import * as v from "npm:valibot@1.5.0";
+import { v } from "./testdata/valibot.ts";
 import { definePlugin } from "./define.ts";
 import { defaultConfigOf, defaultsOf, validatePluginConfig } from "./config.ts";
 import { duration, z } from "./schema.ts";

@@ -139,7 +139,7 @@ export async function testPlugin<C>(
       return {
         name,
         runNow: async () => void (tasks.has(name) && await fn(abort.signal)),
-        stop: async () => void tasks.delete(name),
+        stop: () => Promise.resolve(void tasks.delete(name)),
       };
     },
   });
@@ -219,8 +219,8 @@ function harnessHandle(
     },
     trigger: async () => void (state === "running" && await poll(name)),
     flush: async () => {},
-    pause: async () => void (state === "running" && (state = "paused")),
-    resume: async () => void (state === "paused" && (state = "running")),
+    pause: () => Promise.resolve(void (state === "running" && (state = "paused"))),
+    resume: () => Promise.resolve(void (state === "paused" && (state = "running"))),
     stop: async () => {
       if (state === "stopped" || state === "pending") return;
       state = "stopped";
