@@ -34,6 +34,14 @@ export * from "./src/model/timestamp.ts";
 export * from "./src/model/duration.ts";
 export * from "./src/errors.ts";
 export { ProcFile, type ReadOutcome } from "./src/ffi/proc_file.ts";
+export {
+  diagnoseLibrary,
+  type LibrarySpec,
+  LibraryError,
+  type LoadAttempt,
+  type LoadedLibrary,
+  openLibrary,
+} from "./src/ffi/library.ts";
 export * from "./src/log.ts";
 export * from "./src/plugin/plugin.ts";
 export * from "./src/plugin/events.ts";
@@ -52,5 +60,10 @@ export type { ElementState, SourceStats } from "./src/pipeline/source.ts";
 export type { OutputStats } from "./src/pipeline/output.ts";
 export { Agent, type AgentOptions, type PluginEntry } from "./src/agent/agent.ts";
 export { BUILTIN_NAMES, loadAllBuiltins, loadBuiltin } from "./src/agent/builtin.ts";
+// The built-in plugins, to run or extend from a script (each also has its own subpath export, with its sources
+// and helpers: `…/plugins/procfs`, `…/plugins/perf`, `…/plugins/cgroups`, `…/plugins/csv`, `…/plugins/log`).
+export { procfsPlugin } from "./plugins/procfs/mod.ts";
+export { perfPlugin } from "./plugins/perf/mod.ts";
+export { cgroupsPlugin } from "./plugins/cgroups/mod.ts";
 export { csvPlugin } from "./plugins/csv/mod.ts";
 export { logPlugin } from "./plugins/log/mod.ts";

@@ -27,6 +27,7 @@ import {
   z,
 } from "../mod.ts";
 
+// #region plugin
 const METRICS = defineMetrics({
   load: {
     name: "load_average",
@@ -80,6 +81,7 @@ const loadavg = definePlugin({
   }),
 });
 export default loadavg;
+// #endregion plugin
 
 if (import.meta.main) {
   let points = 0;
