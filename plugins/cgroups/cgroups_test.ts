@@ -3,10 +3,9 @@ import { Batch } from "../../src/model/batch.ts";
 import type { Consumer } from "../../src/model/resources.ts";
 import { MetricRegistry } from "../../src/model/metrics.ts";
 import type { PluginMetadata } from "../../src/plugin/plugin.ts";
-import { parseToml } from "../../src/deps.ts";
 import { validatePluginConfig } from "../../src/plugin/config.ts";
 import { checkBatch, type PluginHarness, runSourceContract, testPlugin } from "../../src/testing/mod.ts";
-import { checkMetricsTable } from "../../src/testing/readme.ts";
+import { checkConfigBlock, checkMetricsTable } from "../../src/testing/readme.ts";
 import { registerMetrics } from "../../src/model/metric_set.ts";
 import { type Need, needs, testWith } from "../../src/testing/needs.ts";
 import { pointsOf, type ScenarioPoint } from "../procfs/test_util.ts";
@@ -228,12 +227,7 @@ Deno.test("cgroups config", async (t) => {
     );
   });
   await t.step("the README's configuration block is exactly the schema's defaults", async () => {
-    const readme = await Deno.readTextFile(new URL("./README.md", import.meta.url));
-    const block = readme.match(/## Configuration[\s\S]*?```toml\n([\s\S]*?)```/)?.[1];
-    assert.ok(block !== undefined, "no toml block under ## Configuration");
-    assert.deepEqual(JSON.parse(JSON.stringify(parseToml(block))), {
-      plugins: { cgroups: cgroupsPlugin.defaultConfig() },
-    });
+    checkConfigBlock(await Deno.readTextFile(new URL("./README.md", import.meta.url)), cgroupsPlugin);
   });
 });
 

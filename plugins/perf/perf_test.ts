@@ -1,12 +1,11 @@
 import assert from "node:assert/strict";
 import { onlineCpus, PERF_METRICS, perfMetricName, perfPlugin, targetSourceName } from "./mod.ts";
 import { runSourceContract, testPlugin } from "../../src/testing/mod.ts";
-import { checkMetricsTable } from "../../src/testing/readme.ts";
+import { checkConfigBlock, checkMetricsTable } from "../../src/testing/readme.ts";
 import { type Need, needs, testWith } from "../../src/testing/needs.ts";
 import { type LogSink, setLogSink } from "../../src/log.ts";
 import { Consumer } from "../../src/model/resources.ts";
 import { detectLayout } from "../../src/sys/cgroup_layout.ts";
-import { parseToml } from "../../src/deps.ts";
 
 Deno.test("perfMetricName turns perf's syntax into snake_case metric names", () => {
   assert.equal(perfMetricName("task-clock"), "perf_task_clock");
@@ -31,12 +30,7 @@ Deno.test("perf config: defaults validate, bad values do not", () => {
 });
 
 Deno.test("the README's configuration block is exactly the schema's defaults", async () => {
-  const readme = await Deno.readTextFile(new URL("./README.md", import.meta.url));
-  const block = readme.match(/## Configuration[\s\S]*?```toml\n([\s\S]*?)```/)?.[1];
-  assert.ok(block !== undefined, "no toml block under ## Configuration");
-  assert.deepEqual(JSON.parse(JSON.stringify(parseToml(block))), {
-    plugins: { perf: perfPlugin.defaultConfig() },
-  });
+  checkConfigBlock(await Deno.readTextFile(new URL("./README.md", import.meta.url)), perfPlugin);
 });
 
 Deno.test("the README's metrics table matches the declared metrics", async () => {

@@ -820,73 +820,60 @@ export class OptionalSchema<out Out, out In> extends Schema<Out | undefined, In 
   }
 }
 
-/** A schema that parses a default in place of `undefined`; see {@linkcode Schema.prefault}. */
-export class PrefaultSchema<out Out, out In> extends Schema<Out, In | undefined> {
-  readonly kind = "prefault";
-  readonly #inner: Schema<Out, In>;
-  readonly #value: unknown;
+/** A schema with a value for `undefined` (an absent key): the common part of prefault and default. */
+abstract class WithDefault<out Out, out In> extends Schema<Out, In | undefined> {
+  protected readonly inner: Schema<Out, In>;
+  protected readonly value: unknown;
 
   /**
    * @param inner the schema
-   * @param value the input parsed in place of `undefined`
+   * @param value what stands for `undefined`: an input to parse (prefault) or an output (default)
    */
   constructor(inner: Schema<Out, In>, value: unknown) {
     super();
-    this.#inner = inner;
-    this.#value = value;
-  }
-
-  /** The input parsed for an absent key, as the TOML file writes it (a copy). */
-  get defaultInput(): unknown {
-    return structuredClone(this.#value);
+    this.inner = inner;
+    this.value = value;
   }
 
   /** @returns the schema without the default */
   unwrap(): Schema<Out, In> {
-    return this.#inner;
+    return this.inner;
+  }
+}
+
+/** A schema that parses a default in place of `undefined`; see {@linkcode Schema.prefault}. */
+export class PrefaultSchema<out Out, out In> extends WithDefault<Out, In> {
+  readonly kind = "prefault";
+
+  /** The input parsed for an absent key, as the TOML file writes it (a copy). */
+  get defaultInput(): unknown {
+    return structuredClone(this.value);
   }
 
   protected copy(): this {
-    return new PrefaultSchema(this.#inner, this.#value) as this;
+    return new PrefaultSchema(this.inner, this.value) as this;
   }
 
   protected parseType(input: unknown, state: ParseState): Out {
-    return this.#inner.run(input === undefined ? this.#value : input, state);
+    return this.inner.run(input === undefined ? this.value : input, state);
   }
 }
 
 /** A schema that gives a default output in place of `undefined`; see {@linkcode Schema.default}. */
-export class DefaultSchema<out Out, out In> extends Schema<Out, In | undefined> {
+export class DefaultSchema<out Out, out In> extends WithDefault<Out, In> {
   readonly kind = "default";
-  readonly #inner: Schema<Out, In>;
-  readonly #value: unknown;
-
-  /**
-   * @param inner the schema
-   * @param value the output returned in place of `undefined`
-   */
-  constructor(inner: Schema<Out, In>, value: unknown) {
-    super();
-    this.#inner = inner;
-    this.#value = value;
-  }
 
   /** The output given for an absent key (a copy, so that a parse never shares it). */
   get defaultValue(): Out {
-    return structuredClone(this.#value) as Out;
-  }
-
-  /** @returns the schema without the default */
-  unwrap(): Schema<Out, In> {
-    return this.#inner;
+    return structuredClone(this.value) as Out;
   }
 
   protected copy(): this {
-    return new DefaultSchema(this.#inner, this.#value) as this;
+    return new DefaultSchema(this.inner, this.value) as this;
   }
 
   protected parseType(input: unknown, state: ParseState): Out {
-    return input === undefined ? this.defaultValue : this.#inner.run(input, state);
+    return input === undefined ? this.defaultValue : this.inner.run(input, state);
   }
 }
 

@@ -23,8 +23,11 @@
  *
  * @module
  */
-import { AssertionError } from "node:assert";
+import assert, { AssertionError } from "node:assert/strict";
 import type { MetricDefinition, MetricDefinitions } from "../model/metric_set.ts";
+import type { PluginMetadata } from "../plugin/plugin.ts";
+import { defaultConfigOf } from "../plugin/config.ts";
+import { parseToml } from "../deps.ts";
 
 /** One row of a metrics table. */
 interface Row {
@@ -127,4 +130,22 @@ export function checkMetricsTable(
   if (problems.length > 0) {
     throw new AssertionError({ message: `README metrics table:\n  ${problems.join("\n  ")}` });
   }
+}
+
+/**
+ * Checks that the README's configuration block (the first ```toml block after a "Configuration" heading) is
+ * exactly the plugin's default table, `[plugins.<name>]` with what `config regen` writes.
+ *
+ * @param markdown the README's text
+ * @param plugin the plugin
+ * @throws {AssertionError} when the block is missing or differs
+ */
+export function checkConfigBlock(markdown: string, plugin: PluginMetadata<unknown>): void {
+  const block = /#{1,6}\s+Configuration\b[\s\S]*?```toml\n([\s\S]*?)```/.exec(markdown)?.[1];
+  if (block === undefined) {
+    throw new AssertionError({ message: 'The README has no ```toml block under a "Configuration" heading' });
+  }
+  assert.deepEqual(JSON.parse(JSON.stringify(parseToml(block))), {
+    plugins: { [plugin.name]: defaultConfigOf(plugin) },
+  }, "The README's configuration block is not the plugin's default config");
 }
