@@ -7,7 +7,7 @@ import { Consumer, Resource } from "../../src/model/resources.ts";
 import { customUnit, parseUnit, type Unit, unit } from "../../src/model/units.ts";
 import type { ElementContext, Output } from "../../src/plugin/plugin.ts";
 import { AlumetError } from "../../src/errors.ts";
-import { parseToml } from "../../src/deps.ts";
+import { checkConfigBlock } from "../../src/testing/readme.ts";
 
 const HEADER = "metric;timestamp;value;resource_kind;resource_id;consumer_kind;consumer_id";
 const T0 = 1_714_564_800_123_456_789n; // 2024-05-01T12:00:00.123456789Z
@@ -333,12 +333,7 @@ Deno.test("csvPlugin config schema", async (t) => {
 });
 
 Deno.test("csv README shows the default config", async () => {
-  const readme = await Deno.readTextFile(new URL("./README.md", import.meta.url));
-  const block = readme.match(/```toml\n([^`]*)```/)?.[1];
-  assert.ok(block, "README.md has a toml block");
-  assert.deepEqual(JSON.parse(JSON.stringify(parseToml(block))), {
-    plugins: { csv: csvPlugin.defaultConfig() },
-  });
+  checkConfigBlock(await Deno.readTextFile(new URL("./README.md", import.meta.url)), csvPlugin);
 });
 
 Deno.test("csvPlugin start creates the file and adds the output out", async () => {

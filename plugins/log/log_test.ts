@@ -6,7 +6,7 @@ import { MetricRegistry } from "../../src/model/metrics.ts";
 import { Consumer, Resource } from "../../src/model/resources.ts";
 import { unit } from "../../src/model/units.ts";
 import type { ElementContext } from "../../src/plugin/plugin.ts";
-import { parseToml } from "../../src/deps.ts";
+import { checkConfigBlock } from "../../src/testing/readme.ts";
 
 /** A writer that keeps what it receives, taking at most `chunk` bytes per call. */
 function recorder(chunk = Infinity): SyncWriter & { text(): string; calls: number } {
@@ -97,12 +97,7 @@ Deno.test("logPlugin config schema accepts only the empty table", () => {
 });
 
 Deno.test("log README shows the default config", async () => {
-  const readme = await Deno.readTextFile(new URL("./README.md", import.meta.url));
-  const block = readme.match(/```toml\n([^`]*)```/)?.[1];
-  assert.ok(block, "README.md has a toml block");
-  assert.deepEqual(JSON.parse(JSON.stringify(parseToml(block))), {
-    plugins: { log: logPlugin.defaultConfig() },
-  });
+  checkConfigBlock(await Deno.readTextFile(new URL("./README.md", import.meta.url)), logPlugin);
 });
 
 Deno.test("logPlugin start adds the output out, and nothing else", async () => {
