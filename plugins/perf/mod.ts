@@ -31,7 +31,7 @@ import { duration, z } from "../../src/plugin/schema.ts";
 import { encodeNamePart } from "../../src/pipeline/names.ts";
 import type { Logger } from "../../src/log.ts";
 import { messageOf } from "../../src/errors.ts";
-import { cString, errno, ErrnoError, libc, O_RDONLY_CLOEXEC } from "../../src/ffi/libc.ts";
+import { cString, ErrnoError, libc, O_RDONLY_CLOEXEC, unwrap } from "../../src/ffi/libc.ts";
 import { isStopped } from "../../src/sys/proc_state.ts";
 import { PERF_FLAG_PID_CGROUP, PerfGroup } from "../../src/ffi/perf_event.ts";
 import { listPmus, type ParsedPerfEvent, parsePerfEvent } from "../../src/ffi/perf_events_parse.ts";
@@ -279,8 +279,7 @@ export class PerfPlugin implements Plugin {
       throw new Error("no cgroup v2 hierarchy and no v1 perf_event hierarchy is mounted");
     }
     const dir = `${root}${path.startsWith("/") ? path : `/${path}`}`;
-    const fd = libc().open(cString(dir), O_RDONLY_CLOEXEC | O_DIRECTORY, 0);
-    if (fd < 0) throw new ErrnoError(`open(${dir})`, errno());
+    const fd = unwrap(libc().open(cString(dir), O_RDONLY_CLOEXEC | O_DIRECTORY, 0), `open(${dir})`);
     try {
       return onlineCpus().map((cpu) => ({
         group: PerfGroup.open(this.#usable.map((u) => u.event), {

@@ -556,7 +556,7 @@ Deno.test("renderDefaultConfig writes a file that parses back to the defaults", 
     deepEqual(raw.general, {});
     deepEqual(
       raw.sections.map((s) => [s.name, s.enabled, s.table]),
-      plugins.map((p) => [p.name, true, p.defaultConfig() ?? {}]),
+      plugins.map((p) => [p.name, true, p.defaultConfig?.() ?? {}]),
     );
   });
 

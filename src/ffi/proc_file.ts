@@ -5,7 +5,15 @@
  *
  * @module
  */
-import { cString, errno, ERRNO_NAMES, ErrnoError, ffiAvailable, libc, O_RDONLY_CLOEXEC } from "./libc.ts";
+import {
+  cString,
+  ErrnoError,
+  ffiAvailable,
+  libc,
+  O_RDONLY_CLOEXEC,
+  unwrap,
+  type UnwrapOptions,
+} from "./libc.ts";
 
 /** What happened to a file that was readable before. */
 export type ReadOutcome = "ok" | "gone";
@@ -29,10 +37,13 @@ export class ProcFile implements Disposable {
   /** The bytes of the last read (the first `read()` result bytes are valid). */
   buffer: Uint8Array<ArrayBuffer>;
   #fd = -1;
+  /** The call named in a read error, built once (the read is on hot paths). */
+  readonly #preadCall: string;
   #file: Deno.FsFile | undefined;
 
   private constructor(path: string, size: number) {
     this.path = path;
+    this.#preadCall = `pread(${path})`;
     this.buffer = new Uint8Array(size);
   }
 
@@ -43,9 +54,7 @@ export class ProcFile implements Disposable {
   static open(path: string, initialSize = 4096, useFfi = ffiAvailable()): ProcFile {
     const f = new ProcFile(path, initialSize);
     if (useFfi) {
-      const fd = libc().open(cString(path), O_RDONLY_CLOEXEC, 0);
-      if (fd < 0) throw new ErrnoError(`open(${path})`, errno());
-      f.#fd = fd;
+      f.#fd = unwrap(libc().open(cString(path), O_RDONLY_CLOEXEC, 0), `open(${path})`);
     } else {
       f.#file = Deno.openSync(path, { read: true });
     }
@@ -86,12 +95,12 @@ export class ProcFile implements Disposable {
 
   #preadFfi(): number {
     if (this.#fd < 0) throw new Error(`${this.path} is closed`);
-    const n = Number(libc().pread(this.#fd, this.buffer, BigInt(this.buffer.length), 0n));
-    if (n >= 0) return n;
-    const e = errno();
-    // A /proc/<pid> file of an exited process reads as ESRCH.
-    if (ERRNO_NAMES[e] === "ESRCH" || ERRNO_NAMES[e] === "ENOENT") return -1;
-    throw new ErrnoError(`pread(${this.path})`, e);
+    // A /proc/<pid> file of an exited process reads as ESRCH: tolerated, -1 (gone).
+    return unwrap(
+      Number(libc().pread(this.#fd, this.buffer, BigInt(this.buffer.length), 0n)),
+      this.#preadCall,
+      GONE,
+    );
   }
 
   #readFallback(): number {
@@ -129,3 +138,5 @@ export class ProcFile implements Disposable {
 }
 
 const DECODER = new TextDecoder();
+/** A file of a process that exited reads as ESRCH (or ENOENT): not an error, the file is gone. */
+const GONE: UnwrapOptions = { tolerate: ["ESRCH", "ENOENT"] };
