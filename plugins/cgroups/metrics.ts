@@ -10,17 +10,9 @@
  * @module
  */
 import { CPU_PERCENT, CPU_TIME_DELTA, MEMORY_USAGE } from "../../src/model/common_metrics.ts";
-import type { MetricId, MetricSpec, ValueType } from "../../src/model/metrics.ts";
+import type { MetricId } from "../../src/model/metrics.ts";
 import { defineMetrics, type MetricDefinition, type MetricIds } from "../../src/model/metric_set.ts";
 import { unit } from "../../src/model/units.ts";
-
-/** A generic metric of `src/model/common_metrics.ts`, which declares every field, as a set's definition. */
-function common<T extends ValueType>(spec: MetricSpec<T>): MetricDefinition<T> {
-  if (spec.kind === undefined || spec.description === undefined) {
-    throw new TypeError(`The generic metric ${spec.name} has no kind or no description`);
-  }
-  return spec as MetricDefinition<T>;
-}
 
 /** A memory size in bytes, u64 gauge. */
 function bytes(name: string, description: string): MetricDefinition<"u64"> {
@@ -65,11 +57,11 @@ function stall(name: string, who: string, what: string): MetricDefinition<"u64">
  */
 export const CGROUP_METRICS = defineMetrics({
   /** `cpu_time_delta`: u64 ns, delta, attribute `kind` = total|user|system. */
-  cpuTimeDelta: common(CPU_TIME_DELTA),
+  cpuTimeDelta: CPU_TIME_DELTA,
   /** `cpu_percent`: f64 %, gauge, attribute `kind`; share of the whole machine. */
-  cpuPercent: common(CPU_PERCENT),
+  cpuPercent: CPU_PERCENT,
   /** `memory_usage`: u64 By, gauge. */
-  memoryUsage: common(MEMORY_USAGE),
+  memoryUsage: MEMORY_USAGE,
   memoryMax: limit("memory_max", "Memory limit of the cgroup (-1: unlimited)"),
   memoryAnonymous: bytes("cgroup_memory_anonymous", "Memory used in anonymous mappings"),
   memoryFile: bytes("cgroup_memory_file", "Memory used to cache filesystem data, including tmpfs and shm"),

@@ -91,17 +91,6 @@ export const NETWORK_METRICS = defineMetrics({
 });
 
 /**
- * A shared metric of src/model/common_metrics.ts as a set member. Those are typed `MetricSpec` (kind and
- * description optional) although they give both: checked here, once.
- */
-function shared<T extends ValueType>(spec: MetricSpec<T>): MetricDefinition<T> {
-  if (spec.kind === undefined || spec.description === undefined) {
-    throw new TypeError(`The shared metric ${spec.name} has no kind or description`);
-  }
-  return spec as MetricDefinition<T>;
-}
-
-/**
  * Metrics of the process sources (`/proc/<pid>/stat`, `statm`, `smaps_rollup`), shared with other plugins
  * (src/model/common_metrics.ts):
  * - `cpu_time_delta`: u64 ns, delta, attribute `kind` = user|system|guest;
@@ -109,9 +98,9 @@ function shared<T extends ValueType>(spec: MetricSpec<T>): MetricDefinition<T> {
  * - `memory_usage`: u64 By, gauge, attribute `kind` = resident|shared|virtual|proportional.
  */
 export const PROCESS_METRICS = defineMetrics({
-  cpuTimeDelta: shared(CPU_TIME_DELTA),
-  cpuPercent: shared(CPU_PERCENT),
-  memoryUsage: shared(MEMORY_USAGE),
+  cpuTimeDelta: CPU_TIME_DELTA,
+  cpuPercent: CPU_PERCENT,
+  memoryUsage: MEMORY_USAGE,
 });
 
 /** Ids of the kernel metrics. */

@@ -1,10 +1,10 @@
 import assert from "node:assert/strict";
+import { checkConfigBlock } from "../../src/testing/readme.ts";
 import { Batch } from "../../src/model/batch.ts";
 import { MetricRegistry } from "../../src/model/metrics.ts";
 import { now } from "../../src/model/timestamp.ts";
 import type { Source } from "../../src/plugin/plugin.ts";
 import { NormalStop } from "../../src/errors.ts";
-import { parseToml } from "../../src/deps.ts";
 import { validatePluginConfig } from "../../src/plugin/config.ts";
 import { checkBatch, runSourceContract, testPlugin } from "../../src/testing/mod.ts";
 import {
@@ -324,12 +324,7 @@ Deno.test("procfs config", async (t) => {
     }
   });
   await t.step("the README's configuration block is exactly defaultConfig()", async () => {
-    const readme = await Deno.readTextFile(new URL("./README.md", import.meta.url));
-    const block = readme.match(/## Configuration[\s\S]*?```toml\n([\s\S]*?)```/)?.[1];
-    assert.ok(block !== undefined, "no toml block under ## Configuration");
-    assert.deepEqual(JSON.parse(JSON.stringify(parseToml(block))), {
-      plugins: { procfs: procfsPlugin.defaultConfig() },
-    });
+    checkConfigBlock(await Deno.readTextFile(new URL("./README.md", import.meta.url)), procfsPlugin);
   });
 });
 

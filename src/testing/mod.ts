@@ -222,6 +222,8 @@ function harnessHandle(
     pause: () => Promise.resolve(void (state === "running" && (state = "paused"))),
     resume: () => Promise.resolve(void (state === "paused" && (state = "running"))),
     stop: async () => {
+      await ready.catch(() => {});
+      await Promise.resolve(); // let `ready`'s own handler set the state first
       if (state === "stopped" || state === "pending") return;
       state = "stopped";
       const s = sources.get(name);
