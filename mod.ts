@@ -36,8 +36,8 @@ export * from "./src/errors.ts";
 export { ProcFile, type ReadOutcome } from "./src/ffi/proc_file.ts";
 export {
   diagnoseLibrary,
-  type LibrarySpec,
   LibraryError,
+  type LibrarySpec,
   type LoadAttempt,
   type LoadedLibrary,
   openLibrary,

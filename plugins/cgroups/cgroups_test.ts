@@ -8,8 +8,8 @@ import { checkBatch, type PluginHarness, runSourceContract, testPlugin } from ".
 import { checkConfigBlock, checkMetricsTable } from "../../src/testing/readme.ts";
 import { registerMetrics } from "../../src/model/metric_set.ts";
 import { type Need, needs, testWith } from "../../src/testing/needs.ts";
-import { pointsOf, type ScenarioPoint } from "../procfs/test_util.ts";
-import { createProcessMetrics } from "../procfs/metrics.ts";
+import { filesUnder, pointsOf, type ScenarioPoint } from "../../src/testing/fixtures.ts";
+import { CPU_PERCENT, CPU_TIME_DELTA, MEMORY_USAGE } from "../../src/model/common_metrics.ts";
 import {
   CGROUP_METRICS,
   type CgroupsConfig,
@@ -55,17 +55,6 @@ interface Scenario {
   readonly events: Record<"poll1" | "poll2", { start: string[]; end: string[] }>;
   readonly followed_after: string[];
   readonly points: ScenarioPoint[];
-}
-
-/** Relative paths of the files under `dir`, `.keep` excluded. */
-function filesUnder(dir: string, prefix = ""): string[] {
-  const out: string[] = [];
-  for (const e of Deno.readDirSync(`${dir}/${prefix}`)) {
-    const rel = prefix === "" ? e.name : `${prefix}/${e.name}`;
-    if (e.isDirectory) out.push(...filesUnder(dir, rel));
-    else if (e.name !== ".keep") out.push(rel);
-  }
-  return out;
 }
 
 /** Relative paths of the directories under `dir`. */
@@ -264,13 +253,13 @@ Deno.test("the plugin adds the probes source and the discovery task, and only th
   assert.deepEqual(events.start, ["/"], "the root cgroup is announced even without measuring it");
 });
 
-Deno.test("cgroups metrics are shared with procfs's process metrics (same name, unit, type and kind)", () => {
+Deno.test("cgroups metrics share the generic ones (one id in the registry with any plugin registering them)", () => {
   const registry = new MetricRegistry();
-  const p = createProcessMetrics((spec) => registry.register("procfs", spec));
+  const generic = [CPU_TIME_DELTA, CPU_PERCENT, MEMORY_USAGE].map((spec) =>
+    registry.register("procfs", spec)
+  );
   const c = registerMetrics(registry, "cgroups", CGROUP_METRICS);
-  assert.equal(c.cpuTimeDelta, p.cpuTimeDelta);
-  assert.equal(c.cpuPercent, p.cpuPercent);
-  assert.equal(c.memoryUsage, p.memoryUsage);
+  assert.deepEqual([c.cpuTimeDelta, c.cpuPercent, c.memoryUsage], generic);
 });
 
 Deno.test("cgroups probes source honours the source contract on this machine's root cgroup", async (t) => {

@@ -4,7 +4,7 @@ import { EventBus } from "../../src/plugin/events.ts";
 import type { PluginMetadata } from "../../src/plugin/plugin.ts";
 import { testPlugin } from "../../src/testing/mod.ts";
 import { Agent, definePlugin } from "../../src/agent/agent.ts";
-import { pointsOf } from "../procfs/test_util.ts";
+import { pointsOf } from "../../src/testing/fixtures.ts";
 import { DirWatcher } from "../../src/ffi/inotify.ts";
 import {
   type Baseline,

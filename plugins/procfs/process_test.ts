@@ -18,7 +18,7 @@ import {
   type SystemInfo,
   type WatchGroup,
 } from "./mod.ts";
-import { pointsOf, sumOf } from "./test_util.ts";
+import { pointsOf, sumOf } from "../../src/testing/fixtures.ts";
 
 const SYSTEM: SystemInfo = { userHz: 100, pageSize: 4096, nCpus: 2 };
 

@@ -20,7 +20,7 @@ import {
   procfsPlugin,
   type SystemInfo,
 } from "./mod.ts";
-import { pointsOf, type ScenarioPoint, sumOf } from "./test_util.ts";
+import { filesUnder, pointsOf, type ScenarioPoint, sumOf } from "../../src/testing/fixtures.ts";
 import { unit } from "../../src/model/units.ts";
 import { getrusage, RUSAGE_SELF } from "../../src/ffi/libc.ts";
 
@@ -45,17 +45,6 @@ interface Scenario {
   readonly elapsed_ms: number;
   readonly sources: SourceSpec[];
   readonly points: ScenarioPoint[];
-}
-
-/** Relative paths of the files under `dir`, `.keep` excluded. */
-function filesUnder(dir: string, prefix = ""): string[] {
-  const out: string[] = [];
-  for (const e of Deno.readDirSync(`${dir}/${prefix}`)) {
-    const rel = prefix === "" ? e.name : `${prefix}/${e.name}`;
-    if (e.isDirectory) out.push(...filesUnder(dir, rel));
-    else if (e.name !== ".keep") out.push(rel);
-  }
-  return out;
 }
 
 function createSource(spec: SourceSpec, root: string, system: SystemInfo, create: CreateMetric): Source {

@@ -1,10 +1,11 @@
 /**
- * Helpers shared by the procfs tests: batches as plain points, and sums.
+ * Helpers for fixture-driven plugin tests: batches as plain points to compare with a scenario's expected
+ * points, sums, and the files of a fixture tree.
  *
  * @module
  */
-import type { Batch } from "../../src/model/batch.ts";
-import type { MetricRegistry } from "../../src/model/metrics.ts";
+import type { Batch } from "../model/batch.ts";
+import type { MetricRegistry } from "../model/metrics.ts";
 
 /** A point as the fixture scenarios write it: metric name, value, `[kind, id]` pairs, attributes. */
 export interface ScenarioPoint {
@@ -44,4 +45,21 @@ export function sumOf(points: readonly PlainPoint[], keep: (p: PlainPoint) => bo
   let sum = 0;
   for (const p of points) if (keep(p)) sum += p.value;
   return sum;
+}
+
+/**
+ * The relative paths of the files under `dir`, `.keep` excluded (a fixture tree's files).
+ *
+ * @param dir the tree's root
+ * @param prefix the sub-directory to list (relative to `dir`); default: all of it
+ * @returns the paths, `a/b/c` style
+ */
+export function filesUnder(dir: string, prefix = ""): string[] {
+  const out: string[] = [];
+  for (const e of Deno.readDirSync(`${dir}/${prefix}`)) {
+    const rel = prefix === "" ? e.name : `${prefix}/${e.name}`;
+    if (e.isDirectory) out.push(...filesUnder(dir, rel));
+    else if (e.name !== ".keep") out.push(rel);
+  }
+  return out;
 }
