@@ -38,6 +38,17 @@ async function alumet(
   return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
 }
 
+/**
+ * The environment of this test run without `remove` and with `set`, for a child spawned with `clearEnv: true`.
+ * Everything else passes through: Deno needs `DENO_DIR`, `HOME`, its certificate variables
+ * (`NODE_EXTRA_CA_CERTS`, `DENO_CERT`, `SSL_CERT_FILE`) and the proxy variables to fetch packages.
+ */
+function envWithout(remove: string[], set: Record<string, string>): Record<string, string> {
+  const env = Deno.env.toObject();
+  for (const key of remove) delete env[key];
+  return { ...env, ...set };
+}
+
 /** A test plugin module: one source pushing the poll number; it records the pids it is told about. */
 const PLUGIN_MODULE = `
 import { Consumer, unit } from "${ROOT}/mod.ts";
@@ -56,6 +67,8 @@ export default {
           polls++;
           b.push(m, polls);
           for (const c of pids) b.push(m, polls, { consumer: c });
+          const ready = Deno.env.get("PROBE_READY_FILE");
+          if (ready && polls === 10) Deno.writeTextFileSync(ready, "10");
         },
       }, { pollInterval: Deno.env.get("PROBE_PERIOD") ?? "1h" });
     },
@@ -66,6 +79,21 @@ export default {
   }),
 };
 `;
+
+/** Waits until `path` exists (the probe writes it after 10 polls): 30 s at most, however loaded the machine is. */
+async function waitForFile(path: string, what: string): Promise<void> {
+  const deadline = performance.now() + 30_000;
+  for (;;) {
+    try {
+      await Deno.stat(path);
+      return;
+    } catch (e) {
+      if (!(e instanceof Deno.errors.NotFound)) throw e;
+    }
+    if (performance.now() > deadline) throw new Error(`after 30 s: ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
 
 async function withDir(fn: (dir: string) => Promise<void>): Promise<void> {
   const dir = await Deno.makeTempDir({ prefix: "alumet-cli-" });
@@ -199,7 +227,12 @@ Deno.test("alumet run drains on SIGTERM: every poll reaches the csv", async () =
     const child = new Deno.Command(Deno.execPath(), {
       args: ["run", "--quiet", ...PERMS, MAIN, "run"],
       cwd: dir,
-      env: { ALUMET_LOG: "info", PROBE_PERIOD: "10ms", PROBE_COUNT_FILE: `${dir}/count.txt` },
+      env: {
+        ALUMET_LOG: "info",
+        PROBE_PERIOD: "10ms",
+        PROBE_COUNT_FILE: `${dir}/count.txt`,
+        PROBE_READY_FILE: `${dir}/ready.txt`,
+      },
       stdin: "null",
       stdout: "null",
       stderr: "piped",
@@ -211,7 +244,8 @@ Deno.test("alumet run drains on SIGTERM: every poll reaches the csv", async () =
       if (done) break;
       err += value;
     }
-    await new Promise((r) => setTimeout(r, 300));
+    // Ten polls, however long they take on a loaded machine (a fixed 300 ms gets a loaded machine's share).
+    await waitForFile(`${dir}/ready.txt`, `the agent did not poll 10 times: ${err}`);
     child.kill("SIGTERM");
     for (;;) {
       const { value, done } = await reader.read();
@@ -222,7 +256,7 @@ Deno.test("alumet run drains on SIGTERM: every poll reaches the csv", async () =
     assert.equal(status.code, 0, err);
     const polls = Number(await Deno.readTextFile(`${dir}/count.txt`));
     const rows = (await Deno.readTextFile(`${dir}/alumet-output.csv`)).trim().split("\n").slice(1);
-    assert.ok(polls >= 10, `only ${polls} polls in 300 ms at 10 ms`);
+    assert.ok(polls >= 10, `only ${polls} polls counted at the stop, after 10 were seen`);
     assert.equal(rows.length, polls, "points lost or duplicated in the drain");
     assert.deepEqual(
       rows.map((r) => Number(r.split(";")[2])),
@@ -241,14 +275,14 @@ Deno.test("deno task alumet run drains on SIGTERM sent to the task (as a service
     const child = new Deno.Command(Deno.execPath(), {
       args: ["task", "--quiet", "--config", `${ROOT}/deno.json`, "alumet", "run"],
       cwd: dir,
+      // As from a service manager: no INIT_CWD or ALUMET_CONFIG inherited from an outer `deno task` or shell.
       clearEnv: true,
-      env: {
-        PATH: Deno.env.get("PATH") ?? "/usr/bin:/bin",
-        HOME: Deno.env.get("HOME") ?? "/root",
+      env: envWithout(["INIT_CWD", "ALUMET_CONFIG"], {
         ALUMET_LOG: "info",
         PROBE_PERIOD: "10ms",
         PROBE_COUNT_FILE: `${dir}/count.txt`,
-      },
+        PROBE_READY_FILE: `${dir}/ready.txt`,
+      }),
       stdin: "null",
       stdout: "null",
       stderr: "piped",
@@ -260,7 +294,7 @@ Deno.test("deno task alumet run drains on SIGTERM sent to the task (as a service
       if (done) break;
       err += value;
     }
-    await new Promise((r) => setTimeout(r, 200));
+    await waitForFile(`${dir}/ready.txt`, `the agent did not poll 10 times: ${err}`);
     child.kill("SIGTERM"); // to `deno task`, which passes it on to the agent
     for (;;) {
       const { value, done } = await reader.read();
@@ -271,7 +305,7 @@ Deno.test("deno task alumet run drains on SIGTERM sent to the task (as a service
     assert.equal(status.code, 0, err);
     const polls = Number(await Deno.readTextFile(`${dir}/count.txt`));
     const rows = (await Deno.readTextFile(`${dir}/alumet-output.csv`)).trim().split("\n").slice(1);
-    assert.ok(polls > 0);
+    assert.ok(polls >= 10, `only ${polls} polls counted at the stop, after 10 were seen`);
     assert.equal(rows.length, polls, "points lost in the drain");
   });
 });
@@ -415,10 +449,40 @@ Deno.test("alumet --help works on every command", async () => {
 
 Deno.test("alumet watch measures a running process until it ends", async () => {
   await withDir(async (dir) => {
-    const sleeper = new Deno.Command("sleep", { args: ["0.5"] }).spawn();
-    const r = await alumet(["watch", String(sleeper.pid)], { cwd: dir });
-    await sleeper.status;
-    assert.equal(r.code, 0, r.stderr);
+    // The process ends once alumet watches it, however long alumet takes to start (a fixed sleep may end
+    // first on a loaded machine or under --coverage).
+    const sleeper = new Deno.Command("sleep", { args: ["600"] }).spawn();
+    try {
+      const child = new Deno.Command(Deno.execPath(), {
+        args: ["run", "--quiet", ...PERMS, MAIN, "watch", String(sleeper.pid)],
+        cwd: dir,
+        env: { ALUMET_LOG: "info" },
+        stdin: "null",
+        stdout: "null",
+        stderr: "piped",
+      }).spawn();
+      const reader = child.stderr.pipeThrough(new TextDecoderStream()).getReader();
+      let err = "";
+      while (!err.includes(`Watching pid ${sleeper.pid}`)) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        err += value;
+      }
+      sleeper.kill("SIGTERM");
+      await sleeper.status; // reaped: /proc/<pid> is gone, and alumet sees the end
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        err += value;
+      }
+      assert.equal((await child.status).code, 0, err);
+      assert.match(err, new RegExp(`Watching pid ${sleeper.pid}`));
+    } finally {
+      try {
+        sleeper.kill("SIGKILL");
+      } catch { /* gone */ }
+      await sleeper.status;
+    }
     const none = await alumet(["watch", "999999999"], { cwd: dir });
     assert.equal(none.code, 1);
     assertOneLineError(none, /No process with pid 999999999/);
@@ -445,11 +509,7 @@ Deno.test("deno task alumet resolves paths from the caller's directory (INIT_CWD
       cwd: dir,
       // As from a fresh shell: an INIT_CWD inherited from an outer `deno task` would win over the new one.
       clearEnv: true,
-      env: {
-        PATH: Deno.env.get("PATH") ?? "/usr/bin:/bin",
-        HOME: Deno.env.get("HOME") ?? "/root",
-        ALUMET_LOG: "warn",
-      },
+      env: envWithout(["INIT_CWD", "ALUMET_CONFIG"], { ALUMET_LOG: "warn" }),
       stdout: "piped",
       stderr: "piped",
     }).output();

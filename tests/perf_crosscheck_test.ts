@@ -162,18 +162,26 @@ testWith(
       }
       return s;
     };
-    const t0 = performance.now();
+    // Each window is measured, not assumed: ours between the returns of two polls, perf's by its
+    // duration_time event (`sleep 1` from fork to exit, which a loaded machine stretches past 1 s).
     const a = sum(await h.poll("machine"));
+    const t0 = performance.now();
     await new Promise((r) => setTimeout(r, 1000));
     const b = sum(await h.poll("machine"));
     const oursPerSec = (b - a) / ((performance.now() - t0) / 1000);
-    const p = await run("perf", ["stat", "-a", "-x,", "-e", "msr/tsc/", "--", "sleep", "1"], "/tmp");
+    const p = await run(
+      "perf",
+      ["stat", "-a", "-x,", "-e", "msr/tsc/", "-e", "duration_time", "--", "sleep", "1"],
+      "/tmp",
+    );
     const theirs = perfValues(p.out).get("msr/tsc/")!;
-    // perf's window is `sleep 1` from fork to exit (1.00–1.01 s); ours is measured: compare rates, within 5 %.
-    assert.ok(theirs > 0, p.out);
+    const theirSeconds = perfValues(p.out).get("duration_time")! / 1e9;
+    assert.ok(theirs > 0 && theirSeconds >= 1, p.out);
+    const theirsPerSec = theirs / theirSeconds;
+    // Compare rates, within 5 %.
     assert.ok(
-      Math.abs(oursPerSec - theirs) <= 0.05 * theirs,
-      `alumet ${oursPerSec.toExponential(4)}/s, perf stat -a ${theirs.toExponential(4)} in 1 s`,
+      Math.abs(oursPerSec - theirsPerSec) <= 0.05 * theirsPerSec,
+      `alumet ${oursPerSec.toExponential(4)}/s, perf stat -a ${theirs.toExponential(4)} in ${theirSeconds} s`,
     );
   },
 );
@@ -235,18 +243,34 @@ testWith(
         await new Promise((r) => setTimeout(r, 20));
       }
       assert.equal(agent.control.list("source/perf/cgroup-*").length, 1, "perf did not follow the cgroup");
+      /** Waits for `cond`, failing with `what` after 30 s (a loaded machine is slow, not wrong). */
+      const until = async (cond: () => boolean, what: () => string) => {
+        const deadline = performance.now() + 30_000;
+        while (!cond()) {
+          if (performance.now() > deadline) throw new Error(`after 30 s: ${what()}`);
+          await new Promise((r) => setTimeout(r, 20));
+        }
+      };
+      const lastTs = (metric: string) => seen.findLast((p) => p.name === metric)?.ts ?? 0n;
+      /** Polls both plugins, reading cpu.stat right after each poll: the pairs describe the same instants. */
       const mark = async () => {
+        const before = lastTs("perf_task_clock");
         await agent.control.triggerNow("source/cgroups/*");
+        const cgroupsUsage = usage();
         await agent.control.triggerNow("source/perf/*");
+        const perfUsage = usage();
         await agent.control.flushNow();
-        await new Promise((r) => setTimeout(r, 20));
-        return { ts: seen.at(-1)?.ts ?? 0n, usage: usage(), wall: performance.now() };
+        await until(() => lastTs("perf_task_clock") > before, () => "the perf poll did not reach the output");
+        return { ts: seen.at(-1)!.ts, cgroupsUsage, perfUsage };
       };
       const a = await mark();
-      await new Promise((r) => setTimeout(r, 1000));
+      // Let the busy loop run until the cgroup has used 1 s of CPU time, however loaded the machine is.
+      const need = 1000; // ms
+      await until(
+        () => usage() - a.perfUsage >= need,
+        () => `the busy cgroup used only ${(usage() - a.perfUsage).toFixed(0)} of ${need} ms of CPU time`,
+      );
       const b = await mark();
-      const wall = b.wall - a.wall;
-      const statRate = (b.usage - a.usage) / wall; // CPU ms per ms of wall time, from cpu.stat
       const cgroupsMs = seen.filter((p) =>
         p.name === "cpu_time_delta" && p.kind === "total" && p.ts > a.ts && p.ts <= b.ts
       )
@@ -259,27 +283,39 @@ testWith(
       const last = (m: Map<bigint, number>) =>
         [...m.entries()].sort((x, y) => (x[0] < y[0] ? -1 : 1)).at(-1)![1];
       const perfMs = (last(perfAt(b.ts)) - last(perfAt(a.ts))) / 1e6;
-      assert.ok(statRate > 0.5, `the busy loop used only ${statRate.toFixed(2)} of a CPU`);
-      // The same window, read a few ms apart: within 10 % of cpu.stat.
+      // The same window, with cpu.stat read right after each poll: within 10 % of cpu.stat.
+      const statCgroupsMs = b.cgroupsUsage - a.cgroupsUsage;
+      const statPerfMs = b.perfUsage - a.perfUsage;
+      assert.ok(statPerfMs >= need, `cpu.stat counted ${statPerfMs} ms`);
       assert.ok(
-        Math.abs(cgroupsMs / wall - statRate) <= 0.1 * statRate,
-        `cgroups ${cgroupsMs} ms vs cpu.stat ${statRate * wall} ms`,
+        Math.abs(cgroupsMs - statCgroupsMs) <= 0.1 * statCgroupsMs,
+        `cgroups ${cgroupsMs} ms vs cpu.stat ${statCgroupsMs} ms`,
       );
       assert.ok(
-        Math.abs(perfMs / wall - statRate) <= 0.1 * statRate,
-        `perf ${perfMs} ms vs cpu.stat ${statRate * wall} ms`,
+        Math.abs(perfMs - statPerfMs) <= 0.1 * statPerfMs,
+        `perf ${perfMs} ms vs cpu.stat ${statPerfMs} ms`,
       );
-      // perf stat over its own second (perf wants the events before -G, one cgroup per event).
+      // perf stat over a window of its own (perf wants the events before -G, one cgroup per event): the command
+      // it runs reads cpu.stat at its start and again once the cgroup has used 1 s more CPU time, so perf's
+      // window holds cpu.stat's, plus the start and exit of that shell (a few ms of the busy loop).
+      const script = `
+        u() { sed -n 's/^usage_usec //p' "$1/cpu.stat"; }
+        a=$(u "$1"); end=$(($(date +%s) + 30))
+        while [ $(($(u "$1") - a)) -lt ${need * 1000} ] && [ $(date +%s) -lt $end ]; do sleep 0.02; done
+        echo "window $a $(u "$1")"`;
       const p = await run(
         "perf",
-        ["stat", "-a", "-x,", "-e", "task-clock", "-G", name, "--", "sleep", "1"],
+        ["stat", "-a", "-x,", "-e", "task-clock", "-G", name, "--", "sh", "-c", script, "sh", dir],
         "/tmp",
       );
       const perfStatMs = perfValues(p.out).get("task-clock");
-      assert.ok(perfStatMs !== undefined, p.out);
+      const span = /window (\d+) (\d+)/.exec(p.out);
+      assert.ok(perfStatMs !== undefined && span !== null, p.out);
+      const statMs = (Number(span[2]) - Number(span[1])) / 1000;
+      assert.ok(statMs >= need, `the busy cgroup used only ${statMs} of ${need} ms of CPU time in 30 s`);
       assert.ok(
-        Math.abs(perfStatMs / 1000 - statRate) <= 0.15 * statRate,
-        `perf stat -G ${perfStatMs} ms in 1 s vs ${statRate} per ms`,
+        Math.abs(perfStatMs - statMs) <= 0.15 * statMs,
+        `perf stat -G ${perfStatMs} ms vs cpu.stat ${statMs} ms over the same window`,
       );
     } finally {
       try {

@@ -7,6 +7,10 @@ import { type LogSink, setLogSink } from "../log.ts";
 import type { Plugin, PluginMetadata } from "../plugin/plugin.ts";
 import { duration, z } from "../plugin/schema.ts";
 import { Agent, definePlugin } from "./agent.ts";
+import { withTimeout } from "../testing/timeout.ts";
+
+/** How long a lifecycle step may take before the test fails instead of hanging (a regression deadlocks). */
+const LIMIT = 20_000;
 
 type Phase = "init" | "start" | "preStart" | "postStart" | "stop" | "dispose";
 
@@ -72,14 +76,14 @@ Deno.test("Agent runs the lifecycle in order, and restarts without a second init
     "b.postStart",
   ]);
   calls.length = 0;
-  await agent.stop();
+  await withTimeout(agent.stop(), LIMIT, "stop()");
   assert.deepEqual(calls, ["a.stop", "b.stop"]);
   calls.length = 0;
-  await agent.start();
+  await withTimeout(agent.start(), LIMIT, "the second start()");
   assert.deepEqual(calls, ["a.start", "b.start", "a.preStart", "b.preStart", "a.postStart", "b.postStart"]);
   calls.length = 0;
-  await agent[Symbol.asyncDispose]();
-  await agent[Symbol.asyncDispose]();
+  await withTimeout(agent[Symbol.asyncDispose](), LIMIT, "dispose");
+  await withTimeout(agent[Symbol.asyncDispose](), LIMIT, "the second dispose");
   assert.deepEqual(calls, ["a.stop", "b.stop", "a.dispose", "b.dispose"]);
 });
 
@@ -115,7 +119,7 @@ Deno.test("Agent stop reports a failing plugin and still stops the others", asyn
     const calls: string[] = [];
     const agent = new Agent({ plugins: [tracer("a", calls, "stop"), tracer("b", calls)] });
     await agent.start();
-    const failures = await agent.stop();
+    const failures = await withTimeout(agent.stop(), LIMIT, "stop() with a failing plugin");
     assert.equal(failures.length, 1);
     assert.equal(failures[0]!.message, 'Plugin "a" failed in stop: stop exploded');
     assert.ok(calls.includes("b.stop"));
@@ -183,7 +187,7 @@ Deno.test("Agent control.shutdown() resolves shutdownRequested", async () => {
     logs.restore();
   }
   agent.control.shutdown();
-  await agent.shutdownRequested;
+  await withTimeout(agent.shutdownRequested, LIMIT, "shutdownRequested after control.shutdown()");
 });
 
 Deno.test("Agent loads a source from a module URL and a serialisable config", async () => {
@@ -220,11 +224,11 @@ Deno.test("Agent stop during start waits for the start, then stops; dispose leav
   const agent = new Agent({ plugins: [tracer("a", calls)] });
   const started = agent.start();
   const stopped = agent.stop();
-  await started;
-  await stopped;
+  await withTimeout(started, LIMIT, "start() with a stop() pending");
+  await withTimeout(stopped, LIMIT, "stop() called during start()");
   assert.equal(agent.state, "idle");
   assert.deepEqual(calls.slice(-1), ["a.stop"]);
-  await agent[Symbol.asyncDispose]();
+  await withTimeout(agent[Symbol.asyncDispose](), LIMIT, "dispose after a stop during start");
   assert.equal(agent.state, "disposed");
   await assert.rejects(agent.start(), /disposed/);
 });
@@ -245,9 +249,9 @@ Deno.test("Agent runs init once per plugin, even after a failed start", async ()
       },
     };
     const agent = new Agent({ plugins: [tracer("a", calls), flaky] });
-    await assert.rejects(agent.start(), /not yet/);
+    await assert.rejects(withTimeout(agent.start(), LIMIT, "the failing start()"), /not yet/);
     fail = false;
-    await agent.start();
+    await withTimeout(agent.start(), LIMIT, "start() after a failed start");
     assert.equal(calls.filter((c) => c === "a.init").length, 1);
     assert.equal(calls.filter((c) => c === "flaky.init").length, 2);
     await agent[Symbol.asyncDispose]();
