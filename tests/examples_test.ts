@@ -52,6 +52,8 @@ Deno.test("examples run when the module is imported by URL (no deno.json, full n
         "--allow-ffi",
         "--allow-import=127.0.0.1",
         "--no-lock",
+        // Remote modules are cached by URL: a port used by an earlier run would serve its stale copy.
+        `--reload=${base}`,
         `${base}/examples/${name}`,
       ]);
       assert.equal(r.code, 0, `${name} by URL:\n${r.out}`);
