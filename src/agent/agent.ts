@@ -43,6 +43,12 @@ export interface AgentOptions {
   readonly selfInterval?: number;
 }
 
+/** The sources `start` added, which it waits for before going on (only while `start` runs). */
+interface Pending {
+  open: boolean;
+  readonly list: Promise<void>[];
+}
+
 interface Loaded {
   // deno-lint-ignore no-explicit-any
   readonly meta: PluginMetadata<any>;
@@ -182,11 +188,12 @@ export class Agent implements AsyncDisposable {
       this.#pipeline = pipeline;
       for (const p of this.#plugins) {
         await this.#phase(p, "start", async () => {
-          const pending: Promise<void>[] = [];
+          const pending: Pending = { open: true, list: [] };
           try {
             await p.instance!.start(this.#startContext(p, pipeline, pending));
           } finally {
-            await Promise.all(pending);
+            pending.open = false; // sources added later (a kept context) are not start's to wait for
+            await Promise.all(pending.list);
           }
         });
         p.started = true;
@@ -255,12 +262,12 @@ export class Agent implements AsyncDisposable {
     const failures: PluginError[] = [];
     // Control work first: a discovery task must not add sources to a pipeline that drains.
     await Promise.all(this.#plugins.flatMap((p) => p.tasks.map((t) => t.stop())));
-    for (const p of this.#plugins) p.tasks = [];
     try {
       await this.#pipeline?.stop();
     } catch (e) {
       this.#log.error(`Stopping the pipeline failed: ${messageOf(e)}`);
     }
+    for (const p of this.#plugins) p.tasks = [];
     for (const p of this.#plugins) {
       if (!p.started) continue;
       p.started = false;
@@ -298,23 +305,32 @@ export class Agent implements AsyncDisposable {
   }
 
   /** What every phase gets: the plugin's name, events, logger, and its sources and tasks, scoped to it. */
-  #base(p: Loaded, pipeline: Pipeline, pending?: Promise<void>[]): PhaseContext {
+  #base(p: Loaded, pipeline: Pipeline, pending?: Pending): PhaseContext {
     const name = p.meta.name;
+    const current = () => this.#pipeline === pipeline && (this.#state === "starting" || this.#state === "running");
     return {
       plugin: name,
       events: this.events,
       log: p.log,
       addSource: (n, source, trigger, options = {}) => {
-        const ready = pipeline.addManagedSource(name, n, source, trigger, options.paused ?? false);
-        // In `start`, a source given as a module is imported asynchronously: start() awaits it before going on.
-        pending?.push(ready);
-        return sourceHandle(pipeline.control, { kind: "source", plugin: name, name: n }, ready);
+        const added = pipeline.addManagedSource(name, n, source, trigger, options.paused ?? false);
+        const handle = sourceHandle({ kind: "source", plugin: name, name: n }, added);
+        // In `start`, a source given as a module is imported asynchronously: start() awaits it before going on
+        // (and fails with its error). Later, a failure nobody awaits is logged rather than lost.
+        if (pending?.open) pending.list.push(handle.ready);
+        else added.catch((e) => p.log.warn(`Cannot add source ${handle.fullName}: ${messageOf(e)}`));
+        return handle;
       },
       addTask: (n, fn, options) => {
+        if (!current()) {
+          throw new Error(`Cannot add task "${n}" of plugin "${name}": the agent is ${this.#state}`);
+        }
         if (p.tasks.some((t) => t.name === n)) {
           throw new RangeError(`Plugin "${name}" added two tasks named "${n}"`);
         }
-        const task = new Task(n, fn, options.interval, p.log);
+        const task: Task = new Task(n, fn, options.interval, p.log, () => {
+          p.tasks = p.tasks.filter((t) => t !== task); // a stopped task frees its name
+        });
         p.tasks.push(task);
         if (this.#state === "running") void task.start();
         return task;
@@ -322,7 +338,7 @@ export class Agent implements AsyncDisposable {
     };
   }
 
-  #startContext(p: Loaded, pipeline: Pipeline, pending: Promise<void>[]): StartContext {
+  #startContext(p: Loaded, pipeline: Pipeline, pending: Pending): StartContext {
     const name = p.meta.name;
     return {
       ...this.#base(p, pipeline, pending),

@@ -11,6 +11,9 @@ import type { Batch } from "../model/batch.ts";
 import { unit } from "../model/units.ts";
 import type { SourceHandle, StartContext } from "../plugin/plugin.ts";
 import { type LogSink, setLogSink } from "../log.ts";
+import { withTimeout } from "../testing/timeout.ts";
+import { duration, z } from "../plugin/schema.ts";
+import { defaultConfigOf, validatePluginConfig } from "../plugin/config.ts";
 
 const METRICS = defineMetrics({
   n: { name: "api_n", unit: unit("1"), valueType: "u64", kind: "gauge", description: "A number" },
@@ -252,4 +255,113 @@ Deno.test("createMetrics registers a set and returns typed ids by key", async ()
   }
   assert.equal(agent.metrics.get(ids.n!).name, "api_n");
   assert.equal(agent.metrics.get(ids.where!).plugin, "m");
+});
+
+Deno.test("a handle controls the source it added, not a later one that reuses its name", async () => {
+  let ctx: StartContext | undefined;
+  const p = definePlugin({ name: "reuse", start: (c) => void (ctx = c) });
+  await using agent = new Agent({ plugins: [p, collector().plugin], selfInterval: 3_600_000 });
+  await agent.start();
+  const first = ctx!.addSource("pid-1", { poll() {} }, { pollInterval: "1h" });
+  await first.ready;
+  await first.stop();
+  const second = ctx!.addSource("pid-1", { poll() {} }, { pollInterval: "1h" });
+  await second.ready;
+  assert.equal(first.state, "stopped");
+  await first.stop();
+  await first.pause();
+  assert.equal(second.state, "running", "the old handle stopped or paused the new source");
+  assert.equal(agent.control.list("source/reuse/pid-1")[0]?.state, "running");
+});
+
+Deno.test("blocking sources run in Workers of their own: one blocked in its poll never stalls another", async () => {
+  const module = new URL("../pipeline/testdata/gate_source.ts", import.meta.url);
+  const gate = new Int32Array(new SharedArrayBuffer(8));
+  const handles: SourceHandle[] = [];
+  const p = definePlugin({
+    name: "gated",
+    start(ctx) {
+      const m = ctx.createMetrics(METRICS);
+      const trigger = { pollInterval: "1h" };
+      handles.push(
+        ctx.addSource(
+          "slow",
+          { module, config: { metric: m.n, gate: gate.buffer }, blocking: true },
+          trigger,
+        ),
+        ctx.addSource("fast", { module, config: { metric: m.n }, blocking: true }, trigger),
+      );
+    },
+  });
+  await using agent = new Agent({ plugins: [p, collector().plugin], selfInterval: 3_600_000 });
+  await agent.start();
+  const [slow, fast] = handles as [SourceHandle, SourceHandle];
+  const slowPoll = slow.trigger();
+  try {
+    await until(() => Atomics.load(gate, 1) === 1, "the slow source to block in its poll");
+    // Sharing a Worker, this poll would wait for the slow one forever (until its 30 s gate times out).
+    await withTimeout(fast.trigger(), 10_000, "a poll of the fast source while the slow one blocks");
+  } finally {
+    Atomics.store(gate, 0, 1);
+    Atomics.notify(gate, 0);
+    await slowPoll;
+  }
+});
+
+Deno.test("a source added after start that cannot be added is logged, even when nobody awaits it", async () => {
+  const lines: string[] = [];
+  const previous = setLogSink((level, scope, message) => void lines.push(`${level} ${scope}: ${message}`));
+  try {
+    let ctx: StartContext | undefined;
+    const p = definePlugin({ name: "late", start: (c) => void (ctx = c) });
+    await using agent = new Agent({ plugins: [p, collector().plugin], selfInterval: 3_600_000 });
+    await agent.start();
+    const h = ctx!.addSource("bad name!", { poll() {} }, { pollInterval: "1h" });
+    await assert.rejects(h.ready, RangeError);
+    await until(() => lines.some((l) => l.startsWith("warn late: Cannot add source")), "the warning");
+  } finally {
+    setLogSink(previous);
+  }
+});
+
+Deno.test("task lifecycle: runNow before start never overlaps the first run; a stopped task frees its name; no task once stopped", async () => {
+  let active = 0;
+  let maxActive = 0;
+  let ctx: StartContext | undefined;
+  const slow = async () => {
+    active++;
+    maxActive = Math.max(maxActive, active);
+    await new Promise((r) => setTimeout(r, 20));
+    active--;
+  };
+  const p = definePlugin({
+    name: "tasks",
+    start(c) {
+      ctx = c;
+      void c.addTask("scan", slow, { interval: "1h" }).runNow(); // asked for before the pipeline runs
+    },
+  });
+  const agent = new Agent({ plugins: [p, collector().plugin], selfInterval: 3_600_000 });
+  await agent.start();
+  await new Promise((r) => setTimeout(r, 30));
+  assert.equal(maxActive, 1, "the first run overlapped a run asked for earlier");
+  const t = ctx!.addTask("refresh", () => {}, { interval: "1h" });
+  await t.stop();
+  const again = ctx!.addTask("refresh", () => {}, { interval: "1s" }); // re-timed: stopped, then added again
+  assert.equal(again.name, "refresh");
+  await agent.stop();
+  assert.throws(() => ctx!.addTask("later", () => {}, { interval: "1s" }), /the agent is idle/);
+  await agent.start(); // a restart is not broken by a task added through a stale context
+  await agent[Symbol.asyncDispose]();
+});
+
+Deno.test("a .default() over a transform is applied by the schema, and config regen leaves it out", () => {
+  const p = definePlugin({
+    name: "d",
+    config: z.strictObject({ period: duration().default(1000), label: z.string().default("x") }),
+    init: () => ({ start() {} }),
+  });
+  assert.deepEqual(validatePluginConfig(p, { name: "d", table: {} }, "a.toml"), { period: 1000, label: "x" });
+  assert.deepEqual(validatePluginConfig(p, { name: "d", table: { period: "2s" } }, "a.toml").period, 2000);
+  assert.deepEqual(defaultConfigOf(p), { label: "x" });
 });

@@ -105,8 +105,8 @@ export class Pipeline {
   readonly #options: PipelineOptions;
   readonly #sources = new Map<string, SourceTask>();
   readonly #sampler = new Sampler(new Logger("sampler"));
-  /** Blocking sources run in a Worker of their own, so that a slow call never delays the hot sources. */
-  readonly #blockingSampler = new Sampler(new Logger("sampler"), "alumet-blocking");
+  /** Each blocking source runs in a Worker of its own, so that a slow call never delays another source. */
+  readonly #blockingSamplers: Sampler[] = [];
   readonly #autonomousSpecs: AutonomousSpec[] = [];
   readonly #autonomous: AutonomousRunning[] = [];
   readonly #transforms: TransformStage[] = [];
@@ -139,8 +139,8 @@ export class Pipeline {
     setPollInterval: (pattern, interval) => this.#setPollInterval(pattern, interval),
     triggerNow: (pattern) => this.#triggerNow(pattern),
     flushNow: (pattern) => this.#flushNow(pattern),
-    addSource: (name, source, trigger, options = {}) =>
-      this.addManagedSource(options.plugin ?? "script", name, source, trigger, options.paused ?? false),
+    addSource: async (name, source, trigger, options = {}) =>
+      void await this.addManagedSource(options.plugin ?? "script", name, source, trigger, options.paused ?? false),
     shutdown: () => this.#options.onShutdownRequest?.(),
   };
 
@@ -185,14 +185,18 @@ export class Pipeline {
     return s;
   }
 
-  /** Adds a managed source (before start, or while running). */
+  /**
+   * Adds a managed source (before start, or while running).
+   *
+   * @returns the running source (what a plugin's source handle controls)
+   */
   async addManagedSource(
     plugin: string,
     name: string,
     source: Source | SourceModule,
     trigger: Trigger,
     paused = false,
-  ): Promise<void> {
+  ): Promise<SourceTask> {
     if (this.#phase === "stopping" || this.#phase === "stopped") {
       throw new Error(`Cannot add source "${name}": the pipeline is ${this.#phase}`);
     }
@@ -203,7 +207,11 @@ export class Pipeline {
       const { poll, flush } = triggerIntervals(trigger);
       const log = new Logger(full);
       if ("module" in source && (poll < HOT_PERIOD_MS || source.blocking === true)) {
-        const sampler = source.blocking === true ? this.#blockingSampler : this.#sampler;
+        let sampler = this.#sampler;
+        if (source.blocking === true) {
+          sampler = new Sampler(new Logger("sampler"), "alumet-blocking");
+          this.#blockingSamplers.push(sampler);
+        }
         ms = await sampler.add(n, source, { pollInterval: poll, flushInterval: flush, paused, log });
       } else {
         if (poll < HOT_PERIOD_MS) {
@@ -233,6 +241,7 @@ export class Pipeline {
       this.#fanIn!.add(full, ms.readable);
       ms.start();
     }
+    return ms;
   }
 
   /** True once `stop()` has begun (the phase changes across awaits). */
@@ -380,7 +389,7 @@ export class Pipeline {
         }
       }
       await this.#sampler.close();
-      await this.#blockingSampler.close();
+      await Promise.all(this.#blockingSamplers.map((b) => b.close()));
       return;
     }
     if (this.#phase !== "running") {
@@ -415,7 +424,7 @@ export class Pipeline {
     await this.#flow;
     await Promise.all([...this.#outputs.values()].map((o) => o.done));
     await this.#sampler.close();
-    await this.#blockingSampler.close();
+    await Promise.all(this.#blockingSamplers.map((b) => b.close()));
     this.#phase = "stopped";
     this.#stopped.resolve();
   }

@@ -107,12 +107,12 @@ function maybeRealtime(minPeriod: number): void {
 }
 
 /**
- * Sleeps until `deadline` (a `performance.now()` time). With FFI, `clock_nanosleep(CLOCK_MONOTONIC,
+ * Sleeps until `deadline` (a `performance.now()` time); returns false when it stopped short of it on purpose. With FFI, `clock_nanosleep(CLOCK_MONOTONIC,
  * TIMER_ABSTIME)` on the absolute deadline: the cheapest wake-up measured here, and a command waits at most
  * {@linkcode LONG_WAIT_MS} (the loop checks the control word after each wake): a longer wait first sleeps with
  * `Atomics.wait`, which a command interrupts. Without FFI, `Atomics.wait` with a timeout throughout.
  */
-function sleepUntil(ctl: Int32Array, deadline: number, relative: number): void {
+function sleepUntil(ctl: Int32Array, deadline: number, relative: number): boolean {
   if (clock === undefined) {
     try {
       const c = libc();
@@ -130,11 +130,16 @@ function sleepUntil(ctl: Int32Array, deadline: number, relative: number): void {
       clock = null;
     }
   }
-  if (clock === null || relative > LONG_WAIT_MS) {
+  if (clock === null) {
+    Atomics.wait(ctl, 0, handled, relative);
+    return true;
+  }
+  if (relative > LONG_WAIT_MS) {
     // A long wait (a blocking source polled every second) must not hold the commands up for a whole period:
-    // Atomics.wait returns as soon as a command arrives; the loop then sleeps the last few ms precisely.
-    Atomics.wait(ctl, 0, handled, clock === null ? relative : relative - LONG_WAIT_MS / 2);
-    return;
+    // Atomics.wait returns as soon as a command arrives. It stops short of the deadline: the loop then goes
+    // round again and sleeps the rest precisely.
+    Atomics.wait(ctl, 0, handled, relative - LONG_WAIT_MS / 2);
+    return false;
   }
   const ms = clock.offsetMs + deadline;
   const sec = Math.floor(ms / 1000);
@@ -144,6 +149,7 @@ function sleepUntil(ctl: Int32Array, deadline: number, relative: number): void {
   h[2] = Math.round((ms - sec * 1000) * 1e6);
   h[3] = 0;
   clock.sleep(CLOCK_MONOTONIC, TIMER_ABSTIME, clock.ts, null);
+  return true;
 }
 
 /** Waits longer than this (ms) sleep on the control word first, so that commands interrupt them. */
@@ -367,7 +373,8 @@ async function loop(): Promise<void> {
     const wait = due - t;
     if (wait > 0) {
       const slack = minPeriod < SPIN_BELOW_MS ? Math.min(wait, 0.15) : 0;
-      if (wait - slack > 0) sleepUntil(ctl, due - slack, wait - slack);
+      // Woken early (a long wait, or a command): go round again rather than spin the rest of the wait.
+      if (wait - slack > 0 && !sleepUntil(ctl, due - slack, wait - slack)) continue;
       if (Atomics.load(ctl, 0) !== handled) continue;
       while ((t = performance.now()) < due) { /* spin the last few µs */ }
     }

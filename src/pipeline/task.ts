@@ -23,6 +23,7 @@ export class Task implements TaskHandle {
   #started = false;
   #stopped = false;
   #lastError: string | undefined;
+  readonly #onStop: (() => void) | undefined;
   /** Completed runs. */
   runs = 0;
   /** Failed runs. */
@@ -33,8 +34,9 @@ export class Task implements TaskHandle {
    * @param fn the work of one run
    * @param interval time between the end of a run and the start of the next (ms, or a humantime string)
    * @param log where failures go
+   * @param onStop called once when the task stops
    */
-  constructor(name: string, fn: TaskFn, interval: number | string, log: Logger) {
+  constructor(name: string, fn: TaskFn, interval: number | string, log: Logger, onStop?: () => void) {
     const ms = typeof interval === "number" ? interval : parseDuration(interval);
     if (ms === undefined || !(ms > 0) || !Number.isFinite(ms)) {
       throw new RangeError(
@@ -45,6 +47,7 @@ export class Task implements TaskHandle {
     this.#fn = fn;
     this.#intervalMs = Math.min(ms, 2 ** 31 - 1);
     this.#log = log;
+    this.#onStop = onStop;
   }
 
   /** Whether the task has been stopped. */
@@ -60,7 +63,8 @@ export class Task implements TaskHandle {
   start(): Promise<void> {
     if (this.#started || this.#stopped) return this.#running ?? Promise.resolve();
     this.#started = true;
-    const first = this.#runOnce();
+    // After a run asked for earlier (runNow before start), never beside it; else at once.
+    const first = this.#running === undefined ? this.#runOnce() : this.#running.then(() => this.#runOnce());
     this.#running = first;
     return first;
   }
@@ -88,6 +92,7 @@ export class Task implements TaskHandle {
       this.#lastError = msg;
     }
     if (!this.#stopped && this.#started) {
+      clearTimeout(this.#timer);
       this.#timer = setTimeout(() => void this.runNow(), this.#intervalMs);
     }
   }
@@ -98,6 +103,7 @@ export class Task implements TaskHandle {
     clearTimeout(this.#timer);
     this.#timer = undefined;
     this.#abort.abort(new Error("task stopped"));
+    this.#onStop?.();
     await this.#running?.catch(() => {});
   }
 }

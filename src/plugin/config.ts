@@ -19,12 +19,22 @@ type Table = Record<string, unknown>;
 export type Path = readonly (string | number)[];
 
 /**
+ * Marks metadata whose `defaultConfig()` is derived from its schema ({@linkcode definePlugin} sets it): the
+ * schema applies those defaults itself, so validation merges only the ones that are inputs.
+ */
+export const DERIVED_DEFAULTS: unique symbol = Symbol("alumet.derivedDefaults");
+
+/**
  * The defaults a schema of ours declares, in their TOML form: a `.prefault(v)` gives `v` (the input, e.g. a
  * duration string), a `.default(v)` gives `v`, and a table gives the defaults of its keys (merged under its own
- * prefault). Keys without a default (required or optional) are left out. Walks schemas structurally (by
+ * prefault). Keys without a default (required or optional) are left out, and so is a `.default(v)` over a
+ * transform: `v` is an output (`duration().default(1000)` gives 1000 ms, which the file cannot say as 1000),
+ * so `config regen` leaves the key out and the schema applies the default. Walks schemas structurally (by
  * `kind`), so a schema built by another copy of this module (a plugin imported by URL) works too.
  *
  * @param schema a schema of ours; anything else has no defaults
+ * @param mode `toml` (default): what `config regen` writes; `input`: only the defaults that are inputs
+ *   (prefaults), which validation may merge under the user's table before parsing
  * @returns the default value, or `undefined` when the schema declares none
  *
  * @example
@@ -35,29 +45,33 @@ export type Path = readonly (string | number)[];
  * const schema = z.strictObject({
  *   poll_interval: duration().prefault("1s"),
  *   scale: z.number().default(2),
+ *   timeout: duration().default(500),
  *   path: z.string(),
  *   kernel: z.strictObject({ enabled: z.boolean().prefault(true) }).prefault({}),
  * });
  * assert.deepEqual(defaultsOf(schema), { poll_interval: "1s", scale: 2, kernel: { enabled: true } });
+ * assert.deepEqual(defaultsOf(schema, "input"), { poll_interval: "1s", kernel: { enabled: true } });
  * ```
  */
-export function defaultsOf(schema: unknown): unknown {
+export function defaultsOf(schema: unknown, mode: "toml" | "input" = "toml"): unknown {
   const node = nodeOf(schema);
   switch (node.kind) {
     case "prefault": {
       const value = (node as { defaultInput?: unknown }).defaultInput;
-      const inner = defaultsOf(node.unwrap?.());
+      const inner = defaultsOf(node.unwrap?.(), mode);
       return isTable(value) && isTable(inner) ? deepMerge(inner, value) : toPlain(value);
     }
     case "default":
-      return toPlain((node as { defaultValue?: unknown }).defaultValue);
+      return mode === "input" || transforms(node.unwrap?.())
+        ? undefined
+        : toPlain((node as { defaultValue?: unknown }).defaultValue);
     case "transform":
-      return defaultsOf(node.unwrap?.());
+      return defaultsOf(node.unwrap?.(), mode);
     case "object": {
       if (!isTable(node.shape)) return undefined;
       const out: Table = {};
       for (const [key, child] of Object.entries(node.shape)) {
-        const d = defaultsOf(child);
+        const d = defaultsOf(child, mode);
         if (d !== undefined) setOwn(out, key, d);
       }
       return out;
@@ -65,6 +79,17 @@ export function defaultsOf(schema: unknown): unknown {
     default:
       return undefined;
   }
+}
+
+/** Whether a schema converts its input (a transform under its wrappers): its outputs are not inputs. */
+function transforms(schema: unknown): boolean {
+  let node = nodeOf(schema);
+  for (let depth = 0; depth < 20; depth++) {
+    if (node.kind === "transform") return true;
+    if (typeof node.unwrap !== "function") return false;
+    node = nodeOf(node.unwrap());
+  }
+  return false;
 }
 
 /**
@@ -127,7 +152,9 @@ export function validatePluginConfig<C>(
   source: string,
   blame?: (path: Path) => string | undefined,
 ): C {
-  const merged = deepMerge(defaultConfigOf(meta as PluginMetadata<unknown>), section.table);
+  const derived = (meta as { [DERIVED_DEFAULTS]?: boolean })[DERIVED_DEFAULTS] === true;
+  const base = derived ? defaultsOf(meta.configSchema, "input") : defaultConfigOf(meta as PluginMetadata<unknown>);
+  const merged = deepMerge(isTable(base) ? base : {}, section.table);
   const schema: unknown = meta.configSchema;
   if (schema === undefined) return merged as C;
   const prefix = ["plugins", section.name];

@@ -34,7 +34,7 @@
  */
 import type { Schema, StandardSchemaV1 } from "./_schema.ts";
 import type { ConfigTable, Diagnosis, Plugin, PluginMetadata } from "./plugin.ts";
-import { defaultsOf } from "./config.ts";
+import { DERIVED_DEFAULTS, defaultsOf } from "./config.ts";
 
 /** A config schema: one of ours, or any Standard Schema. */
 // deno-lint-ignore no-explicit-any
@@ -113,6 +113,7 @@ export function definePlugin(
     description: spec.description ?? "",
     configSchema: spec.config,
     defaultConfig: () => structuredClone((defaults ?? derived ?? {}) as ConfigTable),
+    ...(defaults === undefined ? { [DERIVED_DEFAULTS]: true } : {}),
     ...(spec.outputFileKey !== undefined ? { outputFileKey: spec.outputFileKey } : {}),
     init: (config) => spec.init(config),
     ...(spec.diagnose !== undefined ? { diagnose: (config: unknown) => spec.diagnose!(config) } : {}),

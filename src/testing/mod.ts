@@ -120,18 +120,23 @@ export async function testPlugin<C>(
     events,
     log,
     addSource: (name: string, source: Source | SourceModule, trigger: Trigger) => {
-      let ready: Promise<void>;
-      if (sources.has(name)) ready = Promise.reject(new RangeError(`Source "${name}" is already added`));
+      type Entry = { source: Source; trigger: Trigger };
+      let added: Promise<Entry>;
+      if (sources.has(name)) added = Promise.reject(new RangeError(`Source "${name}" is already added`));
       else if ("module" in source) {
-        ready = import(String(source.module)).then(async (m) => {
-          sources.set(name, { source: await m[source.export ?? "createSource"](source.config), trigger });
+        added = import(String(source.module)).then(async (m) => {
+          const entry = { source: await m[source.export ?? "createSource"](source.config), trigger };
+          sources.set(name, entry);
+          return entry;
         });
       } else {
-        sources.set(name, { source, trigger });
-        ready = Promise.resolve();
+        const entry = { source, trigger };
+        sources.set(name, entry);
+        added = Promise.resolve(entry);
       }
-      record?.push(ready);
-      return harnessHandle(name, meta.name, ready, sources, poll);
+      const handle = harnessHandle(name, meta.name, added, sources, poll);
+      record?.push(handle.ready);
+      return handle;
     },
     addTask: (name, fn, options) => {
       if (tasks.has(name)) throw new RangeError(`Plugin "${meta.name}" added two tasks named "${name}"`);
@@ -203,32 +208,36 @@ export async function testPlugin<C>(
 function harnessHandle(
   name: string,
   plugin: string,
-  ready: Promise<void>,
+  added: Promise<{ source: Source; trigger: Trigger }>,
   sources: Map<string, { source: Source; trigger: Trigger }>,
   poll: (name: string) => Promise<Batch>,
 ): SourceHandle {
+  let entry: { source: Source; trigger: Trigger } | undefined;
+  let paused = false;
+  const settled = added.then((e) => void (entry = e), () => {});
+  const ready = added.then(() => {});
   ready.catch(() => {});
-  let state: "pending" | "running" | "paused" | "stopped" = "pending";
-  ready.then(() => void (state = "running"), () => {});
+  // Bound to the source it added, as the agent's handles: a later source with the same name is not its own.
+  const mine = () => entry !== undefined && sources.get(name) === entry;
   return {
     name,
     fullName: `source/${plugin}/${name}`,
     ready,
     get state() {
-      return state;
+      return entry === undefined ? "pending" : !mine() ? "stopped" : paused ? "paused" : "running";
     },
-    trigger: async () => void (state === "running" && await poll(name)),
-    flush: async () => {},
-    pause: () => Promise.resolve(void (state === "running" && (state = "paused"))),
-    resume: () => Promise.resolve(void (state === "paused" && (state = "running"))),
+    trigger: async () => {
+      await settled;
+      if (mine() && !paused) await poll(name);
+    },
+    flush: () => settled,
+    pause: () => settled.then(() => void (paused = mine())),
+    resume: () => settled.then(() => void (paused = false)),
     stop: async () => {
-      await ready.catch(() => {});
-      await Promise.resolve(); // let `ready`'s own handler set the state first
-      if (state === "stopped" || state === "pending") return;
-      state = "stopped";
-      const s = sources.get(name);
+      await settled;
+      if (!mine()) return;
       sources.delete(name);
-      await s?.source.close?.();
+      await entry!.source.close?.();
     },
     setPollInterval: () => {},
   };
