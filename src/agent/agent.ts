@@ -307,7 +307,8 @@ export class Agent implements AsyncDisposable {
   /** What every phase gets: the plugin's name, events, logger, and its sources and tasks, scoped to it. */
   #base(p: Loaded, pipeline: Pipeline, pending?: Pending): PhaseContext {
     const name = p.meta.name;
-    const current = () => this.#pipeline === pipeline && (this.#state === "starting" || this.#state === "running");
+    const current = () =>
+      this.#pipeline === pipeline && (this.#state === "starting" || this.#state === "running");
     return {
       plugin: name,
       events: this.events,

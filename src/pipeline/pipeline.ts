@@ -140,7 +140,13 @@ export class Pipeline {
     triggerNow: (pattern) => this.#triggerNow(pattern),
     flushNow: (pattern) => this.#flushNow(pattern),
     addSource: async (name, source, trigger, options = {}) =>
-      void await this.addManagedSource(options.plugin ?? "script", name, source, trigger, options.paused ?? false),
+      void await this.addManagedSource(
+        options.plugin ?? "script",
+        name,
+        source,
+        trigger,
+        options.paused ?? false,
+      ),
     shutdown: () => this.#options.onShutdownRequest?.(),
   };
 

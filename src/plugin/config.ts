@@ -153,7 +153,9 @@ export function validatePluginConfig<C>(
   blame?: (path: Path) => string | undefined,
 ): C {
   const derived = (meta as { [DERIVED_DEFAULTS]?: boolean })[DERIVED_DEFAULTS] === true;
-  const base = derived ? defaultsOf(meta.configSchema, "input") : defaultConfigOf(meta as PluginMetadata<unknown>);
+  const base = derived
+    ? defaultsOf(meta.configSchema, "input")
+    : defaultConfigOf(meta as PluginMetadata<unknown>);
   const merged = deepMerge(isTable(base) ? base : {}, section.table);
   const schema: unknown = meta.configSchema;
   if (schema === undefined) return merged as C;

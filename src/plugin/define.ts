@@ -34,7 +34,7 @@
  */
 import type { Schema, StandardSchemaV1 } from "./_schema.ts";
 import type { ConfigTable, Diagnosis, Plugin, PluginMetadata } from "./plugin.ts";
-import { DERIVED_DEFAULTS, defaultsOf } from "./config.ts";
+import { defaultsOf, DERIVED_DEFAULTS } from "./config.ts";
 
 /** A config schema: one of ours, or any Standard Schema. */
 // deno-lint-ignore no-explicit-any
