@@ -353,6 +353,15 @@ Deno.test("alumet reports bad input in one line with a non-zero exit and no stac
         assertOneLineError(r, pattern);
       });
     }
+    await t.step("a bad plugin value set by --config-override names it, not the file", async () => {
+      await Deno.writeTextFile(`${dir}/procfs.toml`, "[plugins.procfs]\n");
+      const r = await alumet(
+        ["--config", "procfs.toml", "--config-override", "plugins.csv.force_flush=yes", "exec", "--", "true"],
+        { cwd: dir },
+      );
+      assert.equal(r.code, 2, r.stderr);
+      assertOneLineError(r, /Invalid config in --config-override: plugins\.csv\.force_flush/);
+    });
     await t.step("an explicit --config that does not exist", async () => {
       const r = await alumet(["--config", "nope.toml", "run"], { cwd: dir });
       assert.notEqual(r.code, 0);
@@ -400,6 +409,36 @@ Deno.test("alumet reports bad input in one line with a non-zero exit and no stac
       const r = await alumet(["--log-level", "loud", "run"], { cwd: dir });
       assert.equal(r.code, 2);
       assertOneLineError(r, /Unknown log level "loud"/);
+    });
+  });
+});
+
+Deno.test("--output-file enables the default file output when the config enables none", async (t) => {
+  await withDir(async (dir) => {
+    await t.step("a config with procfs only: csv is enabled and writes the file", async () => {
+      await Deno.writeTextFile(`${dir}/alumet-config.toml`, "[plugins.procfs]\n");
+      const r = await alumet(["--output-file", 'out "1".csv', "exec", "--", "true"], { cwd: dir });
+      assert.equal(r.code, 0, r.stderr);
+      const header = (await Deno.readTextFile(`${dir}/out "1".csv`)).split("\n")[0];
+      assert.match(header!, /^metric;timestamp;value;/);
+      assert.match(r.stderr, /Series written to: out "1"\.csv \(csv\)/);
+    });
+    await t.step("a config that disables csv keeps it disabled: a usage error", async () => {
+      await Deno.writeTextFile(
+        `${dir}/alumet-config.toml`,
+        "[plugins.procfs]\n[plugins.csv]\nenable = false\n",
+      );
+      const r = await alumet(["--output-file", "x.csv", "exec", "--", "true"], { cwd: dir });
+      assert.equal(r.code, 2);
+      assertOneLineError(r, /no enabled plugin writes a file \(enabled: procfs; the config disables csv\)/);
+    });
+    await t.step("--plugins with none writing a file: a usage error, no plugin added", async () => {
+      await Deno.writeTextFile(`${dir}/alumet-config.toml`, "[plugins.procfs]\n");
+      const r = await alumet(["--plugins", "procfs", "--output-file", "x.csv", "exec", "--", "true"], {
+        cwd: dir,
+      });
+      assert.equal(r.code, 2);
+      assertOneLineError(r, /--output-file: no enabled plugin writes a file \(enabled: procfs\)/);
     });
   });
 });

@@ -7,7 +7,7 @@ import { validatePluginConfig } from "../../src/plugin/config.ts";
 import { checkBatch, type PluginHarness, runSourceContract, testPlugin } from "../../src/testing/mod.ts";
 import { checkConfigBlock, checkMetricsTable } from "../../src/testing/readme.ts";
 import { registerMetrics } from "../../src/model/metric_set.ts";
-import { type Need, needs, testWith } from "../../src/testing/needs.ts";
+import { needs, testWith } from "../../src/testing/needs.ts";
 import { filesUnder, pointsOf, type ScenarioPoint } from "../../src/testing/fixtures.ts";
 import { CPU_PERCENT, CPU_TIME_DELTA, MEMORY_USAGE } from "../../src/model/common_metrics.ts";
 import {
@@ -282,17 +282,6 @@ Deno.test("the README's metrics table matches the declared metrics", async () =>
 // ---------------------------------------------------------------------------------------------------------
 // Live: a real cgroup under the v2 hierarchy found in /proc/mounts
 
-const cgroupV2: Need = {
-  what: "cgroup v2",
-  missing: () => {
-    try {
-      return detectLayout().v2 === undefined ? "no cgroup2 mount in /proc/mounts" : undefined;
-    } catch (e) {
-      return `cannot read /proc/mounts: ${(e as Error).message}`;
-    }
-  },
-};
-
 /** `usage_usec` of a v2 `cpu.stat`, read the plain way. */
 function usageUsec(dir: string): number {
   const m = Deno.readTextFileSync(`${dir}/cpu.stat`).match(/^usage_usec (\d+)$/m);
@@ -314,7 +303,7 @@ async function removeCgroup(dir: string): Promise<void> {
 }
 
 testWith(
-  [needs.root, cgroupV2],
+  [needs.root, needs.cgroupV2],
   "cgroups measures a live v2 cgroup: its cumulative CPU time agrees with the cgroup's own cpu.stat",
   async () => {
     const v2 = detectLayout().v2!;

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { onlineCpus, PERF_METRICS, perfMetricName, perfPlugin, targetSourceName } from "./mod.ts";
 import { runSourceContract, testPlugin } from "../../src/testing/mod.ts";
 import { checkConfigBlock, checkMetricsTable } from "../../src/testing/readme.ts";
-import { type Need, needs, testWith } from "../../src/testing/needs.ts";
+import { needs, testWith } from "../../src/testing/needs.ts";
 import { type LogSink, setLogSink } from "../../src/log.ts";
 import { Consumer } from "../../src/model/resources.ts";
 import { detectLayout } from "../../src/sys/cgroup_layout.ts";
@@ -72,19 +72,8 @@ testWith([needs.root], "perf's system-wide source honours the source contract", 
   });
 });
 
-const cgroupV2: Need = {
-  what: "cgroup v2",
-  missing: () => {
-    try {
-      return detectLayout().v2 === undefined ? "no cgroup2 mount in /proc/mounts" : undefined;
-    } catch (e) {
-      return `cannot read /proc/mounts: ${(e as Error).message}`;
-    }
-  },
-};
-
 testWith(
-  [needs.root, cgroupV2],
+  [needs.root, needs.cgroupV2],
   "perf counts /x/b and /x_b with two sources, and stops each through its handle when the cgroup ends",
   async () => {
     const root = detectLayout().v2!.mountPoint;

@@ -13,7 +13,9 @@ import { LOG_LEVELS, Logger, logLevel, setLogLevel } from "../log.ts";
 import type { PluginMetadata } from "../plugin/plugin.ts";
 import { Agent, type PluginEntry } from "./agent.ts";
 import { BUILTIN_LOADERS, DEFAULT_ENABLED, loadBuiltin } from "./builtin.ts";
-import { loadConfig, type PluginSection, selectPlugins } from "./config.ts";
+import { loadConfig, type PluginSection, type RawConfig, selectPlugins, validateSection } from "./config.ts";
+import { stringifyToml } from "../deps.ts";
+import { keySegment } from "../plugin/config.ts";
 import {
   type Command,
   type CommandContext,
@@ -303,45 +305,87 @@ async function pluginOf(s: PluginSection): Promise<PluginMetadata<unknown>> {
 }
 
 /**
- * `--output-file PATH`: sets, for every enabled plugin that declares an `outputFileKey`, that key of its
- * section. A usage error when none does.
+ * The `--config-override` value that sets the TOML key `key` of `[plugins.<plugin>]` to the string `value`
+ * (the value quoted the TOML way, so that any path reads back as itself).
  */
-async function applyOutputFile(sections: readonly PluginSection[], path: string): Promise<void> {
-  if (path === "") throw new UsageError("Option --output-file needs a non-empty path");
-  let applied = 0;
+function stringOverride(plugin: string, key: string, value: string): string {
+  const quoted = stringifyToml({ v: value }).trim().replace(/^v = /, "");
+  return `plugins.${keySegment(plugin)}.${keySegment(key)}=${quoted}`;
+}
+
+/** The enabled sections whose plugin declares an `outputFileKey`, with that key. */
+async function fileWriters(sections: readonly PluginSection[]): Promise<[PluginSection, string][]> {
+  const found: [PluginSection, string][] = [];
   for (const s of sections) {
     const key = (await pluginOf(s)).outputFileKey;
-    if (key === undefined) continue;
-    s.table[key] = path;
-    applied++;
+    if (key !== undefined) found.push([s, key]);
   }
-  if (applied === 0) {
-    throw new UsageError(
-      `Option --output-file: no enabled plugin writes a file (enabled: ${
-        sections.map((s) => s.name).join(", ") || "none"
-      }): enable an output that writes a file (see \`alumet plugins list\`)`,
-    );
+  return found;
+}
+
+/** The first plugin of `DEFAULT_ENABLED` that declares an `outputFileKey`, with that key. */
+async function defaultFileWriter(): Promise<{ name: string; key: string } | undefined> {
+  for (const name of DEFAULT_ENABLED) {
+    const key = (await loadBuiltin(name))?.outputFileKey;
+    if (key !== undefined) return { name, key };
   }
+  return undefined;
 }
 
 async function loadSetup(v: CommandContext["options"], logger: Logger): Promise<Setup> {
   const given = v.config ?? Deno.env.get("ALUMET_CONFIG");
   const path = given ?? "alumet-config.toml";
-  const raw = await loadConfig({
-    path: absolute(path),
-    required: given !== undefined || v["no-default-config"] === true,
-    overrides: v["config-override"] ?? [],
-  });
+  const load = (extra: readonly string[]) =>
+    loadConfig({
+      path: absolute(path),
+      required: given !== undefined || v["no-default-config"] === true,
+      overrides: [...v["config-override"] ?? [], ...extra],
+    });
+  const only = v.plugins?.split(",").map((s) => s.trim()).filter((s) => s);
+  const select = (raw: RawConfig) =>
+    selectPlugins(raw, {
+      known: BUILTIN_LOADERS,
+      ...(only ? { only } : {}),
+      enabledByDefault: DEFAULT_ENABLED,
+    });
+  let raw = await load([]);
   if (!raw.fromFile) {
     logger.info(`No config file at ${path}: using the built-in defaults (alumet config regen writes them)`);
   }
-  const only = v.plugins?.split(",").map((s) => s.trim()).filter((s) => s);
-  const sections = selectPlugins(raw, {
-    known: BUILTIN_LOADERS,
-    ...(only ? { only } : {}),
-    enabledByDefault: DEFAULT_ENABLED,
-  });
-  if (v["output-file"] !== undefined) await applyOutputFile(sections, v["output-file"]);
+  let sections = select(raw);
+  const outputFile = v["output-file"];
+  if (outputFile !== undefined) {
+    // `--output-file PATH` sets the `outputFileKey` of every enabled plugin that declares one. When none
+    // does and `--plugins` was not given, it enables the first default plugin that writes a file, through an
+    // override (as `--config-override plugins.<name>.<key>=PATH` would: an override creates the section).
+    if (outputFile === "") throw new UsageError("Option --output-file needs a non-empty path");
+    let writers = await fileWriters(sections);
+    let disabled: string | undefined;
+    if (writers.length === 0 && only === undefined) {
+      const fallback = await defaultFileWriter();
+      const existing = raw.sections.find((s) => s.name === fallback?.name);
+      if (existing !== undefined) {
+        // the config disables it (an explicit choice, kept), or makes that name another plugin module
+        if (!existing.enabled) disabled = existing.name;
+      } else if (fallback !== undefined) {
+        raw = await load([stringOverride(fallback.name, fallback.key, outputFile)]);
+        sections = select(raw);
+        writers = await fileWriters(sections);
+        if (writers.length > 0) {
+          logger.info(`--output-file: enabling ${fallback.name}, which writes ${outputFile}`);
+        }
+      }
+    }
+    if (writers.length === 0) {
+      throw new UsageError(
+        `Option --output-file: no enabled plugin writes a file (enabled: ${
+          sections.map((s) => s.name).join(", ") || "none"
+        }${disabled !== undefined ? `; the config disables ${disabled}` : ""}): enable an output ` +
+          `that writes a file (see \`alumet plugins list\`)`,
+      );
+    }
+    for (const [s, key] of writers) s.table[key] = outputFile;
+  }
   return {
     sections,
     source: raw.source,
@@ -356,7 +400,13 @@ function absolute(path: string): string {
 
 async function pluginEntries(setup: Setup): Promise<PluginEntry[]> {
   const entries: PluginEntry[] = [];
-  for (const s of setup.sections) entries.push({ plugin: await pluginOf(s), config: s.table });
+  for (const s of setup.sections) {
+    const plugin = await pluginOf(s);
+    // Validated here first, on the section itself, so that a bad value an override set names
+    // --config-override (the agent validates the table again, knowing only the file).
+    validateSection(plugin, s, setup.source);
+    entries.push({ plugin, config: s.table });
+  }
   return entries;
 }
 

@@ -496,7 +496,7 @@ function parseOverride(text: string): { path: string[]; value: unknown } {
       source: OVERRIDE,
       key: text,
       expected: "key=value",
-      suggestion: 'e.g. --config-override plugins.csv.output_path="out.csv"',
+      suggestion: `e.g. --config-override 'plugins.NAME.KEY="text"'`,
     });
   }
   const keyText = text.slice(0, eq).trim();
@@ -506,7 +506,7 @@ function parseOverride(text: string): { path: string[]; value: unknown } {
     throw new ConfigError({
       source: OVERRIDE,
       key: keyText,
-      expected: "a dotted TOML key such as plugins.csv.output_path",
+      expected: "a dotted TOML key such as plugins.NAME.KEY",
     });
   }
   const value = parseValue(valueText);

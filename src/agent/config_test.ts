@@ -166,14 +166,14 @@ Deno.test("parseConfigText applies --config-override values", async (t) => {
   await t.step("an override without = is an error", () => {
     throwsConfig(
       () => parseConfigText(file, "a.toml", { overrides: ["plugins.csv.output_path"] }),
-      'Invalid config in --config-override: plugins.csv.output_path: expected key=value; e.g. --config-override plugins.csv.output_path="out.csv"',
+      "Invalid config in --config-override: plugins.csv.output_path: expected key=value; e.g. --config-override 'plugins.NAME.KEY=\"text\"'",
     );
   });
 
   await t.step("a bad key is an error", () => {
     throwsConfig(
       () => parseConfigText(file, "a.toml", { overrides: ["plugins..x=1"] }),
-      "Invalid config in --config-override: plugins..x: expected a dotted TOML key such as plugins.csv.output_path",
+      "Invalid config in --config-override: plugins..x: expected a dotted TOML key such as plugins.NAME.KEY",
     );
   });
 

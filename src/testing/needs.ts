@@ -10,6 +10,7 @@
  *
  * @module
  */
+import { detectLayout } from "../sys/cgroup_layout.ts";
 
 /** Something a test needs, and how to tell whether this machine has it. */
 export interface Need {
@@ -38,6 +39,17 @@ export const needs = {
   } as Need,
   /** An executable on PATH. */
   command: (name: string): Need => ({ what: name, missing: () => commandMissing(name) }),
+  /** A cgroup v2 hierarchy, found in `/proc/mounts` as the plugins find it (`detectLayout`). */
+  cgroupV2: {
+    what: "cgroup v2",
+    missing: () => {
+      try {
+        return detectLayout().v2 === undefined ? "no cgroup2 mount in /proc/mounts" : undefined;
+      } catch (e) {
+        return `cannot read /proc/mounts: ${(e as Error).message}`;
+      }
+    },
+  } as Need,
 } as const;
 
 /** What to do with a test, given what is missing and whether this is CI. */

@@ -16,9 +16,9 @@ export const command = defineCommand({
   summary: "Check what can be measured here, and how to fix what cannot",
   usage: "doctor [OPTIONS]",
   description:
-    `For each source, checks whether it can work on this machine with the current config and, if not, says why
-and how to fix it; then checks the machine (native calls, perf_event access). Exits 0 when
-everything the config enables can run, 1 otherwise. Lines: ✓ works, ✗ fails (enabled), · fails (not enabled).`,
+    `For each source, checks whether it can work on this machine with the current config and, if not, says why and
+how to fix it; then checks the machine (native calls, perf_event access). Exits 0 when everything the config
+enables can run, 1 otherwise. Lines: ✓ works, ✗ fails (enabled), · fails (not enabled).`,
   options: {},
   async run(ctx) {
     if (ctx.positionals.length > 0) throw new UsageError("`alumet doctor` takes no argument");
