@@ -60,7 +60,7 @@ export const GLOBAL_OPTIONS = {
   "output-file": {
     type: "string",
     valueName: "PATH",
-    help: "The file the enabled file outputs write (the path key each declares)",
+    help: "Where the file outputs write (the default one is enabled if none is)",
   },
   "log-level": {
     type: "string",
