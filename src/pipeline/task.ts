@@ -11,6 +11,9 @@ import type { Logger } from "../log.ts";
 import { parseDuration } from "../model/duration.ts";
 import type { TaskFn, TaskHandle } from "../plugin/plugin.ts";
 
+/** How long `stop` waits for a run in progress, ms. */
+export const STOP_GRACE_MS = 5000;
+
 /** One task. */
 export class Task implements TaskHandle {
   readonly name: string;
@@ -24,6 +27,7 @@ export class Task implements TaskHandle {
   #stopped = false;
   #lastError: string | undefined;
   readonly #onStop: (() => void) | undefined;
+  readonly #graceMs: number;
   /** Completed runs. */
   runs = 0;
   /** Failed runs. */
@@ -35,8 +39,16 @@ export class Task implements TaskHandle {
    * @param interval time between the end of a run and the start of the next (ms, or a humantime string)
    * @param log where failures go
    * @param onStop called once when the task stops
+   * @param graceMs how long `stop` waits for a run in progress (default {@linkcode STOP_GRACE_MS})
    */
-  constructor(name: string, fn: TaskFn, interval: number | string, log: Logger, onStop?: () => void) {
+  constructor(
+    name: string,
+    fn: TaskFn,
+    interval: number | string,
+    log: Logger,
+    onStop?: () => void,
+    graceMs: number = STOP_GRACE_MS,
+  ) {
     const ms = typeof interval === "number" ? interval : parseDuration(interval);
     if (ms === undefined || !(ms > 0) || !Number.isFinite(ms)) {
       throw new RangeError(
@@ -48,6 +60,7 @@ export class Task implements TaskHandle {
     this.#intervalMs = Math.min(ms, 2 ** 31 - 1);
     this.#log = log;
     this.#onStop = onStop;
+    this.#graceMs = graceMs;
   }
 
   /** Whether the task has been stopped. */
@@ -104,6 +117,13 @@ export class Task implements TaskHandle {
     this.#timer = undefined;
     this.#abort.abort(new Error("task stopped"));
     this.#onStop?.();
-    await this.#running?.catch(() => {});
+    // A run that ignores its signal must not hold the agent's stop forever.
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const late = new Promise<"late">((resolve) => (timer = setTimeout(() => resolve("late"), this.#graceMs)));
+    const outcome = await Promise.race([this.#running?.catch(() => {}), late]);
+    clearTimeout(timer);
+    if (outcome === "late") {
+      this.#log.warn(`Task ${this.name} did not end within ${this.#graceMs} ms of its stop: left behind`);
+    }
   }
 }
