@@ -81,6 +81,23 @@ export default {
 `;
 
 /** Waits until `path` exists (the probe writes it after 10 polls): 30 s at most, however loaded the machine is. */
+/** A child's stderr as text: `until(text)` reads until `text` has appeared (or the end), `all()` to the end. */
+function stderrOf(
+  child: Deno.ChildProcess,
+): { until(text: string): Promise<string>; all(): Promise<string> } {
+  const reader = child.stderr.pipeThrough(new TextDecoderStream()).getReader();
+  let text = "";
+  const readWhile = async (more: () => boolean) => {
+    while (more()) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      text += value;
+    }
+    return text;
+  };
+  return { until: (wanted) => readWhile(() => !text.includes(wanted)), all: () => readWhile(() => true) };
+}
+
 async function waitForFile(path: string, what: string): Promise<void> {
   const deadline = performance.now() + 30_000;
   for (;;) {
@@ -237,21 +254,12 @@ Deno.test("alumet run drains on SIGTERM: every poll reaches the csv", async () =
       stdout: "null",
       stderr: "piped",
     }).spawn();
-    const reader = child.stderr.pipeThrough(new TextDecoderStream()).getReader();
-    let err = "";
-    while (!err.includes("press Ctrl-C to stop")) {
-      const { value, done } = await reader.read();
-      if (done) break;
-      err += value;
-    }
+    const stderr = stderrOf(child);
+    let err = await stderr.until("press Ctrl-C to stop");
     // Ten polls, however long they take on a loaded machine (a fixed 300 ms gets a loaded machine's share).
     await waitForFile(`${dir}/ready.txt`, `the agent did not poll 10 times: ${err}`);
     child.kill("SIGTERM");
-    for (;;) {
-      const { value, done } = await reader.read();
-      if (done) break;
-      err += value;
-    }
+    err = await stderr.all();
     const status = await child.status;
     assert.equal(status.code, 0, err);
     const polls = Number(await Deno.readTextFile(`${dir}/count.txt`));
@@ -287,20 +295,11 @@ Deno.test("deno task alumet run drains on SIGTERM sent to the task (as a service
       stdout: "null",
       stderr: "piped",
     }).spawn();
-    const reader = child.stderr.pipeThrough(new TextDecoderStream()).getReader();
-    let err = "";
-    while (!err.includes("press Ctrl-C to stop")) {
-      const { value, done } = await reader.read();
-      if (done) break;
-      err += value;
-    }
+    const stderr = stderrOf(child);
+    let err = await stderr.until("press Ctrl-C to stop");
     await waitForFile(`${dir}/ready.txt`, `the agent did not poll 10 times: ${err}`);
     child.kill("SIGTERM"); // to `deno task`, which passes it on to the agent
-    for (;;) {
-      const { value, done } = await reader.read();
-      if (done) break;
-      err += value;
-    }
+    err = await stderr.all();
     const status = await child.status;
     assert.equal(status.code, 0, err);
     const polls = Number(await Deno.readTextFile(`${dir}/count.txt`));
@@ -501,20 +500,11 @@ Deno.test("alumet watch measures a running process until it ends", async () => {
         stdout: "null",
         stderr: "piped",
       }).spawn();
-      const reader = child.stderr.pipeThrough(new TextDecoderStream()).getReader();
-      let err = "";
-      while (!err.includes(`Watching pid ${sleeper.pid}`)) {
-        const { value, done } = await reader.read();
-        if (done) break;
-        err += value;
-      }
+      const stderr = stderrOf(child);
+      await stderr.until(`Watching pid ${sleeper.pid}`);
       sleeper.kill("SIGTERM");
       await sleeper.status; // reaped: /proc/<pid> is gone, and alumet sees the end
-      for (;;) {
-        const { value, done } = await reader.read();
-        if (done) break;
-        err += value;
-      }
+      const err = await stderr.all();
       assert.equal((await child.status).code, 0, err);
       assert.match(err, new RegExp(`Watching pid ${sleeper.pid}`));
     } finally {

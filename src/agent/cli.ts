@@ -13,7 +13,7 @@ import { LOG_LEVELS, Logger, logLevel, setLogLevel } from "../log.ts";
 import type { PluginMetadata } from "../plugin/plugin.ts";
 import { Agent, type PluginEntry } from "./agent.ts";
 import { BUILTIN_LOADERS, DEFAULT_ENABLED, loadBuiltin } from "./builtin.ts";
-import { loadConfig, type PluginSection, type RawConfig, selectPlugins, validateSection } from "./config.ts";
+import { loadConfig, type PluginSection, type RawConfig, selectPlugins } from "./config.ts";
 import { stringifyToml } from "../deps.ts";
 import { keySegment } from "../plugin/config.ts";
 import {
@@ -401,11 +401,8 @@ function absolute(path: string): string {
 async function pluginEntries(setup: Setup): Promise<PluginEntry[]> {
   const entries: PluginEntry[] = [];
   for (const s of setup.sections) {
-    const plugin = await pluginOf(s);
-    // Validated here first, on the section itself, so that a bad value an override set names
-    // --config-override (the agent validates the table again, knowing only the file).
-    validateSection(plugin, s, setup.source);
-    entries.push({ plugin, config: s.table });
+    // The agent validates the table; its origin (file or --config-override) travels with it.
+    entries.push({ plugin: await pluginOf(s), config: s.table });
   }
   return entries;
 }

@@ -125,7 +125,11 @@ interface Origin {
   /** The section's table as the file wrote it (`undefined` when the file had no such section). */
   readonly fileTable: unknown;
 }
-const ORIGINS = new WeakMap<PluginSection, Origin>();
+/**
+ * Keyed by the section's table, which every copy of the section shares (selectPlugins, the agent's entries),
+ * so that whoever validates it can still blame an override.
+ */
+const ORIGINS = new WeakMap<Table, Origin>();
 
 /**
  * Reads the config file, or takes the defaults when there is none, and applies the overrides.
@@ -234,7 +238,7 @@ export function selectPlugins(raw: RawConfig, options: SelectOptions): PluginSec
   const usable = (name: string) => known.has(name) || byName.get(name)?.module !== undefined;
   for (const section of raw.sections) {
     if (!usable(section.name)) {
-      const origin = ORIGINS.get(section);
+      const origin = ORIGINS.get(section.table);
       const fromOverride = origin !== undefined && origin.fileTable === undefined;
       throw unknownPlugin(
         section.name,
@@ -264,11 +268,7 @@ export function selectPlugins(raw: RawConfig, options: SelectOptions): PluginSec
   return chosen.map((name) => {
     const section = byName.get(name);
     if (section === undefined) return { name, enabled: true, table: {} };
-    if (section.enabled) return section;
-    const copy = { ...section, enabled: true };
-    const origin = ORIGINS.get(section);
-    if (origin !== undefined) ORIGINS.set(copy, origin);
-    return copy;
+    return section.enabled ? section : { ...section, enabled: true };
   });
 }
 
@@ -283,7 +283,7 @@ export function selectPlugins(raw: RawConfig, options: SelectOptions): PluginSec
  * @throws {ConfigError} for the first problem (see {@linkcode validatePluginConfig})
  */
 export function validateSection<C>(meta: PluginMetadata<C>, section: PluginSection, source: string): C {
-  const origin = ORIGINS.get(section);
+  const origin = ORIGINS.get(section.table);
   return validatePluginConfig(
     meta,
     section,
@@ -413,7 +413,7 @@ function build(
       const fromOverride = sourceOf("module") === OVERRIDE;
       section.module = resolveModule(module.trim(), fromOverride ? () => resolve(".") : baseDir);
     }
-    if (overrides.length > 0) ORIGINS.set(section, { overrides, fileTable });
+    if (overrides.length > 0) ORIGINS.set(section.table, { overrides, fileTable });
     sections.push(section);
   }
   return { source, fromFile: text !== undefined, general, sections };
