@@ -146,6 +146,21 @@ export class Agent implements AsyncDisposable {
     return this.#pipeline?.stats();
   }
 
+  /**
+   * The points each output of the current (or last) run lost: dropped from a full `drop-oldest` queue, failed
+   * writes, an output that failed or stopped with points queued. Read it after `stop()` to report a run's loss;
+   * outputs that lost nothing are not listed.
+   *
+   * @returns `{ output: "output/<plugin>/<name>", points }` per output that lost points, and their total
+   */
+  losses(): { total: number; byOutput: { output: string; points: number }[] } {
+    const byOutput: { output: string; points: number }[] = [];
+    for (const [output, s] of this.#pipeline?.stats().outputs ?? []) {
+      if (s.droppedPoints > 0) byOutput.push({ output, points: s.droppedPoints });
+    }
+    return { total: byOutput.reduce((t, o) => t + o.points, 0), byOutput };
+  }
+
   /** Where each output sends its data (`Output.describe`), for summaries; empty before the first start. */
   outputs(): { name: string; description: string }[] {
     return this.#pipeline?.describeOutputs() ?? [];
