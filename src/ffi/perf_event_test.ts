@@ -25,6 +25,7 @@ import {
   PRECISE_IP_BIT,
 } from "./perf_event.ts";
 import {
+  isLibpfmStyle,
   listPmus,
   parseFormat,
   parsePerfEvent,
@@ -463,7 +464,6 @@ Deno.test("parsePerfEvent applies modifiers with perf 6.1's exclude semantics", 
     ["cycles:up", { exclude_kernel: true, exclude_hv: true, exclude_guest: true, precise_ip: 1 }],
     ["cycles:D", { pinned: true }],
     ["cycles:e", { exclusive: true }],
-    ["CPU_CYCLES#u", { exclude_kernel: true, exclude_hv: true, exclude_guest: true }],
     ["LL_READ_MISS:k", { exclude_user: true, exclude_hv: true }],
   ];
   for (const [name, bits] of cases) {
@@ -494,6 +494,116 @@ Deno.test("parsePerfEvent applies modifiers with perf 6.1's exclude semantics", 
     assert.throws(() => parsePerfEvent("cycles:pppp", { sysfsRoot }), /more than 3 levels/);
     assert.throws(() => parsePerfEvent("cycles:P", { sysfsRoot }), PerfEventError);
   });
+});
+
+Deno.test("parsePerfEvent takes Alumet's EVENT#mods with Alumet's semantics (plugins/perf/src/spec.rs)", async (t) => {
+  const sysfsRoot = "/nonexistent";
+  // Alumet's Modifiers::excludes: the listed domains of u/k/h are counted, the others excluded; H excludes
+  // the guest, G the host, I idle; nothing else is set (no exclude_guest with u, unlike perf's :u).
+  const cases: [string, PerfEventAttr][] = [
+    ["INSTRUCTIONS#u:k", { exclude_hv: true }],
+    ["INSTRUCTIONS#u", { exclude_kernel: true, exclude_hv: true }],
+    ["CPU_CYCLES#u", { exclude_kernel: true, exclude_hv: true }],
+    ["LL_READ_MISS#h", { exclude_user: true, exclude_kernel: true }],
+    ["CACHE_MISSES#k:h", { exclude_user: true }],
+    ["CACHE_MISSES#u:k:h", {}],
+    ["INSTRUCTIONS#H", { exclude_guest: true }],
+    ["INSTRUCTIONS#G", { exclude_host: true }],
+    ["INSTRUCTIONS#H:G", {}],
+    ["INSTRUCTIONS#u:I", { exclude_kernel: true, exclude_hv: true, exclude_idle: true }],
+    ["task-clock#k", { exclude_user: true, exclude_hv: true }],
+  ];
+  for (const [name, bits] of cases) {
+    await t.step(name, () => {
+      const e = parsePerfEvent(name, { sysfsRoot });
+      const { type: _t, config: _c, ...rest } = e.attr;
+      assert.deepEqual(rest, bits);
+      assert.equal(e.hasModifiers, true);
+      assert.equal(e.name, name);
+      assert.equal(e.base, name.split("#")[0]);
+    });
+  }
+  await t.step("an empty '#' is no modifier at all", () => {
+    const e = parsePerfEvent("INSTRUCTIONS#", { sysfsRoot });
+    assert.deepEqual(e.attr, { type: 0, config: 1n });
+    assert.equal(e.hasModifiers, false);
+  });
+  await t.step("unknown and empty tokens are refused, as Alumet does; so are modifiers written twice", () => {
+    assert.throws(() => parsePerfEvent("INSTRUCTIONS#z", { sysfsRoot }), /unknown modifier "z" in "#z"/);
+    assert.throws(() => parsePerfEvent("INSTRUCTIONS#uk", { sysfsRoot }), /unknown modifier "uk"/);
+    assert.throws(() => parsePerfEvent("INSTRUCTIONS#u:", { sysfsRoot }), /empty modifier/);
+    assert.throws(() => parsePerfEvent("cycles:u#k", { sysfsRoot }), /modifiers are written twice/);
+    assert.throws(() => parsePerfEvent("#u", { sysfsRoot }), /the name before '#' is empty/);
+    for (const bad of ["INSTRUCTIONS#z", "cycles:u#k"]) {
+      assert.throws(
+        () => parsePerfEvent(bad, { sysfsRoot }),
+        (e) => e instanceof PerfEventError && e.reason === "invalid",
+      );
+    }
+  });
+  await t.step("a PMU event takes '#' modifiers after its closing '/'", async () => {
+    await withSysfs(FAKE_PMUS, (root) => {
+      const e = parsePerfEvent("msr/tsc/#k", { sysfsRoot: root });
+      assert.equal(e.base, "msr/tsc/");
+      assert.equal(e.attr.exclude_user, true);
+      assert.equal(e.attr.exclude_hv, true);
+      assert.equal(e.attr.exclude_kernel, undefined);
+    });
+  });
+});
+
+Deno.test("PerfEventError says why: unknown name, missing PMU, or invalid value", async (t) => {
+  await withSysfs(FAKE_PMUS, async (sysfsRoot) => {
+    const reason = (name: string) => {
+      try {
+        parsePerfEvent(name, { sysfsRoot });
+      } catch (e) {
+        if (e instanceof PerfEventError) return e.reason;
+        throw e;
+      }
+      return "parsed";
+    };
+    await t.step("unknown", () => {
+      assert.equal(reason("task-clok"), "unknown");
+      assert.equal(reason("RESOURCE_STALLS:ANY"), "unknown");
+      assert.equal(reason("msr/tcs/"), "unknown");
+    });
+    await t.step("no-pmu: the PMU may exist on another machine", () => {
+      assert.equal(reason("cpu_core/event=0x3c/"), "no-pmu");
+    });
+    await t.step("invalid", () => {
+      assert.equal(reason("cycles:z"), "invalid");
+      assert.equal(reason("INSTRUCTIONS#z"), "invalid");
+    });
+  });
+});
+
+Deno.test("isLibpfmStyle tells libpfm4 names (Alumet resolves them with libpfm) from misspellings", () => {
+  for (
+    const name of [
+      "RESOURCE_STALLS:ANY",
+      "MEM_LOAD_RETIRED:L3_MISS",
+      "ix86arch::INSTRUCTION_RETIRED",
+      "UOPS_RETIRED",
+      "MEM_LOAD_RETIRED:L3_MISS#u:k",
+      "perf::PERF_COUNT_HW_INSTRUCTIONS",
+    ]
+  ) {
+    assert.equal(isLibpfmStyle(name), true, name);
+  }
+  for (
+    const name of [
+      "task-clok",
+      "cycels",
+      "CPU_CYCLE",
+      "INSTRUCTION",
+      "CONTEXT_SWITCH",
+      "cycles:u",
+      "msr/tsc/",
+    ]
+  ) {
+    assert.equal(isLibpfmStyle(name), false, name);
+  }
 });
 
 Deno.test("parsePerfEvent reads PMU formats, named events, scale and unit from sysfs", async (t) => {

@@ -9,9 +9,13 @@
  * - PMU events `pmu/term=value,…/` with the terms placed by `<sysfs>/<pmu>/format/<term>`, and named PMU
  *   events `pmu/name/` (or a bare `name` that one PMU defines) from `<sysfs>/<pmu>/events/<name>`, with
  *   their `.scale` and `.unit`;
- * - modifiers after `:` (or Alumet's `#`; after the closing `/` of a PMU event): `u k h H G I p pp ppp D e`
- *   with perf 6.1's semantics (the first of `u k h` excludes the other two; `u` and `p` also set
- *   `exclude_guest`; `G`/`H` exclude the host/guest).
+ * - modifiers after `:` (after the closing `/` of a PMU event): `u k h H G I p pp ppp D e` with perf 6.1's
+ *   semantics (the first of `u k h` excludes the other two; `u` and `p` also set `exclude_guest`; `G`/`H`
+ *   exclude the host/guest);
+ * - Alumet's modifiers after `#`, `:`-separated (`INSTRUCTIONS#u:k`), with Alumet's semantics
+ *   (`plugins/perf/src/spec.rs`, `Modifiers::excludes`): the listed domains of `u k h` are counted and the
+ *   others excluded, `H` excludes the guest, `G` the host, `I` idle. Without `u k h`, no domain is excluded
+ *   (Alumet counts user space only there; this project counts everything, as perf does).
  *
  * @module
  */
@@ -48,6 +52,8 @@ export type PerfEventKind = "hardware" | "software" | "hw_cache" | "raw" | "pmu"
 export interface ParsedPerfEvent extends PerfEventInput {
   /** The text as written (the metric name a caller derives from it). */
   readonly name: string;
+  /** The text without Alumet's `#` modifiers (in Alumet, they do not change the metric's name). */
+  readonly base: string;
   readonly kind: PerfEventKind;
   /** The event part of the attribute: type, config (config1-3, sample_period) and the modifier bits. */
   readonly attr: PerfEventAttr;
@@ -73,6 +79,13 @@ export interface ParsePerfEventOptions {
 }
 
 /**
+ * Why an event name cannot be used: `unknown`, a name (event, PMU term) that does not exist; `no-pmu`, a PMU
+ * this machine does not have (the event may exist elsewhere); `invalid`, names that exist but a value or a
+ * modifier that is wrong.
+ */
+export type PerfEventErrorReason = "unknown" | "no-pmu" | "invalid";
+
+/**
  * An event name that cannot be used: says which, why, and what exists. The message starts with `Unknown perf
  * event` when a name (event, PMU, term) does not exist, with `Invalid perf event` when a value is wrong.
  */
@@ -80,9 +93,16 @@ export class PerfEventError extends AlumetError {
   override name = "PerfEventError";
   /** The event as written. */
   readonly event: string;
-  constructor(event: string, why: string, options?: ErrorOptions & { readonly invalid?: boolean }) {
+  /** Why it cannot be used. */
+  readonly reason: PerfEventErrorReason;
+  constructor(
+    event: string,
+    why: string,
+    options?: ErrorOptions & { readonly invalid?: boolean; readonly reason?: PerfEventErrorReason },
+  ) {
     super(`${options?.invalid ? "Invalid" : "Unknown"} perf event "${event}": ${why}`, options);
     this.event = event;
+    this.reason = options?.reason ?? (options?.invalid ? "invalid" : "unknown");
   }
 
   /** An event whose names exist but whose values or modifiers are wrong. */
@@ -329,6 +349,43 @@ function applyModifiers(event: string, mods: string, attr: PerfEventAttr): void 
   if (precise > 0) attr.precise_ip = precise;
 }
 
+/** Alumet's modifier tokens (`plugins/perf/src/spec.rs`, `Modifiers::parse`). */
+const ALUMET_MODIFIERS = "u k h H G I";
+
+/**
+ * Applies Alumet's `#` modifiers (`u:k`, `:`-separated tokens) to `attr`: the listed domains among `u k h` are
+ * counted and the others excluded; `H` excludes the guest and `G` the host (unless both are given); `I`
+ * excludes idle. An empty or unknown token is refused, as Alumet does.
+ */
+function applyAlumetModifiers(event: string, mods: string, attr: PerfEventAttr): void {
+  const tokens = new Set<string>();
+  for (const token of mods.split(":")) {
+    if (token === "") {
+      throw PerfEventError.invalid(event, `empty modifier in "#${mods}" (check the ':' separators)`);
+    }
+    if (!ALUMET_MODIFIERS.split(" ").includes(token)) {
+      throw PerfEventError.invalid(
+        event,
+        `unknown modifier "${token}" in "#${mods}" (Alumet's modifiers, ':'-separated: u user, k kernel, ` +
+          "h hypervisor, H host, G guest, I exclude idle)",
+      );
+    }
+    tokens.add(token);
+  }
+  const has = (t: string) => tokens.has(t);
+  const domains = has("u") || has("k") || has("h");
+  const set = (k: keyof PerfEventAttr, on: boolean) => {
+    if (on) (attr as Record<string, unknown>)[k] = true;
+    else delete attr[k];
+  };
+  set("exclude_user", domains && !has("u"));
+  set("exclude_kernel", domains && !has("k"));
+  set("exclude_hv", domains && !has("h"));
+  set("exclude_host", has("G") && !has("H"));
+  set("exclude_guest", has("H") && !has("G"));
+  set("exclude_idle", has("I"));
+}
+
 // ---------------------------------------------------------------------------------------------------------
 // sysfs PMUs
 
@@ -540,10 +597,34 @@ function pmuEvent(event: string, pmu: Pmu, terms: readonly Term[]): PmuEventPart
 // ---------------------------------------------------------------------------------------------------------
 // The parser
 
-/** Splits `name:mods` (or Alumet's `name#mods`) for a non-PMU event. */
+/** Splits `name:mods` for a non-PMU event. */
 function splitModifiers(text: string): [name: string, mods: string | undefined] {
-  const m = /^(.*?)[:#]([A-Za-z]*)$/.exec(text);
+  const m = /^(.*?):([A-Za-z]*)$/.exec(text);
   return m === null ? [text, undefined] : [m[1]!, m[2]!];
+}
+
+/**
+ * Whether `text` is written as a libpfm4 event, as Alumet's perf plugin takes them (`RESOURCE_STALLS:ANY`,
+ * `ix86arch::INSTRUCTION_RETIRED`, `MEM_LOAD_RETIRED:L3_MISS#u`): an upper-case name with unit masks after
+ * `:` or a `pmu::` prefix, or an upper-case name that is not a misspelling of a generic one. Such a name is
+ * resolved by libpfm4 for the CPU it runs on; this project does not resolve them.
+ *
+ * @example
+ * ```ts
+ * import { isLibpfmStyle } from "./perf_events_parse.ts";
+ * import assert from "node:assert/strict";
+ * assert.equal(isLibpfmStyle("RESOURCE_STALLS:ANY"), true);
+ * assert.equal(isLibpfmStyle("UOPS_RETIRED"), true);
+ * assert.equal(isLibpfmStyle("CPU_CYCLE"), false); // a misspelling of CPU_CYCLES
+ * assert.equal(isLibpfmStyle("task-clok"), false);
+ * ```
+ */
+export function isLibpfmStyle(text: string): boolean {
+  const body = text.trim().split("#")[0]!;
+  const m = /^(?:([A-Za-z0-9_]+)::)?([A-Z][A-Z0-9_]*)((?::[A-Za-z0-9_=]+)*)$/.exec(body);
+  if (m === null) return false;
+  if (m[1] !== undefined || m[3] !== "") return true;
+  return closest(m[2]!, genericNames()) === undefined;
 }
 
 function unknown(event: string, name: string, root: string): PerfEventError {
@@ -577,6 +658,11 @@ export function parsePerfEvent(text: string, options: ParsePerfEventOptions = {}
   const root = options.sysfsRoot ?? SYSFS_PMU_ROOT;
   const event = text.trim();
   if (event === "") throw PerfEventError.invalid(text, "the name is empty");
+  // Alumet's `<event>#<modifiers>`.
+  const hash = event.indexOf("#");
+  const body = hash < 0 ? event : event.slice(0, hash);
+  const alumetMods = hash < 0 ? undefined : event.slice(hash + 1);
+  if (body === "") throw PerfEventError.invalid(event, "the name before '#' is empty");
 
   let kind: PerfEventKind;
   let attr: PerfEventAttr;
@@ -584,7 +670,7 @@ export function parsePerfEvent(text: string, options: ParsePerfEventOptions = {}
   let pmuName: string | undefined;
   let extra: Omit<PmuEventParts, "attr"> = {};
 
-  const slash = /^([^/:#]+)\/(.*)\/(?:[:#]?([A-Za-z]*))$/.exec(event);
+  const slash = /^([^/:]+)\/(.*)\/(?::?([A-Za-z]*))$/.exec(body);
   if (slash !== null) {
     pmuName = slash[1]!;
     mods = slash[3] === "" ? undefined : slash[3];
@@ -596,6 +682,7 @@ export function parsePerfEvent(text: string, options: ParsePerfEventOptions = {}
         `no PMU "${pmuName}" here (PMUs: ${pmus.join(", ") || `none found in ${root}`})${
           hint ? `; did you mean "${hint}"?` : ""
         }`,
+        { reason: "no-pmu" },
       );
     }
     const parts = pmuEvent(event, new Pmu(root, pmuName, event), parseTerms(slash[2]!));
@@ -603,7 +690,7 @@ export function parsePerfEvent(text: string, options: ParsePerfEventOptions = {}
     attr = parts.attr;
     extra = parts;
   } else {
-    const [name, m] = splitModifiers(event);
+    const [name, m] = splitModifiers(body);
     mods = m === "" ? undefined : m;
     const symbol = PERF_SYMBOLS[name] ?? ALUMET_SYMBOLS[name];
     const cache = symbol === undefined
@@ -643,13 +730,27 @@ export function parsePerfEvent(text: string, options: ParsePerfEventOptions = {}
     }
   }
 
-  const effective = mods ?? (options.defaultModifiers || undefined);
-  if (effective !== undefined) applyModifiers(event, effective, attr);
+  let hasModifiers: boolean;
+  if (alumetMods !== undefined && mods !== undefined) {
+    throw PerfEventError.invalid(
+      event,
+      `modifiers are written twice: after ':' (perf's "${mods}") and after '#' (Alumet's "${alumetMods}"); keep one`,
+    );
+  }
+  if (alumetMods !== undefined && alumetMods !== "") {
+    applyAlumetModifiers(event, alumetMods, attr);
+    hasModifiers = true;
+  } else {
+    const effective = mods ?? (options.defaultModifiers || undefined);
+    if (effective !== undefined) applyModifiers(event, effective, attr);
+    hasModifiers = effective !== undefined;
+  }
   return {
     name: event,
+    base: body,
     kind,
     attr,
-    hasModifiers: effective !== undefined,
+    hasModifiers,
     ...(pmuName === undefined ? {} : { pmu: pmuName }),
     ...(extra.scale === undefined ? {} : { scale: extra.scale }),
     ...(extra.unit === undefined ? {} : { unit: extra.unit }),
