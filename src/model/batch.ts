@@ -56,6 +56,7 @@ export interface MeasurementPoint {
 
 const NO_ATTRIBUTES: Attributes = Object.freeze({});
 const MAX_SAFE = BigInt(Number.MAX_SAFE_INTEGER);
+const U64_MAX = 2n ** 64n - 1n;
 const LOCAL_R = Resource.localMachine();
 const LOCAL_C = Consumer.localMachine();
 
@@ -103,7 +104,12 @@ export class Batch implements Iterable<MeasurementPoint> {
     return this.#length;
   }
 
-  /** Adds a point. A `bigint` value is stored exactly; small ones are stored as numbers. */
+  /**
+   * Adds a point. A `bigint` value is stored exactly; small ones are stored as numbers.
+   *
+   * @throws {RangeError} for a `u64` metric given a negative, fractional, infinite or NaN value, a number
+   *   beyond 2^53 (it could not be exact: pass a bigint), or a bigint outside 0…2^64-1
+   */
   push<T extends ValueType>(
     metric: MetricId<T>,
     value: T extends "u64" ? Value : number,
@@ -114,6 +120,7 @@ export class Batch implements Iterable<MeasurementPoint> {
     this.#metrics[i] = metric;
     this.#timestamps[i] = ctx?.timestamp ?? this.timestamp;
     if (typeof value === "bigint") {
+      if ((metric & 1) === 1 && (value < 0n || value > U64_MAX)) throw badU64(metric, value);
       if (value > MAX_SAFE || value < -MAX_SAFE) {
         (this.#big ??= new Map()).set(i, value);
         this.#values[i] = Number(value);
@@ -121,6 +128,10 @@ export class Batch implements Iterable<MeasurementPoint> {
         this.#values[i] = Number(value);
       }
     } else {
+      // An odd id is a u64 metric: one integer test on the hot path, the value test only for those.
+      if ((metric & 1) === 1 && !(value >= 0 && value <= Number.MAX_SAFE_INTEGER && value % 1 === 0)) {
+        throw badU64(metric, value);
+      }
       this.#values[i] = value;
     }
     this.#resources[i] = ctx?.resource ?? LOCAL_R;
@@ -284,4 +295,15 @@ export class Batch implements Iterable<MeasurementPoint> {
     this.#timestamps = t;
     this.#values = v;
   }
+}
+
+/** The error of a u64 metric given a value it cannot hold. */
+function badU64(metric: number, value: number | bigint): RangeError {
+  const shown = typeof value === "bigint" ? `${value}n` : String(value);
+  const why = typeof value === "bigint"
+    ? "a u64 value is an integer from 0 to 2^64-1"
+    : value > Number.MAX_SAFE_INTEGER && Number.isFinite(value)
+    ? "a number beyond 2^53 (Number.MAX_SAFE_INTEGER) is not exact: pass the value as a bigint"
+    : "a u64 value is a non-negative integer (a bigint beyond 2^53)";
+  return new RangeError(`Invalid value ${shown} for the u64 metric with id ${metric}: ${why}`);
 }

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { Batch } from "./batch.ts";
-import type { MetricId } from "./metrics.ts";
+import { type MetricId, MetricRegistry } from "./metrics.ts";
+import { unit } from "./units.ts";
 import { Consumer, Resource } from "./resources.ts";
 
 const F = 0 as MetricId<"f64">;
@@ -75,4 +76,40 @@ Deno.test("Batch.append of itself keeps exact u64 values", () => {
   b.push(U, 2n ** 60n + 1n);
   b.append(b);
   assert.deepEqual([b.valueAt(0), b.valueAt(1)], [2n ** 60n + 1n, 2n ** 60n + 1n]);
+});
+
+Deno.test("Batch rejects at the push a u64 value that is negative, fractional, NaN or an inexact number", async (t) => {
+  const b = new Batch();
+  for (const bad of [-1, 0.5, NaN, Infinity, -0.25, 2 ** 53, 1e300]) {
+    await t.step(String(bad), () => {
+      assert.throws(
+        () => b.push(U, bad),
+        (e: unknown) => e instanceof RangeError && /u64 metric/.test(e.message),
+      );
+    });
+  }
+  assert.throws(() => b.push(U, 2 ** 60), /pass the value as a bigint/);
+  assert.throws(() => b.push(U, -1n), /0 to 2\^64-1/);
+  assert.throws(() => b.push(U, 2n ** 64n), /0 to 2\^64-1/);
+  assert.equal(b.length, 0, "nothing was pushed");
+  b.push(U, 0);
+  b.push(U, Number.MAX_SAFE_INTEGER);
+  b.push(U, 2n ** 64n - 1n);
+  b.push(F, -0.5, {});
+  b.push(F, NaN);
+  assert.equal(b.length, 5);
+  assert.equal(b.valueAt(1), Number.MAX_SAFE_INTEGER);
+});
+
+Deno.test("MetricRegistry gives u64 metrics odd ids and f64 metrics even ids, which push checks", () => {
+  const r = new MetricRegistry();
+  const f = r.register("p", { name: "a", unit: unit("1"), valueType: "f64" });
+  const u = r.register("p", { name: "b", unit: unit("1"), valueType: "u64" });
+  const f2 = r.register("p", { name: "c", unit: unit("1"), valueType: "f64" });
+  assert.deepEqual([f % 2, u % 2, f2 % 2], [0, 1, 0]);
+  assert.deepEqual(r.all.map((m) => m.name), ["a", "b", "c"]);
+  assert.equal(r.get(u).name, "b");
+  const b = new Batch();
+  b.push(f, -3);
+  assert.throws(() => b.push(u, -3 as unknown as bigint), RangeError);
 });

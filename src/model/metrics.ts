@@ -17,7 +17,11 @@ export type ValueType = "f64" | "u64";
  */
 export type MetricKind = "gauge" | "delta" | "counter";
 
-/** A metric id; its type parameter records the value type for `push`. */
+/**
+ * A metric id; its type parameter records the value type for `push`. The id's parity is its value type at run
+ * time (odd: `u64`, even: `f64`), so that a batch checks u64 values without a lookup, also in a sampling
+ * Worker that only has the number.
+ */
 export type MetricId<T extends ValueType = ValueType> = number & { readonly __metric: T };
 
 /** A metric as registered. */
@@ -51,7 +55,8 @@ export class DuplicateMetricError extends AlumetError {
 const NAME_RE = /^[a-zA-Z_][a-zA-Z0-9_]*$/;
 
 /**
- * The metric registry: ids are dense, sequential numbers (indexes into {@linkcode MetricRegistry.all}).
+ * The metric registry: ids are small numbers, even for `f64` metrics and odd for `u64` ones, handed out in
+ * sequence for each type (so an array indexed by id stays at most about twice the number of metrics).
  * Registering the same name with the same unit, value type and kind returns the existing id, so plugins can
  * share generic metrics (`cpu_time_delta`); an incompatible duplicate is an error naming both plugins.
  *
@@ -68,6 +73,9 @@ const NAME_RE = /^[a-zA-Z_][a-zA-Z0-9_]*$/;
  */
 export class MetricRegistry {
   readonly #byId: Metric[] = [];
+  readonly #all: Metric[] = [];
+  #nextF64 = 0;
+  #nextU64 = 1;
   readonly #byName = new Map<string, Metric>();
   readonly #listeners = new Set<(m: Metric) => void>();
 
@@ -93,8 +101,16 @@ export class MetricRegistry {
           `"${existing.plugin}" registered (${theirs}); rename one of them`,
       );
     }
+    let id: number;
+    if (spec.valueType === "u64") {
+      id = this.#nextU64;
+      this.#nextU64 += 2;
+    } else {
+      id = this.#nextF64;
+      this.#nextF64 += 2;
+    }
     const m: Metric = Object.freeze({
-      id: this.#byId.length as MetricId,
+      id: id as MetricId,
       name: spec.name,
       unit: spec.unit,
       valueType: spec.valueType,
@@ -102,7 +118,8 @@ export class MetricRegistry {
       description: spec.description ?? "",
       plugin,
     });
-    this.#byId.push(m);
+    this.#byId[id] = m;
+    this.#all.push(m);
     this.#byName.set(m.name, m);
     for (const l of this.#listeners) l(m);
     return m.id as MetricId<T>;
@@ -120,9 +137,9 @@ export class MetricRegistry {
     return this.#byName.get(name);
   }
 
-  /** All metrics, indexed by id. */
+  /** All metrics, in the order they were registered (look one up by id with {@linkcode MetricRegistry.get}). */
   get all(): readonly Metric[] {
-    return this.#byId;
+    return this.#all;
   }
 
   /** Calls `listener` for each metric registered from now on (late metrics). Returns an unsubscribe. */
