@@ -37,6 +37,39 @@ const UNITS: Record<string, number> = {
 /** The duration units accepted, for messages. */
 export const DURATION_UNITS = "ns, us (µs), ms, s, m (min), h, d";
 
+/**
+ * The shortest interval a config may give, in ms: 100 µs. The sampling Worker serves 100 µs periods on time
+ * (99.7 % of ticks in `deno task bench`, spinning to each deadline); below that one poll of a kernel file (6–9
+ * µs through FFI) and the hand-over of the point take a large share of the period, and a JS timer cannot wake
+ * more often. Alumet itself accepts any duration.
+ */
+export const MIN_INTERVAL_MS = 0.1;
+/**
+ * The longest interval a config may give, in ms: 24 days. A JS timer waits at most 2^31-1 ms (24.8 days); a
+ * longer delay fires at once.
+ */
+export const MAX_INTERVAL_MS = 24 * 86_400_000;
+
+/**
+ * Why `ms` cannot be an interval, or undefined when it can: it must lie in
+ * [{@linkcode MIN_INTERVAL_MS}, {@linkcode MAX_INTERVAL_MS}].
+ *
+ * @example
+ * ```ts
+ * import { intervalProblem } from "./duration.ts";
+ * import assert from "node:assert/strict";
+ * assert.equal(intervalProblem(1), undefined);
+ * assert.match(intervalProblem(1e-6)!, /from 100us to 24d/);
+ * ```
+ */
+export function intervalProblem(ms: number): string | undefined {
+  if (ms >= MIN_INTERVAL_MS && ms <= MAX_INTERVAL_MS) return undefined;
+  const range = `from 100us to 24d`;
+  return ms < MIN_INTERVAL_MS
+    ? `a duration ${range}: a shorter period is more than the sampler can serve here`
+    : `a duration ${range}: a timer cannot wait longer`;
+}
+
 const PART = /(\d+(?:\.\d+)?)\s*([a-zA-Zµμ]+)/y;
 
 /**

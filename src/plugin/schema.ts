@@ -24,7 +24,7 @@
  *
  * @module
  */
-import { DURATION_UNITS, parseDuration } from "../model/duration.ts";
+import { DURATION_UNITS, intervalProblem, parseDuration } from "../model/duration.ts";
 import * as z from "./_schema.ts";
 
 export { z };
@@ -47,7 +47,8 @@ export { SchemaError } from "./_schema.ts";
 
 /**
  * A humantime duration (`"100us"`, `"1s"`, `"5m 30s"`) parsed into milliseconds. A bare number is rejected:
- * it has no unit, and guessing one is how a 1 s period silently becomes 1 ms.
+ * it has no unit, and guessing one is how a 1 s period silently becomes 1 ms. The duration must lie between
+ * 100 µs (what the sampler can serve) and 24 days (what a timer can wait): `"1ns"` is an error naming the range.
  *
  * @returns the schema: a string in, a positive number of milliseconds out
  *
@@ -69,6 +70,11 @@ export function duration(): z.Schema<number, string> {
           input: text,
           message: `a positive duration such as "1s" or "250ms" (units: ${DURATION_UNITS}), not "${text}"`,
         });
+        return z.NEVER;
+      }
+      const problem = intervalProblem(ms);
+      if (problem !== undefined) {
+        ctx.issues.push({ code: "custom", input: text, message: `${problem}, not "${text}"` });
         return z.NEVER;
       }
       return ms;

@@ -339,6 +339,19 @@ Deno.test("duration parses humantime strings into milliseconds", async (t) => {
     assert.equal(duration().parse("5m 30s"), 330_000);
   });
 
+  await t.step(
+    "a period the sampler cannot serve, or a timer cannot wait, is rejected with the range",
+    () => {
+      for (const text of ["1ns", "10us", "99us", "99999999999999999999999d", "25d"]) {
+        const issue = firstIssue(duration(), text);
+        assert.match(issue.message, /from 100us to 24d/, text);
+        assert.match(issue.message, new RegExp(`not "${text}"`));
+      }
+      assert.equal(duration().parse("100us"), 0.1);
+      assert.equal(duration().parse("24d"), 24 * 86_400_000);
+    },
+  );
+
   await t.step("a number is rejected, with the units", () => {
     assert.deepEqual(firstIssue(duration(), 5), {
       code: "invalid_type",
