@@ -488,7 +488,10 @@ function parseValue(text: string): unknown {
   }
 }
 
-/** `plugins.x.key=value`: the key as a path, the value as TOML or else as a plain string. */
+/**
+ * `plugins.x.key=value`: the key as a path, the value as TOML or else as a plain string (`out.csv`); a value
+ * that starts like a TOML string, array or table but is not one is an error.
+ */
 function parseOverride(text: string): { path: string[]; value: unknown } {
   const eq = text.indexOf("=");
   if (eq < 0) {
@@ -510,6 +513,16 @@ function parseOverride(text: string): { path: string[]; value: unknown } {
     });
   }
   const value = parseValue(valueText);
+  if (value === NOT_A_VALUE && /^["'[{]/.test(valueText)) {
+    // It starts as a TOML string, array or table but is not one (`output_path="a`): taking it as text would
+    // write to a file named `"a`.
+    throw new ConfigError({
+      source: OVERRIDE,
+      key: text,
+      expected: "a TOML value after = (a quoted string, a number, a boolean, an array or a table)",
+      suggestion: `e.g. ${keyText}="a.csv"`,
+    });
+  }
   return { path, value: value === NOT_A_VALUE ? valueText : value };
 }
 

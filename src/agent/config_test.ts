@@ -170,6 +170,18 @@ Deno.test("parseConfigText applies --config-override values", async (t) => {
     );
   });
 
+  await t.step("a value that starts like a TOML string, array or table but is not one is an error", () => {
+    for (const value of ['"a', "'a", '"a"b', "[1, 2", "{ x = 1"]) {
+      throwsConfig(
+        () => parseConfigText(file, "a.toml", { overrides: [`plugins.csv.output_path=${value}`] }),
+        `Invalid config in --config-override: plugins.csv.output_path=${value}: expected a TOML value after = ` +
+          `(a quoted string, a number, a boolean, an array or a table); e.g. plugins.csv.output_path="a.csv"`,
+      );
+    }
+    const raw = parseConfigText(file, "a.toml", { overrides: ["plugins.csv.output_path=out.csv"] });
+    equal(raw.sections.find((s) => s.name === "csv")?.table.output_path, "out.csv", "a bare word stays text");
+  });
+
   await t.step("a bad key is an error", () => {
     throwsConfig(
       () => parseConfigText(file, "a.toml", { overrides: ["plugins..x=1"] }),
