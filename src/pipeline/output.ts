@@ -3,6 +3,12 @@
  * for a full queue: `block` (the pipeline, and so the sources, wait) or `drop-oldest` (the oldest batch is
  * dropped and the loss counted).
  *
+ * An output whose write fails for lack of room (ENOSPC, EDQUOT, EAGAIN, or an {@linkcode OutputBlockedError})
+ * is paused, not failed: it holds the batch, retries it with a back-off, and resumes once the write succeeds;
+ * meanwhile its queue fills and its full-queue policy applies. At stop it keeps retrying for a grace period,
+ * then counts what it still holds as lost. An output whose reader went away (EPIPE) stops and asks the agent
+ * to shut down.
+ *
  * @module
  */
 import type { Batch } from "../model/batch.ts";
@@ -28,6 +34,69 @@ export interface OutputStats {
 
 /** Retry delays for a write that failed with a RetryableError, ms. */
 const RETRY_DELAYS = [100, 400, 1600] as const;
+
+/** First and longest delay between two tries of a blocked output, ms (doubling in between). */
+export const BLOCKED_BACKOFF_MS: readonly [number, number] = [100, 2000];
+
+/** How long a blocked output keeps trying once the pipeline stops, ms, before counting what it holds as lost. */
+export const BLOCKED_GRACE_MS = 5000;
+
+/** Error codes (`Error.code`, as Deno sets it) of a write that can succeed later, once there is room. */
+const BLOCKING_CODES: ReadonlySet<string> = new Set(["ENOSPC", "EDQUOT", "EAGAIN", "EWOULDBLOCK"]);
+
+/**
+ * Thrown by an output's `write` (or `close`) when it could not write for now but will be able to later (a full
+ * disk, a quota, a backend asking to slow down), after undoing any part of the batch it wrote: the output is
+ * paused and the same batch is retried, without limit while the agent runs and for a grace period at stop.
+ * A write that fails with an error whose `code` (or whose cause's) is ENOSPC, EDQUOT or EAGAIN is treated the
+ * same way.
+ *
+ * @example
+ * ```ts
+ * import { OutputBlockedError } from "./output.ts";
+ * import assert from "node:assert/strict";
+ * const cause = Object.assign(new Error("No space left on device (os error 28)"), { code: "ENOSPC" });
+ * const e = new OutputBlockedError("Cannot write out.csv", { cause });
+ * assert.equal(e.code, "ENOSPC");
+ * ```
+ */
+export class OutputBlockedError extends RetryableError {
+  override name = "OutputBlockedError";
+  /** The system error code (`ENOSPC`…), from the options or the cause; `"blocked"` when none is known. */
+  readonly code: string;
+  /** Points that are lost if this failure is never retried (for a failing `close`: what it could not flush). */
+  readonly unwrittenPoints: number;
+  constructor(message: string, options: ErrorOptions & { code?: string; unwrittenPoints?: number } = {}) {
+    super(message, options);
+    this.code = options.code ?? errorCode(options.cause) ?? "blocked";
+    this.unwrittenPoints = options.unwrittenPoints ?? 0;
+  }
+}
+
+/** The first string `code` along an error's `cause` chain (Deno sets `code` on system errors). */
+function errorCode(e: unknown, test: (code: string) => boolean = () => true): string | undefined {
+  for (let depth = 0; depth < 8 && e !== null && typeof e === "object"; depth++) {
+    const code = (e as { code?: unknown }).code;
+    if (typeof code === "string" && test(code)) return code;
+    e = (e as { cause?: unknown }).cause;
+  }
+  return undefined;
+}
+
+/** The code that makes `e` a "blocked, retry later" failure, or undefined. */
+export function blockedCode(e: unknown): string | undefined {
+  if (e instanceof OutputBlockedError) return e.code;
+  return errorCode(e, (c) => BLOCKING_CODES.has(c));
+}
+
+/** True when `e` (or its cause) says the reader of a pipe or socket went away (EPIPE). */
+export function isBrokenPipe(e: unknown): boolean {
+  for (let depth = 0; depth < 8 && e !== null && typeof e === "object"; depth++) {
+    if (e instanceof Deno.errors.BrokenPipe || (e as { code?: unknown }).code === "EPIPE") return true;
+    e = (e as { cause?: unknown }).cause;
+  }
+  return false;
+}
 
 /** Adapts a WritableStream to the {@linkcode Output} interface. */
 export function outputFromWritable(stream: WritableStream<Batch>): Output {
@@ -55,6 +124,16 @@ export class OutputTask {
   #log: Logger;
   #lastDropLog = -Infinity;
   #failed = false;
+  /** The error code while a write is blocked (the output reads as paused); undefined otherwise. */
+  #blocked: string | undefined;
+  #blockedSince = 0;
+  /** `performance.now()` after which a blocked output gives up; set once the stop begins. */
+  #deadline: number | undefined;
+  readonly #graceMs: number;
+  readonly #backoff: readonly [number, number];
+  readonly #onReaderGone: (() => void) | undefined;
+  /** Wakes a blocked output's back-off sleep early (at stop). */
+  #wake: (() => void) | undefined;
   readonly done: Promise<void>;
   /** Attributes of this output's `alumet_dropped_points` series. */
   readonly dropAttributes: Readonly<{ output: string }>;
@@ -62,9 +141,23 @@ export class OutputTask {
   constructor(
     name: ElementName,
     output: Output,
-    options: { capacity: number; policy: FullPolicy; ctx: ElementContext; log: Logger },
+    options: {
+      capacity: number;
+      policy: FullPolicy;
+      ctx: ElementContext;
+      log: Logger;
+      /** Called once when the output's reader went away (EPIPE): the pipeline asks the agent to shut down. */
+      onReaderGone?: (() => void) | undefined;
+      /** How long a blocked output keeps trying after the stop begins, ms. Default {@linkcode BLOCKED_GRACE_MS}. */
+      blockedGraceMs?: number | undefined;
+      /** First and longest delay between tries of a blocked write, ms. Default {@linkcode BLOCKED_BACKOFF_MS}. */
+      backoffMs?: readonly [number, number] | undefined;
+    },
   ) {
     this.name = name;
+    this.#graceMs = options.blockedGraceMs ?? BLOCKED_GRACE_MS;
+    this.#backoff = options.backoffMs ?? BLOCKED_BACKOFF_MS;
+    this.#onReaderGone = options.onReaderGone;
     this.#output = output;
     this.capacity = Math.max(1, options.capacity);
     this.policy = options.policy;
@@ -74,9 +167,14 @@ export class OutputTask {
     this.done = this.#run();
   }
 
-  /** `running`, `paused` or `stopped`. */
+  /** `running`, `paused` or `stopped`; `paused` too while a write is blocked (a full disk). */
   get state(): ElementState {
-    return this.#state;
+    return this.#blocked !== undefined && this.#state === "running" ? "paused" : this.#state;
+  }
+
+  /** The error code (`ENOSPC`…) while a write is blocked and retried, else undefined. */
+  get blocked(): string | undefined {
+    return this.#blocked;
   }
 
   /** Batches waiting in the queue. */
@@ -122,8 +220,19 @@ export class OutputTask {
   /** No more batches will come: write what is queued, then close the output. */
   closeInput(): Promise<void> {
     this.#inputClosed = true;
+    this.beginStop();
     this.#itemWaiter?.();
     return this.done;
+  }
+
+  /**
+   * The stop has begun: from now on a blocked output keeps trying for its grace period only, then counts what
+   * it holds as lost and releases the producers waiting for room. Idempotent.
+   */
+  beginStop(): void {
+    if (this.#deadline !== undefined) return;
+    this.#deadline = performance.now() + this.#graceMs;
+    this.#wake?.(); // retry now rather than at the end of a long back-off
   }
 
   /** Pauses writing; batches keep queueing and the full-queue policy applies. */
@@ -169,22 +278,80 @@ export class OutputTask {
       this.#queue = [];
       this.#head = 0;
       this.#releaseSpace(true);
+      await this.#closeOutput();
+    }
+  }
+
+  /** Closes the output; a close blocked for lack of room is retried like a write, within the grace period. */
+  async #closeOutput(): Promise<void> {
+    this.beginStop();
+    let delay = this.#backoff[0];
+    for (;;) {
       try {
         await this.#output.close?.();
+        if (this.#blocked !== undefined) this.#unblock();
+        return;
       } catch (e) {
-        this.#log.error(`Closing ${formatName(this.name)} failed: ${messageOf(e)}`);
+        const code = blockedCode(e);
+        if (code !== undefined && performance.now() < this.#deadline!) {
+          if (this.#blocked === undefined) this.#block(code, e);
+          this.stats.retries++;
+          await this.#sleep(delay);
+          delay = Math.min(delay * 2, this.#backoff[1]);
+          continue;
+        }
+        const lost = e instanceof OutputBlockedError ? e.unwrittenPoints : 0;
+        if (lost > 0) {
+          this.stats.droppedPoints += lost;
+          this.#log.error(
+            `Closing ${formatName(this.name)} failed${
+              code ? ` (still ${code} ${this.#graceMs} ms after the stop)` : ""
+            }: ` +
+              `${messageOf(e)}; ${lost} points not written`,
+          );
+        } else this.#log.error(`Closing ${formatName(this.name)} failed: ${messageOf(e)}`);
+        return;
       }
     }
   }
 
   async #write(batch: Batch): Promise<void> {
+    let delay = this.#backoff[0];
     for (let attempt = 0;; attempt++) {
       try {
         await this.#output.write(batch, this.#ctx);
         this.stats.batches++;
         this.stats.points += batch.length;
+        if (this.#blocked !== undefined) this.#unblock();
         return;
       } catch (e) {
+        const code = blockedCode(e);
+        if (code !== undefined) {
+          // Paused, not failed: hold the batch and try it again until it goes out (or the stop's grace ends).
+          if (this.#blocked === undefined) this.#block(code, e);
+          this.stats.retries++;
+          if (this.#deadline !== undefined && performance.now() >= this.#deadline) {
+            this.#giveUp(batch, code);
+            return;
+          }
+          await this.#sleep(delay);
+          delay = Math.min(delay * 2, this.#backoff[1]);
+          attempt = -1;
+          continue;
+        }
+        if (isBrokenPipe(e)) {
+          this.#log.error(
+            `Stopped: its reader went away (EPIPE: ${
+              messageOf(e)
+            }), as when \`| head\` exits; stopping the agent`,
+          );
+          this.#countDrop(batch, "its reader went away");
+          this.#failed = true;
+          this.#state = "stopped";
+          this.#blocked = undefined;
+          this.#onReaderGone?.();
+          return;
+        }
         if (e instanceof RetryableError && attempt < RETRY_DELAYS.length) {
           this.stats.retries++;
           this.#log.warn(`Write failed, retrying in ${RETRY_DELAYS[attempt]} ms: ${e.message}`);
@@ -203,6 +370,55 @@ export class OutputTask {
         return;
       }
     }
+  }
+
+  #block(code: string, e: unknown): void {
+    this.#blocked = code;
+    this.#blockedSince = performance.now();
+    const held = this.queued + 1;
+    const full = this.policy === "block"
+      ? "when its queue is full the sources wait"
+      : "when its queue is full the oldest batches are dropped";
+    this.#log.warn(
+      `Paused (${code}): ${messageOf(e)}; holding ${held} batch${held === 1 ? "" : "es"} and retrying the ` +
+        `same batch until it can write (${full})`,
+    );
+  }
+
+  #unblock(): void {
+    const secs = ((performance.now() - this.#blockedSince) / 1000).toFixed(1);
+    this.#log.info(`Resumed after ${secs} s paused (${this.#blocked}): writing again`);
+    this.#blocked = undefined;
+  }
+
+  /** The stop's grace period ended while a write was still blocked: everything held is lost. */
+  #giveUp(batch: Batch, code: string): void {
+    const held = batch.length + this.#queuedPoints();
+    this.#log.error(
+      `Gave up: still ${code} ${this.#graceMs} ms after the stop began; ${held} points not written`,
+    );
+    this.#countDrop(batch, `the output stayed blocked (${code})`);
+    this.#failed = true;
+    this.#state = "stopped";
+    this.#blocked = undefined;
+  }
+
+  #queuedPoints(): number {
+    let n = 0;
+    for (let i = this.#head; i < this.#queue.length; i++) n += this.#queue[i]!.length;
+    return n;
+  }
+
+  /** Waits `ms`, or less when the stop begins meanwhile or its deadline comes first. */
+  async #sleep(ms: number): Promise<void> {
+    if (this.#deadline !== undefined) ms = Math.max(0, Math.min(ms, this.#deadline - performance.now()));
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    await new Promise<void>((resolve) => {
+      this.#wake = resolve;
+      timer = setTimeout(resolve, ms);
+    });
+    clearTimeout(timer);
+    this.#wake = undefined;
   }
 
   /** Drops the consumed head of the queue array once it is most of it. */

@@ -49,8 +49,16 @@ export interface PipelineOptions {
   readonly sourceChannelSize?: number;
   /** Period of the self-monitoring source `source/alumet/self`, ms. Default 1000. */
   readonly selfInterval?: number;
-  /** Called when something asks for a shutdown through the control handle. */
+  /**
+   * Called when something asks for a shutdown: the control handle, or an output whose reader went away (EPIPE,
+   * as when `alumet run | head` has read enough).
+   */
   readonly onShutdownRequest?: () => void;
+  /**
+   * How long an output blocked by a full disk (ENOSPC…) keeps retrying once the stop begins, ms, before what it
+   * holds is counted as lost. Default 5000.
+   */
+  readonly outputBlockedGraceMs?: number;
 }
 
 interface AutonomousSpec {
@@ -338,6 +346,8 @@ export class Pipeline {
           policy: options.whenFull ?? "block",
           ctx: this.#ctx,
           log: new Logger(formatName(name)),
+          onReaderGone: () => this.#options.onShutdownRequest?.(),
+          blockedGraceMs: this.#options.outputBlockedGraceMs,
         }),
       );
     }
@@ -406,8 +416,13 @@ export class Pipeline {
     this.#stopped = Promise.withResolvers<void>();
     const fanIn = this.#fanIn!;
     fanIn.seal();
-    // A paused output would hold the drain back (block) or keep its queue: every output writes to the end.
-    for (const o of this.#outputs.values()) o.resume();
+    // A paused output would hold the drain back (block) or keep its queue: every output writes to the end. One
+    // blocked by a full disk keeps retrying for its grace period from now, then counts what it holds as lost
+    // and lets the drain go on.
+    for (const o of this.#outputs.values()) {
+      o.resume();
+      o.beginStop();
+    }
     const self = this.#sources.get("source/alumet/self");
     await Promise.all([...this.#sources.values()].filter((s) => s !== self).map((s) => s.stop()));
     for (const a of this.#autonomous) a.abort.abort(new Error("shutdown"));

@@ -6,6 +6,7 @@ import { NormalStop, RetryableError } from "../errors.ts";
 import { type LogSink, setLogSink } from "../log.ts";
 import type { Output, Source } from "../plugin/plugin.ts";
 import { Pipeline, triggerIntervals } from "./pipeline.ts";
+import { withTimeout } from "../testing/timeout.ts";
 
 function setup(): { registry: MetricRegistry; m: MetricId<"u64">; pipeline: Pipeline } {
   const registry = new MetricRegistry();
@@ -500,6 +501,97 @@ Deno.test("Pipeline shutdown does not hang", async (t) => {
       logs.restore();
     }
   });
+});
+
+Deno.test("Pipeline: an output blocked by a full disk holds the sources back, resumes, and loses nothing", async () => {
+  const logs = captureLogs();
+  try {
+    const { m, registry } = setup();
+    const pipeline = new Pipeline(registry, {
+      selfInterval: 3_600_000,
+      outputBlockedGraceMs: 200,
+      sourceChannelSize: 2,
+    });
+    const src = counter(m);
+    await pipeline.addManagedSource("test", "in", src, { pollInterval: 2, flushInterval: 2 });
+    let full = false;
+    const out = recorder(m);
+    const write = out.write.bind(out);
+    out.write = (b, ctx) => {
+      if (full) throw Object.assign(new Error("No space left on device (os error 28)"), { code: "ENOSPC" });
+      return write(b, ctx);
+    };
+    pipeline.addOutput("test", "out", out, { queue: 2, whenFull: "block" });
+    pipeline.start();
+    await sleep(30);
+    full = true;
+    await sleep(150);
+    const polledWhileFull = src.polled;
+    await sleep(150);
+    // The fan-in (2 batches) and the queue (2) fill, then the source waits: it is no longer polled.
+    assert.ok(
+      src.polled - polledWhileFull <= 2,
+      `the source was held back (${polledWhileFull} → ${src.polled})`,
+    );
+    full = false;
+    await sleep(50);
+    await pipeline.stop();
+    assert.equal(out.values.length, src.polled, "every polled point written once space came back");
+    assert.deepEqual(out.values, [...out.values].sort((a, b) => a - b));
+    assert.equal(pipeline.stats().outputs.get("output/test/out")!.droppedPoints, 0);
+    assert.ok(logs.lines.some((l) => /Paused \(ENOSPC\)/.test(l)), logs.lines.join("\n"));
+    assert.ok(logs.lines.some((l) => /Resumed/.test(l)), logs.lines.join("\n"));
+  } finally {
+    logs.restore();
+  }
+});
+
+Deno.test("Pipeline: stop with an output still blocked ends after the grace period and counts every point as lost", async () => {
+  const logs = captureLogs();
+  try {
+    const { m, registry } = setup();
+    const pipeline = new Pipeline(registry, { selfInterval: 3_600_000, outputBlockedGraceMs: 100 });
+    const src = counter(m);
+    await pipeline.addManagedSource("test", "in", src, { pollInterval: 2, flushInterval: 2 });
+    const good = recorder(m);
+    pipeline.addOutput("test", "good", good);
+    pipeline.addOutput("test", "full", {
+      write() {
+        throw Object.assign(new Error("No space left on device (os error 28)"), { code: "ENOSPC" });
+      },
+    }, { queue: 2, whenFull: "block" });
+    pipeline.start();
+    await sleep(100);
+    await withTimeout(pipeline.stop(), 20_000, "stop with a blocked output");
+    const stats = pipeline.stats().outputs;
+    assert.equal(good.values.length, src.polled, "the other output got every point");
+    assert.equal(stats.get("output/test/full")!.droppedPoints, src.polled, "the blocked one lost them all");
+  } finally {
+    logs.restore();
+  }
+});
+
+Deno.test("Pipeline: an output whose reader went away (EPIPE) asks for a shutdown", async () => {
+  const logs = captureLogs();
+  try {
+    const { m, registry } = setup();
+    let requests = 0;
+    const pipeline = new Pipeline(registry, { selfInterval: 3_600_000, onShutdownRequest: () => requests++ });
+    await pipeline.addManagedSource("test", "in", counter(m), { pollInterval: 2, flushInterval: 2 });
+    pipeline.addOutput("test", "pipe", {
+      write() {
+        throw new Deno.errors.BrokenPipe("Broken pipe (os error 32)");
+      },
+    });
+    pipeline.start();
+    const t0 = performance.now();
+    while (requests === 0 && performance.now() - t0 < 20_000) await sleep(5);
+    await pipeline.stop();
+    assert.equal(requests, 1);
+    assert.ok(pipeline.stats().outputs.get("output/test/pipe")!.droppedPoints > 0);
+  } finally {
+    logs.restore();
+  }
 });
 
 Deno.test("A TransformStream that enqueues then throws does not duplicate the batch", async () => {
