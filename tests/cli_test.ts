@@ -548,3 +548,103 @@ Deno.test("deno task alumet resolves paths from the caller's directory (INIT_CWD
     await Deno.stat(`${dir}/m.csv`); // the csv went to the caller's directory
   });
 });
+
+Deno.test("alumet config regen never overwrites an existing file without --force", async () => {
+  await withDir(async (dir) => {
+    const mine = `[plugins.mine]\nmodule = "./mine.ts"\n`;
+    await Deno.writeTextFile(`${dir}/alumet-config.toml`, mine);
+    const r = await alumet(["config", "regen"], { cwd: dir });
+    assert.notEqual(r.code, 0);
+    assertOneLineError(r, /alumet-config\.toml exists.*--force/);
+    assert.equal(await Deno.readTextFile(`${dir}/alumet-config.toml`), mine, "the user's file was changed");
+    const forced = await alumet(["config", "regen", "--force"], { cwd: dir });
+    assert.equal(forced.code, 0, forced.stderr);
+    assert.match(await Deno.readTextFile(`${dir}/alumet-config.toml`), /\[plugins\.csv\]/);
+  });
+});
+
+Deno.test("alumet config regen's comments give the defaults the agent really uses", async () => {
+  await withDir(async (dir) => {
+    const r = await alumet(["config", "regen", "--plugins", "csv,log"], { cwd: dir });
+    assert.equal(r.code, 0, r.stderr);
+    const text = await Deno.readTextFile(`${dir}/alumet-config.toml`);
+    // The pipeline's channel between the sources and the transforms holds 64 batches unless configured.
+    assert.match(text, /^# source_channel_size = 64$/m);
+    assert.match(text, /max_update_interval.*\n.*no effect/);
+    assert.ok(text.endsWith("\n"), "the file ends with a line break");
+  });
+});
+
+Deno.test("a malformed --config-override value is an error naming the override, and no file is written", async () => {
+  await withDir(async (dir) => {
+    const r = await alumet(["--config-override", 'plugins.csv.output_path="a', "exec", "--", "true"], {
+      cwd: dir,
+    });
+    assert.equal(r.code, 2, r.stderr);
+    assertOneLineError(r, /--config-override: plugins\.csv\.output_path="a: expected a TOML value/);
+    assert.deepEqual([...Deno.readDirSync(dir)].map((e) => e.name), [], "a file was created");
+  });
+});
+
+Deno.test("alumet help and alumet help COMMAND print the help", async () => {
+  await withDir(async (dir) => {
+    const main = await alumet(["--help"], { cwd: dir });
+    const help = await alumet(["help"], { cwd: dir });
+    assert.equal(help.code, 0, help.stderr);
+    assert.equal(help.stdout, main.stdout);
+    assert.match(main.stdout, /^ {2}help \[COMMAND\]/m);
+    const exec = await alumet(["help", "exec"], { cwd: dir });
+    assert.equal(exec.code, 0, exec.stderr);
+    assert.equal(exec.stdout, (await alumet(["exec", "--help"], { cwd: dir })).stdout);
+    const bad = await alumet(["help", "exce"], { cwd: dir });
+    assert.equal(bad.code, 2);
+    assertOneLineError(bad, /Unknown command "exce"; did you mean "exec"/);
+  });
+});
+
+Deno.test("alumet plugins list shows an external plugin's version, and accepts --status", async () => {
+  await withDir(async (dir) => {
+    await Deno.writeTextFile(`${dir}/probe.ts`, PLUGIN_MODULE);
+    await Deno.writeTextFile(`${dir}/alumet-config.toml`, `[plugins.probe]\nmodule = "./probe.ts"\n`);
+    for (const args of [["plugins", "list"], ["plugins", "list", "--status"]]) {
+      const r = await alumet(args, { cwd: dir });
+      assert.equal(r.code, 0, r.stderr);
+      assert.match(r.stdout, /^probe\s+1\.0\.0\s+enabled\s+external: \S+probe\.ts$/m, args.join(" "));
+    }
+  });
+});
+
+Deno.test("Alumet's CLI options are accepted, with a note where they have no effect", async () => {
+  await withDir(async (dir) => {
+    const r = await alumet([
+      "--plugins",
+      "log",
+      "--max-update-interval",
+      "500ms",
+      "--source-channel-size",
+      "16",
+      "--normal-worker-threads",
+      "2",
+      "--priority-worker-threads",
+      "1",
+      "plugins",
+      "list",
+    ], { cwd: dir, env: { ALUMET_LOG: "info" } });
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stderr, /--max-update-interval.*no effect/);
+    assert.match(r.stderr, /--normal-worker-threads.*no effect/);
+    assert.match(r.stderr, /--priority-worker-threads.*no effect/);
+    assert.doesNotMatch(r.stderr, /--source-channel-size.*no effect/);
+    for (
+      const [args, pattern] of [
+        [["--source-channel-size", "0"], /--source-channel-size.*positive integer/],
+        [["--max-update-interval", "1ns"], /--max-update-interval.*from 100us to 24d/],
+        [["--normal-worker-threads", "x"], /--normal-worker-threads.*positive integer/],
+      ] as const
+    ) {
+      const bad = await alumet([...args, "--plugins", "log", "plugins", "list"], { cwd: dir });
+      assert.equal(bad.code, 2, bad.stderr);
+      assertOneLineError(bad, pattern);
+    }
+  });
+});

@@ -34,3 +34,54 @@ export async function loadAllBuiltins(): Promise<PluginMetadata<unknown>[]> {
 
 /** The plugins enabled when there is no config file and no `--plugins`. */
 export const DEFAULT_ENABLED: readonly string[] = ["procfs", "csv"];
+
+/**
+ * The names of Alumet's plugins (alumet-dev/alumet: `static_plugins!` of the agent's `main.rs` at v0.9.5 and on
+ * the main branch, and the `name()` of each crate under `plugins/`), with the names older releases used
+ * (`nvidia`, `OAR3`, `oar2-plugin`, `kwollect`). A config section for one this agent does not implement is
+ * skipped with a warning, so that Alumet's own configs start here.
+ */
+export const ALUMET_PLUGIN_NAMES: ReadonlySet<string> = new Set([
+  // every target
+  "csv",
+  "prometheus-exporter",
+  "influxdb",
+  "mongodb",
+  "relay-client",
+  "relay-server",
+  "opentelemetry",
+  "aggregation",
+  "energy-attribution",
+  "energy-estimation-tdp",
+  "energy-to-carbon",
+  "elasticsearch",
+  "filter",
+  "kwollect-input",
+  "kwollect-output",
+  // Linux
+  "socket-control",
+  "k8s",
+  "slurm",
+  "oar",
+  "cgroups",
+  "containers",
+  "grace-hopper",
+  "rapl",
+  "perf",
+  "procfs",
+  "nvml",
+  "jetson",
+  "amd-gpu",
+  "quarch",
+  "process-to-cgroup-bridge",
+  // names of earlier releases (0.8: the packaged config and the Helm chart still use some)
+  "nvidia",
+  "OAR3",
+  "oar2-plugin",
+  "kwollect",
+]);
+
+/** The Alumet plugins this agent does not implement: their sections are skipped with a warning. */
+export const ALUMET_ONLY: ReadonlySet<string> = new Set(
+  [...ALUMET_PLUGIN_NAMES].filter((n) => !BUILTIN_LOADERS.has(n)),
+);

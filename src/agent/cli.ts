@@ -12,7 +12,8 @@ import { AlumetError, closest, messageOf, UsageError } from "../errors.ts";
 import { LOG_LEVELS, Logger, logLevel, setLogLevel } from "../log.ts";
 import type { PluginMetadata } from "../plugin/plugin.ts";
 import { Agent, type PluginEntry } from "./agent.ts";
-import { BUILTIN_LOADERS, DEFAULT_ENABLED, loadBuiltin } from "./builtin.ts";
+import { ALUMET_ONLY, BUILTIN_LOADERS, DEFAULT_ENABLED, loadBuiltin } from "./builtin.ts";
+import { intervalProblem, parseDuration } from "../model/duration.ts";
 import { loadConfig, type PluginSection, type RawConfig, selectPlugins } from "./config.ts";
 import { stringifyToml } from "../deps.ts";
 import { keySegment } from "../plugin/config.ts";
@@ -62,6 +63,18 @@ export const GLOBAL_OPTIONS = {
     valueName: "PATH",
     help: "Where the file outputs write (the default one is enabled if none is)",
   },
+  "max-update-interval": {
+    type: "string",
+    valueName: "DUR",
+    help: "Alumet's, accepted: no effect here (control requests apply at once)",
+  },
+  "source-channel-size": {
+    type: "string",
+    valueName: "N",
+    help: "Batches buffered between the sources and the transforms [default: 64]",
+  },
+  "normal-worker-threads": { type: "string", valueName: "N", help: "Alumet's, accepted: no effect here" },
+  "priority-worker-threads": { type: "string", valueName: "N", help: "Alumet's, accepted: no effect here" },
   "log-level": {
     type: "string",
     valueName: "LEVEL",
@@ -79,6 +92,7 @@ Usage: alumet [OPTIONS] [COMMAND]
 
 Commands:
 ${formatCommands(COMMANDS)}
+  ${"help [COMMAND]".padEnd(19)} Print this help, or the help of COMMAND
 
 Options:
 ${formatOptions(GLOBAL_OPTIONS)}
@@ -189,14 +203,21 @@ export function parseCommandLine(args: readonly string[]): ParsedCommandLine {
       if (takesNext(a, GLOBAL_OPTIONS) && i + 1 < args.length) head.push(args[++i]!);
       continue;
     }
-    const found = BY_NAME.get(a);
-    if (found === undefined) {
-      const names = COMMANDS.map((c) => c.name);
-      const near = closest(a, names);
-      throw new UsageError(
-        `Unknown command "${a}"${near ? `; did you mean "${near}"?` : ""} (commands: ${names.join(", ")})`,
-      );
+    if (a === "help") {
+      // `alumet help [COMMAND]`, as clap's: the same as `alumet [COMMAND] --help`.
+      const rest = args.slice(i + 1).filter((x) => !x.startsWith("-"));
+      const name = rest[0];
+      if (name !== undefined && !BY_NAME.has(name)) throw unknownCommand(name);
+      return {
+        command: name ?? COMMANDS[0]!.name,
+        named: name !== undefined,
+        positionals: [],
+        program: [],
+        values: { help: true },
+      };
     }
+    const found = BY_NAME.get(a);
+    if (found === undefined) throw unknownCommand(a);
     command = found;
     named = true;
     i++;
@@ -232,6 +253,14 @@ export function parseCommandLine(args: readonly string[]): ParsedCommandLine {
     );
   }
   return { command: command.name, named, positionals: parsed.positionals, program, values: parsed.values };
+}
+
+function unknownCommand(word: string): UsageError {
+  const names = [...COMMANDS.map((c) => c.name), "help"];
+  const near = closest(word, names);
+  return new UsageError(
+    `Unknown command "${word}"${near ? `; did you mean "${near}"?` : ""} (commands: ${names.join(", ")})`,
+  );
 }
 
 /** The directory the user ran the command from: `deno task` runs in the project root and sets INIT_CWD. */
@@ -342,12 +371,18 @@ async function loadSetup(v: CommandContext["options"], logger: Logger): Promise<
       overrides: [...v["config-override"] ?? [], ...extra],
     });
   const only = v.plugins?.split(",").map((s) => s.trim()).filter((s) => s);
-  const select = (raw: RawConfig) =>
-    selectPlugins(raw, {
+  let skipped = new Set<string>();
+  const select = (raw: RawConfig) => {
+    skipped = new Set();
+    return selectPlugins(raw, {
       known: BUILTIN_LOADERS,
       ...(only ? { only } : {}),
       enabledByDefault: DEFAULT_ENABLED,
+      skip: ALUMET_ONLY,
+      onSkip: (name) => skipped.add(name),
     });
+  };
+  const alumetOptions = alumetOptionsOf(v, logger);
   let raw = await load([]);
   if (!raw.fromFile) {
     logger.info(`No config file at ${path}: using the built-in defaults (alumet config regen writes them)`);
@@ -386,12 +421,51 @@ async function loadSetup(v: CommandContext["options"], logger: Logger): Promise<
     }
     for (const [s, key] of writers) s.table[key] = outputFile;
   }
+  for (const name of skipped) {
+    logger.warn(
+      `Plugin "${name}" is an Alumet plugin that this agent does not implement: skipping its section`,
+    );
+  }
   return {
     sections,
     source: raw.source,
     fromFile: raw.fromFile,
-    sourceChannelSize: raw.general.sourceChannelSize,
+    sourceChannelSize: alumetOptions.sourceChannelSize ?? raw.general.sourceChannelSize,
   };
+}
+
+/**
+ * Alumet's command-line options: checked, `--source-channel-size` taken (it overrides the config's
+ * `source_channel_size`, as in Alumet), a note for each of the others, which have no effect here.
+ */
+function alumetOptionsOf(v: CommandContext["options"], logger: Logger): { sourceChannelSize?: number } {
+  const positive = (name: string): number | undefined => {
+    const text = v[name as keyof typeof v] as string | undefined;
+    if (text === undefined) return undefined;
+    const n = /^\d+$/.test(text.trim()) ? Number(text) : NaN;
+    if (!(Number.isSafeInteger(n) && n > 0)) {
+      throw new UsageError(`Option --${name} needs a positive integer, not "${text}"`);
+    }
+    return n;
+  };
+  const interval = v["max-update-interval"];
+  if (interval !== undefined) {
+    const ms = parseDuration(interval);
+    const problem = ms === undefined ? `a duration such as "1s"` : intervalProblem(ms);
+    if (problem !== undefined) {
+      throw new UsageError(`Option --max-update-interval needs ${problem}, not "${interval}"`);
+    }
+    logger.info("--max-update-interval has no effect here: control requests apply at once");
+  }
+  for (const name of ["normal-worker-threads", "priority-worker-threads"]) {
+    if (positive(name) !== undefined) {
+      logger.info(
+        `--${name} has no effect here: the agent runs on Deno's event loop, fast sources in a sampling Worker`,
+      );
+    }
+  }
+  const size = positive("source-channel-size");
+  return size === undefined ? {} : { sourceChannelSize: size };
 }
 
 function absolute(path: string): string {
@@ -416,6 +490,7 @@ function contextOf(p: ParsedCommandLine, logger: Logger): CommandContext {
     program: p.program,
     logger,
     setup: () => setup ??= loadSetup(p.values as CommandContext["options"], logger),
+    plugin: pluginOf,
     agent: async (s, extra = []) =>
       new Agent({
         plugins: [...await pluginEntries(s), ...extra],

@@ -102,12 +102,23 @@ export interface SelectOptions {
   only?: readonly string[];
   /** The plugins that run when no file was read and `--plugins` is not given, in start order. */
   enabledByDefault: readonly string[];
+  /**
+   * Plugins this agent knows by name but does not implement (Alumet's others): a section or a `--plugins`
+   * name for one is skipped instead of being an error. Default: none.
+   */
+  skip?: ReadonlySet<string>;
+  /** Told, once each, of the skipped plugins that would have run (enabled ones). Default: nothing. */
+  onSkip?: (name: string) => void;
 }
 
 /** The `source` of a problem found in a `--config-override` value. */
 const OVERRIDE = "--config-override";
-/** Alumet's defaults for the general keys, written (commented) by {@linkcode renderDefaultConfig}. */
-const GENERAL_DEFAULTS = { max_update_interval: "2s", source_channel_size: 2048 } as const;
+/**
+ * The capacity of the channel between the sources and the transforms when `source_channel_size` is not set, in
+ * batches: the pipeline's default (`src/pipeline/pipeline.ts`), written (commented) by
+ * {@linkcode renderDefaultConfig}.
+ */
+export const DEFAULT_SOURCE_CHANNEL_SIZE = 64;
 
 const GENERAL_SCHEMA = z.strictObject({
   max_update_interval: duration().optional(),
@@ -213,8 +224,8 @@ export function parseConfigText(
  * @param raw the configuration from {@linkcode loadConfig}
  * @param options the known plugins, `--plugins` and the default set
  * @returns the sections of the plugins to run, `enabled: true`, external ones with their `module`
- * @throws {ConfigError} for a plugin name (in the file, an override or `--plugins`) that is neither known nor
- *   given a `module`; the message lists the known plugins
+ * @throws {ConfigError} for a plugin name (in the file, an override or `--plugins`) that is neither known, nor
+ *   in `skip`, nor given a `module`; the message lists the known plugins and suggests a near name
  *
  * @example
  * ```ts
@@ -233,18 +244,20 @@ export function parseConfigText(
  * ```
  */
 export function selectPlugins(raw: RawConfig, options: SelectOptions): PluginSection[] {
-  const { known, only, enabledByDefault } = options;
+  const { known, only, enabledByDefault, skip = new Set<string>(), onSkip } = options;
   const byName = new Map(raw.sections.map((s) => [s.name, s]));
   const usable = (name: string) => known.has(name) || byName.get(name)?.module !== undefined;
+  const skipped = (name: string) => !usable(name) && skip.has(name);
+  const unknownPlugin = (name: string, source: string, key: string) =>
+    unknownPluginError(name, source, key, known, skip);
   for (const section of raw.sections) {
-    if (!usable(section.name)) {
+    if (!usable(section.name) && !skip.has(section.name)) {
       const origin = ORIGINS.get(section.table);
       const fromOverride = origin !== undefined && origin.fileTable === undefined;
       throw unknownPlugin(
         section.name,
         fromOverride ? OVERRIDE : raw.source,
         `plugins.${keySegment(section.name)}`,
-        known,
       );
     }
   }
@@ -255,16 +268,18 @@ export function selectPlugins(raw: RawConfig, options: SelectOptions): PluginSec
   if (only !== undefined) {
     const wanted = unique(only.map((n) => n.trim()).filter((n) => n !== ""));
     for (const name of wanted) {
-      if (!usable(name)) throw unknownPlugin(name, "--plugins", name, known);
+      if (!usable(name) && !skip.has(name)) throw unknownPlugin(name, "--plugins", name);
     }
     const set = new Set(wanted);
     chosen = unique([...order.filter((n) => set.has(n)), ...wanted]);
   } else {
     for (const name of enabledByDefault) {
-      if (!usable(name)) throw unknownPlugin(name, "defaults", name, known);
+      if (!usable(name)) throw unknownPlugin(name, "defaults", name);
     }
     chosen = order.filter((n) => byName.get(n)?.enabled ?? true);
   }
+  for (const name of chosen) if (skipped(name)) onSkip?.(name);
+  chosen = chosen.filter((name) => !skipped(name));
   return chosen.map((name) => {
     const section = byName.get(name);
     if (section === undefined) return { name, enabled: true, table: {} };
@@ -294,7 +309,7 @@ export function validateSection<C>(meta: PluginMetadata<C>, section: PluginSecti
 }
 
 /**
- * The text of a config file for `config regen`: the general keys, commented out with Alumet's defaults, then
+ * The text of a config file for `config regen`: the general keys, commented out with the agent's defaults, then
  * one `[plugins.<name>]` section per plugin with its `defaultConfig()`, in the given order. `${` in a value is
  * written `\${`, so that the text reads back the same through {@linkcode parseConfigText}.
  *
@@ -315,10 +330,10 @@ export function renderDefaultConfig(plugins: readonly PluginMetadata<unknown>[])
   const head = [
     "# Configuration of the Alumet agent.",
     "",
-    '# The longest time measurements wait before they are sent on (a duration such as "500ms").',
-    `# max_update_interval = ${JSON.stringify(GENERAL_DEFAULTS.max_update_interval)}`,
+    "# max_update_interval (in Alumet, the longest delay before a control request applies) is accepted and",
+    "# has no effect here: control requests apply at once.",
     "# The capacity of the channel between the sources and the transforms, in batches.",
-    `# source_channel_size = ${GENERAL_DEFAULTS.source_channel_size}`,
+    `# source_channel_size = ${DEFAULT_SOURCE_CHANNEL_SIZE}`,
     "",
     "# One [plugins.<name>] section per plugin to run, in start order (which is also the transform order).",
     "# A plugin with no section does not run; `enabled = false` keeps a section without running the plugin.",
@@ -328,7 +343,7 @@ export function renderDefaultConfig(plugins: readonly PluginMetadata<unknown>[])
   for (const meta of plugins) setOwn(sections, meta.name, defaultConfigOf(meta));
   if (Object.keys(sections).length === 0) return head;
   const body = stringifyToml({ plugins: sections }).replaceAll("${", "\\${");
-  return `${head}\n${body}`;
+  return `${head}\n${body.endsWith("\n") ? body : `${body}\n`}`;
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -549,14 +564,15 @@ function resolveModule(module: string, baseDir: () => string): string {
   return isAbsolute(module) ? resolve(module) : resolve(baseDir(), module);
 }
 
-function unknownPlugin(
+function unknownPluginError(
   name: string,
   source: string,
   key: string,
   known: ReadonlyMap<string, unknown>,
+  others: ReadonlySet<string>,
 ): ConfigError {
   const names = [...known.keys()].sort();
-  const near = closest(name, names);
+  const near = closest(name, names) ?? closest(name, [...others]);
   return new ConfigError({
     source,
     key,

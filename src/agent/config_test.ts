@@ -5,6 +5,7 @@ import { DURATION_UNITS } from "../model/duration.ts";
 import type { PluginMetadata } from "../plugin/plugin.ts";
 import { duration, z } from "../plugin/schema.ts";
 import {
+  DEFAULT_SOURCE_CHANNEL_SIZE,
   loadConfig,
   parseConfigText,
   type PluginSection,
@@ -366,6 +367,41 @@ Deno.test("selectPlugins decides which plugins run, in order", async (t) => {
     );
   });
 
+  await t.step(
+    "a section of a plugin in `skip` (Alumet's, not implemented) is skipped; enabled ones are told",
+    () => {
+      const text = "[plugins.socket-control]\n[plugins.csv]\n[plugins.k8s]\nenable = false\n";
+      const told: string[] = [];
+      const skip = new Set(["socket-control", "k8s", "rapl"]);
+      const chosen = selectPlugins(parseConfigText(text, "a.toml"), {
+        known,
+        enabledByDefault: [],
+        skip,
+        onSkip: (n) => told.push(n),
+      });
+      equal(chosen.map((s) => s.name).join(), "csv");
+      equal(told.join(), "socket-control", "only the enabled one is told, once");
+      const withOnly = selectPlugins(parseConfigText(text, "a.toml"), {
+        known,
+        enabledByDefault: [],
+        skip,
+        only: ["csv", "k8s"],
+        onSkip: (n) => told.push(n),
+      });
+      equal(withOnly.map((s) => s.name).join(), "csv");
+      equal(told.join(), "socket-control,k8s");
+      throwsConfig(
+        () =>
+          selectPlugins(parseConfigText("[plugins.socket-contrl]\n", "a.toml"), {
+            known,
+            enabledByDefault: [],
+            skip,
+          }),
+        'Invalid config in a.toml: plugins.socket-contrl: expected a known plugin (one of: csv, perf, procfs, rapl); did you mean "socket-control"?',
+      );
+    },
+  );
+
   await t.step("an unknown plugin created by an override names --config-override", () => {
     const raw = parseConfigText(file, "a.toml", { overrides: ["plugins.csvv.output_path=o.csv"] });
     throwsConfig(
@@ -572,13 +608,16 @@ Deno.test("renderDefaultConfig writes a file that parses back to the defaults", 
     );
   });
 
-  await t.step("the general keys are written commented out, and they parse when uncommented", () => {
-    const text = renderDefaultConfig([]);
-    match(text, /^# max_update_interval = "2s"$/m);
-    match(text, /^# source_channel_size = 2048$/m);
-    const raw = parseConfigText(text.replaceAll(/^# (\w+ = )/gm, "$1"), "a.toml");
-    deepEqual(raw.general, { maxUpdateInterval: 2000, sourceChannelSize: 2048 });
-  });
+  await t.step(
+    "the general keys are written commented out with the agent's defaults; they parse uncommented",
+    () => {
+      const text = renderDefaultConfig([]);
+      match(text, /^# max_update_interval .*\n# has no effect here/m);
+      match(text, new RegExp(`^# source_channel_size = ${DEFAULT_SOURCE_CHANNEL_SIZE}$`, "m"));
+      const raw = parseConfigText(text.replaceAll(/^# (\w+ = )/gm, "$1"), "a.toml");
+      deepEqual(raw.general, { sourceChannelSize: DEFAULT_SOURCE_CHANNEL_SIZE });
+    },
+  );
 
   await t.step("the sections validate against the plugins' schemas", () => {
     const raw = parseConfigText(renderDefaultConfig([demo]), "a.toml");

@@ -5,7 +5,7 @@
  */
 import { AlumetError, closest, messageOf, UsageError } from "../../errors.ts";
 import type { PluginMetadata } from "../../plugin/plugin.ts";
-import { BUILTIN_NAMES, DEFAULT_ENABLED, loadBuiltin } from "../builtin.ts";
+import { ALUMET_ONLY, BUILTIN_NAMES, DEFAULT_ENABLED, loadBuiltin } from "../builtin.ts";
 import { renderDefaultConfig } from "../config.ts";
 import { defineCommand } from "./define.ts";
 
@@ -17,11 +17,13 @@ export const command = defineCommand({
   usage: "config regen [OPTIONS]",
   description:
     `Writes the default configuration of the enabled plugins (the defaults, or --plugins) to the config file
-(--config, default alumet-config.toml), replacing it.`,
-  options: {},
+(--config, default alumet-config.toml). An existing file is kept unless --force is given.`,
+  options: {
+    force: { type: "boolean", help: "Replace the config file if it exists" },
+  },
   async run(ctx) {
     if (ctx.positionals[0] !== "regen" || ctx.positionals.length !== 1) {
-      throw new UsageError("Usage: alumet config regen [--config PATH] [--plugins A,B]");
+      throw new UsageError("Usage: alumet config regen [--config PATH] [--plugins A,B] [--force]");
     }
     const path = ctx.options.config ?? Deno.env.get("ALUMET_CONFIG") ?? "alumet-config.toml";
     const names = ctx.options.plugins?.split(",").map((s) => s.trim()).filter((s) => s) ??
@@ -29,6 +31,12 @@ export const command = defineCommand({
     const metas: PluginMetadata<unknown>[] = [];
     for (const n of names) {
       const m = await loadBuiltin(n);
+      if (m === undefined && ALUMET_ONLY.has(n)) {
+        ctx.logger.warn(
+          `Plugin "${n}" is an Alumet plugin that this agent does not implement: no section for it`,
+        );
+        continue;
+      }
       if (m === undefined) {
         const near = closest(n, BUILTIN_NAMES);
         throw new UsageError(
@@ -40,11 +48,18 @@ export const command = defineCommand({
     }
     const text = renderDefaultConfig(metas);
     try {
-      Deno.writeTextFileSync(path, text);
+      // Without --force, `createNew` fails if the file exists, in the same system call that would create it.
+      Deno.writeTextFileSync(path, text, ctx.options.force ? {} : { createNew: true });
     } catch (e) {
+      if (e instanceof Deno.errors.AlreadyExists) {
+        throw new AlumetError(
+          `The config file ${path} exists: not replaced (it may hold your settings); ` +
+            `use --force to replace it, or --config to write another file`,
+        );
+      }
       throw new AlumetError(`Cannot write the config file ${path}: ${messageOf(e)}`);
     }
-    ctx.logger.info(`Wrote the default config of ${names.join(", ")} to ${path}`);
+    ctx.logger.info(`Wrote the default config of ${metas.map((m) => m.name).join(", ")} to ${path}`);
     return 0;
   },
 });

@@ -29,6 +29,7 @@ import type { Logger } from "../../log.ts";
 import type { PluginMetadata } from "../../plugin/plugin.ts";
 import type { Agent } from "../agent.ts";
 import type { GLOBAL_OPTIONS, Setup } from "../cli.ts";
+import type { PluginSection } from "../config.ts";
 
 /** One option of the command line. */
 export interface OptionSpec {
@@ -73,6 +74,8 @@ export interface CommandContext<O extends OptionSpecs = OptionSpecs> {
    * plugins; the same result on every call.
    */
   setup(): Promise<Setup>;
+  /** The plugin of an enabled section: a built-in one, or the module its `module` key names (loaded once). */
+  plugin(section: PluginSection): Promise<PluginMetadata<unknown>>;
   /** An agent with the enabled plugins, then `extra`. */
   agent(setup: Setup, extra?: readonly PluginMetadata<unknown>[]): Promise<Agent>;
   /** Writes `text` and a line break to stdout (or `stream`), whole. */

@@ -13,11 +13,15 @@ export const command = defineCommand({
   synopsis: "plugins list",
   summary: "List the plugins and whether they are enabled",
   usage: "plugins list [OPTIONS]",
-  description: "Lists the built-in plugins, their versions, and whether the current config enables them.",
-  options: {},
+  description:
+    `Lists the built-in plugins and the external ones the config names, their versions, and whether the current
+config enables them.`,
+  options: {
+    status: { type: "boolean", help: "Alumet's option: the status is always shown here" },
+  },
   async run(ctx) {
     if (ctx.positionals[0] !== "list" || ctx.positionals.length !== 1) {
-      throw new UsageError("Usage: alumet plugins list");
+      throw new UsageError("Usage: alumet plugins list [--status]");
     }
     const setup = await ctx.setup();
     const enabled = new Set(setup.sections.map((s) => s.name));
@@ -28,7 +32,7 @@ export const command = defineCommand({
       m.description ?? "",
     ]);
     for (const s of setup.sections) {
-      if (s.module) rows.push([s.name, "?", "enabled", `external: ${s.module}`]);
+      if (s.module) rows.push([s.name, (await ctx.plugin(s)).version, "enabled", `external: ${s.module}`]);
     }
     const widths = [0, 1, 2].map((c) => Math.max(...rows.map((r) => r[c]!.length)));
     ctx.write(
