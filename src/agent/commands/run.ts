@@ -1,9 +1,11 @@
 /**
- * `alumet run`: measure until SIGINT or SIGTERM, then write every point measured so far.
+ * `alumet run`: measure until SIGINT, SIGTERM or SIGHUP, then write every point measured so far.
  *
  * @module
  */
 import { UsageError } from "../../errors.ts";
+import { EXIT_POINTS_LOST, reportLosses } from "../losses.ts";
+import { StopSignals } from "../signals.ts";
 import { StatusLine } from "../status.ts";
 import { defineCommand } from "./define.ts";
 
@@ -11,11 +13,14 @@ import { defineCommand } from "./define.ts";
 export const command = defineCommand({
   name: "run",
   synopsis: "run",
-  summary: "Measure until SIGINT or SIGTERM (the default command)",
+  summary: "Measure until SIGINT, SIGTERM or SIGHUP (the default command)",
   usage: "run [OPTIONS]",
   description:
-    `Runs the agent: the enabled sources are measured and sent to the outputs until SIGINT (Ctrl-C) or SIGTERM;
-then every point measured so far is written before the agent exits. A second Ctrl-C exits at once.`,
+    `Runs the agent: the enabled sources are measured and sent to the outputs until SIGINT (Ctrl-C), SIGTERM or
+SIGHUP; then every point measured so far is written before the agent exits. The exit code is 0 when every
+point was written, ${EXIT_POINTS_LOST} when an output lost some (the log says how many). Repeats of a signal
+within a second count once (a Ctrl-C reaches the agent twice through \`deno task\`); a second Ctrl-C after
+that exits at once with code 130, without writing what is left.`,
   options: {},
   async run(ctx) {
     const logger = ctx.logger;
@@ -23,30 +28,22 @@ then every point measured so far is written before the agent exits. A second Ctr
       throw new UsageError(`\`alumet run\` takes no argument (got "${ctx.positionals[0]}")`);
     }
     await using agent = await ctx.agent(await ctx.setup());
-    const stop = Promise.withResolvers<string>();
-    let signals = 0;
-    const onSignal = (sig: Deno.Signal) => () => {
-      if (++signals > 1) {
-        logger.warn(`Second ${sig}: exiting without draining`);
-        Deno.exit(130);
-      }
-      stop.resolve(sig);
-    };
-    const handlers = (["SIGINT", "SIGTERM"] as const).map((s) => [s, onSignal(s)] as const);
-    for (const [s, h] of handlers) Deno.addSignalListener(s, h);
-    try {
-      await agent.start();
-      logger.info(`Running with ${agent.pluginNames.join(", ")}; press Ctrl-C to stop`);
-      using _status = new StatusLine(agent);
-      const why = await Promise.race([
-        stop.promise,
-        agent.shutdownRequested.then(() => "a shutdown request"),
-      ]);
-      logger.info(`Stopping (${why}): writing what was measured`);
-      await agent.stop();
-      return 0;
-    } finally {
-      for (const [s, h] of handlers) Deno.removeSignalListener(s, h);
-    }
+    // Kept until the drain is over: the repeats of the stop signal arriving during it are absorbed there.
+    using signals = new StopSignals(logger);
+    await agent.start();
+    const plugins = agent.pluginNames;
+    logger.info(
+      `Running with ${plugins.length === 0 ? "no plugin" : plugins.join(", ")}; press Ctrl-C to stop`,
+    );
+    using _status = new StatusLine(agent);
+    const why = await Promise.race([
+      signals.stopped,
+      agent.shutdownRequested.then(() => "a shutdown request"),
+    ]);
+    logger.info(`Stopping (${why}): writing what was measured`);
+    await agent.stop();
+    // One line per output that lost points, with how many; the exit code tells scripts.
+    if (reportLosses(agent, logger) > 0) return EXIT_POINTS_LOST;
+    return 0;
   },
 });
