@@ -15,5 +15,5 @@ export function createSource(config: MachineSourceConfig): Source {
     event: parsePerfEvent(name),
     metric: config.metrics[i] as MetricId<"u64">,
   }));
-  return openMachineSource(usable, config.ratio as MetricId<"f64">, config.cpus);
+  return openMachineSource(usable, config.ratio as MetricId<"f64">, config.cpus, { scale: config.scale });
 }

@@ -30,32 +30,140 @@ import { customUnit, unit } from "../../src/model/units.ts";
 import { duration, z } from "../../src/plugin/schema.ts";
 import { encodeNamePart } from "../../src/pipeline/names.ts";
 import type { Logger } from "../../src/log.ts";
-import { messageOf } from "../../src/errors.ts";
+import { AlumetError, closest, messageOf } from "../../src/errors.ts";
 import { cString, ErrnoError, libc, O_RDONLY_CLOEXEC, unwrap } from "../../src/ffi/libc.ts";
 import { isStopped } from "../../src/sys/proc_state.ts";
 import { PERF_FLAG_PID_CGROUP, PerfGroup } from "../../src/ffi/perf_event.ts";
-import { listPmus, type ParsedPerfEvent, parsePerfEvent } from "../../src/ffi/perf_events_parse.ts";
+import {
+  isLibpfmStyle,
+  listPmus,
+  type ParsedPerfEvent,
+  parsePerfEvent,
+  PerfEventError,
+} from "../../src/ffi/perf_events_parse.ts";
 import { HOT_PERIOD_MS } from "../../src/pipeline/sampler.ts";
 import { type MachineSourceConfig, openMachineSource, TargetSource, type Usable } from "./target.ts";
 import { type CgroupLayout, detectLayout } from "../../src/sys/cgroup_layout.ts";
 
+/** The default `events`: software events that exist everywhere, and the two hardware events most asked for. */
+const DEFAULT_EVENTS = ["task-clock", "page-faults", "context-switches", "cycles", "instructions"];
+
+/** Alumet 0.9's `hardware_events` names (`plugins/perf/src/events.rs`, `parse_hardware`). */
+export const ALUMET_HARDWARE_EVENTS = [
+  "CPU_CYCLES",
+  "INSTRUCTIONS",
+  "CACHE_REFERENCES",
+  "CACHE_MISSES",
+  "BRANCH_INSTRUCTIONS",
+  "BRANCH_MISSES",
+  "BUS_CYCLES",
+  "STALLED_CYCLES_FRONTEND",
+  "STALLED_CYCLES_BACKEND",
+  "REF_CPU_CYCLES",
+] as const;
+
+/** Alumet 0.9's `software_events` names (`parse_software`). */
+export const ALUMET_SOFTWARE_EVENTS = [
+  "PAGE_FAULTS",
+  "CONTEXT_SWITCHES",
+  "CPU_MIGRATIONS",
+  "PAGE_FAULTS_MIN",
+  "PAGE_FAULTS_MAJ",
+  "ALIGNMENT_FAULTS",
+  "EMULATION_FAULTS",
+  "CGROUP_SWITCHES",
+] as const;
+
+/** Alumet 0.9's `cache_events` names, `<cache>_<op>_<result>` (`parse_cache`). */
+export const ALUMET_CACHE_EVENTS: readonly string[] = ["L1D", "L1I", "LL", "DTLB", "ITLB", "BPU", "NODE"]
+  .flatMap((c) =>
+    ["READ", "WRITE", "PREFETCH"].flatMap((o) => ["ACCESS", "MISS"].map((r) => `${c}_${o}_${r}`))
+  );
+
+/** An entry of `events`: an event, or Alumet's `{ event = "…", rename = "…" }`. */
+export interface PerfEventEntry {
+  readonly event: string;
+  readonly rename?: string;
+}
+
+const EVENT_ENTRY = 'a perf event such as "cycles" or "INSTRUCTIONS#u:k", or { event = "…", rename = "…" }';
+
+/** `events` entries: a string, or a table with `event` and an optional `rename` (Alumet's main branch). */
+const eventEntry = z.unknown().transform((v, ctx): PerfEventEntry => {
+  const fail = (message: string, path: (string | number)[] = []) => {
+    ctx.issues.push({ code: "custom", message, path, input: v });
+    return z.NEVER;
+  };
+  if (typeof v === "string") return v.trim() === "" ? fail(EVENT_ENTRY) : { event: v };
+  if (typeof v !== "object" || v === null || Array.isArray(v)) return fail(EVENT_ENTRY);
+  const t = v as Record<string, unknown>;
+  for (const key of Object.keys(t)) {
+    if (key !== "event" && key !== "rename") {
+      const hint = closest(key, ["event", "rename"]);
+      return fail(`a known key (event, rename)${hint ? `; did you mean "${hint}"?` : ""}`, [key]);
+    }
+  }
+  if (typeof t.event !== "string" || t.event.trim() === "") {
+    return fail('a perf event such as "CONTEXT_SWITCHES"', ["event"]);
+  }
+  if (t.rename === undefined) return { event: t.event };
+  if (typeof t.rename !== "string" || alumetSanitize(t.rename) === "") {
+    return fail('a metric name suffix such as "ctxsw" (the metric becomes perf_ctxsw)', ["rename"]);
+  }
+  return { event: t.event, rename: t.rename };
+});
+
+/** A list of Alumet 0.9 names (`hardware_events`…), case-insensitive as in Alumet, upper-cased. */
+function alumet09List(what: string, names: readonly string[]) {
+  return z.array(
+    z.unknown().transform((v, ctx): string => {
+      const upper = typeof v === "string" ? v.toUpperCase() : undefined;
+      if (upper !== undefined && names.includes(upper)) return upper;
+      const hint = typeof v === "string" ? closest(upper!, names) : undefined;
+      const list = names.length > 12 ? `<cache>_<op>_<result>, e.g. ${names[14]}` : names.join(", ");
+      ctx.issues.push({
+        code: "custom",
+        message: `one of Alumet 0.9's ${what} (${list})${hint ? `; did you mean "${hint}"?` : ""}`,
+        input: v,
+      });
+      return z.NEVER;
+    }),
+  ).optional();
+}
+
 /**
- * `[plugins.perf]`, and its defaults: what `config regen` writes.
+ * `[plugins.perf]`, and its defaults: what `config regen` writes. Alumet's own keys are accepted with Alumet's
+ * meaning: the main branch's `events` entries (`"INSTRUCTIONS#u:k"`, `{ event = "…", rename = "…" }`),
+ * `add_source_in_pause_state` and `multiplexing_auto_scale`; Alumet 0.9's `hardware_events`,
+ * `software_events` and `cache_events` (when one of them is given, the default `events` are not counted).
  *
  * @example
  * ```ts
  * import { perfConfigSchema } from "./mod.ts";
  * import assert from "node:assert/strict";
  * const c = perfConfigSchema.parse({ events: ["cycles:u"] });
- * assert.deepEqual(c, { events: ["cycles:u"], poll_interval: 1000, flush_interval: 5000, system_wide: false });
+ * assert.deepEqual(c, {
+ *   events: [{ event: "cycles:u" }],
+ *   poll_interval: 1000,
+ *   flush_interval: 5000,
+ *   system_wide: false,
+ *   add_source_in_pause_state: false,
+ *   multiplexing_auto_scale: true,
+ * });
  * ```
  */
 export const perfConfigSchema = z.strictObject({
-  events: z.array(z.string().min(1, { error: 'a perf event such as "cycles" or "msr/tsc/"' }))
-    .prefault(["task-clock", "page-faults", "context-switches", "cycles", "instructions"]),
+  events: z.array(eventEntry).prefault(DEFAULT_EVENTS),
   poll_interval: duration().prefault("1s"),
   flush_interval: duration().prefault("5s"),
   system_wide: z.boolean().prefault(false),
+  add_source_in_pause_state: z.boolean().prefault(false),
+  multiplexing_auto_scale: z.boolean().prefault(true),
+  hardware_events: alumet09List("hardware events", ALUMET_HARDWARE_EVENTS),
+  software_events: alumet09List("software events", ALUMET_SOFTWARE_EVENTS),
+  cache_events: alumet09List("cache events", ALUMET_CACHE_EVENTS),
+  pfm_events: z.array(z.string().min(1, { error: 'a libpfm4 event such as "RESOURCE_STALLS:ANY"' }))
+    .optional(),
 });
 
 /** The validated `[plugins.perf]` table. */
@@ -78,6 +186,91 @@ export const PERF_METRICS = defineMetrics({
 /** `perf_<event>` in snake_case: `task-clock` → `perf_task_clock`, `msr/tsc/` → `perf_msr_tsc`. */
 export function perfMetricName(event: string): string {
   return "perf_" + event.toLowerCase().replace(/[^a-z0-9]+/g, "_").replace(/^_+|_+$/g, "");
+}
+
+/** Alumet's `sanitize` (`plugins/perf/src/plugin/config.rs`): lower case, each other character `_`, trimmed. */
+function alumetSanitize(s: string): string {
+  return s.toLowerCase().replace(/[^a-z0-9]/g, "_").replace(/^_+|_+$/g, "");
+}
+
+/** One event to count: as written, the metric it gives, and the config key it comes from. */
+export interface PerfEventSpec {
+  /** The event, in perf's or Alumet's syntax. */
+  readonly event: string;
+  /** The metric's name. */
+  readonly metric: string;
+  /** Where it is configured: `plugins.perf.events[2]`, `plugins.perf.hardware_events[0]`. */
+  readonly key: string;
+}
+
+/**
+ * The events of a config and their metrics' names, as Alumet names them for Alumet's keys:
+ * - `events`: `perf_<event>` in snake_case (`cycles:u` → `perf_cycles_u`); Alumet's `#` modifiers do not
+ *   change the name (`INSTRUCTIONS#u:k` → `perf_instructions`); a `rename` replaces the suffix
+ *   (`{ event = "CONTEXT_SWITCHES", rename = "ctxsw" }` → `perf_ctxsw`);
+ * - Alumet 0.9's lists: `perf_hardware_<NAME>`, `perf_software_<NAME>`, `perf_cache_<NAME>`, upper case
+ *   (`perf_hardware_REF_CPU_CYCLES`, `perf_cache_LL_READ_MISS`); `pfm_events`: `perf_pfm_<NAME>`.
+ *
+ * When one of Alumet 0.9's lists is given, `events` counts only if it is not the default list.
+ *
+ * @example
+ * ```ts
+ * import { perfConfigSchema, perfEventSpecs } from "./mod.ts";
+ * import assert from "node:assert/strict";
+ * const c = perfConfigSchema.parse({
+ *   events: ["INSTRUCTIONS#u:k", { event: "CONTEXT_SWITCHES", rename: "ctxsw" }, "cycles:u"],
+ * });
+ * assert.deepEqual(perfEventSpecs(c).map((s) => s.metric), ["perf_instructions", "perf_ctxsw", "perf_cycles_u"]);
+ * const old = perfConfigSchema.parse({ hardware_events: ["ref_cpu_cycles"], cache_events: ["LL_READ_MISS"] });
+ * assert.deepEqual(perfEventSpecs(old).map((s) => s.metric), ["perf_hardware_REF_CPU_CYCLES", "perf_cache_LL_READ_MISS"]);
+ * ```
+ */
+export function perfEventSpecs(config: PerfConfig): PerfEventSpec[] {
+  const out: PerfEventSpec[] = [];
+  const legacy = config.hardware_events !== undefined || config.software_events !== undefined ||
+    config.cache_events !== undefined || config.pfm_events !== undefined;
+  const defaultEvents = config.events.length === DEFAULT_EVENTS.length &&
+    config.events.every((e, i) => e.rename === undefined && e.event === DEFAULT_EVENTS[i]);
+  if (!legacy || !defaultEvents) {
+    config.events.forEach((e, i) => {
+      const base = e.event.trim();
+      const metric = e.rename !== undefined
+        ? `perf_${alumetSanitize(e.rename)}`
+        : base.includes("#")
+        ? `perf_${alumetSanitize(base.slice(0, base.indexOf("#")))}`
+        : perfMetricName(base);
+      out.push({ event: base, metric, key: `plugins.perf.events[${i}]` });
+    });
+  }
+  const lists = [
+    ["hardware", config.hardware_events],
+    ["software", config.software_events],
+    ["cache", config.cache_events],
+  ] as const;
+  for (const [kind, names] of lists) {
+    names?.forEach((name, i) =>
+      out.push({ event: name, metric: `perf_${kind}_${name}`, key: `plugins.perf.${kind}_events[${i}]` })
+    );
+  }
+  config.pfm_events?.forEach((name, i) =>
+    out.push({
+      event: name,
+      metric: `perf_pfm_${name.replace(/[^A-Za-z0-9]/g, "_")}`,
+      key: `plugins.perf.pfm_events[${i}]`,
+    })
+  );
+  const seen = new Map<string, PerfEventSpec>();
+  for (const spec of out) {
+    const other = seen.get(spec.metric);
+    if (other !== undefined) {
+      throw new AlumetError(
+        `Perf events "${other.event}" (${other.key}) and "${spec.event}" (${spec.key}) both give the metric ` +
+          `${spec.metric}: give one of them a rename ({ event = "${spec.event}", rename = "…" })`,
+      );
+    }
+    seen.set(spec.metric, spec);
+  }
+  return out;
 }
 
 const O_DIRECTORY = 0o200000;
@@ -120,26 +313,58 @@ export function onlineCpus(text?: string): number[] {
   return out;
 }
 
-/** The events of the config that parse and open on this machine; the others with the reason. */
-function probeEvents(
-  config: PerfConfig,
-): { ok: ParsedPerfEvent[]; failed: { event: string; why: string }[] } {
-  const ok: ParsedPerfEvent[] = [];
-  const failed: { event: string; why: string }[] = [];
-  for (const name of config.events) {
+/** An event that parses and opens here (or may, for the targets), with its spec. */
+interface Probed {
+  readonly spec: PerfEventSpec;
+  readonly event: ParsedPerfEvent;
+}
+
+/** What {@linkcode probeEvents} found. */
+interface Probe {
+  /** Events that parse and open here. */
+  readonly ok: Probed[];
+  /** Events this machine cannot count (no such PMU here, a libpfm4 name): skipped with a warning. */
+  readonly skipped: { spec: PerfEventSpec; why: string }[];
+  /** Events no PMU and no generic list knows, or written wrong: errors. */
+  readonly fatal: { spec: PerfEventSpec; error: PerfEventError }[];
+}
+
+const LIBPFM_WHY =
+  "it is a libpfm4 event name, which Alumet resolves through libpfm4 for the CPU it runs on; " +
+  "this agent does not resolve libpfm4 names (write it in perf's syntax, cpu/event=0x..,umask=0x../ or rNNNN, " +
+  "to count it)";
+
+/**
+ * Sorts the configured events: those that parse and open here; those this machine cannot count (a known
+ * event its PMUs lack, a PMU it does not have, a libpfm4 name); and those that are wrong everywhere (a name
+ * no PMU and no generic list knows, a bad modifier), which stop the start.
+ */
+function probeEvents(specs: readonly PerfEventSpec[]): Probe {
+  const probe: Probe = { ok: [], skipped: [], fatal: [] };
+  for (const spec of specs) {
+    let event: ParsedPerfEvent;
     try {
-      const ev = parsePerfEvent(name);
-      // Open it alone on this process, disabled, to find out whether this machine has it.
-      PerfGroup.open([ev], { pid: 0, cpu: -1, enable: false }).close();
-      ok.push(ev);
+      event = parsePerfEvent(spec.event);
     } catch (e) {
-      const why = messageOf(e);
+      if (e instanceof PerfEventError && e.reason === "no-pmu") {
+        probe.skipped.push({ spec, why: messageOf(e) });
+      } else if (e instanceof PerfEventError && e.reason === "unknown" && isLibpfmStyle(spec.event)) {
+        probe.skipped.push({ spec, why: LIBPFM_WHY });
+      } else if (e instanceof PerfEventError) probe.fatal.push({ spec, error: e });
+      else probe.skipped.push({ spec, why: messageOf(e) });
+      continue;
+    }
+    try {
+      // Open it alone on this process, disabled, to find out whether this machine has it.
+      PerfGroup.open([event], { pid: 0, cpu: -1, enable: false }).close();
+      probe.ok.push({ spec, event });
+    } catch (e) {
       if (e instanceof ErrnoError && (e.code === "EACCES" || e.code === "EPERM")) {
-        ok.push(parsePerfEvent(name)); // exists, but this process may not count itself: targets decide
-      } else failed.push({ event: name, why });
+        probe.ok.push({ spec, event }); // exists, but this process may not count itself: targets decide
+      } else probe.skipped.push({ spec, why: messageOf(e) });
     }
   }
-  return { ok, failed };
+  return probe;
 }
 
 /** The plugin instance. */
@@ -157,16 +382,25 @@ export class PerfPlugin implements Plugin {
   /** The cgroup hierarchies, read at the first cgroup to count. */
   #layout: CgroupLayout | undefined;
 
+  readonly #specs: readonly PerfEventSpec[];
+
   constructor(config: PerfConfig) {
     this.#config = config;
+    this.#specs = perfEventSpecs(config);
   }
 
   start(ctx: StartContext): void {
     this.#log = ctx.log;
-    const { ok, failed } = probeEvents(this.#config);
-    for (const f of failed) {
+    const { ok, skipped, fatal } = probeEvents(this.#specs);
+    if (fatal.length > 0) {
+      // Wrong everywhere (a misspelling): measuring nothing and exiting 0 would hide it.
+      throw new AlumetError(fatal.map((f) => `${f.error.message} (${f.spec.key})`).join("; "), {
+        cause: fatal[0]!.error,
+      });
+    }
+    for (const f of skipped) {
       ctx.log.warn(
-        `Perf event "${f.event}" is not counted: ${f.why}. The other events go on (PMUs here: ${
+        `Perf event "${f.spec.event}" is not counted: ${f.why}. The other events go on (PMUs here: ${
           listPmus().join(", ")
         })`,
       );
@@ -174,10 +408,10 @@ export class PerfPlugin implements Plugin {
     if (ok.length === 0) {
       ctx.log.warn("No configured perf event can be counted here: the perf plugin measures nothing");
     }
-    this.#usable = ok.map((event) => ({
+    this.#usable = ok.map(({ spec, event }) => ({
       event,
       metric: ctx.createMetric({
-        name: perfMetricName(event.name),
+        name: spec.metric,
         unit: event.unit !== undefined
           ? customUnit(event.unit)
           : /^(task|cpu)-clock\b/.test(event.name)
@@ -194,6 +428,7 @@ export class PerfPlugin implements Plugin {
         pollInterval: this.#config.poll_interval,
         flushInterval: this.#config.flush_interval,
       };
+      const options = { paused: this.#config.add_source_in_pause_state };
       if (this.#config.poll_interval < HOT_PERIOD_MS) {
         // Short periods: the counters are opened and read in the sampling Worker.
         const config: MachineSourceConfig = {
@@ -201,14 +436,23 @@ export class PerfPlugin implements Plugin {
           metrics: this.#usable.map((u) => u.metric),
           ratio: this.#ratio,
           cpus: onlineCpus(),
+          scale: this.#config.multiplexing_auto_scale,
         };
         ctx.addSource(
           "machine",
           { module: new URL("./machine_source.ts", import.meta.url), config },
           trigger,
+          options,
         );
       } else {
-        ctx.addSource("machine", openMachineSource(this.#usable, this.#ratio, onlineCpus()), trigger);
+        ctx.addSource(
+          "machine",
+          openMachineSource(this.#usable, this.#ratio, onlineCpus(), {
+            scale: this.#config.multiplexing_auto_scale,
+          }),
+          trigger,
+          options,
+        );
       }
     }
   }
@@ -256,11 +500,14 @@ export class PerfPlugin implements Plugin {
         this.#log?.warn(`Cannot count ${c.kind} ${c.id} with perf: ${messageOf(e)}`);
         continue;
       }
-      const source = new TargetSource(groups, c, this.#usable, this.#ratio!);
+      const source = new TargetSource(groups, c, this.#usable, this.#ratio!, {
+        scale: this.#config.multiplexing_auto_scale,
+      });
+      // Alumet's add_source_in_pause_state: the source waits, paused, for a control to resume it.
       const handle = ctx.addSource(name, source, {
         pollInterval: this.#config.poll_interval,
         flushInterval: this.#config.flush_interval,
-      });
+      }, { paused: this.#config.add_source_in_pause_state });
       this.#followed.set(key, handle);
       try {
         await handle.ready;
@@ -310,16 +557,29 @@ export class PerfPlugin implements Plugin {
 
 /** `alumet doctor`: which configured events parse and open here, and why the others do not. */
 function diagnosePerf(config: PerfConfig): Diagnosis[] {
-  const { ok, failed } = probeEvents(config);
+  let specs: PerfEventSpec[];
+  try {
+    specs = perfEventSpecs(config);
+  } catch (e) {
+    return [{ check: "events", ok: false, detail: messageOf(e), fix: "rename one of the two events" }];
+  }
+  const { ok, skipped, fatal } = probeEvents(specs);
   const out: Diagnosis[] = [];
-  if (ok.length > 0) out.push({ check: "events", ok: true, detail: ok.map((e) => e.name).join(", ") });
-  for (const f of failed) {
+  if (ok.length > 0) out.push({ check: "events", ok: true, detail: ok.map((e) => e.event.name).join(", ") });
+  for (const f of fatal) {
     out.push({
-      check: `event ${f.event}`,
+      check: `event ${f.spec.event}`,
+      ok: false,
+      detail: f.error.message,
+      fix: `correct ${f.spec.key}: the agent refuses to start with it`,
+    });
+  }
+  for (const f of skipped) {
+    out.push({
+      check: `event ${f.spec.event}`,
       ok: false,
       detail: f.why,
-      fix:
-        "remove it from plugins.perf.events, or run on a machine that has it (see the PMUs in the machine checks)",
+      fix: `remove ${f.spec.key}, or run on a machine that has it (see the PMUs in the machine checks)`,
     });
   }
   return out;

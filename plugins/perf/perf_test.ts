@@ -4,7 +4,17 @@ import { runSourceContract, testPlugin } from "../../src/testing/mod.ts";
 import { checkConfigBlock, checkMetricsTable } from "../../src/testing/readme.ts";
 import { needs, testWith } from "../../src/testing/needs.ts";
 import { type LogSink, setLogSink } from "../../src/log.ts";
-import { Consumer } from "../../src/model/resources.ts";
+import { Consumer, Resource } from "../../src/model/resources.ts";
+import { AlumetError } from "../../src/errors.ts";
+import { parsePerfEvent } from "../../src/ffi/perf_events_parse.ts";
+import { PerfGroup, PerfGroupReading } from "../../src/ffi/perf_event.ts";
+import { EventBus } from "../../src/plugin/events.ts";
+import { Logger } from "../../src/log.ts";
+import type { SourceHandle, SourceOptions } from "../../src/plugin/plugin.ts";
+import { type MetricId, MetricRegistry } from "../../src/model/metrics.ts";
+import { unit } from "../../src/model/units.ts";
+import { Batch } from "../../src/model/batch.ts";
+import { TargetSource } from "./target.ts";
 import { detectLayout } from "../../src/sys/cgroup_layout.ts";
 
 Deno.test("perfMetricName turns perf's syntax into snake_case metric names", () => {
@@ -48,19 +58,139 @@ Deno.test("targets' source names never collide: cgroup paths are encoded injecti
   assert.equal(targetSourceName(Consumer.localMachine()), undefined);
 });
 
-Deno.test("perf skips an event this machine lacks, naming it, and counts the others", async () => {
+/** Runs `fn` with the log lines captured. */
+async function withLog(fn: (lines: string[]) => Promise<void>): Promise<void> {
   const lines: string[] = [];
   const prev = setLogSink((level, scope, msg) => lines.push(`${level} ${scope}: ${msg}`));
   try {
-    await using h = await testPlugin(perfPlugin, { events: ["cycels", "task-clock"] });
-    assert.ok(h.metrics.byName("perf_task_clock"));
-    assert.equal(h.metrics.byName("perf_cycels"), undefined);
-    assert.ok(
-      lines.some((l) => l.startsWith("warn perf") && l.includes('"cycels"') && l.includes("did you mean")),
-    );
+    await fn(lines);
   } finally {
     setLogSink(prev as LogSink);
   }
+}
+
+Deno.test("perf refuses to start with an event no PMU and no generic list knows, with did you mean", async (t) => {
+  // Before: a warning, and the run measured nothing and exited 0.
+  for (
+    const [events, bad, hint] of [
+      [["task-clok"], "task-clok", "task-clock"],
+      [["cycels", "task-clock"], "cycels", "cycles"],
+      [["CONTEXT_SWITCH"], "CONTEXT_SWITCH", "CONTEXT_SWITCHES"],
+      [["task-clock", "INSTRUCTIONS#z"], "INSTRUCTIONS#z", undefined],
+    ] as const
+  ) {
+    await t.step(bad, async () => {
+      await assert.rejects(
+        () => testPlugin(perfPlugin, { events: [...events] }),
+        (e: Error) =>
+          e instanceof AlumetError && !e.message.includes("\n") && e.message.includes(`"${bad}"`) &&
+          e.message.includes(`(plugins.perf.events[${events.indexOf(bad as never)}])`) &&
+          (hint === undefined || e.message.includes(`did you mean "${hint}"?`)),
+      );
+    });
+  }
+});
+
+Deno.test("perf skips, with a warning naming it, an event this machine cannot count, and counts the others", async () => {
+  await withLog(async (lines) => {
+    await using h = await testPlugin(perfPlugin, {
+      events: ["RESOURCE_STALLS:ANY", "cpu_core/INSTRUCTIONS", "task-clock", ...(HW ? [] : ["cycles"])],
+    });
+    assert.ok(h.metrics.byName("perf_task_clock"));
+    const warned = (event: string) =>
+      lines.some((l) => l.startsWith("warn perf") && l.includes(`Perf event "${event}" is not counted`));
+    assert.ok(warned("RESOURCE_STALLS:ANY"), lines.join("\n"));
+    assert.ok(lines.some((l) => l.includes("libpfm4 event name")), "says why: a libpfm4 name");
+    assert.ok(warned("cpu_core/INSTRUCTIONS"), "a PMU this machine does not have");
+    if (!HW) assert.ok(warned("cycles"), "no hardware PMU here");
+    assert.equal(h.metrics.byName("perf_resource_stalls_any"), undefined);
+  });
+});
+
+/** Whether this machine has a hardware PMU (a VM often has none). */
+const HW = (() => {
+  try {
+    PerfGroup.open([parsePerfEvent("cycles")], { pid: 0, cpu: -1, enable: false }).close();
+    return true;
+  } catch {
+    return false;
+  }
+})();
+
+Deno.test("add_source_in_pause_state adds the targets' sources paused, as Alumet does", async (t) => {
+  for (const paused of [true, false]) {
+    await t.step(`add_source_in_pause_state = ${paused}`, async () => {
+      await using h = await testPlugin(perfPlugin, {
+        events: ["task-clock"],
+        add_source_in_pause_state: paused,
+      });
+      // Re-run preStart with a context that records what addSource is given.
+      const added: { name: string; options: SourceOptions | undefined }[] = [];
+      const events = new EventBus();
+      const handles: SourceHandle[] = [];
+      await h.plugin.preStart!({
+        plugin: "perf",
+        events,
+        log: new Logger("perf"),
+        metrics: h.metrics,
+        addSource: (name, source, _trigger, options) => {
+          added.push({ name, options });
+          const handle: SourceHandle = {
+            name,
+            fullName: `source/perf/${name}`,
+            ready: Promise.resolve(),
+            state: options?.paused ? "paused" : "running",
+            trigger: () => Promise.resolve(),
+            flush: () => Promise.resolve(),
+            pause: () => Promise.resolve(),
+            resume: () => Promise.resolve(),
+            stop: async () => void await (source as { close?: () => void }).close?.(),
+            setPollInterval: () => {},
+          };
+          handles.push(handle);
+          return handle;
+        },
+        addTask: () => {
+          throw new Error("no task expected");
+        },
+      });
+      await events.publish("startConsumerMeasurement", [Consumer.process(Deno.pid)]);
+      assert.deepEqual(added, [{ name: `pid-${Deno.pid}`, options: { paused } }]);
+      await events.publish("endConsumerMeasurement", [Consumer.process(Deno.pid)]);
+    });
+  }
+});
+
+Deno.test("multiplexing_auto_scale: scaled counts by default, raw counts when false", () => {
+  const reading = new PerfGroupReading(1);
+  new BigUint64Array(reading.buffer.buffer).set([1n, 1000n, 250n, 40n, 7n]); // a quarter of the time
+  reading.decode();
+  const group = { read: () => reading, close: () => {} } as unknown as PerfGroup;
+  const metrics = new MetricRegistry();
+  const metric = metrics.register("perf", { name: "perf_x", unit: unit("1"), valueType: "u64" }) as MetricId<
+    "u64"
+  >;
+  const ratio = metrics.register("perf", { name: "perf_r", unit: unit("1"), valueType: "f64" }) as MetricId<
+    "f64"
+  >;
+  const usable = [{ event: parsePerfEvent("task-clock"), metric }];
+  const values = (scale: boolean | undefined) => {
+    const source = new TargetSource(
+      [{ group, resource: Resource.localMachine() }],
+      Consumer.localMachine(),
+      usable,
+      ratio,
+      scale === undefined ? {} : { scale },
+    );
+    const b = new Batch();
+    source.poll(b);
+    return [...b].map((p) => p.value);
+  };
+  assert.deepEqual(values(undefined), [160, 0.25], "scaled by enabled/running, as perf prints it");
+  assert.deepEqual(values(true), [160, 0.25]);
+  assert.deepEqual(values(false), [40, 0.25], "the raw count, as Alumet reports it with auto-scale off");
+  const c = perfPlugin.configSchema.parse({ ...perfPlugin.defaultConfig(), multiplexing_auto_scale: false });
+  assert.equal((c as { multiplexing_auto_scale: boolean }).multiplexing_auto_scale, false);
 });
 
 testWith([needs.root], "perf's system-wide source honours the source contract", async (t) => {

@@ -29,6 +29,17 @@ export interface MachineSourceConfig {
   readonly metrics: readonly number[];
   readonly ratio: number;
   readonly cpus: readonly number[];
+  /** Scale multiplexed counts (Alumet's `multiplexing_auto_scale`). */
+  readonly scale: boolean;
+}
+
+/** Options of a target's source. */
+export interface TargetOptions {
+  /**
+   * Scale the counts of a multiplexed group by time_enabled / time_running, as perf does (Alumet's
+   * `multiplexing_auto_scale`); false reports the raw counts. Default true.
+   */
+  readonly scale?: boolean;
 }
 
 /** One target: perf groups (one, or one per CPU) and who they describe. */
@@ -42,6 +53,7 @@ export class TargetSource implements Source {
     point: { resource: Resource; consumer: Consumer };
     ratio: { resource: Resource; consumer: Consumer; attributes: Readonly<{ events: string }> };
   }[];
+  readonly #scale: boolean;
   #closed = false;
 
   constructor(
@@ -49,8 +61,10 @@ export class TargetSource implements Source {
     consumer: Consumer,
     events: readonly Usable[],
     ratio: MetricId<"f64">,
+    options: TargetOptions = {},
   ) {
     this.#groups = groups;
+    this.#scale = options.scale ?? true;
     this.#consumer = consumer;
     this.#events = events;
     this.#ratio = ratio;
@@ -69,9 +83,10 @@ export class TargetSource implements Source {
     for (let g = 0; g < this.#groups.length; g++) {
       const r = this.#groups[g]!.group.read();
       const ctx = contexts[g]!;
-      const exact = r.timeRunning === r.timeEnabled;
+      const exact = !this.#scale || r.timeRunning === r.timeEnabled;
       for (let i = 0; i < events.length; i++) {
-        // Unscaled when the counters ran all the time (exact, even beyond 2^53); scaled otherwise.
+        // Unscaled when the counters ran all the time (exact, even beyond 2^53) or scaling is off; scaled
+        // otherwise.
         batch.push(events[i]!.metric, exact ? r.counts[i]! : BigInt(Math.round(r.scaled(i) ?? 0)), ctx.point);
       }
       const ratio = r.runningRatio();
@@ -91,10 +106,11 @@ export function openMachineSource(
   usable: readonly Usable[],
   ratio: MetricId<"f64">,
   cpus: readonly number[],
+  options: TargetOptions = {},
 ): TargetSource {
   const groups = cpus.map((cpu) => ({
     group: PerfGroup.open(usable.map((u) => u.event), { pid: -1, cpu }),
     resource: Resources.cpuCore(cpu),
   }));
-  return new TargetSource(groups, Consumers.localMachine(), usable, ratio);
+  return new TargetSource(groups, Consumers.localMachine(), usable, ratio, options);
 }

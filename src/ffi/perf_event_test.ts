@@ -1132,3 +1132,37 @@ testWith([needs.root], "PerfGroup counts a cgroup on every CPU through PERF_FLAG
     Deno.removeSync(dir);
   }
 });
+
+Deno.test("parsePerfEvent takes Alumet's pmu/NAME and pmu/rN: pinned to that PMU, or no-pmu here", async (t) => {
+  await withSysfs(FAKE_PMUS, async (sysfsRoot) => {
+    const cpuType = Number(Deno.readTextFileSync(`${sysfsRoot}/cpu/type`).trim());
+    await t.step(
+      "a generic hardware event gets the PMU's type in config's upper 32 bits, as perf does",
+      () => {
+        const e = parsePerfEvent("cpu/INSTRUCTIONS#u", { sysfsRoot });
+        assert.deepEqual(e.attr, {
+          type: 0,
+          config: 1n | (BigInt(cpuType) << 32n),
+          exclude_kernel: true,
+          exclude_hv: true,
+        });
+        assert.equal(e.pmu, "cpu");
+        assert.equal(e.base, "cpu/INSTRUCTIONS");
+      },
+    );
+    await t.step("a raw code goes to the PMU's type", () => {
+      assert.deepEqual(parsePerfEvent("cpu/r0x412e", { sysfsRoot }).attr, { type: cpuType, config: 0x412en });
+    });
+    await t.step("a PMU this machine lacks is no-pmu (the event may exist elsewhere)", () => {
+      assert.throws(
+        () => parsePerfEvent("cpu_core/INSTRUCTIONS", { sysfsRoot }),
+        (e) =>
+          e instanceof PerfEventError && e.reason === "no-pmu" && /no PMU "cpu_core" here/.test(e.message),
+      );
+    });
+    await t.step("software events cannot be pinned; unknown names are unknown", () => {
+      assert.throws(() => parsePerfEvent("cpu/PAGE_FAULTS", { sysfsRoot }), /only hardware and cache events/);
+      assert.throws(() => parsePerfEvent("cpu/INSTRUCTONS", { sysfsRoot }), /did you mean "INSTRUCTIONS"/i);
+    });
+  });
+});

@@ -689,6 +689,38 @@ export function parsePerfEvent(text: string, options: ParsePerfEventOptions = {}
     kind = "pmu";
     attr = parts.attr;
     extra = parts;
+  } else if (/^[^/:]+\/[^/]+$/.test(body)) {
+    // Alumet's `pmu/NAME` (a generic event pinned to one core PMU of a hybrid CPU, `cpu_core/INSTRUCTIONS`)
+    // and `pmu/rN` (a raw code on that PMU).
+    const [pmu, term] = body.split("/") as [string, string];
+    const pmus = listPmus(root);
+    if (!pmus.includes(pmu)) {
+      throw new PerfEventError(
+        event,
+        `no PMU "${pmu}" here (PMUs: ${pmus.join(", ") || `none found in ${root}`})`,
+        { reason: "no-pmu" },
+      );
+    }
+    const type = new Pmu(root, pmu, event).type;
+    const raw = /^r(?:0x)?([0-9a-fA-F]{1,16})$/.exec(term);
+    const generic = raw === null ? parsePerfEvent(term.split(":")[0]!, { sysfsRoot: root }) : undefined;
+    if (raw !== null) {
+      kind = "raw";
+      attr = { type, config: BigInt(`0x${raw[1]}`) };
+    } else if (generic !== undefined && (generic.kind === "hardware" || generic.kind === "hw_cache")) {
+      // perf's extended type: the PMU's type in the config's upper 32 bits (PERF_PMU_TYPE_SHIFT).
+      kind = generic.kind;
+      attr = {
+        type: generic.attr.type ?? PERF_TYPE_HARDWARE,
+        config: BigInt(generic.attr.config ?? 0n) | (BigInt(type) << 32n),
+      };
+    } else {
+      throw PerfEventError.invalid(
+        event,
+        `only hardware and cache events can be pinned to a PMU ("${term}")`,
+      );
+    }
+    pmuName = pmu;
   } else {
     const [name, m] = splitModifiers(body);
     mods = m === "" ? undefined : m;
