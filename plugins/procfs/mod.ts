@@ -49,6 +49,7 @@ import { NetworkSource } from "./network.ts";
 import { type Baseline, type MemoryMode, ProcessSource } from "./process.ts";
 import { type SystemInfo, systemInfo, uptimeTicks } from "../../src/sys/system.ts";
 import { type ProcessInfo, ProcessWatcher, readProcessInfo, type WatchGroup } from "./watcher.ts";
+import { ProcessTreeSource } from "./tree.ts";
 
 export { type ProcfsConfig, procfsConfigSchema } from "./config.ts";
 export * from "./metrics.ts";
@@ -62,6 +63,7 @@ export {
   ProcessSource,
   type ProcessSourceOptions,
 } from "./process.ts";
+export { ProcessTreeSource, type ProcessTreeSourceOptions } from "./tree.ts";
 export {
   type OnMatch,
   type ProcessInfo,
@@ -82,7 +84,8 @@ export interface ProcfsPluginOptions {
 
 /** A process the plugin follows, and its source. */
 interface Followed {
-  readonly source: ProcessSource;
+  /** A group's process (one process), or the exec/watch program (its whole tree). */
+  readonly source: ProcessSource | ProcessTreeSource;
   /** The name of its own source (`pid-<pid>`), `""` for a process of a watch group. */
   readonly name: string;
   /** The handle of its own source, to stop it. */
@@ -247,9 +250,14 @@ export class ProcfsPlugin implements Plugin {
       const pid = Number(c.id);
       if (!Number.isInteger(pid) || pid <= 0) continue;
       const known = this.#followed.get(pid);
-      if (known !== undefined) {
+      if (known?.source instanceof ProcessTreeSource) {
         known.source.expectExit();
         continue;
+      }
+      if (known?.group !== undefined) {
+        // A group follows it as one process: from now on its tree is followed instead (one series only).
+        this.#followed.delete(pid);
+        known.group.remove(pid);
       }
       const info = readProcessInfo(this.#root, pid);
       await this.#follow(
@@ -319,9 +327,9 @@ export class ProcfsPlugin implements Plugin {
       log?.warn(`Cannot follow process ${pid}: the plugin is not started`);
       return false;
     }
-    let source: ProcessSource;
+    let source: ProcessTreeSource;
     try {
-      source = new ProcessSource(pid, this.#processMetrics!, {
+      source = new ProcessTreeSource(pid, this.#processMetrics!, {
         root: this.#root,
         system: this.#sys(),
         ...options,
@@ -340,6 +348,9 @@ export class ProcfsPlugin implements Plugin {
       this.#followed.set(pid, { source, name, handle });
       try {
         await handle.ready;
+        // A first poll now, not one period later: a program shorter than the period would otherwise have no
+        // live reading at all (no memory_usage, no cpu_percent), depending on how the two raced.
+        await handle.trigger();
         log?.debug(`Following process ${pid} (source ${name})`);
         return true;
       } catch (e) {

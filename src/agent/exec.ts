@@ -6,6 +6,7 @@
 import { AlumetError, closest } from "../errors.ts";
 import { ProcFile } from "../ffi/proc_file.ts";
 import { isStoppedState, statState } from "../sys/proc_state.ts";
+import { auxvInfo } from "../sys/system.ts";
 
 /** Linux signal numbers, for the 128+N exit code of a program killed by a signal. */
 export const SIGNAL_NUMBERS: Readonly<Record<string, number>> = {
@@ -124,9 +125,12 @@ export function processExists(pid: number): boolean {
   }
 }
 
-/** Resolves when process `pid` has ended (checked every `intervalMs`) or `signal` aborts. */
+/**
+ * Resolves when process `pid` has ended (checked every `intervalMs`) or `signal` aborts. A zombie (exited,
+ * not reaped by its parent) has ended: its `/proc` entry stays until the parent waits for it.
+ */
 export async function waitForExit(pid: number, signal: AbortSignal, intervalMs = 100): Promise<void> {
-  while (!signal.aborted && processExists(pid)) {
+  while (!signal.aborted && !processEnded(pid)) {
     await new Promise<void>((resolve) => {
       const onAbort = () => {
         clearTimeout(id);
@@ -143,8 +147,9 @@ export async function waitForExit(pid: number, signal: AbortSignal, intervalMs =
 
 /**
  * Spawns `program` stopped just before its `exec`: `sh -c 'kill -STOP $$; exec "$@"' sh PROGRAM ARGS…` (Deno
- * has no pre-exec hook). The pid is the program's own once it runs. The program sees its resolved path as
- * `argv[0]`.
+ * has no pre-exec hook). The pid is the program's own once it runs. The shell looks `program` up in PATH as
+ * any shell does and passes it on as `argv[0]` as it is given, as a shell would (Deno.Command would pass the
+ * resolved path).
  */
 export function spawnStopped(program: string, args: readonly string[], cwd: string): Deno.ChildProcess {
   return new Deno.Command("/bin/sh", {
@@ -154,6 +159,80 @@ export function spawnStopped(program: string, args: readonly string[], cwd: stri
     stdout: "inherit",
     stderr: "inherit",
   }).spawn();
+}
+
+/**
+ * CPU time process `pid` has used so far, ns, from `/proc/<pid>/schedstat` (its time on a CPU, in ns, for a
+ * single-threaded process such as the stopped-start shell), or from `/proc/<pid>/stat` (in clock ticks) when
+ * the kernel has no schedstat; undefined when neither can be read.
+ */
+export function cpuTimeNs(pid: number, root = "/proc"): number | undefined {
+  try {
+    const ns = Number(Deno.readTextFileSync(`${root}/${pid}/schedstat`).split(" ")[0]);
+    if (Number.isFinite(ns) && ns >= 0) return ns;
+  } catch {
+    // no schedstat: fall back to stat
+  }
+  try {
+    const text = Deno.readTextFileSync(`${root}/${pid}/stat`);
+    const f = text.slice(text.lastIndexOf(")") + 2).split(" ");
+    const ticks = Number(f[11]) + Number(f[12]); // utime + stime
+    return Number.isFinite(ticks) ? ticks * 1e9 / auxvInfo().userHz : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Takes `wrapperNs` (CPU time that was not the program's) out of the program's final user and system time,
+ * in proportion to them, as the kernel splits a process's run time between user and system.
+ *
+ * @example
+ * ```ts
+ * import { withoutWrapper } from "./exec.ts";
+ * import assert from "node:assert/strict";
+ * assert.deepEqual(withoutWrapper({ userNs: 3e6, systemNs: 1e6 }, 2e6), { userNs: 1.5e6, systemNs: 0.5e6 });
+ * assert.deepEqual(withoutWrapper({ userNs: 1e6, systemNs: 0 }, 5e6), { userNs: 0, systemNs: 0 });
+ * ```
+ */
+export function withoutWrapper(
+  cpu: { userNs: number; systemNs: number },
+  wrapperNs: number,
+): { userNs: number; systemNs: number } {
+  const total = cpu.userNs + cpu.systemNs;
+  if (!(wrapperNs > 0) || total <= 0) return { userNs: cpu.userNs, systemNs: cpu.systemNs };
+  const keep = Math.max(0, total - wrapperNs) / total;
+  return { userNs: Math.round(cpu.userNs * keep), systemNs: Math.round(cpu.systemNs * keep) };
+}
+
+/**
+ * The peak resident set size of process `pid` (`VmHWM` in `/proc/<pid>/status`, or `VmRSS` when higher: the kernel's
+ * high-water mark of its memory since its last exec), bytes; undefined when it cannot be read (gone, a zombie).
+ */
+export function peakRssOf(pid: number | "self"): number | undefined {
+  try {
+    // The high-water mark is updated lazily: the current resident size can be above it.
+    const text = Deno.readTextFileSync(`/proc/${pid}/status`);
+    const kib = (key: string) => Number(new RegExp(`^${key}:\\s+(\\d+) kB`, "m").exec(text)?.[1] ?? NaN);
+    const peak = Math.max(kib("VmHWM"), kib("VmRSS"));
+    return Number.isFinite(peak) ? peak * 1024 : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** True when process `pid` has ended: no `/proc/<pid>`, or a zombie (`Z`, exited and not reaped yet) or `X`. */
+export function processEnded(pid: number): boolean {
+  const f = ProcFile.tryOpen(`/proc/${pid}/stat`, 512);
+  if (f === undefined) return true;
+  try {
+    const n = f.read();
+    if (n <= 0) return true;
+    const state = statState(f.buffer, n);
+    return state === "Z" || state === "X";
+  } finally {
+    f.close();
+  }
 }
 
 const NAP = new Int32Array(new SharedArrayBuffer(4));

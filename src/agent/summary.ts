@@ -105,10 +105,52 @@ export class ExecSummary {
     }
   }
 
-  /** The text: one line per series of the program, then the elapsed time and the outputs. */
-  format(options: { command: string; elapsedMs: number; outputs: readonly string[] }): string {
+  /** The CPU time of the program's series (`cpu_time_delta`, kinds user and system), ns; undefined when none. */
+  cpuFromSeries(): { userNs: number; systemNs: number } | undefined {
+    let userNs = 0, systemNs = 0, found = false;
+    for (const r of this.#rows.values()) {
+      if (r.metric.name !== "cpu_time_delta") continue;
+      if (r.label === "cpu_time_delta (kind=user)") userNs += r.value;
+      else if (r.label === "cpu_time_delta (kind=system)") systemNs += r.value;
+      else continue;
+      found = true;
+    }
+    return found ? { userNs, systemNs } : undefined;
+  }
+
+  /**
+   * The text: the whole program first (CPU time, CPU share, peak memory, elapsed time), then one line per
+   * series of the program, then where the series went (or how many points were lost).
+   */
+  format(options: SummaryOptions): string {
     const n = formatCount;
     const lines = [``, ` Measured for '${options.command}' (pid ${this.pid ?? "?"}) by alumet:`, ``];
+    const secs = options.elapsedMs / 1000;
+    const cpu = options.cpu ?? this.cpuFromSeries();
+    if (cpu !== undefined) {
+      const total = (cpu.userNs + cpu.systemNs) / 1e9;
+      lines.push(
+        `${total.toFixed(6).padStart(20)} s   CPU time (user ${(cpu.userNs / 1e9).toFixed(3)} s, system ${
+          (cpu.systemNs / 1e9).toFixed(3)
+        } s)`,
+      );
+      if (secs > 0) {
+        const busy = total / secs;
+        lines.push(
+          `${(100 * busy / options.nCpus).toFixed(2).padStart(20)} %   CPU share of the machine (${
+            busy.toFixed(2)
+          } of ${options.nCpus} CPUs busy on average)`,
+        );
+      }
+    }
+    if (options.peakRssBytes !== undefined && options.peakRssBytes > 0) {
+      lines.push(
+        `${n(options.peakRssBytes).padStart(20)} By  peak memory (${
+          options.peakSource ?? "max resident set size"
+        }: ${(options.peakRssBytes / 1048576).toFixed(1)} MiB)`,
+      );
+    }
+    lines.push(`${secs.toFixed(6).padStart(20)} s   elapsed`, ``);
     const rows = [...this.#rows.values()].sort((
       a,
       b,
@@ -121,8 +163,35 @@ export class ExecSummary {
       const what = r.metric.kind === "gauge" && r.count > 1 ? `   (peak ${n(r.peak)})` : "";
       lines.push(`${n(r.value).padStart(20)} ${unit.padEnd(3)} ${r.label}${what}`);
     }
-    lines.push(``, `${(options.elapsedMs / 1000).toFixed(6).padStart(20)} s   elapsed`);
-    if (options.outputs.length) lines.push(``, ` Series written to: ${options.outputs.join(", ")}`);
+    const lost = options.lost ?? 0;
+    if (lost > 0) {
+      lines.push(
+        ``,
+        ` Series incomplete: ${n(lost)} point${lost === 1 ? "" : "s"} lost (see the errors above)${
+          options.outputs.length ? `; the others went to: ${options.outputs.join(", ")}` : ""
+        }`,
+      );
+    } else if (options.outputs.length) lines.push(``, ` Series written to: ${options.outputs.join(", ")}`);
     return lines.join("\n") + "\n";
   }
+}
+
+/** What {@linkcode ExecSummary.format} prints besides the series. */
+export interface SummaryOptions {
+  /** The command line, as typed. */
+  readonly command: string;
+  /** Wall-clock time from the start of the program to its end, ms. */
+  readonly elapsedMs: number;
+  /** Where the series went ({@linkcode outputLabels}). */
+  readonly outputs: readonly string[];
+  /** The whole program's CPU time (the kernel's rusage for `exec`). Default: the sum of its `cpu_time_delta`. */
+  readonly cpu?: { readonly userNs: number; readonly systemNs: number };
+  /** Online CPUs: the CPU share is of the whole machine, as `cpu_percent`. */
+  readonly nCpus: number;
+  /** Peak memory, bytes. Default: not shown. */
+  readonly peakRssBytes?: number;
+  /** What the peak is, for its line. Default `max resident set size`. */
+  readonly peakSource?: string;
+  /** Points the outputs lost. Default 0. */
+  readonly lost?: number;
 }

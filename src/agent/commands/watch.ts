@@ -4,8 +4,12 @@
  * @module
  */
 import { AlumetError, UsageError } from "../../errors.ts";
+import { logLevel } from "../../log.ts";
 import { Consumer } from "../../model/resources.ts";
-import { processExists, waitForExit } from "../exec.ts";
+import { countCpus } from "../../sys/system.ts";
+import { peakRssOf, processEnded, processExists, waitForExit } from "../exec.ts";
+import { EXIT_POINTS_LOST, reportLosses } from "../losses.ts";
+import { EXEC_SUMMARY_PLUGIN, ExecSummary, outputLabels } from "../summary.ts";
 import { defineCommand } from "./define.ts";
 
 /** `alumet watch`. */
@@ -15,8 +19,10 @@ export const command = defineCommand({
   summary: "Measure a running process until it ends",
   usage: "watch [OPTIONS] PID",
   description:
-    `Measures the running process PID until it ends (or until SIGINT/SIGTERM): plugins are told its pid, every
-source is polled at the start and at the end.`,
+    `Measures the running process PID and the processes it starts (its process tree) until it ends (or until
+SIGINT/SIGTERM): plugins are told its pid, every source is polled at the start and at the end. A process that
+has exited but was not reaped by its parent (a zombie) has ended. At the end, the same summary as exec: CPU
+time, CPU share and peak memory measured while watching, the elapsed time, and where the series went.`,
   options: {},
   async run(ctx) {
     if (ctx.positionals.length !== 1) {
@@ -28,7 +34,9 @@ source is polled at the start and at the end.`,
       throw new UsageError(`Invalid PID "${text}": expected a positive integer`);
     }
     if (!processExists(pid)) throw new AlumetError(`No process with pid ${pid} (nothing under /proc/${pid})`);
-    await using agent = await ctx.agent(await ctx.setup());
+    const summary = new ExecSummary();
+    summary.pid = String(pid);
+    await using agent = await ctx.agent(await ctx.setup(), [summary.plugin()]);
     await agent.start();
     const abort = new AbortController();
     const handlers = (["SIGINT", "SIGTERM"] as const).map((s) => [s, () => abort.abort()] as const);
@@ -36,13 +44,40 @@ source is polled at the start and at the end.`,
     agent.shutdownRequested.then(() => abort.abort());
     try {
       await agent.control.triggerNow();
+      const started = performance.now();
       await agent.events.publish("startConsumerMeasurement", [Consumer.process(pid)]);
-      ctx.logger.info(`Watching pid ${pid}`);
-      await waitForExit(pid, abort.signal);
+      if (processEnded(pid)) ctx.logger.info(`Process ${pid} has already exited (not reaped yet)`);
+      else ctx.logger.info(`Watching pid ${pid}`);
+      let peak = peakRssOf(pid);
+      const sampler = setInterval(() => {
+        const p = peakRssOf(pid);
+        if (p !== undefined && (peak === undefined || p > peak)) peak = p;
+      }, 250);
+      try {
+        await waitForExit(pid, abort.signal);
+      } finally {
+        clearInterval(sampler);
+      }
+      const elapsedMs = performance.now() - started;
       await agent.control.triggerNow();
       await agent.events.publish("endConsumerMeasurement", [Consumer.process(pid)]);
+      const outputs = outputLabels(agent.outputs(), [EXEC_SUMMARY_PLUGIN]);
       await agent.stop();
-      return 0;
+      const lost = reportLosses(agent, ctx.logger);
+      if (logLevel() !== "off") {
+        ctx.write(
+          summary.format({
+            command: `pid ${pid}`,
+            elapsedMs,
+            outputs,
+            nCpus: countCpus(),
+            lost,
+            ...(peak !== undefined ? { peakRssBytes: peak, peakSource: "the process's VmHWM" } : {}),
+          }),
+          Deno.stderr,
+        );
+      }
+      return lost > 0 ? EXIT_POINTS_LOST : 0;
     } finally {
       for (const [s, h] of handlers) Deno.removeSignalListener(s, h);
     }
