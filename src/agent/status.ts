@@ -51,6 +51,33 @@ export function formatStatus(elapsedMs: number, t: StatusTotals): string {
   } · late ticks ${n(t.late + t.missed)}`;
 }
 
+/**
+ * Cuts `line` to `columns - 1` characters (a line as wide as the terminal would wrap, and the next redraw
+ * would clear only its second half), ending with `…` when cut.
+ *
+ * @example
+ * ```ts
+ * import { fitToWidth } from "./status.ts";
+ * import assert from "node:assert/strict";
+ * assert.equal(fitToWidth("alumet 00:00:01 · measured 10", 12), "alumet 00:…");
+ * assert.equal(fitToWidth("short", 80), "short");
+ * ```
+ */
+export function fitToWidth(line: string, columns: number): string {
+  const max = Math.max(1, columns - 1);
+  const chars = [...line];
+  return chars.length <= max ? line : chars.slice(0, max - 1).join("") + "…";
+}
+
+/** The terminal's width, or 80 when it cannot be known. */
+function terminalColumns(): number {
+  try {
+    return Deno.consoleSize().columns || 80;
+  } catch {
+    return 80;
+  }
+}
+
 /** A status line on a terminal; `stop()` removes it. */
 export class StatusLine implements Disposable {
   #timer: ReturnType<typeof setInterval> | undefined;
@@ -69,7 +96,7 @@ export class StatusLine implements Disposable {
       this.#write(this.#line);
     });
     const draw = () => {
-      this.#line = formatStatus(performance.now() - start, totals(agent));
+      this.#line = fitToWidth(formatStatus(performance.now() - start, totals(agent)), terminalColumns());
       this.#write(CLEAR + this.#line);
     };
     const timer = setInterval(draw, 500);
