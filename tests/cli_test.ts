@@ -648,3 +648,78 @@ Deno.test("Alumet's CLI options are accepted, with a note where they have no eff
     }
   });
 });
+
+Deno.test("a plugin given by URL: deno.lock is not rewritten, --reload-plugins picks up a change, content types", async (t) => {
+  let version = "1.0.0";
+  const plugin = () =>
+    `const v: string = "${version}";\nexport default { name: "remote", version: v, defaultConfig: () => ({}), ` +
+    `init: () => ({ start() {} }) };\n`;
+  const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, (req) => {
+    // /<content type>/<id>/plugin.ts: the test picks the content type the server gives.
+    const type = decodeURIComponent(new URL(req.url).pathname.split("/")[1]!);
+    return new Response(plugin(), { headers: { "content-type": type } });
+  });
+  const id = crypto.randomUUID(); // a URL Deno's cache has never seen
+  const url = (type: string) =>
+    `http://127.0.0.1:${server.addr.port}/${encodeURIComponent(type)}/${id}/plugin.ts`;
+  const lock = await Deno.readFile(`${ROOT}/deno.lock`);
+  try {
+    await withDir(async (dir) => {
+      const list = async (type: string, ...extra: string[]) => {
+        await Deno.writeTextFile(`${dir}/c.toml`, `[plugins.remote]\nmodule = "${url(type)}"\n`);
+        return await new Deno.Command(Deno.execPath(), {
+          args: [
+            "task",
+            "--quiet",
+            "--config",
+            `${ROOT}/deno.json`,
+            "alumet",
+            "--config",
+            "c.toml",
+            ...extra,
+            "plugins",
+            "list",
+          ],
+          cwd: dir,
+          env: { ALUMET_LOG: "warn" },
+          stdout: "piped",
+          stderr: "piped",
+        }).output();
+      };
+      const dec = (b: Uint8Array) => new TextDecoder().decode(b);
+      await t.step("served as application/typescript, it loads; deno.lock is left as it was", async () => {
+        const r = await list("application/typescript");
+        assert.equal(r.code, 0, dec(r.stderr));
+        assert.match(dec(r.stdout), /^remote\s+1\.0\.0\s+enabled/m);
+        assert.deepEqual(await Deno.readFile(`${ROOT}/deno.lock`), lock, "deno.lock was rewritten");
+      });
+      await t.step(
+        "a changed plugin comes from Deno's cache until --reload-plugins fetches it again",
+        async () => {
+          version = "2.0.0";
+          const cached = await list("application/typescript");
+          assert.match(dec(cached.stdout), /^remote\s+1\.0\.0\s+enabled/m);
+          const reloaded = await list("application/typescript", "--reload-plugins");
+          assert.equal(reloaded.code, 0, dec(reloaded.stderr));
+          assert.match(dec(reloaded.stdout), /^remote\s+2\.0\.0\s+enabled/m);
+          assert.deepEqual(await Deno.readFile(`${ROOT}/deno.lock`), lock, "deno.lock was rewritten");
+        },
+      );
+      await t.step(
+        "text/typescript works; text/javascript is one error naming the content type to use",
+        async () => {
+          const ts = await list("text/typescript");
+          assert.equal(ts.code, 0, dec(ts.stderr));
+          const js = await list("text/javascript");
+          assert.equal(js.code, 1);
+          assertOneLineError(
+            { code: js.code, stdout: dec(js.stdout), stderr: dec(js.stderr) },
+            /Cannot load plugin "remote".*application\/typescript or text\/typescript/,
+          );
+        },
+      );
+    });
+  } finally {
+    await server.shutdown();
+  }
+});

@@ -63,6 +63,10 @@ export const GLOBAL_OPTIONS = {
     valueName: "PATH",
     help: "Where the file outputs write (the default one is enabled if none is)",
   },
+  "reload-plugins": {
+    type: "boolean",
+    help: "Fetch the plugin modules given by URL again, not from Deno's cache",
+  },
   "max-update-interval": {
     type: "string",
     valueName: "DUR",
@@ -300,19 +304,28 @@ export interface Setup {
 /** The metadata of each section's plugin, loaded once. */
 const METAS = new WeakMap<PluginSection, PluginMetadata<unknown>>();
 
-/** The plugin of an enabled section: a built-in one, or the module `module = "…"` names. */
-async function pluginOf(s: PluginSection): Promise<PluginMetadata<unknown>> {
+/**
+ * The plugin of an enabled section: a built-in one, or the module `module = "…"` names. With `reload`, a module
+ * given by an http(s) URL is fetched again first (Deno keeps remote modules in its cache and would reuse them).
+ */
+async function pluginOf(s: PluginSection, reload = false): Promise<PluginMetadata<unknown>> {
   const known = METAS.get(s);
   if (known !== undefined) return known;
   let meta: PluginMetadata<unknown> | undefined;
   if (s.module === undefined) {
     meta = await loadBuiltin(s.name);
   } else {
+    const remote = /^https?:/i.test(s.module);
+    if (reload && remote) await refetch(s);
     let mod: Record<string, unknown>;
     try {
       mod = await import(s.module);
     } catch (e) {
-      throw new AlumetError(`Cannot load plugin "${s.name}" from ${s.module}: ${messageOf(e)}`);
+      // A server that gives a .ts file a JavaScript content type makes Deno parse TypeScript as JavaScript.
+      const hint = remote && e instanceof SyntaxError && /\.m?ts(\?|#|$)/.test(s.module)
+        ? " (the server must send .ts files as application/typescript or text/typescript, not as JavaScript)"
+        : "";
+      throw new AlumetError(`Cannot load plugin "${s.name}" from ${s.module}: ${messageOf(e)}${hint}`);
     }
     const m = (mod.default ?? mod.plugin) as PluginMetadata<unknown> | undefined;
     if (m === undefined || typeof m !== "object" || typeof m.init !== "function") {
@@ -334,6 +347,29 @@ async function pluginOf(s: PluginSection): Promise<PluginMetadata<unknown>> {
 }
 
 /**
+ * Fetches a remote plugin module again into Deno's cache (`deno cache --reload=URL`), so that the import that
+ * follows reads the module as the server has it now. No lockfile is read or written.
+ */
+async function refetch(s: PluginSection): Promise<void> {
+  const url = s.module!;
+  let out: Deno.CommandOutput;
+  try {
+    out = await new Deno.Command(Deno.execPath(), {
+      args: ["cache", "--quiet", "--no-lock", "--no-config", `--reload=${url}`, url],
+      stdin: "null",
+      stdout: "null",
+      stderr: "piped",
+    }).output();
+  } catch (e) {
+    throw new AlumetError(`Cannot fetch plugin "${s.name}" again from ${url}: ${messageOf(e)}`);
+  }
+  if (!out.success) {
+    const why = new TextDecoder().decode(out.stderr).trim().split("\n")[0]?.replace(/\x1b\[[0-9;]*m/g, "");
+    throw new AlumetError(`Cannot fetch plugin "${s.name}" again from ${url}: ${why || `exit ${out.code}`}`);
+  }
+}
+
+/**
  * The `--config-override` value that sets the TOML key `key` of `[plugins.<plugin>]` to the string `value`
  * (the value quoted the TOML way, so that any path reads back as itself).
  */
@@ -343,10 +379,13 @@ function stringOverride(plugin: string, key: string, value: string): string {
 }
 
 /** The enabled sections whose plugin declares an `outputFileKey`, with that key. */
-async function fileWriters(sections: readonly PluginSection[]): Promise<[PluginSection, string][]> {
+async function fileWriters(
+  sections: readonly PluginSection[],
+  reload: boolean,
+): Promise<[PluginSection, string][]> {
   const found: [PluginSection, string][] = [];
   for (const s of sections) {
-    const key = (await pluginOf(s)).outputFileKey;
+    const key = (await pluginOf(s, reload)).outputFileKey;
     if (key !== undefined) found.push([s, key]);
   }
   return found;
@@ -383,6 +422,7 @@ async function loadSetup(v: CommandContext["options"], logger: Logger): Promise<
     });
   };
   const alumetOptions = alumetOptionsOf(v, logger);
+  const reload = v["reload-plugins"] === true;
   let raw = await load([]);
   if (!raw.fromFile) {
     logger.info(`No config file at ${path}: using the built-in defaults (alumet config regen writes them)`);
@@ -394,7 +434,7 @@ async function loadSetup(v: CommandContext["options"], logger: Logger): Promise<
     // does and `--plugins` was not given, it enables the first default plugin that writes a file, through an
     // override (as `--config-override plugins.<name>.<key>=PATH` would: an override creates the section).
     if (outputFile === "") throw new UsageError("Option --output-file needs a non-empty path");
-    let writers = await fileWriters(sections);
+    let writers = await fileWriters(sections, reload);
     let disabled: string | undefined;
     if (writers.length === 0 && only === undefined) {
       const fallback = await defaultFileWriter();
@@ -405,7 +445,7 @@ async function loadSetup(v: CommandContext["options"], logger: Logger): Promise<
       } else if (fallback !== undefined) {
         raw = await load([stringOverride(fallback.name, fallback.key, outputFile)]);
         sections = select(raw);
-        writers = await fileWriters(sections);
+        writers = await fileWriters(sections, reload);
         if (writers.length > 0) {
           logger.info(`--output-file: enabling ${fallback.name}, which writes ${outputFile}`);
         }
@@ -472,11 +512,11 @@ function absolute(path: string): string {
   return path.startsWith("/") ? path : `${Deno.cwd()}/${path}`;
 }
 
-async function pluginEntries(setup: Setup): Promise<PluginEntry[]> {
+async function pluginEntries(setup: Setup, reload: boolean): Promise<PluginEntry[]> {
   const entries: PluginEntry[] = [];
   for (const s of setup.sections) {
     // The agent validates the table; its origin (file or --config-override) travels with it.
-    entries.push({ plugin: await pluginOf(s), config: s.table });
+    entries.push({ plugin: await pluginOf(s, reload), config: s.table });
   }
   return entries;
 }
@@ -484,16 +524,17 @@ async function pluginEntries(setup: Setup): Promise<PluginEntry[]> {
 /** What a command receives: the parsed line, the logger and the shared setup, loaded on demand. */
 function contextOf(p: ParsedCommandLine, logger: Logger): CommandContext {
   let setup: Promise<Setup> | undefined;
+  const reload = p.values["reload-plugins"] === true;
   return {
     options: p.values as CommandContext["options"],
     positionals: p.positionals,
     program: p.program,
     logger,
     setup: () => setup ??= loadSetup(p.values as CommandContext["options"], logger),
-    plugin: pluginOf,
+    plugin: (s) => pluginOf(s, reload),
     agent: async (s, extra = []) =>
       new Agent({
-        plugins: [...await pluginEntries(s), ...extra],
+        plugins: [...await pluginEntries(s, reload), ...extra],
         configSource: s.source,
         ...(s.sourceChannelSize !== undefined ? { sourceChannelSize: s.sourceChannelSize } : {}),
       }),
