@@ -7,6 +7,7 @@ import { Consumer, Resource } from "../../src/model/resources.ts";
 import { customUnit, parseUnit, type Unit, unit } from "../../src/model/units.ts";
 import type { ElementContext, Output } from "../../src/plugin/plugin.ts";
 import { AlumetError } from "../../src/errors.ts";
+import { OutputBlockedError } from "../../src/pipeline/output.ts";
 import { checkConfigBlock } from "../../src/testing/readme.ts";
 
 const HEADER = "metric;timestamp;value;resource_kind;resource_id;consumer_kind;consumer_id";
@@ -82,8 +83,13 @@ Deno.test("CsvOutput appends the unit to the metric name as Alumet does", async 
   const cases: [string, Unit, CsvOutputOptions, string][] = [
     ["display name", unit("s", "micro"), {}, "m_μs"],
     ["display name of bytes", unit("By", "kilo"), {}, "m_kB"],
-    ["UCUM code", unit("s", "micro"), { useUnitDisplayName: false }, "m_us"],
-    ["UCUM code of bytes", unit("By", "kilo"), { useUnitDisplayName: false }, "m_kBy"],
+    // Alumet's unique name: the prefix's name, then the base unit's UCUM code (alumet/src/units.rs).
+    ["unique name", unit("s", "micro"), { useUnitDisplayName: false }, "m_micros"],
+    ["unique name of milliseconds", unit("s", "milli"), { useUnitDisplayName: false }, "m_millis"],
+    ["unique name of kilobytes", unit("By", "kilo"), { useUnitDisplayName: false }, "m_kiloBy"],
+    ["unique name of nanojoules", unit("J", "nano"), { useUnitDisplayName: false }, "m_nanoJ"],
+    ["unique name of a plain unit", unit("W"), { useUnitDisplayName: false }, "m_W"],
+    ["unique name of watt-hours", unit("W.h", "mega"), { useUnitDisplayName: false }, "m_megaW.h"],
     ["no suffix for the unit 1 (empty display name)", unit("1"), {}, "m"],
     ["suffix _1 for the unit 1 with UCUM codes", unit("1"), { useUnitDisplayName: false }, "m_1"],
     ["custom unit display name", customUnit("packets", "pkt"), {}, "m_pkt"],
@@ -253,6 +259,165 @@ Deno.test("CsvOutput opened again after close appends, without a second header",
   });
 });
 
+Deno.test("kernel_cpu_time in milliseconds is kernel_cpu_time_millis with use_unit_display_name = false, as in Alumet", async () => {
+  const registry = new MetricRegistry();
+  const batch = new Batch();
+  batch.push(metric(registry, "kernel_cpu_time", unit("s", "milli"), "u64"), 10, { timestamp: 0n });
+  const text = await writeCsv(registry, [batch], { useUnitDisplayName: false });
+  assert.equal(
+    text.split("\n")[1],
+    "kernel_cpu_time_millis;1970-01-01T00:00:00Z;10;local_machine;;local_machine;;",
+  );
+});
+
+/**
+ * Reads a file this output wrote: RFC 4180 cells (quoted cells, doubled quotes, line breaks inside quotes), and
+ * the `__late_attributes` cell split on unescaped late delimiters, `\x` read as `x`, each pair at its first `=`.
+ */
+function readCsv(text: string, delimiter: string, late: string): Record<string, string>[] {
+  const rows: string[][] = [];
+  let row: string[] = [];
+  let cell = "";
+  let quoted = false;
+  let i = 0;
+  while (i < text.length) {
+    const c = text[i]!;
+    if (quoted) {
+      if (c === '"' && text[i + 1] === '"') (cell += '"'), (i += 2);
+      else if (c === '"') (quoted = false), i++;
+      else (cell += c), i++;
+    } else if (c === '"' && cell === "") (quoted = true), i++;
+    else if (c === delimiter) row.push(cell), (cell = ""), i++;
+    else if (c === "\n") row.push(cell), rows.push(row), (row = []), (cell = ""), i++;
+    else (cell += c), i++;
+  }
+  assert.equal(cell + row.join(""), "", "the file ends with a line break");
+  const [header, ...lines] = rows;
+  return lines.map((cells) => {
+    assert.equal(cells.length, header!.length, `one cell per column: ${JSON.stringify(cells)}`);
+    const out: Record<string, string> = {};
+    header!.forEach((h, k) => {
+      if (h !== "__late_attributes") {
+        if (cells[k] !== "") out[h] = cells[k]!;
+        return;
+      }
+      let pair = "";
+      const pairs: string[] = [];
+      const v = cells[k]!;
+      for (let j = 0; j < v.length; j++) {
+        if (v[j] === "\\") pair += v[++j] ?? "";
+        else if (v[j] === late) pairs.push(pair), (pair = "");
+        else pair += v[j];
+      }
+      if (v !== "") pairs.push(pair);
+      for (const p of pairs) out[`late:${p.slice(0, p.indexOf("="))}`] = p.slice(p.indexOf("=") + 1);
+    });
+    return out;
+  });
+}
+
+Deno.test("An attribute value with the escape character, quotes or delimiters is written unambiguously and reads back", async (t) => {
+  const nasty = [
+    "C:\\temp\\",
+    "ends with a backslash \\",
+    "a\\,b",
+    "x=y",
+    'say "hi"',
+    "semi;colon",
+    "comma,here",
+    "pipe|and\ttab",
+    "two\nlines",
+    "\\\\",
+  ];
+  for (const [delimiter, late] of [[";", ","], [",", ","], [",", ";"], ["\t", "|"]] as const) {
+    await t.step(
+      `csv_delimiter ${JSON.stringify(delimiter)}, csv_late_delimiter ${JSON.stringify(late)}`,
+      async () => {
+        const registry = new MetricRegistry();
+        const m = metric(registry, "m", unit("1"), "u64");
+        const first = new Batch();
+        first.push(m, 0, { timestamp: 0n, attributes: { col: "plain" } });
+        const batch = new Batch();
+        nasty.forEach((v, i) =>
+          batch.push(m, i + 1, { timestamp: 0n, attributes: { col: v, late: v, other: i } })
+        );
+        const rows = readCsv(
+          await writeCsv(registry, [first, batch], { delimiter, lateDelimiter: late }),
+          delimiter,
+          late,
+        );
+        assert.equal(rows.length, nasty.length + 1);
+        nasty.forEach((v, i) => {
+          assert.deepEqual(rows[i + 1], {
+            metric: "m",
+            timestamp: "1970-01-01T00:00:00Z",
+            value: String(i + 1),
+            resource_kind: "local_machine",
+            consumer_kind: "local_machine",
+            col: v,
+            "late:late": v,
+            "late:other": String(i),
+          }, `value ${JSON.stringify(v)}`);
+        });
+      },
+    );
+  }
+});
+
+Deno.test("A second csv output on the same file refuses to start and leaves the first one's file intact", async () => {
+  await inTempDir(async (dir) => {
+    const registry = new MetricRegistry();
+    const m = metric(registry, "m", unit("W"), "f64");
+    const path = `${dir}/out.csv`;
+    const first = new CsvOutput(path);
+    first.open();
+    const batch = new Batch();
+    batch.push(m, 1, { timestamp: 0n });
+    first.write(batch, contextOf(registry));
+    const before = await Deno.readTextFile(path);
+    const second = new CsvOutput(path);
+    assert.throws(() => second.open(), (e: unknown) => {
+      assert.ok(e instanceof AlumetError);
+      assert.match(e.message, /^Cannot write csv output ".*out\.csv": another agent is writing it/);
+      assert.doesNotMatch(e.message, /\n/, "one line");
+      return true;
+    });
+    assert.equal(await Deno.readTextFile(path), before, "not truncated");
+    first.write(batch, contextOf(registry));
+    first.close();
+    assert.equal((await Deno.readTextFile(path)).split("\n").length, 4, "the first one went on writing");
+    // Once the first one is done, the file can be written again.
+    second.open();
+    second.close();
+    assert.equal(await Deno.readTextFile(path), "");
+  });
+});
+
+Deno.test("A write on a full device throws an OutputBlockedError (ENOSPC): the output is paused, not failed", () => {
+  try {
+    Deno.statSync("/dev/full");
+  } catch {
+    // deno-lint-ignore no-console
+    console.warn("ignored: no /dev/full here");
+    return;
+  }
+  const registry = new MetricRegistry();
+  const batch = new Batch();
+  batch.push(metric(registry, "m", unit("W"), "f64"), 1, { timestamp: 0n });
+  const output = new CsvOutput("/dev/full");
+  output.open();
+  try {
+    assert.throws(() => output.write(batch, contextOf(registry)), (e: unknown) => {
+      assert.ok(e instanceof OutputBlockedError, String(e));
+      assert.equal(e.code, "ENOSPC");
+      assert.match(e.message, /^Cannot write csv output "\/dev\/full": No space left on device/);
+      return true;
+    });
+  } finally {
+    output.close();
+  }
+});
+
 Deno.test("CsvOutput refuses to write before open", () => {
   const registry = new MetricRegistry();
   const batch = new Batch();
@@ -313,12 +478,14 @@ Deno.test("csvPlugin config schema", async (t) => {
   await t.step("accepts a one-character delimiter beyond ASCII", () => {
     assert.equal(parse({ csv_delimiter: "¦" }).success, true);
   });
+  await t.step("accepts a csv_delimiter equal to csv_late_delimiter, as Alumet does", () => {
+    assert.equal(parse({ csv_delimiter: ",", csv_late_delimiter: "," }).success, true);
+  });
   const rejected: [string, Record<string, unknown>, string][] = [
     ["a two-character delimiter", { csv_delimiter: ";;" }, "csv_delimiter"],
     ["an empty delimiter", { csv_delimiter: "" }, "csv_delimiter"],
     ["a quote as late delimiter", { csv_late_delimiter: '"' }, "csv_late_delimiter"],
     ["a line break as delimiter", { csv_delimiter: "\n" }, "csv_delimiter"],
-    ["equal delimiters", { csv_delimiter: ",", csv_late_delimiter: "," }, "csv_late_delimiter"],
     ["an empty output path", { output_path: "" }, "output_path"],
     ["a non-boolean force_flush", { force_flush: "yes" }, "force_flush"],
     ["an unknown key", { csv_escaped_quote: '""' }, ""],

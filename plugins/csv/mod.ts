@@ -16,6 +16,7 @@ import type { Attributes, AttributeValue, Batch } from "../../src/model/batch.ts
 import type { Metric } from "../../src/model/metrics.ts";
 import { type Timestamp, toRfc3339 } from "../../src/model/timestamp.ts";
 import { AlumetError, messageOf } from "../../src/errors.ts";
+import { blockedCode, OutputBlockedError } from "../../src/pipeline/output.ts";
 
 /** A single character that can separate CSV cells: not a double quote, not a line break. */
 function delimiter() {
@@ -32,10 +33,8 @@ export const csvConfigSchema = z.strictObject({
   append_unit_to_metric_name: z.boolean().default(true),
   use_unit_display_name: z.boolean().default(true),
   csv_delimiter: delimiter().default(";"),
+  // Equal to csv_delimiter is allowed, as in Alumet: the late-attributes cell is then quoted.
   csv_late_delimiter: delimiter().default(","),
-}).refine((c) => c.csv_delimiter !== c.csv_late_delimiter, {
-  path: ["csv_late_delimiter"],
-  error: "a character different from csv_delimiter",
 });
 
 /** The validated `[plugins.csv]` table. */
@@ -47,7 +46,10 @@ export interface CsvOutputOptions {
   readonly forceFlush?: boolean;
   /** Append `_<unit>` to the metric name (nothing for a unit whose name is empty). Default `true`. */
   readonly appendUnitToMetricName?: boolean;
-  /** Use the unit's display name (`μs`, `B`) rather than its UCUM code (`us`, `By`). Default `true`. */
+  /**
+   * Use the unit's display name (`μs`, `kB`) rather than Alumet's unique name (`micros`, `kiloBy`: the prefix's
+   * name, then the base unit's UCUM code). Default `true`.
+   */
   readonly useUnitDisplayName?: boolean;
   /** Separates the cells. Default `";"`. */
   readonly delimiter?: string;
@@ -135,18 +137,37 @@ export function formatTimestamp(ts: Timestamp): string {
   return s.slice(0, end) + "Z";
 }
 
-/** Writes all of `bytes`: `writeSync` may write only part of them. */
-function writeAllSync(file: Deno.FsFile, bytes: Uint8Array): void {
-  let done = 0;
-  while (done < bytes.length) done += file.writeSync(bytes.subarray(done));
+/**
+ * Alumet's unique name of a unit (`PrefixedUnit::unique_name` in alumet/src/units.rs): the prefix's name
+ * (`milli`, `micro`, `kilo`…, nothing when plain), then the base unit's UCUM code; a custom unit's unique name.
+ *
+ * @example
+ * ```ts
+ * import { unitUniqueName } from "./mod.ts";
+ * import { unit } from "../../src/model/units.ts";
+ * import assert from "node:assert/strict";
+ * assert.equal(unitUniqueName(unit("s", "milli")), "millis");
+ * assert.equal(unitUniqueName(unit("By", "kilo")), "kiloBy");
+ * assert.equal(unitUniqueName(unit("1")), "1");
+ * ```
+ */
+export function unitUniqueName(u: Metric["unit"]): string {
+  if (u.custom) return u.code;
+  return (u.prefix === "plain" ? "" : u.prefix) + u.base;
 }
 
 /**
  * The csv output. The file is created (or truncated) by {@linkcode CsvOutput.open}; the header line is
  * written with the first non-empty batch, whose attribute keys, sorted, become the attribute columns.
  * Attributes with other keys, in later points, go to the last column, `__late_attributes`, as
- * `key=value` pairs separated by the late delimiter (in a value, the late delimiter is escaped as `\,`).
- * A cell that contains the delimiter, a double quote or a line break is quoted, its quotes doubled.
+ * `key=value` pairs separated by the late delimiter (in a key or a value, the late delimiter is escaped as
+ * `\,` and a backslash as `\\`). A cell that contains the delimiter, a double quote or a line break is quoted,
+ * its quotes doubled (RFC 4180).
+ *
+ * Only whole lines reach the file: when a write fails for lack of room (ENOSPC, EDQUOT), the file is cut back to
+ * the end of the last batch written and an {@linkcode OutputBlockedError} is thrown, so that the pipeline pauses
+ * the output and retries the same batch. The file is locked (`flock`) while open: a second agent writing the same
+ * path refuses to start rather than truncating it.
  *
  * `write` is synchronous: a batch is formatted into one string, encoded once and written with
  * `writeSync` (with `forceFlush`), or kept until about 64 KiB are pending (without). Not safe for two
@@ -184,7 +205,8 @@ export class CsvOutput implements Output {
   readonly #useDisplay: boolean;
   readonly #delim: string;
   readonly #late: string;
-  readonly #lateEscaped: string;
+  /** Matches what must be escaped in a late attribute's key or value: a backslash, the late delimiter. */
+  readonly #lateSpecial: RegExp;
   /** Matches a cell that must be quoted. */
   readonly #special: RegExp;
   /** True when the delimiter can occur in a number or a timestamp (e.g. `.`), which then need a check. */
@@ -192,6 +214,10 @@ export class CsvOutput implements Output {
 
   #file: Deno.FsFile | undefined;
   #opens = 0;
+  /** Bytes of whole lines in the file: where a failed write cuts it back to. */
+  #offset = 0;
+  /** True for a regular file, which can be cut back; false for a device or a pipe. */
+  #regular = true;
   #bytes = new Uint8Array(BUFFER_TARGET * 3);
   #pending = "";
   /** Attribute columns, fixed by the first non-empty batch; undefined until then. */
@@ -224,32 +250,103 @@ export class CsvOutput implements Output {
         );
       }
     }
-    this.#lateEscaped = "\\" + this.#late;
+    this.#lateSpecial = new RegExp(`[\\\\${this.#late.replace(/[\\^\]-]/g, "\\$&")}]`, "g");
     this.#special = new RegExp(`["\\r\\n]|${this.#delim.replace(/[\\^$.*+?()[\]{}|/-]/g, "\\$&")}`);
     this.#numbersNeedCheck = /[0-9A-Za-z.:+-]/.test(this.#delim);
   }
 
   /**
-   * Opens the file: the first call creates or truncates it, a later one (after {@linkcode CsvOutput.close},
-   * when the plugin is started again) appends to it and keeps the columns. Throws an {@linkcode AlumetError}
-   * naming the path when the file cannot be opened.
+   * Opens and locks the file: the first call creates or truncates it, a later one (after
+   * {@linkcode CsvOutput.close}, when the plugin is started again) appends to it and keeps the columns. The
+   * exclusive lock is taken before anything is truncated. Throws an {@linkcode AlumetError} naming the path when
+   * the file cannot be opened, or when another agent holds its lock.
    */
   open(): void {
     if (this.#file !== undefined) return;
     const first = this.#opens === 0;
+    let file: Deno.FsFile;
     try {
-      this.#file = Deno.openSync(this.path, { write: true, create: true, truncate: first, append: !first });
+      file = Deno.openSync(this.path, { write: true, create: true, append: !first });
     } catch (e) {
       throw new AlumetError(`Cannot open csv output "${this.path}": ${messageOf(e)}`, { cause: e });
     }
+    try {
+      const st = file.statSync();
+      this.#regular = st.isFile;
+      if (this.#regular && !file.tryLockSync(true)) {
+        throw new AlumetError(
+          `Cannot write csv output "${this.path}": another agent is writing it (the file is locked); ` +
+            `stop that agent or set plugins.csv.output_path (or --output-file) to another file`,
+        );
+      }
+      if (first && this.#regular) {
+        file.truncateSync(0);
+        this.#offset = 0;
+      } else {
+        this.#offset = this.#regular ? st.size : 0;
+      }
+    } catch (e) {
+      file.close();
+      if (e instanceof AlumetError) throw e;
+      throw new AlumetError(`Cannot open csv output "${this.path}": ${messageOf(e)}`, { cause: e });
+    }
+    this.#file = file;
     this.#opens++;
   }
 
-  /** Appends one line per point of `batch`. */
+  /**
+   * Appends one line per point of `batch`. All or nothing: when writing fails, the file is cut back to where
+   * it was (and what was pending is kept) before the error is thrown.
+   */
   write(batch: Batch, ctx: ElementContext): void {
     const n = batch.length;
     if (n === 0) return;
     if (this.#file === undefined) throw new Error(`The csv output "${this.path}" is not open`);
+    const offset = this.#offset;
+    const pending = this.#pending;
+    const columns = this.#columns;
+    try {
+      this.#format(batch, ctx);
+    } catch (e) {
+      this.#rollBack(offset, pending, columns, e);
+    }
+  }
+
+  /** Undoes a failed write: cuts the file back to `offset`, restores what was pending, rethrows. */
+  #rollBack(offset: number, pending: string, columns: readonly string[] | undefined, e: unknown): never {
+    const file = this.#file!;
+    const undone = this.#offset === offset;
+    if (!undone && this.#regular) {
+      try {
+        file.truncateSync(offset);
+        file.seekSync(offset, Deno.SeekMode.Start);
+        this.#offset = offset;
+      } catch (e2) {
+        throw new AlumetError(
+          `Cannot write csv output "${this.path}": ${messageOf(e)}; cutting it back to its last whole line ` +
+            `failed too: ${messageOf(e2)}`,
+          { cause: e },
+        );
+      }
+    }
+    this.#pending = pending;
+    if (columns === undefined) {
+      // The header went out with this batch (or would have): the retry writes it again.
+      this.#columns = undefined;
+      this.#columnSet = new Set();
+      this.#attributeCells = new WeakMap();
+    }
+    const message = `Cannot write csv output "${this.path}": ${messageOf(e)}`;
+    const code = blockedCode(e);
+    // A device or a pipe that took part of the batch cannot be cut back: retrying would repeat lines.
+    if (code !== undefined && this.#offset === offset) {
+      throw new OutputBlockedError(message, { cause: e, code });
+    }
+    throw e instanceof AlumetError ? e : new AlumetError(message, { cause: e });
+  }
+
+  #format(batch: Batch, ctx: ElementContext): void {
+    const n = batch.length;
     let out = "";
     if (this.#columns === undefined) out = this.#startColumns(batch);
     const d = this.#delim;
@@ -309,16 +406,28 @@ export class CsvOutput implements Output {
       this.#writeText(out);
     } else {
       this.#pending += out;
-      if (this.#pending.length >= BUFFER_TARGET) this.flush();
+      if (this.#pending.length >= BUFFER_TARGET) {
+        const text = this.#pending;
+        this.#pending = "";
+        this.#writeText(text); // on failure, write() cuts the file back and restores what was pending
+      }
     }
   }
 
-  /** Writes what is pending (only without `forceFlush` can something be pending). */
+  /**
+   * Writes what is pending (only without `forceFlush` can something be pending). On failure, the file is cut
+   * back and the text stays pending.
+   */
   flush(): void {
     if (this.#pending === "" || this.#file === undefined) return;
     const text = this.#pending;
+    const offset = this.#offset;
     this.#pending = "";
-    this.#writeText(text);
+    try {
+      this.#writeText(text);
+    } catch (e) {
+      this.#rollBack(offset, text, this.#columns, e);
+    }
   }
 
   /** The file this output writes, as it was given (a relative path stays relative): exec's summary shows it. */
@@ -326,25 +435,47 @@ export class CsvOutput implements Output {
     return this.path;
   }
 
-  /** Writes what is pending and closes the file. Idempotent. */
+  /**
+   * Writes what is pending and closes the file. Idempotent. When the last write fails for lack of room, the
+   * file stays open and an {@linkcode OutputBlockedError} says how many lines are not written, so that the
+   * pipeline can retry the close.
+   */
   close(): void {
     if (this.#file === undefined) return;
     try {
       this.flush();
+    } catch (e) {
+      if (e instanceof OutputBlockedError) {
+        let lines = 0;
+        for (let i = this.#pending.indexOf("\n"); i >= 0; i = this.#pending.indexOf("\n", i + 1)) lines++;
+        throw new OutputBlockedError(e.message, { cause: e.cause, code: e.code, unwrittenPoints: lines });
+      }
+      this.#closeFile();
+      throw e;
+    }
+    this.#closeFile();
+  }
+
+  #closeFile(): void {
+    try {
+      this.#file?.close(); // releases the lock
     } finally {
-      this.#file.close();
       this.#file = undefined;
     }
   }
 
+  /** Writes all of `text`; `#offset` counts the bytes that went out, also when it throws midway. */
   #writeText(text: string): void {
     const need = text.length * 3; // the most UTF-8 bytes a UTF-16 code unit can take
     if (this.#bytes.length < need) this.#bytes = new Uint8Array(Math.max(need, this.#bytes.length * 2));
     const { written } = encoder.encodeInto(text, this.#bytes);
-    try {
-      writeAllSync(this.#file!, this.#bytes.subarray(0, written));
-    } catch (e) {
-      throw new AlumetError(`Cannot write csv output "${this.path}": ${messageOf(e)}`, { cause: e });
+    const file = this.#file!;
+    const bytes = this.#bytes;
+    let done = 0;
+    while (done < written) {
+      const n = file.writeSync(bytes.subarray(done, written));
+      done += n;
+      this.#offset += n;
     }
   }
 
@@ -370,7 +501,7 @@ export class CsvOutput implements Output {
   #metricCell(m: Metric): string {
     let name = m.name;
     if (this.#appendUnit) {
-      const unit = this.#useDisplay ? m.unit.display : m.unit.code;
+      const unit = this.#useDisplay ? m.unit.display : unitUniqueName(m.unit);
       if (unit !== "") name += "_" + unit;
     }
     return this.#escape(name);
@@ -389,7 +520,8 @@ export class CsvOutput implements Output {
     for (const key in a) {
       if (this.#columnSet.has(key)) continue;
       if (late !== "") late += this.#late;
-      late += key + "=" + attributeText(a[key]!).replaceAll(this.#late, this.#lateEscaped);
+      late += key.replace(this.#lateSpecial, "\\$&") + "=" +
+        attributeText(a[key]!).replace(this.#lateSpecial, "\\$&");
     }
     return cells + d + this.#escape(late);
   }
