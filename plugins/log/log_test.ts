@@ -111,3 +111,54 @@ Deno.test("logPlugin start adds the output out, and nothing else", async () => {
 Deno.test("log honours the output contract", async (t) => {
   await runOutputContract(t, { plugin: logPlugin, output: "out" });
 });
+
+Deno.test("alumet run | head: the agent stops once its reader went away (EPIPE), without hanging", async () => {
+  const root = new URL("../..", import.meta.url).pathname.replace(/\/$/, "");
+  const dir = await Deno.makeTempDir({ prefix: "alumet-log-epipe-" });
+  try {
+    await Deno.writeTextFile(
+      `${dir}/probe.ts`,
+      `import { unit } from "${root}/mod.ts";
+let n = 0;
+export default {
+  name: "probe", version: "1.0.0", defaultConfig: () => ({}),
+  init: () => ({
+    start(ctx) {
+      const m = ctx.createMetric({ name: "probe_seq", unit: unit("1"), valueType: "u64" });
+      ctx.addSource("seq", { poll: (b) => b.push(m, ++n) }, { pollInterval: "10ms", flushInterval: "10ms" });
+    },
+  }),
+};
+`,
+    );
+    await Deno.writeTextFile(
+      `${dir}/alumet-config.toml`,
+      `[plugins.probe]\nmodule = "./probe.ts"\n\n[plugins.log]\n`,
+    );
+    // `head -n 3` as the reader: it exits after three lines, closing the pipe.
+    const child = new Deno.Command("sh", {
+      args: [
+        "-c",
+        `"$0" run --quiet --allow-all "$1" run | head -n 3`,
+        Deno.execPath(),
+        `${root}/src/agent/main.ts`,
+      ],
+      cwd: dir,
+      env: { ALUMET_LOG: "info" },
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    const timer = setTimeout(() => child.kill("SIGKILL"), 60_000);
+    const out = await child.output();
+    clearTimeout(timer);
+    const stdout = new TextDecoder().decode(out.stdout);
+    const stderr = new TextDecoder().decode(out.stderr);
+    assert.equal(stdout.split("\n").filter((l) => l !== "").length, 3, stdout);
+    assert.equal(out.signal, null, `the agent ended on its own, not killed after 60 s:\n${stderr}`);
+    assert.match(stderr, /output\/log\/out: Stopped: its reader went away \(EPIPE/);
+    assert.match(stderr, /Stopping \(a shutdown request\)/);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

@@ -340,7 +340,7 @@ export class OutputTask {
           continue;
         }
         if (isBrokenPipe(e)) {
-          this.#log.error(
+          this.#log.warn(
             `Stopped: its reader went away (EPIPE: ${
               messageOf(e)
             }), as when \`| head\` exits; stopping the agent`,
