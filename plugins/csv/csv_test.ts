@@ -9,6 +9,7 @@ import type { ElementContext, Output } from "../../src/plugin/plugin.ts";
 import { AlumetError } from "../../src/errors.ts";
 import { OutputBlockedError } from "../../src/pipeline/output.ts";
 import { checkConfigBlock } from "../../src/testing/readme.ts";
+import { parseToml } from "../../src/deps.ts";
 
 const HEADER = "metric;timestamp;value;resource_kind;resource_id;consumer_kind;consumer_id";
 const T0 = 1_714_564_800_123_456_789n; // 2024-05-01T12:00:00.123456789Z
@@ -552,7 +553,8 @@ interface ScenarioPoint {
   attributes?: Record<string, string | number | boolean>;
 }
 interface Scenario {
-  config: Record<string, unknown>;
+  /** The `[plugins.csv]` keys; taken from `alumet-config.toml` instead when the folder has one. */
+  config?: Record<string, unknown>;
   metrics: { name: string; unit: string; value_type: ValueType; kind?: "gauge" | "delta" | "counter" }[];
   batches: ScenarioPoint[][];
 }
@@ -567,6 +569,21 @@ for (
   Deno.test(`csvPlugin writes the golden file of testdata/${entry.name}`, async () => {
     const folder = new URL(`${entry.name}/`, TESTDATA);
     const scenario: Scenario = JSON.parse(await Deno.readTextFile(new URL("input.json", folder)));
+    let config = scenario.config ?? {};
+    try {
+      // An Alumet config file, as Alumet documents or ships it: its [plugins.csv] section, less the agent's own
+      // `enable` key (which the agent's config loader handles), must be accepted with Alumet's meaning.
+      const toml = parseToml(await Deno.readTextFile(new URL("alumet-config.toml", folder)));
+      const { enable: _enable, ...section } = (toml.plugins as Record<string, Record<string, unknown>>).csv!;
+      const parsed = csvPlugin.configSchema.safeParse(section);
+      assert.ok(
+        parsed.success,
+        `testdata/${entry.name}/alumet-config.toml is rejected: ${parsed.error?.message}`,
+      );
+      config = section;
+    } catch (e) {
+      if (!(e instanceof Deno.errors.NotFound)) throw e;
+    }
     const expected = await Deno.readTextFile(new URL("expected.csv", folder));
     const registry = new MetricRegistry();
     for (const m of scenario.metrics) {
@@ -593,7 +610,7 @@ for (
     });
     await inTempDir(async (dir) => {
       const path = `${dir}/out.csv`;
-      await using h = await testPlugin(csvPlugin, { ...scenario.config, output_path: path });
+      await using h = await testPlugin(csvPlugin, { ...config, output_path: path });
       const output = onlyOutput(h);
       for (const b of batches) await output.write(b, contextOf(registry));
       await h.stop();
