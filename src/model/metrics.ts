@@ -52,7 +52,8 @@ export class DuplicateMetricError extends AlumetError {
   override name = "DuplicateMetricError";
 }
 
-const NAME_RE = /^[a-zA-Z_][a-zA-Z0-9_]*$/;
+/** Letters, digits and `_`, and the parentheses of Alumet's meminfo metric names (`active(anon)`). */
+const NAME_RE = /^[a-zA-Z_][a-zA-Z0-9_()]*$/;
 
 /**
  * The metric registry: ids are small numbers, even for `f64` metrics and odd for `u64` ones, handed out in
@@ -83,7 +84,7 @@ export class MetricRegistry {
   register<T extends ValueType>(plugin: string, spec: MetricSpec<T>): MetricId<T> {
     if (!NAME_RE.test(spec.name)) {
       throw new RangeError(
-        `Metric name "${spec.name}" (plugin ${plugin}) must be snake_case letters, digits and "_"`,
+        `Metric name "${spec.name}" (plugin ${plugin}) must be snake_case letters, digits, "_" (and "(", ")")`,
       );
     }
     const kind = spec.kind ?? "gauge";
