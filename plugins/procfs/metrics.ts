@@ -138,7 +138,7 @@ export const createProcessMetrics = (create: CreateMetric): ProcessMetrics =>
  * ```ts
  * import { meminfoMetric } from "./metrics.ts";
  * import assert from "node:assert/strict";
- * assert.equal(meminfoMetric("Active(anon)").name, "active_anon");
+ * assert.equal(meminfoMetric("Active(anon)").name, "active(anon)");
  * assert.equal(meminfoMetric("MemTotal").unit.code, "By");
  * ```
  */
@@ -153,10 +153,12 @@ export function meminfoMetric(key: string): MetricDefinition<"u64"> {
 }
 
 /**
- * The metric name of a `/proc/meminfo` key, as Alumet converts it to snake case (`MemTotal` → `mem_total`,
- * `SReclaimable` → `s_reclaimable`, `HugePages_Total` → `hugepages_total`), then with every character that
- * a metric name cannot hold replaced by `_` (`Active(anon)` → `active_anon`, where Alumet keeps the
- * parentheses).
+ * The metric name of a `/proc/meminfo` key: Alumet's `convert_to_snake_case` (plugins/procfs/src/lib.rs),
+ * exactly. A key of one character or less is kept as it is; a key that holds `_` is only lowercased
+ * (`HugePages_Total` → `hugepages_total`, `NFS_Unstable` → `nfs_unstable`); in any other key each character is
+ * lowercased, with a `_` before an upper-case letter that follows a letter (`MemTotal` → `mem_total`,
+ * `SReclaimable` → `s_reclaimable`, `DirectMap4k` → `direct_map4k`, `DirectMap2M` → `direct_map2m`). Other
+ * characters are kept: `Active(anon)` → `active(anon)`.
  *
  * @example
  * ```ts
@@ -165,35 +167,24 @@ export function meminfoMetric(key: string): MetricDefinition<"u64"> {
  * assert.equal(meminfoMetricName("MemTotal"), "mem_total");
  * assert.equal(meminfoMetricName("SwapCached"), "swap_cached");
  * assert.equal(meminfoMetricName("Committed_AS"), "committed_as");
- * assert.equal(meminfoMetricName("Active(anon)"), "active_anon");
+ * assert.equal(meminfoMetricName("Active(anon)"), "active(anon)");
+ * assert.equal(meminfoMetricName("ShmemPmdMapped"), "shmem_pmd_mapped");
  * ```
  */
 export function meminfoMetricName(key: string): string {
-  return alumetSnakeCase(key).replace(/[^a-z0-9_]+/g, "_").replace(/^_+|_+$/g, "") || "_";
-}
-
-const LOWER = 0;
-const UPPER = 1;
-const OTHER = 2;
-
-function charKind(c: string): number {
-  if (c >= "a" && c <= "z") return LOWER;
-  if (c >= "A" && c <= "Z") return UPPER;
-  return OTHER;
-}
-
-/** Alumet's `convert_to_snake_case`: a key with `_` is lowercased; else `_` before each upper after a letter. */
-function alumetSnakeCase(s: string): string {
-  if (s.length <= 1) return s;
-  if (s.includes("_")) return s.toLowerCase();
-  let out = s[0]!.toLowerCase();
-  let prev = charKind(s[0]!);
-  for (let i = 1; i < s.length; i++) {
-    const c = s[i]!;
-    const kind = charKind(c);
-    if (kind === UPPER && prev !== OTHER) out += "_";
-    out += c.toLowerCase();
-    prev = kind;
+  if (key.length <= 1) return key;
+  if (key.includes("_")) return lowerAscii(key);
+  let out = lowerAscii(key[0]!);
+  let prevLetter = isLetter(key[0]!);
+  for (let i = 1; i < key.length; i++) {
+    const c = key[i]!;
+    if (prevLetter && c >= "A" && c <= "Z") out += "_";
+    out += lowerAscii(c);
+    prevLetter = isLetter(c);
   }
   return out;
 }
+
+const isLetter = (c: string) => (c >= "a" && c <= "z") || (c >= "A" && c <= "Z");
+/** ASCII lowercase only, as Rust's `to_ascii_lowercase`. */
+const lowerAscii = (s: string) => s.replace(/[A-Z]/g, (c) => String.fromCharCode(c.charCodeAt(0) + 32));

@@ -13,6 +13,7 @@ import {
   createNetworkMetrics,
   createProcessMetrics,
   KernelSource,
+  meminfoMetric,
   meminfoMetricName,
   MemorySource,
   NetworkSource,
@@ -333,20 +334,121 @@ Deno.test("MemorySource names the keys the live /proc/meminfo does not have", ()
   }
 });
 
-Deno.test("meminfoMetricName converts keys as Alumet does", () => {
-  const cases: [string, string][] = [
-    ["MemTotal", "mem_total"],
-    ["MemAvailable", "mem_available"],
-    ["SwapCached", "swap_cached"],
+/**
+ * Alumet's `convert_to_snake_case` (plugins/procfs/src/lib.rs, alumet-dev/alumet at
+ * e95352fc2d4d2b4d136dd365fd6323868de24b55 and 205fb2b0d5d26d11561410f23be32c8f69c3f475), its rules written
+ * out: a key of one character or less is kept as it is; a key with `_` is lowercased; otherwise each character
+ * is lowercased and an upper-case letter that follows a letter gets a `_` before it. The names of every key of
+ * a Linux 6.x /proc/meminfo, worked out by hand from these rules.
+ */
+const ALUMET_MEMINFO_NAMES: Record<string, string> = {
+  MemTotal: "mem_total",
+  MemFree: "mem_free",
+  MemAvailable: "mem_available",
+  Buffers: "buffers",
+  Cached: "cached",
+  SwapCached: "swap_cached",
+  Active: "active",
+  Inactive: "inactive",
+  "Active(anon)": "active(anon)",
+  "Inactive(anon)": "inactive(anon)",
+  "Active(file)": "active(file)",
+  "Inactive(file)": "inactive(file)",
+  Unevictable: "unevictable",
+  Mlocked: "mlocked",
+  SwapTotal: "swap_total",
+  SwapFree: "swap_free",
+  Zswap: "zswap",
+  Zswapped: "zswapped",
+  Dirty: "dirty",
+  Writeback: "writeback",
+  AnonPages: "anon_pages",
+  Mapped: "mapped",
+  Shmem: "shmem",
+  KReclaimable: "k_reclaimable",
+  Slab: "slab",
+  SReclaimable: "s_reclaimable",
+  SUnreclaim: "s_unreclaim",
+  KernelStack: "kernel_stack",
+  PageTables: "page_tables",
+  SecPageTables: "sec_page_tables",
+  NFS_Unstable: "nfs_unstable",
+  Bounce: "bounce",
+  WritebackTmp: "writeback_tmp",
+  CommitLimit: "commit_limit",
+  Committed_AS: "committed_as",
+  VmallocTotal: "vmalloc_total",
+  VmallocUsed: "vmalloc_used",
+  VmallocChunk: "vmalloc_chunk",
+  Percpu: "percpu",
+  HardwareCorrupted: "hardware_corrupted",
+  AnonHugePages: "anon_huge_pages",
+  ShmemHugePages: "shmem_huge_pages",
+  ShmemPmdMapped: "shmem_pmd_mapped",
+  FileHugePages: "file_huge_pages",
+  FilePmdMapped: "file_pmd_mapped",
+  CmaTotal: "cma_total",
+  CmaFree: "cma_free",
+  Balloon: "balloon",
+  Unaccepted: "unaccepted",
+  HugePages_Total: "hugepages_total",
+  HugePages_Free: "hugepages_free",
+  HugePages_Rsvd: "hugepages_rsvd",
+  HugePages_Surp: "hugepages_surp",
+  Hugepagesize: "hugepagesize",
+  Hugetlb: "hugetlb",
+  DirectMap4k: "direct_map4k",
+  DirectMap2M: "direct_map2m",
+  DirectMap4M: "direct_map4m",
+  DirectMap1G: "direct_map1g",
+};
+
+Deno.test("meminfoMetricName converts keys exactly as Alumet's convert_to_snake_case", () => {
+  // The cases of Alumet's own test (test_case_conversion), then every meminfo key above.
+  const alumetTest: [string, string][] = [
+    ["", ""],
+    ["_", "_"],
+    ["a", "a"],
+    ["aa", "aa"],
+    ["aaa", "aaa"],
+    ["A", "A"],
+    ["snake_case", "snake_case"],
+    ["camelCase", "camel_case"],
+    ["PascalCase", "pascal_case"],
     ["SReclaimable", "s_reclaimable"],
     ["NFS_Unstable", "nfs_unstable"],
     ["Committed_AS", "committed_as"],
-    ["HugePages_Total", "hugepages_total"],
-    ["DirectMap4k", "direct_map4k"],
-    ["Active(anon)", "active_anon"],
-    ["Cached", "cached"],
   ];
-  for (const [key, name] of cases) assert.equal(meminfoMetricName(key), name, key);
+  for (const [key, name] of alumetTest) assert.equal(meminfoMetricName(key), name, key);
+  for (const [key, name] of Object.entries(ALUMET_MEMINFO_NAMES)) {
+    assert.equal(meminfoMetricName(key), name, key);
+  }
+});
+
+Deno.test("every key of this machine's /proc/meminfo is a metric the plugin can create", async () => {
+  const keys = (await Deno.readTextFile("/proc/meminfo")).split("\n").filter((l) => l.includes(":"))
+    .map((l) => l.slice(0, l.indexOf(":")));
+  assert.ok(keys.includes("MemTotal"), "a /proc/meminfo");
+  const known = keys.filter((k) => k in ALUMET_MEMINFO_NAMES);
+  assert.ok(
+    known.length >= keys.length - 3,
+    `keys not in the table: ${keys.filter((k) => !known.includes(k))}`,
+  );
+  const registry = new MetricRegistry();
+  for (const key of keys) {
+    const name = meminfoMetricName(key);
+    if (key in ALUMET_MEMINFO_NAMES) assert.equal(name, ALUMET_MEMINFO_NAMES[key], key);
+    registry.register("procfs", meminfoMetric(key)); // throws for a name the registry refuses
+  }
+  // And the plugin starts with all of them, each key validated by the config schema.
+  await using h = await testPlugin(procfsPlugin, {
+    kernel: { enabled: false },
+    network: { enabled: false },
+    processes: { enabled: false },
+    memory: { metrics: keys },
+  });
+  const names = h.metrics.all.map((m) => m.name);
+  assert.deepEqual(names, keys.map(meminfoMetricName));
 });
 
 Deno.test("the plugin adds kernel, memory and network sources, each can be disabled", async () => {
