@@ -57,7 +57,7 @@ export {
   formatName,
 } from "./src/pipeline/names.ts";
 export type { ElementState, SourceStats } from "./src/pipeline/source.ts";
-export type { OutputStats } from "./src/pipeline/output.ts";
+export { OutputBlockedError, type OutputStats } from "./src/pipeline/output.ts";
 export { Agent, type AgentOptions, type PluginEntry } from "./src/agent/agent.ts";
 export { BUILTIN_NAMES, loadAllBuiltins, loadBuiltin } from "./src/agent/builtin.ts";
 // The built-in plugins, to run or extend from a script (each also has its own subpath export, with its sources

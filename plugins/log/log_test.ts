@@ -139,7 +139,7 @@ export default {
     const child = new Deno.Command("sh", {
       args: [
         "-c",
-        `"$0" run --quiet --allow-all "$1" run | head -n 3`,
+        `{ "$0" run --quiet --allow-all "$1" run; echo "agent exit $?" >&2; } | head -n 3`,
         Deno.execPath(),
         `${root}/src/agent/main.ts`,
       ],
@@ -158,6 +158,7 @@ export default {
     assert.equal(out.signal, null, `the agent ended on its own, not killed after 60 s:\n${stderr}`);
     assert.match(stderr, /output\/log\/out: Stopped: its reader went away \(EPIPE/);
     assert.match(stderr, /Stopping \(a shutdown request\)/);
+    assert.match(stderr, /agent exit 0\n/, "what no reader wants is not a loss: the agent exits 0");
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

@@ -30,6 +30,11 @@ export interface OutputStats {
   droppedPoints: number;
   /** Writes that failed with a retryable error. */
   retries: number;
+  /**
+   * Points not written because the output's reader went away (EPIPE, as when `| head` exits). Not a loss: no
+   * one reads them any more (they are not in `droppedPoints`, and do not make `run` exit non-zero).
+   */
+  unreadPoints: number;
 }
 
 /** Retry delays for a write that failed with a RetryableError, ms. */
@@ -112,7 +117,14 @@ export class OutputTask {
   readonly name: ElementName;
   readonly policy: FullPolicy;
   readonly capacity: number;
-  readonly stats: OutputStats = { batches: 0, points: 0, droppedBatches: 0, droppedPoints: 0, retries: 0 };
+  readonly stats: OutputStats = {
+    batches: 0,
+    points: 0,
+    droppedBatches: 0,
+    droppedPoints: 0,
+    retries: 0,
+    unreadPoints: 0,
+  };
   #output: Output;
   #ctx: ElementContext;
   #queue: Batch[] = [];
@@ -124,6 +136,8 @@ export class OutputTask {
   #log: Logger;
   #lastDropLog = -Infinity;
   #failed = false;
+  /** The reader went away (EPIPE): what is not written is unread, not lost. */
+  #readerGone = false;
   /** The error code while a write is blocked (the output reads as paused); undefined otherwise. */
   #blocked: string | undefined;
   #blockedSince = 0;
@@ -345,6 +359,7 @@ export class OutputTask {
               messageOf(e)
             }), as when \`| head\` exits; stopping the agent`,
           );
+          this.#readerGone = true;
           this.#countDrop(batch, "its reader went away");
           this.#failed = true;
           this.#state = "stopped";
@@ -430,6 +445,10 @@ export class OutputTask {
   }
 
   #countDrop(batch: Batch, why: string): void {
+    if (this.#readerGone) {
+      this.stats.unreadPoints += batch.length;
+      return;
+    }
     this.stats.droppedBatches++;
     this.stats.droppedPoints += batch.length;
     const t = performance.now();

@@ -16,7 +16,7 @@
 import type { Batch } from "../model/batch.ts";
 import type { MetricId, MetricRegistry } from "../model/metrics.ts";
 import { unit } from "../model/units.ts";
-import { parseDuration } from "../model/duration.ts";
+import { intervalProblem, parseDuration } from "../model/duration.ts";
 import { messageOf } from "../errors.ts";
 import { Logger } from "../log.ts";
 import type {
@@ -91,6 +91,10 @@ function toMs(v: number | string, what: string): number {
   const ms = typeof v === "number" ? v : parseDuration(v);
   if (ms === undefined || !(ms > 0) || !Number.isFinite(ms)) {
     throw new RangeError(`Invalid ${what} ${JSON.stringify(v)}: expected a positive duration such as "1s"`);
+  }
+  const problem = intervalProblem(ms);
+  if (problem !== undefined) {
+    throw new RangeError(`Invalid ${what} ${JSON.stringify(v)}: expected ${problem}`);
   }
   return ms;
 }
