@@ -4,6 +4,7 @@
  * @module
  */
 import { AlumetError, closest } from "../errors.ts";
+import { ffiAvailable, type Rusage, setChildSubreaper, waitChild } from "../ffi/libc.ts";
 import { ProcFile } from "../ffi/proc_file.ts";
 import { isStoppedState, statState } from "../sys/proc_state.ts";
 import { auxvInfo } from "../sys/system.ts";
@@ -145,9 +146,129 @@ export async function waitForExit(pid: number, signal: AbortSignal, intervalMs =
   }
 }
 
+/** The name of signal number `n` (`SIGKILL` for 9), or `signal N` when unknown. */
+export function signalName(n: number): string {
+  for (const [name, num] of Object.entries(SIGNAL_NUMBERS)) if (num === n) return name;
+  return `signal ${n}`;
+}
+
 /**
- * Spawns `program` stopped just before its `exec`: `sh -c 'kill -STOP $$; exec "$@"' sh PROGRAM ARGS…` (Deno
- * has no pre-exec hook). The pid is the program's own once it runs. The shell looks `program` up in PATH as
+ * The start of the reaped program (see {@linkcode startReaped}): a shell that keeps its stdin (a non-interactive
+ * shell gives a background command /dev/null) as fd 3, starts in the background, with SIGINT and SIGQUIT back
+ * to their defaults (a background command gets them ignored), a second shell that stops itself then execs the
+ * program, writes its pid to the file `$1`, and exits at once.
+ */
+const REAPED_START = `exec 3<&0; p=$1; shift; ` +
+  `env --default-signal=INT,QUIT /bin/sh -c 'kill -STOP $$; exec "$@"' sh "$@" <&3 3<&- & ` +
+  `echo $! > "$p"; exit 0`;
+
+let reapable: string | undefined | null = null;
+
+/**
+ * Whether {@linkcode startReaped} can work here: undefined when it can, else why not (no native calls; an `env`
+ * without `--default-signal`, as in coreutils before 8.31 or busybox). Looks for the option's name in the `env`
+ * found in PATH (a 50 KB read, not a process: `exec` starts faster); an `env` that is not recognised that way
+ * is taken as lacking it.
+ */
+export function reapedStartUnavailable(path = Deno.env.get("PATH") ?? ""): string | undefined {
+  if (reapable !== null) return reapable;
+  return reapable = (() => {
+    if (!ffiAvailable()) return "native calls are not allowed (--allow-ffi)";
+    let env: string;
+    try {
+      env = resolveProgram("env", "/", path);
+    } catch {
+      return "no `env` in PATH";
+    }
+    try {
+      const text = new TextDecoder("latin1").decode(Deno.readFileSync(env));
+      if (text.includes("default-signal")) return undefined;
+    } catch {
+      // unreadable: as if it lacked the option
+    }
+    return `${env} has no --default-signal (coreutils 8.31 or later has it)`;
+  })();
+}
+
+/** How a program started by {@linkcode startReaped} ended. */
+export interface ReapedExit {
+  /** The shell-style exit code: its code, or 128+N when signal N killed it. */
+  readonly code: number;
+  /** The name of the signal that killed it, else null. */
+  readonly signal: string | null;
+  /** The kernel's accounting of the program and the children it waited for, as `/usr/bin/time` gets it. */
+  readonly rusage: Rusage;
+}
+
+/** A program started by {@linkcode startReaped}, stopped before its first instruction. */
+export interface ReapedProgram {
+  /** Its pid (the program's own once it runs); a child of this process. */
+  readonly pid: number;
+  /** True when it reached its stopped start (false: it ended or failed before). */
+  readonly stopped: boolean;
+  /** Reaps it (`wait4`, on another thread): its exit and its exact rusage. Call once. */
+  wait(): Promise<ReapedExit>;
+}
+
+/**
+ * Starts `program` as a child of this process that is not forked from it, stopped just before its `exec`, so
+ * that the kernel's accounting of it is its own (a process forked from the agent would inherit the agent's peak
+ * memory into its `ru_maxrss`, the kernel keeping the old memory's high-water mark at exec). This process
+ * becomes a child subreaper for the moment of the start; a shell (forked by Deno) starts a second one in the
+ * background and exits; the second shell, reparented to this process, stops itself, then execs the program
+ * with `argv[0]` as given (looked up in PATH as any shell does), stdin, stdout and stderr inherited, in this
+ * process's process group (Ctrl-C reaches it), SIGINT and SIGQUIT at their defaults. Send it SIGCONT once
+ * the plugins know its pid, then {@linkcode ReapedProgram.wait}. Needs {@linkcode reapedStartUnavailable} to
+ * have said yes.
+ */
+export async function startReaped(
+  program: string,
+  args: readonly string[],
+  cwd: string,
+): Promise<ReapedProgram> {
+  const pidFile = await Deno.makeTempFile({ prefix: "alumet-exec-", suffix: ".pid" });
+  let pid: number;
+  try {
+    setChildSubreaper(true);
+    try {
+      const shell = new Deno.Command("/bin/sh", {
+        args: ["-c", REAPED_START, "sh", pidFile, program, ...args],
+        cwd,
+        stdin: "inherit",
+        stdout: "inherit",
+        stderr: "inherit",
+      }).spawn();
+      const status = await shell.status;
+      pid = Number((await Deno.readTextFile(pidFile)).trim());
+      if (!status.success || !Number.isInteger(pid) || pid <= 0) {
+        throw new AlumetError(
+          `Cannot start "${program}": the start-up shell failed (exit code ${status.code})`,
+        );
+      }
+    } finally {
+      // The program was reparented to this process when the first shell exited: it stays our child. Its own
+      // orphans go to init again, as they would without the agent.
+      setChildSubreaper(false);
+    }
+  } finally {
+    await Deno.remove(pidFile).catch(() => {});
+  }
+  const stopped = await waitUntilStopped(pid, 2000);
+  return {
+    pid,
+    stopped,
+    wait: async () => {
+      const e = await waitChild(pid);
+      const signal = e.signal === null ? null : signalName(e.signal);
+      return { code: e.signal !== null ? 128 + e.signal : e.code ?? 0, signal, rusage: e.rusage };
+    },
+  };
+}
+
+/**
+ * Spawns `program` as a child of this process (forked from it: its `ru_maxrss` starts at this process's peak;
+ * {@linkcode startReaped} is better where it works), stopped just before its `exec`:
+ * `sh -c 'kill -STOP $$; exec "$@"' sh PROGRAM ARGS…` (Deno has no pre-exec hook). The pid is the program's own once it runs. The shell looks `program` up in PATH as
  * any shell does and passes it on as `argv[0]` as it is given, as a shell would (Deno.Command would pass the
  * resolved path).
  */

@@ -1,7 +1,8 @@
 /**
- * The live status line of `run` and `exec`: when stderr is a terminal, one line kept at the bottom (elapsed
- * time, points measured and written, losses, late ticks), redrawn twice a second; log lines are printed
- * above it. Nothing at all when stderr is not a terminal.
+ * The live status line of `run`: when stderr is a terminal, one line kept at the bottom (elapsed time, points
+ * measured and written, losses, late ticks), redrawn twice a second; log lines are printed above it. Nothing
+ * at all when stderr is not a terminal. `exec` draws none: its program writes to the same terminal, and a
+ * line redrawn over that output would overwrite it (the summary comes at the end instead).
  *
  * @module
  */

@@ -54,6 +54,17 @@ const SYMBOLS = {
   inotify_rm_watch: { parameters: ["i32", "i32"], result: "i32" },
   /** `int ioctl(int fd, unsigned long request, unsigned long arg)` */
   ioctl: { parameters: ["i32", "u64", "u64"], result: "i32" },
+  /** `int prctl(int option, unsigned long arg2, unsigned long arg3, unsigned long arg4, unsigned long arg5)` */
+  prctl: { parameters: ["i32", "u64", "u64", "u64", "u64"], result: "i32" },
+  /** `pid_t wait4(pid_t pid, int *wstatus, int options, struct rusage *rusage)` */
+  wait4: { parameters: ["i32", "buffer", "i32", "buffer"], result: "i32" },
+  /** The same, run on another thread: returns a promise, the event loop runs while the child runs. */
+  wait4_async: {
+    name: "wait4",
+    parameters: ["i32", "buffer", "i32", "buffer"],
+    result: "i32",
+    nonblocking: true,
+  },
 } as const satisfies Deno.ForeignLibraryInterface;
 
 type Libc = Deno.DynamicLibrary<typeof SYMBOLS>["symbols"];
@@ -272,6 +283,11 @@ export interface Rusage {
 export function getrusage(who: number): Rusage {
   const buf = new BigInt64Array(18);
   unwrap(libc().getrusage(who, buf), "getrusage");
+  return rusageOf(buf);
+}
+
+/** Reads a `struct rusage` (18 `long`s on x86_64/aarch64 Linux) filled by `getrusage` or `wait4`. */
+function rusageOf(buf: BigInt64Array): Rusage {
   const n = (i: number) => Number(buf[i]!);
   return {
     userUs: n(0) * 1e6 + n(1),
@@ -282,4 +298,64 @@ export function getrusage(who: number): Rusage {
     voluntarySwitches: n(16),
     involuntarySwitches: n(17),
   };
+}
+
+/** `PR_SET_CHILD_SUBREAPER` (`prctl`): orphaned descendants are reparented to this process, not to init. */
+export const PR_SET_CHILD_SUBREAPER = 36;
+/** `WNOHANG` (`wait4`): return 0 at once when the child has not changed state. */
+export const WNOHANG = 1;
+
+/**
+ * Makes this process a child subreaper, or no longer one (`prctl(PR_SET_CHILD_SUBREAPER, on)`): a descendant
+ * whose parent exits is reparented to it, so that it can `wait4` for it. Throws an {@linkcode ErrnoError} when
+ * refused.
+ */
+export function setChildSubreaper(on: boolean): void {
+  unwrap(libc().prctl(PR_SET_CHILD_SUBREAPER, on ? 1n : 0n, 0n, 0n, 0n), "prctl(PR_SET_CHILD_SUBREAPER)");
+}
+
+/** How a child ended, and the kernel's accounting of it (its own and that of the children it waited for). */
+export interface ChildExit {
+  /** The exit code when it exited, else null. */
+  readonly code: number | null;
+  /** The number of the signal that killed it, else null. */
+  readonly signal: number | null;
+  /** `struct rusage` from `wait4`: exactly what `/usr/bin/time` reports for it. */
+  readonly rusage: Rusage;
+}
+
+/**
+ * Decodes a `wait4` status word (exited or killed; `wait4` without `WUNTRACED` reports nothing else).
+ *
+ * @example
+ * ```ts
+ * import { decodeWaitStatus } from "./libc.ts";
+ * import assert from "node:assert/strict";
+ * assert.deepEqual(decodeWaitStatus(7 << 8), { code: 7, signal: null });
+ * assert.deepEqual(decodeWaitStatus(9), { code: null, signal: 9 });
+ * assert.deepEqual(decodeWaitStatus(0x80 | 11), { code: null, signal: 11 }); // SIGSEGV, core dumped
+ * ```
+ */
+export function decodeWaitStatus(status: number): { code: number | null; signal: number | null } {
+  const sig = status & 0x7f;
+  return sig === 0 ? { code: (status >> 8) & 0xff, signal: null } : { code: null, signal: sig };
+}
+
+/**
+ * Waits, on another thread (the event loop runs meanwhile), for child `pid` to end and reaps it with
+ * `wait4(pid, &status, 0, &rusage)`. Throws an {@linkcode ErrnoError} when it is not a child of this process
+ * (`ECHILD`: it was reaped by someone else).
+ */
+export async function waitChild(pid: number): Promise<ChildExit> {
+  const status = new Int32Array(1);
+  const buf = new BigInt64Array(18);
+  for (;;) {
+    const r = await libc().wait4_async(pid, status, 0, buf);
+    if (r === pid) break;
+    // errno belongs to the other thread: ask again here, without waiting, to know why (EINTR: wait again).
+    const again = libc().wait4(pid, status, WNOHANG, buf);
+    if (again === pid) break;
+    if (again < 0) unwrap(again, `wait4(${pid})`);
+  }
+  return { ...decodeWaitStatus(status[0]!), rusage: rusageOf(buf) };
 }

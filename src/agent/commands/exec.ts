@@ -4,7 +4,7 @@
  * @module
  */
 import { UsageError } from "../../errors.ts";
-import { ffiAvailable, getrusage, RUSAGE_CHILDREN } from "../../ffi/libc.ts";
+import { ErrnoError, ffiAvailable, getrusage, type Rusage, RUSAGE_CHILDREN } from "../../ffi/libc.ts";
 import { logLevel } from "../../log.ts";
 import { Consumer } from "../../model/resources.ts";
 import { now } from "../../model/timestamp.ts";
@@ -12,14 +12,16 @@ import {
   cpuTimeNs,
   exitCodeOf,
   peakRssOf,
+  type ReapedProgram,
+  reapedStartUnavailable,
   resolveProgram,
   spawnStopped,
+  startReaped,
   waitUntilStopped,
   withoutWrapper,
 } from "../exec.ts";
 import { reportLosses } from "../losses.ts";
 import { countCpus } from "../../sys/system.ts";
-import { StatusLine } from "../status.ts";
 import { EXEC_SUMMARY_PLUGIN, ExecSummary, outputLabels } from "../summary.ts";
 import { defineCommand } from "./define.ts";
 
@@ -53,14 +55,16 @@ what each series measured, and where the series were written (or how many points
     // From here until the last point is written, signals do not kill the agent: Ctrl-C goes to the whole
     // foreground process group, so the program gets it from the terminal and the agent measures until it is
     // gone; SIGTERM/SIGHUP sent to the agent alone are passed on to the program.
-    let child: Deno.ChildProcess | undefined;
+    let pid: number | undefined;
+    let reaped = false; // once the program is reaped its pid may be another process's: nothing more is sent
     const onInterrupt = () =>
       logger.info(
-        child ? `Waiting for ${program} (pid ${child.pid}) to end` : "Interrupted: starting, then stopping",
+        pid ? `Waiting for ${program} (pid ${pid}) to end` : "Interrupted: starting, then stopping",
       );
     const forward = (sig: Deno.Signal) => () => {
+      if (pid === undefined || reaped) return;
       try {
-        child?.kill(sig);
+        Deno.kill(pid, sig);
       } catch {
         // already gone
       }
@@ -75,56 +79,97 @@ what each series measured, and where the series were written (or how many points
       const summary = new ExecSummary();
       await using agent = await ctx.agent(setup, [summary.plugin()]);
       await agent.start();
-      using statusLine = new StatusLine(agent);
+      // No live status line: the program writes to the same terminal, and a redrawn line would overwrite
+      // (or be cut by) its output. The summary comes at the end.
       await agent.control.triggerNow();
-      // The kernel's accounting of waited-for children, read around the wait: once the program is reaped its
-      // /proc entry is gone, and this is the only record of its CPU time up to its last instruction (its
-      // whole tree's, as `time` counts it).
-      const before = ffiAvailable() ? getrusage(RUSAGE_CHILDREN) : undefined;
-      const started = performance.now();
       // Start the program stopped before its first instruction (a shell that stops itself, then execs it: the
       // program gets argv[0] as typed), tell the plugins its pid (so that they arm their counters on it), then
       // let it run: nothing of its start-up escapes the measurement. What the shell used before its exec is
       // taken out of the program's CPU time.
-      child = spawnStopped(program, args, cwd);
-      summary.pid = String(child.pid);
-      const stopped = await waitUntilStopped(child.pid, 2000);
+      // Best: the program is not forked from the agent (see startReaped), and the agent reaps it itself: the
+      // kernel's rusage of it is exact, peak memory included. Else, a child forked from the agent, whose
+      // ru_maxrss starts at the agent's own peak.
+      let why = reapedStartUnavailable();
+      const started = performance.now();
+      let reapedProgram: ReapedProgram | undefined;
+      let child: Deno.ChildProcess | undefined;
+      let before: Rusage | undefined;
+      let stopped: boolean;
+      if (why === undefined) {
+        try {
+          reapedProgram = await startReaped(program, args, cwd);
+        } catch (e) {
+          if (!(e instanceof ErrnoError)) throw e;
+          why = e.message;
+        }
+      }
+      if (reapedProgram !== undefined) {
+        pid = reapedProgram.pid;
+        stopped = reapedProgram.stopped;
+      } else {
+        logger.debug(`The program is started as the agent's child (${why}): its peak memory is sampled`);
+        before = ffiAvailable() ? getrusage(RUSAGE_CHILDREN) : undefined;
+        child = spawnStopped(program, args, cwd);
+        pid = child.pid;
+        stopped = await waitUntilStopped(pid, 2000);
+      }
+      summary.pid = String(pid);
       let wrapperNs = 0;
       if (stopped) {
-        wrapperNs = cpuTimeNs(child.pid) ?? 0;
+        wrapperNs = cpuTimeNs(pid) ?? 0;
         logger.debug(`The stopped-start shell used ${(wrapperNs / 1000).toFixed(0)} µs of CPU: not counted`);
       } else if (agent.armsBeforeExec) {
-        logger.warn(`${program} (pid ${child.pid}) did not reach its stopped start; measuring it anyway`);
+        logger.warn(`${program} (pid ${pid}) did not reach its stopped start; measuring it anyway`);
       }
-      await agent.events.publish("startConsumerMeasurement", [Consumer.process(child.pid)]);
-      if (stopped) child.kill("SIGCONT");
-      const pid = child.pid;
-      let sampledPeak = 0;
-      const sampler = setInterval(() => sampledPeak = Math.max(sampledPeak, peakRssOf(pid) ?? 0), 100);
-      const status = await child.status.finally(() => clearInterval(sampler));
-      const elapsedMs = performance.now() - started;
-      const code = exitCodeOf(status);
+      await agent.events.publish("startConsumerMeasurement", [Consumer.process(pid)]);
+      if (stopped) Deno.kill(pid, "SIGCONT");
+      let code: number;
+      let signal: string | null;
       let cpu: { userNs: number; systemNs: number } | undefined;
       let peakRssBytes: number | undefined;
       let peakSource: string | undefined;
-      if (before !== undefined) {
-        const after = getrusage(RUSAGE_CHILDREN);
-        cpu = withoutWrapper({
-          userNs: (after.userUs - before.userUs) * 1000,
-          systemNs: (after.systemUs - before.systemUs) * 1000,
-        }, wrapperNs);
-        peakRssBytes = after.maxRssKiB * 1024;
-        // ru_maxrss of a child counts the memory of the process it was forked from (the kernel keeps the old
-        // memory's high-water mark across exec): this agent's, here. Only a peak above ours is the program's.
-        if (peakRssBytes <= (peakRssOf("self") ?? 0)) {
-          // Not the program's: the program's own high-water mark (VmHWM), sampled every 100 ms, instead.
-          peakRssBytes = sampledPeak;
-          peakSource = "the program's own VmHWM, sampled";
+      if (reapedProgram !== undefined) {
+        // The kernel's accounting of the program (and of the children it waited for), read as it is reaped:
+        // its /proc entry is then gone, and this is the only record of its CPU time up to its last instruction.
+        const exit = await reapedProgram.wait().finally(() => reaped = true);
+        code = exit.code;
+        signal = exit.signal;
+        cpu = withoutWrapper(
+          { userNs: exit.rusage.userUs * 1000, systemNs: exit.rusage.systemUs * 1000 },
+          wrapperNs,
+        );
+        peakRssBytes = exit.rusage.maxRssKiB * 1024;
+      } else {
+        const p = pid;
+        let sampledPeak = 0;
+        const sampler = setInterval(() => sampledPeak = Math.max(sampledPeak, peakRssOf(p) ?? 0), 100);
+        const status = await child!.status.finally(() => {
+          clearInterval(sampler);
+          reaped = true;
+        });
+        code = exitCodeOf(status);
+        signal = status.signal;
+        if (before !== undefined) {
+          const after = getrusage(RUSAGE_CHILDREN);
+          cpu = withoutWrapper({
+            userNs: (after.userUs - before.userUs) * 1000,
+            systemNs: (after.systemUs - before.systemUs) * 1000,
+          }, wrapperNs);
+          peakRssBytes = after.maxRssKiB * 1024;
+          // ru_maxrss of a child counts the memory of the process it was forked from (the kernel keeps the old
+          // memory's high-water mark across exec): this agent's, here. Only a peak above ours is the program's.
+          if (peakRssBytes <= (peakRssOf("self") ?? 0)) {
+            peakRssBytes = sampledPeak;
+            peakSource = "the program's own VmHWM, sampled";
+          }
         }
+      }
+      const elapsedMs = performance.now() - started;
+      if (cpu !== undefined) {
         await agent.events.publish("processExit", {
-          pid: child.pid,
+          pid,
           ...cpu,
-          maxRssBytes: peakRssBytes,
+          maxRssBytes: peakRssBytes ?? 0,
           exitCode: code,
           timestamp: now(),
         });
@@ -134,10 +179,9 @@ what each series measured, and where the series were written (or how many points
         );
       }
       await agent.control.triggerNow();
-      await agent.events.publish("endConsumerMeasurement", [Consumer.process(child.pid)]);
+      await agent.events.publish("endConsumerMeasurement", [Consumer.process(pid)]);
       const outputs = outputLabels(agent.outputs(), [EXEC_SUMMARY_PLUGIN]);
       await agent.stop();
-      statusLine.stop();
       const lost = reportLosses(agent, logger);
       if (logLevel() !== "off") {
         ctx.write(
@@ -154,7 +198,7 @@ what each series measured, and where the series were written (or how many points
           Deno.stderr,
         );
       }
-      if (status.signal !== null) logger.info(`${program} was killed by ${status.signal}`);
+      if (signal !== null) logger.info(`${program} was killed by ${signal}`);
       return ctx.options["ignore-exit-code"] ? 0 : code;
     } finally {
       for (const [s, h] of handlers) Deno.removeSignalListener(s, h);
