@@ -190,6 +190,11 @@ export function reapedStartUnavailable(path = Deno.env.get("PATH") ?? ""): strin
   })();
 }
 
+/** {@linkcode startReaped} cannot work here (found before anything was started): start the program otherwise. */
+export class ReapedStartUnavailable extends Error {
+  override name = "ReapedStartUnavailable";
+}
+
 /** How a program started by {@linkcode startReaped} ended. */
 export interface ReapedExit {
   /** The shell-style exit code: its code, or 128+N when signal N killed it. */
@@ -219,17 +224,27 @@ export interface ReapedProgram {
  * with `argv[0]` as given (looked up in PATH as any shell does), stdin, stdout and stderr inherited, in this
  * process's process group (Ctrl-C reaches it), SIGINT and SIGQUIT at their defaults. Send it SIGCONT once
  * the plugins know its pid, then {@linkcode ReapedProgram.wait}. Needs {@linkcode reapedStartUnavailable} to
- * have said yes.
+ * have said yes; throws {@linkcode ReapedStartUnavailable} when it cannot start (no temporary file, `prctl`
+ * refused), before anything was started.
  */
 export async function startReaped(
   program: string,
   args: readonly string[],
   cwd: string,
 ): Promise<ReapedProgram> {
-  const pidFile = await Deno.makeTempFile({ prefix: "alumet-exec-", suffix: ".pid" });
+  let pidFile: string;
+  try {
+    pidFile = await Deno.makeTempFile({ prefix: "alumet-exec-", suffix: ".pid" });
+  } catch (e) {
+    throw new ReapedStartUnavailable(`no temporary file (${(e as Error).message})`);
+  }
   let pid: number;
   try {
-    setChildSubreaper(true);
+    try {
+      setChildSubreaper(true);
+    } catch (e) {
+      throw new ReapedStartUnavailable((e as Error).message);
+    }
     try {
       const shell = new Deno.Command("/bin/sh", {
         args: ["-c", REAPED_START, "sh", pidFile, program, ...args],

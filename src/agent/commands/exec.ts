@@ -4,7 +4,7 @@
  * @module
  */
 import { UsageError } from "../../errors.ts";
-import { ErrnoError, ffiAvailable, getrusage, type Rusage, RUSAGE_CHILDREN } from "../../ffi/libc.ts";
+import { ffiAvailable, getrusage, type Rusage, RUSAGE_CHILDREN } from "../../ffi/libc.ts";
 import { logLevel } from "../../log.ts";
 import { Consumer } from "../../model/resources.ts";
 import { now } from "../../model/timestamp.ts";
@@ -13,6 +13,7 @@ import {
   exitCodeOf,
   peakRssOf,
   type ReapedProgram,
+  ReapedStartUnavailable,
   reapedStartUnavailable,
   resolveProgram,
   spawnStopped,
@@ -99,7 +100,7 @@ what each series measured, and where the series were written (or how many points
         try {
           reapedProgram = await startReaped(program, args, cwd);
         } catch (e) {
-          if (!(e instanceof ErrnoError)) throw e;
+          if (!(e instanceof ReapedStartUnavailable)) throw e;
           why = e.message;
         }
       }
