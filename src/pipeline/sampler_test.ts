@@ -109,3 +109,151 @@ Deno.test("A hot source whose module cannot load fails at add time with its erro
   );
   await pipeline.stop();
 });
+
+const SIGNALS_TESTDATA = new URL("../../tests/testdata/signals/", import.meta.url);
+
+/** `p`, or a rejection after 60 s: a stop that hangs fails the test instead of hanging it. */
+function bounded<T>(p: Promise<T>, what: string): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what} did not finish within 60 s`)), 60_000);
+  });
+  return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
+}
+
+/** Runs `fn` with the log lines collected. */
+async function withLogLines(fn: (lines: string[]) => Promise<void>): Promise<void> {
+  const lines: string[] = [];
+  const prev = setLogSink((level, scope, msg) => lines.push(`${level} ${scope}: ${msg}`));
+  try {
+    await fn(lines);
+  } finally {
+    setLogSink(prev as LogSink);
+  }
+}
+
+/** A pipeline with two counting metrics, `a` and `b`, and an output collecting their values. */
+function setupTwo() {
+  const registry = new MetricRegistry();
+  const a = registry.register("test", { name: "seq_a", unit: unit("1"), valueType: "u64" });
+  const b = registry.register("test", { name: "seq_b", unit: unit("1"), valueType: "u64" });
+  const pipeline = new Pipeline(registry, { selfInterval: 3_600_000 });
+  const got = { a: [] as number[], b: [] as number[] };
+  pipeline.addOutput("test", "out", {
+    write(batch: Batch) {
+      for (let i = 0; i < batch.length; i++) {
+        if (batch.metricAt(i) === a) got.a.push(Number(batch.valueAt(i)));
+        else if (batch.metricAt(i) === b) got.b.push(Number(batch.valueAt(i)));
+      }
+    },
+  });
+  return { a, b, pipeline, got };
+}
+
+const upTo = (n: number) => Array.from({ length: n }, (_, i) => i + 1);
+
+for (const how of ["timer", "rejection"] as const) {
+  Deno.test(`A hot source failing outside its poll (${how}) is reported in one line; the sampling Worker loses nothing`, async () => {
+    await withLogLines(async (lines) => {
+      const { a, b, pipeline, got } = setupTwo();
+      await pipeline.addManagedSource("test", "counter", { module: MODULE, config: { metric: a } }, {
+        pollInterval: "1ms",
+        flushInterval: "20ms",
+      });
+      await pipeline.addManagedSource("test", "bad", {
+        module: new URL("async_throw_source.ts", SIGNALS_TESTDATA),
+        config: { metric: b, throwAt: 5, how },
+      }, { pollInterval: "1ms", flushInterval: "20ms" });
+      pipeline.start();
+      // Timers and rejections of the Worker run when it turns its event loop, at each command.
+      while (pipeline.stats().sources.get("source/test/bad")!.polls < 10) {
+        await pipeline.control.flushNow("source/test/bad");
+        await sleep(10);
+      }
+      await bounded(pipeline.stop(), "stop");
+      const stats = pipeline.stats().sources;
+      assert.deepEqual(got.a, upTo(stats.get("source/test/counter")!.polls), "the other source lost points");
+      assert.deepEqual(got.b, upTo(stats.get("source/test/bad")!.polls), "the failing source lost points");
+      const reported = lines.filter((l) => l.includes("asynchronous failure after poll 5"));
+      assert.equal(reported.length, 1, lines.join("\n"));
+      assert.match(reported[0]!, /^error /);
+      assert.ok(!lines.some((l) => /\n\s+at /.test(l)), "a stack trace was logged");
+    });
+  });
+}
+
+Deno.test("A source whose poll never returns does not make stopping hang; the other sources keep their points", async () => {
+  await withLogLines(async (lines) => {
+    const { a, b, pipeline, got } = setupTwo();
+    await pipeline.addManagedSource("test", "counter", { module: MODULE, config: { metric: a } }, {
+      pollInterval: "2ms",
+      flushInterval: "10ms",
+    });
+    const flag = new Int32Array(new SharedArrayBuffer(4));
+    await pipeline.addManagedSource("test", "stuck", {
+      module: new URL("stuck_source.ts", SIGNALS_TESTDATA),
+      config: { metric: b, stuckAt: 5, flag: flag.buffer },
+      blocking: true,
+    }, { pollInterval: "2ms", flushInterval: "2ms" });
+    pipeline.start();
+    while (Atomics.load(flag, 0) === 0) await sleep(10);
+    await bounded(pipeline.stop(), "stop");
+    assert.deepEqual(got.b, upTo(4), "the points the stuck source had sent");
+    assert.ok(got.a.length > 0);
+    assert.deepEqual(got.a, upTo(pipeline.stats().sources.get("source/test/counter")!.polls));
+    const reported = lines.filter((l) => l.startsWith("error "));
+    assert.equal(reported.length, 1, lines.join("\n"));
+    assert.match(reported[0]!, /source\/test\/stuck/);
+  });
+});
+
+Deno.test("A blocking source whose Worker fails does not make stopping hang", async () => {
+  await withLogLines(async (lines) => {
+    const { a, b, pipeline, got } = setupTwo();
+    await pipeline.addManagedSource("test", "counter", { module: MODULE, config: { metric: a } }, {
+      pollInterval: "10ms",
+    });
+    await pipeline.addManagedSource("test", "bad", {
+      module: new URL("async_throw_source.ts", SIGNALS_TESTDATA),
+      config: { metric: b, throwAt: 2, how: "rejection" },
+      blocking: true,
+    }, { pollInterval: "10ms" });
+    pipeline.start();
+    while (pipeline.stats().sources.get("source/test/bad")!.polls < 4) await sleep(10);
+    await bounded(pipeline.stop(), "stop");
+    const stats = pipeline.stats().sources;
+    assert.deepEqual(got.b, upTo(stats.get("source/test/bad")!.polls));
+    assert.ok(got.a.length > 0);
+    assert.equal(
+      lines.filter((l) => l.includes("asynchronous failure after poll 2")).length,
+      1,
+      lines.join("\n"),
+    );
+  });
+});
+
+/** The `deno run …` command a file's header documents (the first line starting with `deno run`). */
+async function documentedCommand(file: URL): Promise<string[]> {
+  const line = (await Deno.readTextFile(file)).split("\n").map((l) => l.trim().replace(/^\*\s*/, ""))
+    .find((l) => l.startsWith("deno run "));
+  assert.ok(line, `no "deno run" line in ${file.pathname}`);
+  return line.split(/\s+/).slice(2);
+}
+
+Deno.test("examples/fast_sampling.ts runs with exactly the permissions its header documents", async () => {
+  const example = new URL("../../examples/fast_sampling.ts", import.meta.url);
+  const args = await documentedCommand(example);
+  const root = new URL("../../", import.meta.url).pathname;
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "--quiet", ...args],
+    cwd: root,
+    env: { NO_COLOR: "1" },
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const dec = new TextDecoder();
+  const text = dec.decode(out.stdout) + dec.decode(out.stderr);
+  assert.equal(out.code, 0, `deno run ${args.join(" ")}:\n${text}`);
+  assert.match(text, /\d+ points; \d+ context switches in between/);
+});
