@@ -5,6 +5,7 @@
  * sent to the agent reaches the program.
  */
 import assert from "node:assert/strict";
+import { reapedStartUnavailable, startReaped } from "../src/agent/exec.ts";
 import { needs, testWith } from "../src/testing/needs.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
@@ -283,3 +284,22 @@ Deno.test("exec without env --default-signal starts the program as the agent's c
     assert.match(r.stderr, /CPU time/);
   });
 });
+
+testWith(
+  [{ what: "a reaped start", missing: () => reapedStartUnavailable() }],
+  "startReaped: Deno does not reap the reparented program, even while it reaps children of its own",
+  async () => {
+    const p = await startReaped("sh", ["-c", "sleep 0.3; exit 5"], Deno.cwd());
+    assert.ok(p.stopped);
+    const ppid = Number(Deno.readTextFileSync(`/proc/${p.pid}/stat`).split(") ")[1]!.split(" ")[1]);
+    assert.equal(ppid, Deno.pid, "the program was not reparented to this process");
+    const exit = p.wait();
+    Deno.kill(p.pid, "SIGCONT");
+    // Deno reaps these (its own children) meanwhile; it must leave the program to wait4.
+    for (let i = 0; i < 5; i++) assert.equal((await new Deno.Command("true").output()).code, 0);
+    const e = await exit;
+    assert.equal(e.code, 5);
+    assert.equal(e.signal, null);
+    assert.ok(e.rusage.maxRssKiB > 0 && e.rusage.maxRssKiB < 20 * 1024, `maxrss ${e.rusage.maxRssKiB} KiB`);
+  },
+);
