@@ -48,10 +48,14 @@ testWith(
       );
       const header = rows[0]!;
       const kindCol = header.indexOf("kind");
+      // The program's rows only (a procfs group may measure other processes beside it).
+      const pid = /\(pid (\d+)\)/.exec(new TextDecoder().decode(out.stderr))?.[1];
+      assert.ok(pid, "no pid in the summary");
+      const idCol = header.indexOf("consumer_id");
       let csvNs = 0;
       let n = 0;
       for (const r of rows.slice(1)) {
-        if (r[0] !== "cpu_time_delta_ns" || r[5] !== "process") continue;
+        if (r[0] !== "cpu_time_delta_ns" || r[5] !== "process" || r[idCol] !== pid) continue;
         const kind = kindCol >= 0 ? r[kindCol] : /kind=(\w+)/.exec(r.at(-1)!)?.[1];
         if (kind === "user" || kind === "system") {
           csvNs += Number(r[2]);
