@@ -4,8 +4,10 @@
  *   processes;
  * - `memory` (`/proc/meminfo`): chosen entries, in bytes;
  * - `network` (`/proc/net/dev`): bytes, packets, drops and errors per interface and direction;
- * - processes (`/proc/<pid>/stat`, `statm`): CPU time, CPU share and memory of the program `exec` or `watch`
- *   measures (on the "start consumer measurement" event), and of the processes matched by configured groups.
+ * - processes (`/proc/<pid>/stat`, `statm`): CPU time, CPU share and memory of the processes matched by the
+ *   groups (Alumet's default group: every process, every 2 s), and of the program `exec` or `watch` measures
+ *   (its process tree, as one consumer, on the "start consumer measurement" event; for those two commands
+ *   {@linkcode followProgramOnly} drops the default group unless the user wrote groups).
  *
  * ```ts
  * import assert from "node:assert/strict";
@@ -34,7 +36,7 @@ import type { Logger } from "../../src/log.ts";
 import { messageOf } from "../../src/errors.ts";
 import { ProcFile } from "../../src/ffi/proc_file.ts";
 import { HOT_PERIOD_MS } from "../../src/pipeline/sampler.ts";
-import { type ProcfsConfig, procfsConfigSchema } from "./config.ts";
+import { isAlumetDefaultGroups, type ProcfsConfig, procfsConfigSchema } from "./config.ts";
 import {
   KERNEL_METRICS,
   meminfoMetric,
@@ -51,7 +53,15 @@ import { type SystemInfo, systemInfo, uptimeTicks } from "../../src/sys/system.t
 import { type ProcessInfo, ProcessWatcher, readProcessInfo, type WatchGroup } from "./watcher.ts";
 import { ProcessTreeSource } from "./tree.ts";
 
-export { type ProcfsConfig, procfsConfigSchema } from "./config.ts";
+export {
+  ALUMET_DEFAULT_GROUP,
+  followProgramOnly,
+  isAlumetDefaultGroups,
+  type ProcessGroupConfig,
+  type ProcfsConfig,
+  procfsConfigSchema,
+  type SectionLike,
+} from "./config.ts";
 export * from "./metrics.ts";
 export { CPU_STATES, KernelSource, type KernelSourceOptions } from "./kernel.ts";
 export { type MeminfoEntry, MemorySource, type MemorySourceOptions } from "./memory.ts";
@@ -64,6 +74,7 @@ export {
   type ProcessSourceOptions,
 } from "./process.ts";
 export { ProcessTreeSource, type ProcessTreeSourceOptions } from "./tree.ts";
+export { ProcessGroupSource } from "./group.ts";
 export {
   type OnMatch,
   type ProcessInfo,
@@ -114,6 +125,8 @@ export class ProcfsPlugin implements Plugin {
   #log: Logger | undefined;
   readonly #followed = new Map<number, Followed>();
   readonly #groups = new Map<WatchGroup, ProcessGroupSource>();
+  /** The causes already warned about by the watcher (see #onWatched). */
+  readonly #warned = new Set<string>();
   #unsubscribe: (() => void)[] = [];
 
   constructor(config: ProcfsConfig, options: ProcfsPluginOptions = {}) {
@@ -188,7 +201,7 @@ export class ProcfsPlugin implements Plugin {
    */
   #watchGroups(ctx: StartContext): void {
     const p = this.#config.processes;
-    if (p.strategy === "event" && p.groups.length > 0) {
+    if (p.strategy === "event" && p.groups.length > 0 && !isAlumetDefaultGroups(p.groups)) {
       ctx.log.warn('processes.groups is not used with processes.strategy = "event"');
     }
     if (p.strategy !== "watcher" || p.groups.length === 0) return;
@@ -306,7 +319,21 @@ export class ProcfsPlugin implements Plugin {
         },
       });
     } catch (e) {
-      this.#log?.warn(`Cannot measure process ${pid}: ${messageOf(e)}`);
+      // Many processes fail the same way (a file limit, a /proc hidden from this user): one warning per cause,
+      // the others at debug level. The process is tried again at the next scan.
+      const message = messageOf(e);
+      const cause = message.replace(/\d+/g, "N");
+      if (this.#warned.has(cause)) {
+        this.#log?.debug(`Cannot measure process ${pid}: ${message}`);
+      } else {
+        this.#warned.add(cause);
+        const hint = /EMFILE|ENFILE/.test(message)
+          ? "; each followed process keeps 2 files open: raise the limit (ulimit -n) or narrow processes.groups"
+          : "";
+        this.#log?.warn(
+          `Cannot measure process ${pid}: ${message}${hint} (other processes failing so are logged at debug level)`,
+        );
+      }
       return false;
     }
     this.#followed.set(pid, { source, name: "", group: members });

@@ -9,6 +9,7 @@ import type { ProcessGroupSource } from "./group.ts";
 import { testPlugin } from "../../src/testing/mod.ts";
 import {
   createProcessMetrics,
+  followProgramOnly,
   type ProcessInfo,
   ProcessSource,
   ProcessWatcher,
@@ -170,12 +171,18 @@ Deno.test("ProcessSource pushes the exit remainder exactly, then ends", async (t
 });
 
 Deno.test("procfs follows the exec program on events: the CPU time sums to the kernel's total", async () => {
-  await using h = await testPlugin(procfsPlugin, {
-    kernel: { enabled: false },
-    memory: { enabled: false },
-    network: { enabled: false },
-    processes: { events: { poll_interval: "100ms", flush_interval: "200ms" } },
-  });
+  // As `exec` configures it: the program only (followProgramOnly drops Alumet's default group).
+  const section = {
+    name: "procfs",
+    table: {
+      kernel: { enabled: false },
+      memory: { enabled: false },
+      network: { enabled: false },
+      processes: { events: { poll_interval: "100ms", flush_interval: "200ms" } },
+    },
+  };
+  assert.ok(followProgramOnly([section]));
+  await using h = await testPlugin(procfsPlugin, section.table);
   assert.equal(h.sources.size, 0, "no group source without groups");
   assert.equal(h.tasks.size, 0, "no watcher without groups");
 
@@ -355,4 +362,22 @@ Deno.test("procfs watches the configured groups with a task and one source per g
     } catch { /* gone */ }
     await child.status;
   }
+});
+
+Deno.test("the default group under a low file limit: one warning per cause, not one per process", async () => {
+  const script = new URL("./testdata/scripts/watch_all.ts", import.meta.url).pathname;
+  // 40 descriptors: Deno's own use most of them, so most processes of /proc cannot be opened.
+  const out = await new Deno.Command("sh", {
+    args: ["-c", `ulimit -n 40 && exec "${Deno.execPath()}" run --quiet -A "${script}"`],
+    env: { ALUMET_LOG: "warn", NO_COLOR: "1" },
+  }).output();
+  const stdout = new TextDecoder().decode(out.stdout);
+  const stderr = new TextDecoder().decode(out.stderr);
+  assert.equal(out.code, 0, stderr);
+  // The script's 30 children alone need 60 descriptors: some processes could not be opened.
+  const followed = Number(/followed (-?\d+)/.exec(stdout)?.[1]);
+  assert.ok(followed >= 0 && followed < 30, stdout);
+  const warnings = stderr.split("\n").filter((l) => l.includes("Cannot measure process"));
+  assert.equal(warnings.length, 1, stderr);
+  assert.match(warnings[0]!, /ulimit -n/);
 });

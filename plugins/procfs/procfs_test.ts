@@ -12,6 +12,7 @@ import {
   type CreateMetric,
   createNetworkMetrics,
   createProcessMetrics,
+  isAlumetDefaultGroups,
   KernelSource,
   meminfoMetric,
   meminfoMetricName,
@@ -78,8 +79,12 @@ function createSource(spec: SourceSpec, root: string, system: SystemInfo, create
   }
 }
 
+/** Folders of testdata/ that are not scenarios: Alumet's configs (alumet_configs_test.ts), test scripts. */
+const NOT_SCENARIOS = new Set(["alumet", "scripts"]);
+
 Deno.test("procfs sources push the expected points in every fixture scenario", async (t) => {
-  const names = [...Deno.readDirSync(TESTDATA)].filter((e) => e.isDirectory).map((e) => e.name).sort();
+  const names = [...Deno.readDirSync(TESTDATA)].filter((e) => e.isDirectory && !NOT_SCENARIOS.has(e.name))
+    .map((e) => e.name).sort();
   assert.ok(names.length >= 5, `only ${names.length} scenarios found in ${TESTDATA}`);
   for (const name of names) {
     await t.step(name, async () => {
@@ -274,14 +279,20 @@ Deno.test("ProcessSource on this process: cpu_time_delta sums grow with the CPU 
 // Config
 
 Deno.test("procfs config", async (t) => {
-  await t.step("the defaults validate, with durations in ms and no watched group", () => {
+  await t.step("the defaults validate, with durations in ms and Alumet's default group", () => {
     const c = validatePluginConfig(procfsPlugin, { name: "procfs", table: {} }, "test");
     assert.equal(c.kernel.poll_interval, 5000);
     assert.equal(c.memory.poll_interval, 5000);
     assert.equal(c.network.poll_interval, 5000);
     assert.equal(c.processes.refresh_interval, 2000);
     assert.equal(c.processes.strategy, "watcher");
-    assert.deepEqual(c.processes.groups, []);
+    // Alumet's ProcessMonitoring::default(): one group with no filter (every process), 2 s, 4 s, quick.
+    assert.deepEqual(c.processes.groups, [{
+      poll_interval: 2000,
+      flush_interval: 4000,
+      memory_mode: "quick",
+    }]);
+    assert.ok(isAlumetDefaultGroups(c.processes.groups));
     assert.deepEqual(c.processes.events, { poll_interval: 1000, flush_interval: 4000, memory_mode: "quick" });
     assert.deepEqual(procfsPlugin.configSchema.parse({}), c);
   });
@@ -451,10 +462,13 @@ Deno.test("every key of this machine's /proc/meminfo is a metric the plugin can 
   assert.deepEqual(names, keys.map(meminfoMetricName));
 });
 
-Deno.test("the plugin adds kernel, memory and network sources, each can be disabled", async () => {
+Deno.test("the plugin adds kernel, memory, network and Alumet's default group, each can be disabled", async () => {
   await using all = await testPlugin(procfsPlugin, {});
-  assert.deepEqual([...all.sources.keys()].sort(), ["kernel", "memory", "network"]);
+  assert.deepEqual([...all.sources.keys()].sort(), ["group-0", "kernel", "memory", "network"]);
   assert.deepEqual(all.sources.get("kernel")!.trigger, { pollInterval: 5000 });
+  assert.deepEqual(all.sources.get("group-0")!.trigger, { pollInterval: 2000, flushInterval: 4000 });
+  assert.deepEqual([...all.tasks.keys()], ["process-watcher"]);
+  assert.deepEqual(all.tasks.get("process-watcher")!.options, { interval: 2000 });
   const names = all.metrics.all.map((m) => m.name);
   for (const n of ["kernel_cpu_time", "mem_total", "network_bytes", "cpu_time_delta", "cpu_percent"]) {
     assert.ok(names.includes(n), n);

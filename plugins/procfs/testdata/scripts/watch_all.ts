@@ -1,0 +1,24 @@
+/**
+ * Starts 30 `sleep` processes (so that /proc has enough processes whatever the machine), then procfs with its
+ * default config (Alumet's group: every process), runs the process watcher twice on the live /proc, and prints
+ * how many processes its group follows. Run by process_test.ts under a low `ulimit -n`, to see how the plugin
+ * reports processes it cannot open.
+ */
+import { testPlugin } from "../../../../src/testing/mod.ts";
+import { type ProcessGroupSource, procfsPlugin } from "../../mod.ts";
+
+// Started by one shell that exits at once: the sleeps cost this process no descriptor.
+const started = await new Deno.Command("sh", {
+  args: ["-c", 'for i in $(seq 30); do sleep 20 </dev/null >/dev/null 2>&1 & echo $!; done'],
+}).output();
+const children = new TextDecoder().decode(started.stdout).trim().split("\n").map(Number);
+await using h = await testPlugin(procfsPlugin, {
+  kernel: { enabled: false },
+  memory: { enabled: false },
+  network: { enabled: false },
+});
+await h.runTask("process-watcher");
+await h.runTask("process-watcher");
+const group = h.sources.get("group-0")?.source as ProcessGroupSource | undefined;
+console.log(`followed ${group?.pids.length ?? -1}`);
+for (const pid of children) Deno.kill(pid, "SIGKILL");
