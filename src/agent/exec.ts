@@ -268,7 +268,7 @@ export async function startReaped(
   } finally {
     await Deno.remove(pidFile).catch(() => {});
   }
-  const stopped = await waitUntilStopped(pid, 2000);
+  const stopped = await waitForStoppedStart(pid);
   return {
     pid,
     stopped,
@@ -369,6 +369,20 @@ export function processEnded(pid: number): boolean {
   } finally {
     f.close();
   }
+}
+
+/**
+ * Waits until process `pid`, a stopped-start shell, has stopped itself: true then, false when it ended first
+ * (it could not start). On a loaded machine the stop can take long: a SIGCONT sent before it would be lost, and
+ * the program left stopped for good, so this waits up to `limitMs` (a minute) rather than a fixed short time.
+ */
+export async function waitForStoppedStart(pid: number, limitMs = 60_000): Promise<boolean> {
+  const deadline = performance.now() + limitMs;
+  do {
+    if (await waitUntilStopped(pid, 1000)) return true;
+    if (processEnded(pid)) return false;
+  } while (performance.now() < deadline);
+  return false;
 }
 
 const NAP = new Int32Array(new SharedArrayBuffer(4));

@@ -18,7 +18,7 @@ import {
   resolveProgram,
   spawnStopped,
   startReaped,
-  waitUntilStopped,
+  waitForStoppedStart,
   withoutWrapper,
 } from "../exec.ts";
 import { reportLosses } from "../losses.ts";
@@ -112,7 +112,7 @@ what each series measured, and where the series were written (or how many points
         before = ffiAvailable() ? getrusage(RUSAGE_CHILDREN) : undefined;
         child = spawnStopped(program, args, cwd);
         pid = child.pid;
-        stopped = await waitUntilStopped(pid, 2000);
+        stopped = await waitForStoppedStart(pid);
       }
       summary.pid = String(pid);
       let wrapperNs = 0;
