@@ -5,7 +5,7 @@
  * sources and their intervals, the metric names, the process groups, the `exec`/`watch` program's source.
  */
 import assert from "node:assert/strict";
-import { parseConfigText } from "../../src/agent/config.ts";
+import { parseConfigText, renderDefaultConfig } from "../../src/agent/config.ts";
 import { validatePluginConfig } from "../../src/plugin/config.ts";
 import { testPlugin } from "../../src/testing/mod.ts";
 import { Consumer } from "../../src/model/resources.ts";
@@ -170,4 +170,11 @@ Deno.test("exec and watch: no procfs section, or one without groups, follows the
     table: { processes: { groups: [{ exe_regex: "python", poll_interval: "1s" }] } },
   };
   assert.ok(!followProgramOnly([python]));
+});
+
+Deno.test("config regen writes Alumet 0.9.5's procfs defaults, key for key", async () => {
+  const ours = parseConfigText(renderDefaultConfig([procfsPlugin]), "regen").sections[0]!;
+  const alumet = await sectionOf("config_regen_0.9.5.toml");
+  assert.equal(ours.name, "procfs");
+  assert.deepEqual(ours.table, alumet.table);
 });
