@@ -10,12 +10,19 @@ import { type Consumer, Resource } from "../model/resources.ts";
 import type { Logger } from "../log.ts";
 import type { SourceModule } from "../plugin/plugin.ts";
 import { LatenessHistogram } from "./lateness.ts";
-import type { ElementName } from "./names.ts";
+import { type ElementName, formatName } from "./names.ts";
 import type { SamplerCommand, SamplerMessage } from "./sampler_worker.ts";
 import type { ElementState, SourceStats, SourceTask } from "./source.ts";
 
 /** Sources polled more often than this (ms) run in the sampling Worker when they are given as a module. */
 export const HOT_PERIOD_MS = 10;
+
+/**
+ * How long (ms) stopping waits for the Worker to answer (a source's stop, the Worker's exit), or twice the
+ * source's poll interval when that is longer: a Worker that does not answer by then (a poll or close that never
+ * returns, a Worker that closed itself) is terminated, so that stopping never hangs.
+ */
+export const STOP_GRACE_MS = 5000;
 
 type Command = Exclude<SamplerCommand, { type: "init" }>;
 type Payload<C> = C extends { seq: number } ? Omit<C, "seq"> : never;
@@ -30,6 +37,8 @@ export class Sampler {
   #sources = new Map<number, WorkerSource>();
   #log: Logger;
   readonly #name: string;
+  /** The Worker failed and was terminated (the next `add` starts a fresh one). */
+  #failed = false;
 
   /**
    * @param log where the Worker's failures go
@@ -49,27 +58,65 @@ export class Sampler {
     w.onmessage = (e: MessageEvent<SamplerMessage>) => this.#receive(e.data);
     w.onerror = (e) => {
       e.preventDefault();
-      this.#log.error(`The sampling Worker failed: ${e.message}`);
-      for (const p of this.#pending.values()) p.reject(new Error(`The sampling Worker failed: ${e.message}`));
-      this.#pending.clear();
-      for (const s of this.#sources.values()) s.end();
+      this.#fail(w, `failed: ${e.message}`);
     };
+    // A fresh control word: a terminated Worker may have left commands counted in the old one.
+    this.#control = new Int32Array(new SharedArrayBuffer(4));
     w.postMessage(
       { type: "init", control: this.#control.buffer as SharedArrayBuffer } satisfies SamplerCommand,
     );
     this.#worker = w;
+    this.#failed = false;
     return w;
   }
 
-  /** Sends a command and waits for the Worker's acknowledgement. */
-  request(cmd: Payload<Command>): Promise<void> {
+  /**
+   * The Worker `w` cannot go on: one line says why, it is terminated, its sources end (keeping the points they
+   * had sent) and the requests waiting for it fail.
+   */
+  #fail(w: Worker, why: string): void {
+    if (w !== this.#worker) return;
+    this.#worker = undefined;
+    this.#failed = true;
+    w.terminate();
+    const names = [...this.#sources.values()].map((s) => formatName(s.name));
+    this.#log.error(
+      `The sampling Worker ${why}; ${
+        names.length === 0 ? "it had no source" : `stopped ${names.join(", ")}`
+      }, keeping the points sent so far`,
+    );
+    const error = new Error(`The sampling Worker ${why}`);
+    for (const p of this.#pending.values()) p.reject(error);
+    this.#pending.clear();
+    for (const s of [...this.#sources.values()]) s.end();
+  }
+
+  /**
+   * Sends a command and waits for the Worker's acknowledgement. With `timeoutMs`, a Worker that has not
+   * answered by then is taken as failed (see {@linkcode STOP_GRACE_MS}).
+   */
+  request(cmd: Payload<Command>, timeoutMs?: number): Promise<void> {
     const w = this.#ensure();
     const seq = ++this.#seq;
     const done = new Promise<void>((resolve, reject) => this.#pending.set(seq, { resolve, reject }));
     w.postMessage({ ...cmd, seq } as Command);
     Atomics.add(this.#control, 0, 1);
     Atomics.notify(this.#control, 0);
-    return done;
+    if (timeoutMs === undefined) return done;
+    const timer = setTimeout(() => {
+      this.#fail(
+        w,
+        `did not answer "${cmd.type}" within ${
+          timeoutMs / 1000
+        } s (a poll or close that never returns?) and was terminated`,
+      );
+    }, timeoutMs);
+    return done.finally(() => clearTimeout(timer));
+  }
+
+  /** Whether the Worker has failed and was terminated (until a new source starts a fresh one). */
+  get failed(): boolean {
+    return this.#failed;
   }
 
   #receive(msg: SamplerMessage): void {
@@ -80,8 +127,15 @@ export class Sampler {
       else p?.resolve();
       return;
     }
+    if (msg.type === "fatal") {
+      if (this.#worker !== undefined) this.#fail(this.#worker, `failed: ${msg.message}`);
+      return;
+    }
     if (msg.type === "log" && msg.id === 0) {
-      this.#log[msg.level](msg.message); // about the Worker itself
+      // About the Worker itself, or a source of it that the Worker cannot tell: name the candidates.
+      const names = [...this.#sources.values()].map((s) => formatName(s.name));
+      const which = msg.level === "error" && names.length > 0 ? ` [sources: ${names.join(", ")}]` : "";
+      this.#log[msg.level](msg.message + which);
       return;
     }
     const s = this.#sources.get(msg.id);
@@ -125,15 +179,15 @@ export class Sampler {
     this.#sources.delete(id);
   }
 
-  /** Stops the Worker (its sources must have been stopped). */
+  /** Stops the Worker (its sources must have been stopped); at most {@linkcode STOP_GRACE_MS} of waiting. */
   async close(): Promise<void> {
     if (!this.#worker) return;
     try {
-      await this.request({ type: "exit" });
+      await this.request({ type: "exit" }, STOP_GRACE_MS);
     } catch {
-      // the Worker is gone already
+      // the Worker failed (and was terminated), or was gone already
     }
-    this.#worker.terminate();
+    this.#worker?.terminate();
     this.#worker = undefined;
   }
 }
@@ -279,12 +333,18 @@ export class WorkerSource implements SourceTask {
     void this.#sampler.request({ type: "resume", id: this.#id }).catch(() => {});
   }
 
-  /** Stops the source in the Worker; resolves once its last batch is in the stream and the stream closed. */
+  /**
+   * Stops the source in the Worker; resolves once its last batch is in the stream and the stream closed. A
+   * Worker that does not answer within {@linkcode STOP_GRACE_MS} (or two poll intervals) is terminated.
+   */
   async stop(): Promise<void> {
     if (this.#state !== "stopped") {
       this.#state = "stopped";
       try {
-        await this.#sampler.request({ type: "stop", id: this.#id });
+        await this.#sampler.request(
+          { type: "stop", id: this.#id },
+          Math.max(STOP_GRACE_MS, 2 * this.#period),
+        );
       } catch {
         this.end();
       }

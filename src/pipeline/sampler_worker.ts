@@ -11,7 +11,12 @@
  * Protocol (main → worker): `init` (the control buffer), then `add`, `stop`, `trigger`, `flush`, `period`,
  * `pause`, `resume`, `exit`, each followed by `Atomics.add(ctl, 0, 1)` + `Atomics.notify`. Worker → main:
  * `ack` (with the request's `seq`, and `error` if it failed), `batch` (data, stats, lateness histogram),
- * `log`.
+ * `log`, and `fatal` when the Worker cannot go on (its own loop failed): the sources' last batches were posted
+ * just before, and the Worker closes.
+ *
+ * A source's error that nobody catches — thrown in a timer, a promise nobody awaits — would kill the Worker and
+ * every source in it, with the points they had not posted yet. The Worker catches those instead, reports them
+ * (the first few, then one in a hundred) and goes on polling.
  *
  * @module
  */
@@ -52,7 +57,8 @@ export type SamplerMessage =
     lateness: Uint32Array;
     final: boolean;
   }
-  | { type: "log"; id: number; level: "warn" | "error" | "debug"; message: string };
+  | { type: "log"; id: number; level: "warn" | "error" | "debug"; message: string }
+  | { type: "fatal"; message: string };
 
 interface Hot {
   readonly id: number;
@@ -85,7 +91,7 @@ let realtime: "off" | "on" | "denied" = "off";
  */
 function maybeRealtime(minPeriod: number): void {
   if (realtime !== "off" || minPeriod > REALTIME_UP_TO_MS || minPeriod < SPIN_BELOW_MS) return;
-  if (Deno.env.get("ALUMET_NO_REALTIME") === "1") {
+  if (envFlag("ALUMET_NO_REALTIME")) {
     realtime = "denied";
     return;
   }
@@ -103,6 +109,15 @@ function maybeRealtime(minPeriod: number): void {
     });
   } catch {
     realtime = "denied";
+  }
+}
+
+/** Whether the environment variable `name` is `1`; false when it cannot be read (no --allow-env). */
+function envFlag(name: string): boolean {
+  try {
+    return Deno.env.get(name) === "1";
+  } catch {
+    return false;
   }
 }
 
@@ -175,12 +190,61 @@ self.onmessage = (e: MessageEvent<SamplerCommand>) => {
   const cmd = e.data;
   if (cmd.type === "init") {
     control = new Int32Array(cmd.control);
-    loop();
+    loop().catch(fatal);
     return;
   }
   inbox.push(cmd);
   inboxWaiter?.();
 };
+
+/** Errors of the sources that nobody caught, so far. */
+let strays = 0;
+
+/**
+ * Reports an error a source made outside its poll, which nobody caught; the Worker goes on. It is blamed on the
+ * source when the Worker runs only one.
+ */
+function stray(error: unknown): void {
+  strays++;
+  if (strays > 5 && strays % 100 !== 0) return;
+  const only = hot.size === 1 ? [...hot.keys()][0]! : 0;
+  const what = only === 0 ? "A source of the sampling Worker failed" : "Failed";
+  const count = strays > 1 ? ` (${strays} such errors so far)` : "";
+  post({
+    type: "log",
+    id: only,
+    level: "error",
+    message: `${what} outside its poll (in a timer or a promise nobody awaited)${count}; polling goes on: ${
+      messageOf(error)
+    }`,
+  });
+}
+
+self.addEventListener("error", (e: ErrorEvent) => {
+  e.preventDefault();
+  stray(e.error ?? e.message);
+});
+
+self.addEventListener("unhandledrejection", (e: PromiseRejectionEvent) => {
+  e.preventDefault();
+  stray(e.reason);
+});
+
+/** The Worker's own loop failed: post what the sources polled, tell the pipeline, and close. */
+function fatal(error: unknown): void {
+  for (const h of hot.values()) {
+    if (h.state === "stopped") continue;
+    h.state = "stopped";
+    try {
+      flush(h, true);
+    } catch {
+      // nothing more can be saved of this one
+    }
+  }
+  hot.clear();
+  post({ type: "fatal", message: messageOf(error) });
+  self.close();
+}
 
 function post(msg: SamplerMessage, transfer: Transferable[] = []): void {
   self.postMessage(msg, transfer);
