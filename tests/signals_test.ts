@@ -57,8 +57,11 @@ class AgentRun {
     void child.stdout.cancel();
   }
 
-  /** Starts the agent; `probe` adds keys to the probe's config section. */
-  static async start(probe: Record<string, number> = {}): Promise<AgentRun> {
+  /** Starts the agent; `probe` adds keys to the probe's config section, `args` options before `run`. */
+  static async start(
+    options: { probe?: Record<string, number>; args?: string[] } = {},
+  ): Promise<AgentRun> {
+    const { probe = {}, args = [] } = options;
     const dir = await Deno.makeTempDir({ prefix: "alumet-signals-" });
     const extra = Object.entries(probe).map(([k, v]) => `${k} = ${v}\n`).join("");
     await Deno.writeTextFile(
@@ -69,7 +72,16 @@ class AgentRun {
     // `setsid` makes the task the leader of a new session and process group (pgid = its pid), with no
     // controlling terminal: the group receives what a terminal's foreground group would.
     const child = new Deno.Command("setsid", {
-      args: [Deno.execPath(), "task", "--quiet", "alumet", "--config", `${dir}/alumet-config.toml`, "run"],
+      args: [
+        Deno.execPath(),
+        "task",
+        "--quiet",
+        "alumet",
+        "--config",
+        `${dir}/alumet-config.toml`,
+        ...args,
+        "run",
+      ],
       cwd: ROOT,
       env: { ALUMET_LOG: "info", NO_COLOR: "1" },
       stdin: "null",
@@ -81,10 +93,14 @@ class AgentRun {
 
   /** Waits until both probe sources have polled a few times. */
   async ready(): Promise<void> {
-    await until(
-      async () => (await exists(`${this.dir}/main.ready`)) && (await exists(`${this.dir}/hot.ready`)),
-      `the probe did not start; stderr:\n${this.#stderr}`,
-    );
+    try {
+      await until(
+        async () => (await exists(`${this.dir}/main.ready`)) && (await exists(`${this.dir}/hot.ready`)),
+        "the probe did not start",
+      );
+    } catch (e) {
+      throw new Error(`${(e as Error).message}; stderr:\n${this.#stderr}\n${await this.processes()}`);
+    }
   }
 
   /** Sends `sig` to the whole process group. */
@@ -99,7 +115,20 @@ class AgentRun {
 
   /** Waits until `text` is on stderr. */
   async stderrHas(text: string): Promise<void> {
-    await until(() => this.#stderr.includes(text), `"${text}" not on stderr:\n${this.#stderr}`);
+    try {
+      await until(() => this.#stderr.includes(text), `"${text}" not on stderr`);
+    } catch (e) {
+      throw new Error(`${(e as Error).message}:\n${this.#stderr}\n${await this.processes()}`);
+    }
+  }
+
+  /** The processes of the group, for a failure's message. */
+  async processes(): Promise<string> {
+    const ps = await new Deno.Command("ps", {
+      args: ["-o", "pid,stat,wchan:20,args", "-g", String(this.child.pid)],
+    })
+      .output();
+    return new TextDecoder().decode(ps.stdout);
   }
 
   /** The exit code, waiting up to 60 s; then the group is killed and the wait fails. */
@@ -144,7 +173,14 @@ class AgentRun {
     };
   }
 
+  /** Kills what is left of the group (a failed test) and removes the files. */
   async remove(): Promise<void> {
+    try {
+      Deno.kill(-this.child.pid, "SIGKILL");
+    } catch {
+      // the group is gone: the usual case
+    }
+    await this.child.status;
     await Deno.remove(this.dir, { recursive: true });
   }
 }
@@ -202,7 +238,7 @@ Deno.test("alumet run drains every point on SIGINT, SIGTERM and SIGHUP sent to t
 
 Deno.test("alumet run exits 130 at once on a second, deliberate Ctrl-C during the drain", async () => {
   // The probe's main source takes 10 minutes to close: the drain is still going when the second Ctrl-C comes.
-  const run = await AgentRun.start({ close_delay_ms: 600_000 });
+  const run = await AgentRun.start({ probe: { close_delay_ms: 600_000 } });
   try {
     await run.ready();
     run.signalGroup("SIGINT");
@@ -213,6 +249,34 @@ Deno.test("alumet run exits 130 at once on a second, deliberate Ctrl-C during th
     assert.equal(await run.exitCode(), 130, run.stderr);
     assert.match(run.stderr, /WARN +alumet: Second Ctrl-C \(SIGINT\): exiting at once/);
     assert.equal(run.stderr.match(/Second/g)?.length, 1, run.stderr);
+  } finally {
+    await run.remove();
+  }
+});
+
+Deno.test("alumet run exits 3 and says how many points were lost when an output lost some", async () => {
+  const run = await AgentRun.start({ probe: { broken_output: 1 } });
+  try {
+    await run.ready();
+    run.signalGroup("SIGTERM");
+    assert.equal(await run.exitCode(), 3, run.stderr);
+    const points = await run.points(); // the csv still has every point
+    for (const s of SOURCES) assert.equal(points[s].written.length, points[s].counted, s);
+    const lost = /ERROR +alumet: output\/probe\/broken lost (\d+) points?/.exec(run.stderr);
+    assert.ok(lost, run.stderr);
+    assert.ok(Number(lost[1]) > 0, lost[0]);
+  } finally {
+    await run.remove();
+  }
+});
+
+Deno.test("alumet run with no plugin says so, and stops with 0 on SIGTERM", async () => {
+  const run = await AgentRun.start({ args: ["--plugins", ""] });
+  try {
+    await run.stderrHas("press Ctrl-C to stop");
+    run.signalGroup("SIGTERM");
+    assert.equal(await run.exitCode(), 0, run.stderr);
+    assert.match(run.stderr, /INFO +alumet: Running with no plugin; press Ctrl-C to stop/);
   } finally {
     await run.remove();
   }
