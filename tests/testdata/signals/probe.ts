@@ -9,7 +9,8 @@
 //
 // Config: count_dir (required), poll_interval_ms (main source, default 10), hot_poll_interval_ms (default 5),
 // flush_interval_ms (both, default 200: a drain that is skipped loses the points not flushed yet),
-// close_delay_ms (how long the main source takes to close, default 0: a long drain).
+// close_delay_ms (how long the main source takes to close, default 0: a long drain), broken_output (1: add
+// an output whose every write fails, so that the run loses points; default 0).
 import { unit } from "../../../mod.ts";
 import type { Batch, MetricId } from "../../../mod.ts";
 
@@ -19,6 +20,7 @@ interface Config {
   hot_poll_interval_ms: number;
   flush_interval_ms: number;
   close_delay_ms: number;
+  broken_output: number;
 }
 
 export default {
@@ -34,6 +36,7 @@ export default {
     start(ctx: {
       createMetric(d: object): MetricId<"u64">;
       addSource(name: string, source: object, trigger: object): unknown;
+      addOutput(name: string, output: object): unknown;
     }) {
       if (config.count_dir === "") throw new Error("probe: count_dir is required");
       const metric = ctx.createMetric({
@@ -57,6 +60,13 @@ export default {
           if (config.close_delay_ms > 0) await new Promise((r) => setTimeout(r, config.close_delay_ms));
         },
       }, { pollInterval: config.poll_interval_ms, flushInterval: config.flush_interval_ms });
+      if (config.broken_output === 1) {
+        ctx.addOutput("broken", {
+          write() {
+            throw new Error("the probe's broken output fails every write");
+          },
+        });
+      }
       ctx.addSource("hot", {
         module: new URL("./hot_counter.ts", import.meta.url),
         config: { metric, countDir: config.count_dir },
