@@ -185,6 +185,8 @@ class AgentRun {
   }
 }
 
+const upTo = (n: number) => Array.from({ length: n }, (_, i) => i + 1);
+
 /** Runs `jobs` with at most `limit` at a time; the results in order. */
 async function pool<T>(jobs: (() => Promise<T>)[], limit: number): Promise<T[]> {
   const results: T[] = new Array(jobs.length);
@@ -213,7 +215,7 @@ async function stopWith(sig: Deno.Signal, options: { closeStderr?: boolean } = {
     const points = await run.points();
     for (const s of SOURCES) {
       const { counted, written } = points[s];
-      const expected = Array.from({ length: counted }, (_, i) => i + 1);
+      const expected = upTo(counted);
       if (written.length !== counted || written.some((v, i) => v !== expected[i])) {
         problems.push(`${what}: source ${s} measured ${counted} points, the csv has ${written.length}`);
       }
@@ -277,6 +279,22 @@ Deno.test("alumet run with no plugin says so, and stops with 0 on SIGTERM", asyn
     run.signalGroup("SIGTERM");
     assert.equal(await run.exitCode(), 0, run.stderr);
     assert.match(run.stderr, /INFO +alumet: Running with no plugin; press Ctrl-C to stop/);
+  } finally {
+    await run.remove();
+  }
+});
+
+Deno.test("alumet run whose hot source throws outside its poll reports it in one line, drains everything and exits 0", async () => {
+  const run = await AgentRun.start({ probe: { stray_error_at: 3 } });
+  try {
+    await run.ready();
+    run.signalGroup("SIGTERM");
+    assert.equal(await run.exitCode(), 0, run.stderr);
+    const points = await run.points();
+    for (const s of SOURCES) assert.deepEqual(points[s].written, upTo(points[s].counted), s);
+    const errors = run.stderr.split("\n").filter((l) => / ERROR /.test(l));
+    assert.equal(errors.length, 1, run.stderr);
+    assert.match(errors[0]!, /source\/probe\/hot: .*the probe's stray error after poll 3/);
   } finally {
     await run.remove();
   }

@@ -10,7 +10,8 @@
 // Config: count_dir (required), poll_interval_ms (main source, default 10), hot_poll_interval_ms (default 5),
 // flush_interval_ms (both, default 200: a drain that is skipped loses the points not flushed yet),
 // close_delay_ms (how long the main source takes to close, default 0: a long drain), broken_output (1: add
-// an output whose every write fails, so that the run loses points; default 0).
+// an output whose every write fails, so that the run loses points; default 0), stray_error_at (the hot
+// source throws an error nobody catches, in a timer, after this poll; default 0: never).
 import { unit } from "../../../mod.ts";
 import type { Batch, MetricId } from "../../../mod.ts";
 
@@ -21,6 +22,7 @@ interface Config {
   flush_interval_ms: number;
   close_delay_ms: number;
   broken_output: number;
+  stray_error_at: number;
 }
 
 export default {
@@ -69,7 +71,7 @@ export default {
       }
       ctx.addSource("hot", {
         module: new URL("./hot_counter.ts", import.meta.url),
-        config: { metric, countDir: config.count_dir },
+        config: { metric, countDir: config.count_dir, strayAt: config.stray_error_at },
       }, { pollInterval: config.hot_poll_interval_ms, flushInterval: config.flush_interval_ms });
     },
   }),
