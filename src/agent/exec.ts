@@ -146,6 +146,19 @@ export async function waitForExit(pid: number, signal: AbortSignal, intervalMs =
   }
 }
 
+/**
+ * For `exec` and `watch`: the built-in procfs plugin, when enabled, follows the program only, not every process
+ * as Alumet's default group does, unless the config writes groups of its own (procfs's `followProgramOnly`,
+ * imported only when procfs is enabled: its module is not on `exec`'s start-up path otherwise).
+ */
+export async function followProgramOnly(
+  sections: readonly { name: string; module?: string; table: Record<string, unknown> }[],
+): Promise<void> {
+  if (!sections.some((s) => s.name === "procfs" && s.module === undefined)) return;
+  const procfs = await import("../../plugins/procfs/config.ts");
+  procfs.followProgramOnly(sections);
+}
+
 /** The name of signal number `n` (`SIGKILL` for 9), or `signal N` when unknown. */
 export function signalName(n: number): string {
   for (const [name, num] of Object.entries(SIGNAL_NUMBERS)) if (num === n) return name;

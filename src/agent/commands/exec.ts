@@ -11,6 +11,7 @@ import { now } from "../../model/timestamp.ts";
 import {
   cpuTimeNs,
   exitCodeOf,
+  followProgramOnly,
   peakRssOf,
   type ReapedProgram,
   ReapedStartUnavailable,
@@ -53,6 +54,7 @@ what each series measured, and where the series were written (or how many points
     const cwd = Deno.cwd();
     resolveProgram(program, cwd); // a clear error (127, 126) before anything starts
     const setup = await ctx.setup();
+    await followProgramOnly(setup.sections);
     // From here until the last point is written, signals do not kill the agent: Ctrl-C goes to the whole
     // foreground process group, so the program gets it from the terminal and the agent measures until it is
     // gone; SIGTERM/SIGHUP sent to the agent alone are passed on to the program.
