@@ -13,16 +13,10 @@ import { LatenessHistogram } from "./lateness.ts";
 import { type ElementName, formatName } from "./names.ts";
 import type { SamplerCommand, SamplerMessage } from "./sampler_worker.ts";
 import type { ElementState, SourceStats, SourceTask } from "./source.ts";
+import { STOP_GRACE_MS } from "./task.ts";
 
 /** Sources polled more often than this (ms) run in the sampling Worker when they are given as a module. */
 export const HOT_PERIOD_MS = 10;
-
-/**
- * How long (ms) stopping waits for the Worker to answer (a source's stop, the Worker's exit), or twice the
- * source's poll interval when that is longer: a Worker that does not answer by then (a poll or close that never
- * returns, a Worker that closed itself) is terminated, so that stopping never hangs.
- */
-export const STOP_GRACE_MS = 5000;
 
 type Command = Exclude<SamplerCommand, { type: "init" }>;
 type Payload<C> = C extends { seq: number } ? Omit<C, "seq"> : never;
@@ -93,7 +87,8 @@ export class Sampler {
 
   /**
    * Sends a command and waits for the Worker's acknowledgement. With `timeoutMs`, a Worker that has not
-   * answered by then is taken as failed (see {@linkcode STOP_GRACE_MS}).
+   * answered by then (a poll or close that never returns, a Worker that closed itself) is taken as failed and
+   * terminated (see {@linkcode STOP_GRACE_MS}).
    */
   request(cmd: Payload<Command>, timeoutMs?: number): Promise<void> {
     const w = this.#ensure();

@@ -207,6 +207,33 @@ Deno.test("A source whose poll never returns does not make stopping hang; the ot
   });
 });
 
+Deno.test("A main-thread source whose poll never returns does not make stopping hang", async () => {
+  await withLogLines(async (lines) => {
+    const { a, b, pipeline, got } = setupTwo();
+    const { createSource } = await import(new URL("stuck_source.ts", SIGNALS_TESTDATA).href);
+    const flag = new Int32Array(new SharedArrayBuffer(4));
+    await pipeline.addManagedSource("test", "counter", { module: MODULE, config: { metric: a } }, {
+      pollInterval: "10ms",
+    });
+    await pipeline.addManagedSource(
+      "test",
+      "stuck",
+      createSource({ metric: b, stuckAt: 5, flag: flag.buffer }),
+      {
+        pollInterval: "10ms",
+      },
+    );
+    pipeline.start();
+    while (Atomics.load(flag, 0) === 0) await sleep(10);
+    await bounded(pipeline.stop(), "stop");
+    assert.deepEqual(got.b, upTo(4), "the points the stuck source had polled");
+    assert.deepEqual(got.a, upTo(pipeline.stats().sources.get("source/test/counter")!.polls));
+    const reported = lines.filter((l) => l.startsWith("error "));
+    assert.equal(reported.length, 1, lines.join("\n"));
+    assert.match(reported[0]!, /^error source\/test\/stuck: /);
+  });
+});
+
 Deno.test("A blocking source whose Worker fails does not make stopping hang", async () => {
   await withLogLines(async (lines) => {
     const { a, b, pipeline, got } = setupTwo();

@@ -15,6 +15,7 @@ import type { Logger } from "../log.ts";
 import type { Source } from "../plugin/plugin.ts";
 import { type ElementName, formatName } from "./names.ts";
 import { LatenessHistogram } from "./lateness.ts";
+import { STOP_GRACE_MS } from "./task.ts";
 
 /** Counters of one source, for status lines and self-monitoring. */
 export interface SourceStats {
@@ -169,14 +170,36 @@ export class ManagedSource implements SourceTask {
 
   /**
    * Stops the source: the current poll finishes, the points not yet flushed are flushed, the stream closes and
-   * the source's `close` runs. Resolves when all that is done.
+   * the source's `close` runs. Resolves when all that is done, or after {@linkcode STOP_GRACE_MS} (or two poll
+   * intervals, when longer): a poll that has not returned by then is given up, with one error line, and the
+   * stream closes with the points polled so far, so that stopping never hangs.
    */
   async stop(): Promise<void> {
     if (this.#state !== "stopped") this.#state = "stopped";
     this.#wake?.();
     this.#pulled?.();
     this.start();
-    await this.#loop;
+    const grace = Math.max(STOP_GRACE_MS, 2 * this.#period);
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const late = new Promise<"late">((resolve) => (timer = setTimeout(() => resolve("late"), grace)));
+    try {
+      if (await Promise.race([this.#loop, late]) !== "late") return;
+    } finally {
+      clearTimeout(timer);
+    }
+    if (this.#closed) return; // the poll returned; only the source's close() is slow: leave it running
+    this.#log.error(
+      `Did not stop within ${
+        grace / 1000
+      } s (a poll that never returns?): given up, with the points polled so far`,
+    );
+    this.#closed = true;
+    if (this.#batch.length > 0) {
+      this.stats.points += this.#batch.length;
+      this.#controller.enqueue(this.#batch);
+      this.#batch = new Batch(64);
+    }
+    this.#controller.close();
   }
 
   #locked<T>(fn: () => T | Promise<T>): Promise<T> {
