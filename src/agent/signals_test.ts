@@ -1,6 +1,5 @@
 import assert from "node:assert/strict";
-import type { Logger } from "../log.ts";
-import { StopDecision, StopSignals } from "./signals.ts";
+import { StopDecision } from "./signals.ts";
 
 Deno.test("StopDecision counts repeats of one signal within the window once", async (t) => {
   await t.step("a Ctrl-C forwarded by deno task is one Ctrl-C", () => {
@@ -42,132 +41,134 @@ Deno.test("StopDecision counts repeats of one signal within the window once", as
   });
 });
 
-/** A logger that records its lines, or throws on every call (stderr gone). */
-function recordingLog(options: { throws?: boolean } = {}): { log: Logger; lines: string[] } {
-  const lines: string[] = [];
-  const at = (level: string) => (message: string) => {
-    if (options.throws) throw new Deno.errors.BrokenPipe("stderr closed");
-    lines.push(`${level} ${message}`);
-  };
-  const log = {
-    scope: "test",
-    error: at("error"),
-    warn: at("warn"),
-    info: at("info"),
-    debug: at("debug"),
-    trace: at("trace"),
-  } as unknown as Logger;
-  return { log, lines };
-}
-
-/** Waits until `ready()` holds, up to 30 s, however loaded the machine. */
-async function until(ready: () => boolean, what: string): Promise<void> {
-  const deadline = performance.now() + 30_000;
-  while (!ready()) {
-    if (performance.now() > deadline) throw new Error(`after 30 s: ${what}`);
-    await new Promise((r) => setTimeout(r, 5));
-  }
-}
-
-/** The value `p` resolves with, waiting up to 30 s (a timer keeps the event loop alive meanwhile). */
-async function settled<T>(p: Promise<T>, what: string): Promise<T> {
-  let value: { v: T } | undefined;
-  p.then((v) => (value = { v }));
-  await until(() => value !== undefined, what);
-  return value!.v;
-}
-
-Deno.test("StopSignals resolves with the first signal sent to the process, and absorbs its repeats", async () => {
-  const forced: Deno.Signal[] = [];
-  const { log, lines } = recordingLog();
-  // SIGINT is left to the subprocess test below: `deno test` takes a SIGINT for itself and ends the run.
-  using signals = new StopSignals(log, { signals: ["SIGTERM", "SIGHUP"], onForce: (s) => forced.push(s) });
-  Deno.kill(Deno.pid, "SIGHUP");
-  assert.equal(await settled(signals.stopped, "SIGHUP was not heard"), "SIGHUP");
-  const repeats = () => lines.filter((l) => l.startsWith("debug ")).length;
-  for (const sig of ["SIGHUP", "SIGTERM", "SIGHUP"] as const) {
-    const before = repeats();
-    Deno.kill(Deno.pid, sig);
-    await until(() => repeats() > before, `the repeat of ${sig} was not heard`);
-  }
-  assert.deepEqual(forced, [], "SIGTERM and SIGHUP never force");
-});
-
-Deno.test("StopSignals keeps working when its log throws (stderr gone after a SIGHUP)", async () => {
-  let heard = 0;
-  const witness = () => heard++;
-  const { log } = recordingLog({ throws: true });
-  using signals = new StopSignals(log, { signals: ["SIGHUP", "SIGTERM"] });
-  Deno.addSignalListener("SIGTERM", witness);
-  try {
-    Deno.kill(Deno.pid, "SIGHUP");
-    assert.equal(await settled(signals.stopped, "SIGHUP was not heard"), "SIGHUP");
-    Deno.kill(Deno.pid, "SIGTERM"); // a repeat: logged at debug, which throws here
-    await until(() => heard > 0, "SIGTERM was not heard");
-    await new Promise((r) => setTimeout(r, 0)); // an error thrown by the listener would fail the test here
-  } finally {
-    Deno.removeSignalListener("SIGTERM", witness);
-  }
-});
-
-/** A script that stops on StopSignals with a clock it moves itself, and sends itself SIGINTs. */
-const FORCE_SCRIPT = `
-import { Logger } from "${new URL("../log.ts", import.meta.url)}";
+/**
+ * Runs `body` in a fresh Deno with `StopSignals`, `Logger` and helpers in scope, and returns what it printed.
+ * Signals go to that process, never to the test runner's: `deno test` takes a SIGINT for itself, and with
+ * `--parallel` the other test modules share its pid and its signal listeners.
+ *
+ * In scope: `clock` (the StopSignals' clock when passed `now`), `log` (a Logger scoped `test`, at debug
+ * level), `throwingLog`
+ * (a logger whose every call throws, as when stderr is gone), `heard(sig)` (resolves when the next `sig` has
+ * reached this process, after the listeners registered before it), `settle()` (one macrotask).
+ */
+async function runScript(body: string): Promise<{ code: number; stdout: string; stderr: string }> {
+  const script = `
+import { Logger, setLogLevel } from "${new URL("../log.ts", import.meta.url)}";
 import { StopSignals } from "${new URL("./signals.ts", import.meta.url)}";
-let clock = 0;
-const log = new Logger("test");
-const signals = new StopSignals(log, { now: () => clock });
 const keepAlive = setInterval(() => {}, 1000);
-Deno.kill(Deno.pid, "SIGINT");
-await signals.stopped;
-console.log("stopping");
-let repeats = 0;
-const counted = () => repeats++;
-Deno.addSignalListener("SIGINT", counted); // to know when the repeat was heard
-clock = 999;
-Deno.kill(Deno.pid, "SIGINT"); // within the window: the same Ctrl-C
-while (repeats === 0) await new Promise((r) => setTimeout(r, 5));
-console.log("repeat absorbed");
-clock = 1500;
-Deno.kill(Deno.pid, "SIGINT"); // after the window: a deliberate second Ctrl-C
-await new Promise((r) => setTimeout(r, 30_000));
+let clock = 0;
+setLogLevel("debug");
+const log = new Logger("test");
+const throwingLog = new Proxy({}, { get: () => () => { throw new Deno.errors.BrokenPipe("stderr closed"); } });
+function heard(sig) {
+  return new Promise((resolve) => {
+    const once = () => { Deno.removeSignalListener(sig, once); resolve(); };
+    Deno.addSignalListener(sig, once);
+  });
+}
+const settle = () => new Promise((r) => setTimeout(r, 0));
+${body}
 clearInterval(keepAlive);
-console.log("not forced");
 `;
-
-Deno.test("StopSignals exits 130 at once on a second Ctrl-C after the window, with one line", async () => {
   const out = await new Deno.Command(Deno.execPath(), {
-    args: ["eval", "--ext=ts", FORCE_SCRIPT],
-    env: { ALUMET_LOG: "info" },
+    args: ["eval", "--ext=js", script],
+    env: { NO_COLOR: "1" },
     stdin: "null",
     stdout: "piped",
     stderr: "piped",
   }).output();
   const dec = new TextDecoder();
-  const stdout = dec.decode(out.stdout);
-  const stderr = dec.decode(out.stderr);
-  assert.equal(stdout, "stopping\nrepeat absorbed\n", stderr);
-  assert.equal(out.code, 130, stderr);
-  const lines = stderr.trim().split("\n");
-  assert.equal(lines.length, 1, stderr);
+  return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
+}
+
+Deno.test("StopSignals resolves with the first signal, and absorbs its repeats and SIGTERM/SIGHUP", async () => {
+  const r = await runScript(`
+    // The clock stays at 0: the two SIGINTs are within the window, however slow this machine.
+    const signals = new StopSignals(log, { now: () => clock, onForce: (s) => console.log("forced", s) });
+    let h = heard("SIGHUP");
+    Deno.kill(Deno.pid, "SIGHUP");
+    console.log("stopped", await signals.stopped);
+    await h;
+    for (const sig of ["SIGHUP", "SIGTERM", "SIGINT", "SIGTERM", "SIGINT"]) {
+      h = heard(sig);
+      Deno.kill(Deno.pid, sig);
+      await h;
+    }
+    await settle();
+    console.log("done");
+    signals[Symbol.dispose]();
+  `);
+  assert.equal(r.stdout, "stopped SIGHUP\ndone\n", r.stderr);
+  assert.equal(r.code, 0, r.stderr);
+  // Each repeat is told at debug level only.
+  const repeats = r.stderr.trim().split("\n").filter((l) =>
+    /DEBUG test: SIG\w+ again: already stopping/.test(l)
+  );
+  assert.equal(repeats.length, 5, r.stderr);
+});
+
+Deno.test("StopSignals keeps working when its log throws (stderr gone after a SIGHUP)", async () => {
+  const r = await runScript(`
+    const signals = new StopSignals(throwingLog, { now: () => clock, onForce: (s) => console.log("forced", s) });
+    let h = heard("SIGHUP");
+    Deno.kill(Deno.pid, "SIGHUP");
+    console.log("stopped", await signals.stopped);
+    await h;
+    h = heard("SIGTERM");
+    Deno.kill(Deno.pid, "SIGTERM"); // a repeat: told at debug level, which throws here
+    await h;
+    clock = 5000;
+    h = heard("SIGINT");
+    Deno.kill(Deno.pid, "SIGINT"); // the first Ctrl-C: a repeat too
+    await h;
+    await settle();
+    console.log("done");
+    signals[Symbol.dispose]();
+  `);
+  assert.equal(r.stdout, "stopped SIGHUP\ndone\n", r.stderr);
+  assert.equal(r.code, 0, r.stderr);
+});
+
+Deno.test("StopSignals exits 130 at once on a second Ctrl-C after the window, with one line", async () => {
+  const r = await runScript(`
+    const signals = new StopSignals(log, { now: () => clock });
+    let h = heard("SIGINT");
+    Deno.kill(Deno.pid, "SIGINT");
+    await signals.stopped;
+    await h;
+    console.log("stopping");
+    clock = 999;
+    h = heard("SIGINT");
+    Deno.kill(Deno.pid, "SIGINT"); // within the window: the same Ctrl-C
+    await h;
+    console.log("repeat absorbed");
+    clock = 1500;
+    Deno.kill(Deno.pid, "SIGINT"); // after the window: a deliberate second Ctrl-C
+    await new Promise((r) => setTimeout(r, 30_000));
+    console.log("not forced");
+  `);
+  assert.equal(r.stdout, "stopping\nrepeat absorbed\n", r.stderr);
+  assert.equal(r.code, 130, r.stderr);
+  const lines = r.stderr.trim().split("\n").filter((l) => !/ DEBUG /.test(l));
+  assert.equal(lines.length, 1, r.stderr);
   assert.match(lines[0]!, /WARN +test: Second Ctrl-C \(SIGINT\): exiting at once/);
 });
 
 Deno.test("StopSignals removes its listeners when disposed", async () => {
-  let heard = 0;
-  const witness = () => heard++;
-  Deno.addSignalListener("SIGUSR2", witness); // keeps SIGUSR2 from killing the test once ours is gone
-  try {
-    let stoppedWith: Deno.Signal | undefined;
+  const r = await runScript(`
+    const witness = () => {};
+    Deno.addSignalListener("SIGUSR2", witness); // keeps SIGUSR2 from killing the script once ours is gone
+    let stoppedWith;
     {
-      using signals = new StopSignals(recordingLog().log, { signals: ["SIGUSR2"] });
+      using signals = new StopSignals(log, { signals: ["SIGUSR2"] });
       signals.stopped.then((s) => (stoppedWith = s));
     }
+    const h = heard("SIGUSR2");
     Deno.kill(Deno.pid, "SIGUSR2");
-    await until(() => heard > 0, "SIGUSR2 was not heard");
-    await new Promise((r) => setTimeout(r, 0));
-    assert.equal(stoppedWith, undefined);
-  } finally {
-    Deno.removeSignalListener("SIGUSR2", witness);
-  }
+    await h;
+    await settle();
+    console.log("stopped with", String(stoppedWith));
+  `);
+  assert.equal(r.stdout, "stopped with undefined\n", r.stderr);
+  assert.equal(r.code, 0, r.stderr);
 });
