@@ -76,8 +76,8 @@ export class Sampler {
     const names = [...this.#sources.values()].map((s) => formatName(s.name));
     this.#log.error(
       `The sampling Worker ${why}; ${
-        names.length === 0 ? "it had no source" : `stopped ${names.join(", ")}`
-      }, keeping the points sent so far`,
+        names.length === 0 ? "its sources stopped" : `stopped ${names.join(", ")}`
+      }, keeping the points they had sent`,
     );
     const error = new Error(`The sampling Worker ${why}`);
     for (const p of this.#pending.values()) p.reject(error);

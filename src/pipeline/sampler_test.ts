@@ -234,6 +234,29 @@ Deno.test("A main-thread source whose poll never returns does not make stopping 
   });
 });
 
+Deno.test("A sampling Worker whose own loop fails posts what its sources polled, says so in one line, and stopping does not hang", async () => {
+  await withLogLines(async (lines) => {
+    const { a, b, pipeline, got } = setupTwo();
+    await pipeline.addManagedSource("test", "counter", { module: MODULE, config: { metric: a } }, {
+      pollInterval: "2ms",
+      flushInterval: "1s",
+    });
+    await pipeline.addManagedSource("test", "breaker", {
+      module: new URL("clock_breaking_source.ts", SIGNALS_TESTDATA),
+      config: { metric: b, breakAt: 20 },
+    }, { pollInterval: "2ms", flushInterval: "1s" });
+    pipeline.start();
+    while (pipeline.control.list("source/test/breaker")[0]!.state !== "stopped") await sleep(10);
+    await bounded(pipeline.stop(), "stop");
+    assert.deepEqual(got.b, upTo(20), "the points polled before the failure");
+    assert.ok(got.a.length >= 19, `${got.a.length} points of the other source`);
+    assert.deepEqual(got.a, upTo(pipeline.stats().sources.get("source/test/counter")!.polls));
+    const reported = lines.filter((l) => l.startsWith("error "));
+    assert.equal(reported.length, 1, lines.join("\n"));
+    assert.match(reported[0]!, /^error sampler: The sampling Worker failed: the clock is broken/);
+  });
+});
+
 Deno.test("A blocking source whose Worker fails does not make stopping hang", async () => {
   await withLogLines(async (lines) => {
     const { a, b, pipeline, got } = setupTwo();
