@@ -519,6 +519,39 @@ Deno.test("alumet watch measures a running process until it ends", async () => {
   });
 });
 
+Deno.test("alumet watch stops on SIGHUP, counting a copy of it once, and drains", async () => {
+  await withDir(async (dir) => {
+    const sleeper = new Deno.Command("sleep", { args: ["600"] }).spawn();
+    try {
+      const child = new Deno.Command(Deno.execPath(), {
+        args: ["run", "--quiet", ...PERMS, MAIN, "watch", String(sleeper.pid)],
+        cwd: dir,
+        env: { ALUMET_LOG: "info" },
+        stdin: "null",
+        stdout: "null",
+        stderr: "piped",
+      }).spawn();
+      const stderr = stderrOf(child);
+      await stderr.until(`Watching pid ${sleeper.pid}`);
+      // A closed terminal: the hang-up twice, as when it reaches the agent both directly and forwarded.
+      child.kill("SIGHUP");
+      child.kill("SIGHUP");
+      const err = await stderr.all();
+      const status = await child.status;
+      assert.equal(status.signal, null, `watch was killed by ${status.signal}, not drained:\n${err}`);
+      assert.equal(status.code, 0, err);
+      assert.match(err, /elapsed/, `the summary is printed:\n${err}`);
+      const csv = await Deno.readTextFile(`${dir}/alumet-output.csv`);
+      assert.ok(csv.includes(`;process;${sleeper.pid};`), "the watched process's points were written");
+    } finally {
+      try {
+        sleeper.kill("SIGKILL");
+      } catch { /* gone */ }
+      await sleeper.status;
+    }
+  });
+});
+
 Deno.test("deno task alumet resolves paths from the caller's directory (INIT_CWD)", async () => {
   await withDir(async (dir) => {
     await Deno.writeTextFile(`${dir}/prog.sh`, "#!/bin/sh\npwd > where.txt\nexit 5\n");

@@ -9,6 +9,7 @@ import { Consumer } from "../../model/resources.ts";
 import { countCpus } from "../../sys/system.ts";
 import { followProgramOnly, peakRssOf, processEnded, processExists, waitForExit } from "../exec.ts";
 import { EXIT_POINTS_LOST, reportLosses } from "../losses.ts";
+import { StopSignals } from "../signals.ts";
 import { EXEC_SUMMARY_PLUGIN, ExecSummary, outputLabels } from "../summary.ts";
 import { defineCommand } from "./define.ts";
 
@@ -20,7 +21,7 @@ export const command = defineCommand({
   usage: "watch [OPTIONS] PID",
   description:
     `Measures the running process PID and the processes it starts (its process tree) until it ends (or until
-SIGINT/SIGTERM): plugins are told its pid, every source is polled at the start and at the end. A process that
+SIGINT, SIGTERM or SIGHUP): plugins are told its pid, every source is polled at the start and at the end. A process that
 has exited but was not reaped by its parent (a zombie) has ended. At the end, the same summary as exec: CPU
 time, CPU share and peak memory measured while watching, the elapsed time, and where the series went.`,
   options: {},
@@ -41,47 +42,44 @@ time, CPU share and peak memory measured while watching, the elapsed time, and w
     await using agent = await ctx.agent(setup, [summary.plugin()]);
     await agent.start();
     const abort = new AbortController();
-    const handlers = (["SIGINT", "SIGTERM"] as const).map((s) => [s, () => abort.abort()] as const);
-    for (const [s, h] of handlers) Deno.addSignalListener(s, h);
+    // SIGINT, SIGTERM and SIGHUP end the watch and drain; copies of one signal count once (see signals.ts).
+    using signals = new StopSignals(ctx.logger);
+    void signals.stopped.then(() => abort.abort());
     agent.shutdownRequested.then(() => abort.abort());
+    await agent.control.triggerNow();
+    const started = performance.now();
+    await agent.events.publish("startConsumerMeasurement", [Consumer.process(pid)]);
+    if (processEnded(pid)) ctx.logger.info(`Process ${pid} has already exited (not reaped yet)`);
+    else ctx.logger.info(`Watching pid ${pid}`);
+    let peak = peakRssOf(pid);
+    const sampler = setInterval(() => {
+      const p = peakRssOf(pid);
+      if (p !== undefined && (peak === undefined || p > peak)) peak = p;
+    }, 250);
     try {
-      await agent.control.triggerNow();
-      const started = performance.now();
-      await agent.events.publish("startConsumerMeasurement", [Consumer.process(pid)]);
-      if (processEnded(pid)) ctx.logger.info(`Process ${pid} has already exited (not reaped yet)`);
-      else ctx.logger.info(`Watching pid ${pid}`);
-      let peak = peakRssOf(pid);
-      const sampler = setInterval(() => {
-        const p = peakRssOf(pid);
-        if (p !== undefined && (peak === undefined || p > peak)) peak = p;
-      }, 250);
-      try {
-        await waitForExit(pid, abort.signal);
-      } finally {
-        clearInterval(sampler);
-      }
-      const elapsedMs = performance.now() - started;
-      await agent.control.triggerNow();
-      await agent.events.publish("endConsumerMeasurement", [Consumer.process(pid)]);
-      const outputs = outputLabels(agent.outputs(), [EXEC_SUMMARY_PLUGIN]);
-      await agent.stop();
-      const lost = reportLosses(agent, ctx.logger);
-      if (logLevel() !== "off") {
-        ctx.write(
-          summary.format({
-            command: `pid ${pid}`,
-            elapsedMs,
-            outputs,
-            nCpus: countCpus(),
-            lost,
-            ...(peak !== undefined ? { peakRssBytes: peak, peakSource: "the process's VmHWM" } : {}),
-          }),
-          Deno.stderr,
-        );
-      }
-      return lost > 0 ? EXIT_POINTS_LOST : 0;
+      await waitForExit(pid, abort.signal);
     } finally {
-      for (const [s, h] of handlers) Deno.removeSignalListener(s, h);
+      clearInterval(sampler);
     }
+    const elapsedMs = performance.now() - started;
+    await agent.control.triggerNow();
+    await agent.events.publish("endConsumerMeasurement", [Consumer.process(pid)]);
+    const outputs = outputLabels(agent.outputs(), [EXEC_SUMMARY_PLUGIN]);
+    await agent.stop();
+    const lost = reportLosses(agent, ctx.logger);
+    if (logLevel() !== "off") {
+      ctx.write(
+        summary.format({
+          command: `pid ${pid}`,
+          elapsedMs,
+          outputs,
+          nCpus: countCpus(),
+          lost,
+          ...(peak !== undefined ? { peakRssBytes: peak, peakSource: "the process's VmHWM" } : {}),
+        }),
+        Deno.stderr,
+      );
+    }
+    return lost > 0 ? EXIT_POINTS_LOST : 0;
   },
 });
