@@ -16,7 +16,8 @@ function task(args: string[], cwd: string, env: Record<string, string> = {}): De
   return new Deno.Command(Deno.execPath(), {
     args: ["task", "--quiet", "--config", `${ROOT}/deno.json`, "alumet", ...args],
     cwd,
-    env: { ALUMET_LOG: "info", ...env },
+    // INIT_CWD as a shell's `deno task` sets it: one inherited from the outer `deno task test` would win.
+    env: { ALUMET_LOG: "info", INIT_CWD: cwd, ...env },
     stdin: "null",
     stdout: "piped",
     stderr: "piped",

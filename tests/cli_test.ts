@@ -714,7 +714,7 @@ Deno.test("a plugin given by URL: deno.lock is not rewritten, --reload-plugins p
             "list",
           ],
           cwd: dir,
-          env: { ALUMET_LOG: "warn" },
+          env: { ALUMET_LOG: "warn", INIT_CWD: dir }, // not the outer `deno task test`'s
           stdout: "piped",
           stderr: "piped",
         }).output();

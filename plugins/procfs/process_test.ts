@@ -251,12 +251,14 @@ Deno.test("procfs measures a process that was running before it started from its
   }).spawn();
   try {
     let info: ProcessInfo | undefined;
-    for (let i = 0; i < 100; i++) { // wait until the loop has used some CPU
+    // Wait until the loop has used some CPU and ended (the shell sleeps, state S): on a busy machine the loop
+    // may take seconds, and CPU it still used after the baseline would be a (right) non-zero delta.
+    for (let i = 0; i < 3000; i++) {
       await new Promise((r) => setTimeout(r, 20));
       info = readProcessInfo("/proc", child.pid);
       const stat = Deno.readTextFileSync(`/proc/${child.pid}/stat`);
-      const utime = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[11]);
-      if (utime > 0) break;
+      const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+      if (Number(fields[11]) > 0 && fields[0] === "S") break;
     }
     assert.ok(info !== undefined);
     await new Promise((r) => setTimeout(r, 30)); // let the uptime clock pass the start time

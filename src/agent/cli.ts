@@ -356,6 +356,7 @@ async function refetch(s: PluginSection): Promise<void> {
   try {
     out = await new Deno.Command(Deno.execPath(), {
       args: ["cache", "--quiet", "--no-lock", "--no-config", `--reload=${url}`, url],
+      env: { NO_COLOR: "1" }, // added to the inherited environment: a plain first line for the message
       stdin: "null",
       stdout: "null",
       stderr: "piped",
@@ -364,7 +365,7 @@ async function refetch(s: PluginSection): Promise<void> {
     throw new AlumetError(`Cannot fetch plugin "${s.name}" again from ${url}: ${messageOf(e)}`);
   }
   if (!out.success) {
-    const why = new TextDecoder().decode(out.stderr).trim().split("\n")[0]?.replace(/\x1b\[[0-9;]*m/g, "");
+    const why = new TextDecoder().decode(out.stderr).trim().split("\n")[0];
     throw new AlumetError(`Cannot fetch plugin "${s.name}" again from ${url}: ${why || `exit ${out.code}`}`);
   }
 }
