@@ -420,8 +420,11 @@ Deno.test("parsePerfEvent knows perf's and Alumet's generic events", async (t) =
       const e = parsePerfEvent(name, { sysfsRoot });
       assert.equal(e.name, name);
       assert.equal(e.kind, kind);
-      assert.deepEqual(e.attr, { type, config: BigInt(config) });
-      assert.equal(e.hasModifiers, false);
+      // A name in Alumet's syntax keeps Alumet's default domain, user space only; perf's counts every domain.
+      const alumet = /^[A-Z0-9_]+$/.test(name) || name.startsWith("r0x");
+      const domain = alumet ? { exclude_kernel: true, exclude_hv: true } : {};
+      assert.deepEqual(e.attr, { type, config: BigInt(config), ...domain });
+      assert.equal(e.hasModifiers, alumet);
       assert.equal(e.pmu, undefined);
     });
   }
@@ -474,8 +477,8 @@ Deno.test("parsePerfEvent applies modifiers with perf 6.1's exclude semantics", 
       assert.equal(e.hasModifiers, true);
     });
   }
-  await t.step("defaultModifiers apply only to events written without modifiers (Alumet's user-only)", () => {
-    const u = parsePerfEvent("CACHE_MISSES", { sysfsRoot, defaultModifiers: "u" });
+  await t.step("defaultModifiers apply only to perf-syntax events written without modifiers", () => {
+    const u = parsePerfEvent("cache-misses", { sysfsRoot, defaultModifiers: "u" });
     assert.deepEqual(u.attr, {
       type: 0,
       config: 3n,
@@ -483,9 +486,28 @@ Deno.test("parsePerfEvent applies modifiers with perf 6.1's exclude semantics", 
       exclude_hv: true,
       exclude_guest: true,
     });
-    const k = parsePerfEvent("CACHE_MISSES:k", { sysfsRoot, defaultModifiers: "u" });
+    const k = parsePerfEvent("cache-misses:k", { sysfsRoot, defaultModifiers: "u" });
     assert.deepEqual(k.attr, { type: 0, config: 3n, exclude_user: true, exclude_hv: true });
   });
+  await t.step(
+    "the syntax decides the default domain: Alumet's names user space only, perf's every domain",
+    () => {
+      assert.deepEqual(parsePerfEvent("CACHE_MISSES", { sysfsRoot }).attr, {
+        type: 0,
+        config: 3n,
+        exclude_kernel: true,
+        exclude_hv: true,
+      });
+      assert.deepEqual(parsePerfEvent("cache-misses", { sysfsRoot }).attr, { type: 0, config: 3n });
+      // perf's modifiers on an Alumet name: perf's meaning (the modifier was written, no default applies).
+      assert.deepEqual(parsePerfEvent("CACHE_MISSES:k", { sysfsRoot }).attr, {
+        type: 0,
+        config: 3n,
+        exclude_user: true,
+        exclude_hv: true,
+      });
+    },
+  );
   await t.step("unknown modifiers and more than ppp are refused with the list", () => {
     assert.throws(
       () => parsePerfEvent("cycles:ux", { sysfsRoot }),
@@ -507,9 +529,10 @@ Deno.test("parsePerfEvent takes Alumet's EVENT#mods with Alumet's semantics (plu
     ["LL_READ_MISS#h", { exclude_user: true, exclude_kernel: true }],
     ["CACHE_MISSES#k:h", { exclude_user: true }],
     ["CACHE_MISSES#u:k:h", {}],
-    ["INSTRUCTIONS#H", { exclude_guest: true }],
-    ["INSTRUCTIONS#G", { exclude_host: true }],
-    ["INSTRUCTIONS#H:G", {}],
+    // No u/k/h: Alumet's default domain, user space only.
+    ["INSTRUCTIONS#H", { exclude_kernel: true, exclude_hv: true, exclude_guest: true }],
+    ["INSTRUCTIONS#G", { exclude_kernel: true, exclude_hv: true, exclude_host: true }],
+    ["INSTRUCTIONS#H:G", { exclude_kernel: true, exclude_hv: true }],
     ["INSTRUCTIONS#u:I", { exclude_kernel: true, exclude_hv: true, exclude_idle: true }],
     ["task-clock#k", { exclude_user: true, exclude_hv: true }],
   ];
@@ -523,10 +546,10 @@ Deno.test("parsePerfEvent takes Alumet's EVENT#mods with Alumet's semantics (plu
       assert.equal(e.base, name.split("#")[0]);
     });
   }
-  await t.step("an empty '#' is no modifier at all", () => {
+  await t.step("an empty '#' is no modifier: Alumet's default domain, user space only", () => {
     const e = parsePerfEvent("INSTRUCTIONS#", { sysfsRoot });
-    assert.deepEqual(e.attr, { type: 0, config: 1n });
-    assert.equal(e.hasModifiers, false);
+    assert.deepEqual(e.attr, { type: 0, config: 1n, exclude_kernel: true, exclude_hv: true });
+    assert.equal(e.hasModifiers, true, "Alumet sets every exclude bit: no perf-style exclude_guest default");
   });
   await t.step("unknown and empty tokens are refused, as Alumet does; so are modifiers written twice", () => {
     assert.throws(() => parsePerfEvent("INSTRUCTIONS#z", { sysfsRoot }), /unknown modifier "z" in "#z"/);
@@ -1151,7 +1174,12 @@ Deno.test("parsePerfEvent takes Alumet's pmu/NAME and pmu/rN: pinned to that PMU
       },
     );
     await t.step("a raw code goes to the PMU's type", () => {
-      assert.deepEqual(parsePerfEvent("cpu/r0x412e", { sysfsRoot }).attr, { type: cpuType, config: 0x412en });
+      assert.deepEqual(parsePerfEvent("cpu/r0x412e", { sysfsRoot }).attr, {
+        type: cpuType,
+        config: 0x412en,
+        exclude_kernel: true,
+        exclude_hv: true,
+      });
     });
     await t.step("a PMU this machine lacks is no-pmu (the event may exist elsewhere)", () => {
       assert.throws(

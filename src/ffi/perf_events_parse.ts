@@ -13,9 +13,13 @@
  *   semantics (the first of `u k h` excludes the other two; `u` and `p` also set `exclude_guest`; `G`/`H`
  *   exclude the host/guest);
  * - Alumet's modifiers after `#`, `:`-separated (`INSTRUCTIONS#u:k`), with Alumet's semantics
- *   (`plugins/perf/src/spec.rs`, `Modifiers::excludes`): the listed domains of `u k h` are counted and the
- *   others excluded, `H` excludes the guest, `G` the host, `I` idle. Without `u k h`, no domain is excluded
- *   (Alumet counts user space only there; this project counts everything, as perf does).
+ *   (`plugins/perf/src/event/mod.rs`, `Modifiers::excludes`): the listed domains of `u k h` are counted and
+ *   the others excluded, `H` excludes the guest, `G` the host, `I` idle.
+ *
+ * The syntax an event is written in decides its default domain, so that a config keeps the meaning it has
+ * where it was written: an event in Alumet's syntax (an Alumet name such as `INSTRUCTIONS` or `LL_READ_MISS`,
+ * `pmu/NAME`, `r0xN`, or any event with `#`) without `u k h` counts user space only, as Alumet does; an event
+ * in perf's syntax without `u k h` counts every domain, as `perf stat` does.
  *
  * @module
  */
@@ -359,7 +363,7 @@ const ALUMET_MODIFIERS = "u k h H G I";
  */
 function applyAlumetModifiers(event: string, mods: string, attr: PerfEventAttr): void {
   const tokens = new Set<string>();
-  for (const token of mods.split(":")) {
+  for (const token of mods === "" ? [] : mods.split(":")) {
     if (token === "") {
       throw PerfEventError.invalid(event, `empty modifier in "#${mods}" (check the ':' separators)`);
     }
@@ -378,9 +382,10 @@ function applyAlumetModifiers(event: string, mods: string, attr: PerfEventAttr):
     if (on) (attr as Record<string, unknown>)[k] = true;
     else delete attr[k];
   };
+  // Without a domain, Alumet's default: user space only (kernel and hypervisor excluded).
   set("exclude_user", domains && !has("u"));
-  set("exclude_kernel", domains && !has("k"));
-  set("exclude_hv", domains && !has("h"));
+  set("exclude_kernel", domains ? !has("k") : true);
+  set("exclude_hv", domains ? !has("h") : true);
   set("exclude_host", has("G") && !has("H"));
   set("exclude_guest", has("H") && !has("G"));
   set("exclude_idle", has("I"));
@@ -669,6 +674,8 @@ export function parsePerfEvent(text: string, options: ParsePerfEventOptions = {}
   let mods: string | undefined;
   let pmuName: string | undefined;
   let extra: Omit<PmuEventParts, "attr"> = {};
+  /** Written in Alumet's syntax (see the module's doc): without `u k h`, user space only, as in Alumet. */
+  let alumetSyntax = alumetMods !== undefined;
 
   const slash = /^([^/:]+)\/(.*)\/(?::?([A-Za-z]*))$/.exec(body);
   if (slash !== null) {
@@ -721,6 +728,7 @@ export function parsePerfEvent(text: string, options: ParsePerfEventOptions = {}
       );
     }
     pmuName = pmu;
+    alumetSyntax = true;
   } else {
     const [name, m] = splitModifiers(body);
     mods = m === "" ? undefined : m;
@@ -729,6 +737,9 @@ export function parsePerfEvent(text: string, options: ParsePerfEventOptions = {}
       ? parseCacheName(event, name) ?? parseAlumetCacheName(name)
       : undefined;
     const raw = /^r(?:0x)?([0-9a-fA-F]+)$/.exec(name);
+    alumetSyntax ||= PERF_SYMBOLS[name] === undefined && ALUMET_SYMBOLS[name] !== undefined ||
+      symbol === undefined && cache !== undefined && parseCacheName(event, name) === undefined ||
+      raw !== null && /^r0x/.test(name);
     if (symbol !== undefined) {
       kind = symbol[0] === PERF_TYPE_HARDWARE ? "hardware" : "software";
       attr = { type: symbol[0], config: BigInt(symbol[1]) };
@@ -769,9 +780,9 @@ export function parsePerfEvent(text: string, options: ParsePerfEventOptions = {}
       `modifiers are written twice: after ':' (perf's "${mods}") and after '#' (Alumet's "${alumetMods}"); keep one`,
     );
   }
-  if (alumetMods !== undefined && alumetMods !== "") {
-    applyAlumetModifiers(event, alumetMods, attr);
-    hasModifiers = true;
+  if (alumetMods !== undefined || (alumetSyntax && mods === undefined)) {
+    applyAlumetModifiers(event, alumetMods ?? "", attr);
+    hasModifiers = true; // Alumet sets every exclude bit itself (no perf-style exclude_guest default)
   } else {
     const effective = mods ?? (options.defaultModifiers || undefined);
     if (effective !== undefined) applyModifiers(event, effective, attr);
