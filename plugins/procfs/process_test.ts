@@ -12,6 +12,7 @@ import {
   followProgramOnly,
   type ProcessInfo,
   ProcessSource,
+  ProcessTreeSource,
   ProcessWatcher,
   type ProcfsPlugin,
   procfsPlugin,
@@ -78,6 +79,37 @@ function cpuOf(b: Batch, registry: MetricRegistry, kind: string): number[] {
     .filter((p) => p.metric === "cpu_time_delta" && p.attributes.kind === kind)
     .map((p) => p.value);
 }
+
+Deno.test("ProcessTreeSource pushes the exit remainder exactly, without a cpu_percent, then ends", async () => {
+  await withTempRoot((root) => {
+    const registry = new MetricRegistry();
+    const metrics = createProcessMetrics((spec) => registry.register("procfs", spec));
+    writeProcess(root, { pid: 90, utime: 0, stime: 0 });
+    writeProcess(root, { pid: 91, ppid: 90, utime: 30, stime: 2 });
+    const source = new ProcessTreeSource(90, metrics, { root, system: SYSTEM, baseline: "zero" });
+    const t1 = now() + 1_000_000_000n;
+    const b1 = new Batch();
+    source.poll(b1, t1);
+    assert.deepEqual(source.members, [90, 91]);
+    assert.deepEqual(cpuOf(b1, registry, "user"), [300_000_000], "the child's ticks, seen live");
+    assert.equal(pointsOf(b1, registry).filter((p) => p.metric === "cpu_percent").length, 3);
+    // The program exits 10 ms after that poll (a `sleep` ending just after a poll): the kernel's total holds
+    // what /proc had not shown yet.
+    Deno.writeTextFileSync(`${root}/90/stat`, "");
+    Deno.writeTextFileSync(`${root}/91/stat`, "");
+    const userNs = 309_000_000;
+    source.exited({ userNs, systemNs: 24_000_000, timestamp: t1 + 10_000_000n });
+    const b2 = new Batch();
+    source.poll(b2, t1 + 20_000_000n);
+    assert.deepEqual(cpuOf(b2, registry, "user"), [9_000_000]);
+    assert.deepEqual(cpuOf(b2, registry, "system"), [4_000_000]);
+    // No cpu_percent for the remainder: 9 ms of /proc's truncated ticks over a 10 ms interval would read as a
+    // 45 % share of this 2-CPU machine when nothing ran then.
+    assert.deepEqual(pointsOf(b2, registry).filter((p) => p.metric === "cpu_percent"), []);
+    assert.throws(() => source.poll(new Batch(), t1 + 30_000_000n), NormalStop);
+    source.close();
+  });
+});
 
 Deno.test("ProcessSource pushes the exit remainder exactly, then ends", async (t) => {
   await t.step("a process measured from zero: final − already reported, then NormalStop", async () => {

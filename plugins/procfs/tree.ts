@@ -68,8 +68,8 @@ const SHARED_DIRTY = ascii("Shared_Dirty:");
  *   `slow_but_accurate`, is the sum that counts them once).
  *
  * After {@linkcode ProcessTreeSource.exited} (the kernel's rusage of the reaped program: its whole tree, as
- * `time` reports it) the next poll pushes the CPU time not counted yet, and its share over the interval since
- * the last poll, then the source ends.
+ * `time` reports it) the next poll pushes the CPU time not counted yet (`cpu_time_delta` only), then the source
+ * ends.
  */
 export class ProcessTreeSource implements Source, Disposable {
   readonly pid: number;
@@ -346,9 +346,10 @@ export class ProcessTreeSource implements Source, Disposable {
   }
 
   /**
-   * The CPU time not counted yet (final − accounted) and its share of the time since the last poll. /proc
-   * counts whole ticks, truncated: what it had not shown yet at the last poll (under a tick per member and
-   * per kind) lands in this last interval, so a very short last interval overstates its share.
+   * The CPU time not counted yet (final − accounted), as `cpu_time_delta`. No `cpu_percent`: /proc counts
+   * whole ticks, truncated, so the remainder holds up to a tick per member and per kind spent at any time
+   * before the last poll, and the interval since that poll is often a few ms (polls are aligned on the
+   * program's start, and `sleep N` ends just after one): its share would be a spike nothing ran in.
    */
   #pushRemainder(batch: Batch, final: FinalCpuTime): void {
     if (this.#rebase) return; // never polled alive, measured from its current time: nothing is known
@@ -361,7 +362,6 @@ export class ProcessTreeSource implements Source, Disposable {
     batch.push(m.cpuTimeDelta, dUser, c.user);
     batch.push(m.cpuTimeDelta, dSystem, c.system);
     if (this.#hwGuest >= 0) batch.push(m.cpuTimeDelta, 0, c.guest);
-    if (this.#prevTs >= 0n) this.#pushPercent(batch, dUser, dSystem, Number(final.timestamp - this.#prevTs));
   }
 
   #ticksToNs(ticks: number): number {
