@@ -94,12 +94,24 @@ Deno.test("perf refuses to start with an event no PMU and no generic list knows,
 Deno.test("perf skips, with a warning naming it, an event this machine cannot count, and counts the others", async () => {
   await withLog(async (lines) => {
     await using h = await testPlugin(perfPlugin, {
-      events: ["RESOURCE_STALLS:ANY", "cpu_core/INSTRUCTIONS", "task-clock", ...(HW ? [] : ["cycles"])],
+      events: [
+        "RESOURCE_STALLS:ANY",
+        "mem_load_retired:l3_miss",
+        "cpu_core/INSTRUCTIONS",
+        "task-clock",
+        "page_faults",
+        ...(HW ? [] : ["cycles"]),
+      ],
     });
     assert.ok(h.metrics.byName("perf_task_clock"));
+    assert.ok(h.metrics.byName("perf_page_faults"), "Alumet's names are case-insensitive, as in Alumet");
     const warned = (event: string) =>
       lines.some((l) => l.startsWith("warn perf") && l.includes(`Perf event "${event}" is not counted`));
     assert.ok(warned("RESOURCE_STALLS:ANY"), lines.join("\n"));
+    assert.ok(
+      warned("mem_load_retired:l3_miss"),
+      "libpfm4 names are case-insensitive: a warning, not an error",
+    );
     assert.ok(lines.some((l) => l.includes("libpfm4 event name")), "says why: a libpfm4 name");
     assert.ok(warned("cpu_core/INSTRUCTIONS"), "a PMU this machine does not have");
     if (!HW) assert.ok(warned("cycles"), "no hardware PMU here");

@@ -442,6 +442,36 @@ Deno.test("parsePerfEvent knows perf's and Alumet's generic events", async (t) =
     assert.throws(() => parsePerfEvent("L1-DCACHE-LOADS", { sysfsRoot }), /did you mean "L1-dcache-loads"/);
     assert.throws(() => parsePerfEvent("CYCLES", { sysfsRoot }), /did you mean "cycles"/);
   });
+  await t.step("Alumet's names are case-insensitive, as in Alumet (event/native.rs upper-cases them)", () => {
+    const cases: [string, PerfEventAttr][] = [
+      ["page_faults", { type: 1, config: 2n }],
+      ["Page_Faults", { type: 1, config: 2n }],
+      ["instructions#u:k", { type: 0, config: 1n }],
+      ["cpu_cycles", { type: 0, config: 0n }],
+      ["ll_read_miss", { type: 3, config: 0x10002n }],
+      ["l1d_Read_Access", { type: 3, config: 0n }],
+    ];
+    for (const [name, attr] of cases) {
+      const e = parsePerfEvent(name, { sysfsRoot });
+      const { exclude_user: _u, exclude_kernel: _k, exclude_hv: _h, ...rest } = e.attr;
+      assert.deepEqual(rest, attr, name);
+      assert.equal(e.name, name);
+    }
+    // Alumet's syntax, so Alumet's default domain: user space only.
+    assert.deepEqual(parsePerfEvent("page_faults", { sysfsRoot }).attr, {
+      type: 1,
+      config: 2n,
+      exclude_kernel: true,
+      exclude_hv: true,
+    });
+    // perf's own names keep perf's meaning (every domain) and stay case-sensitive.
+    assert.deepEqual(parsePerfEvent("instructions", { sysfsRoot }).attr, { type: 0, config: 1n });
+    assert.throws(() => parsePerfEvent("Cycles", { sysfsRoot }), /did you mean "cycles"/);
+    assert.throws(
+      () => parsePerfEvent("context_switch", { sysfsRoot }),
+      /Unknown perf event "context_switch"/,
+    );
+  });
   await t.step("a raw config beyond 64 bits is refused", () => {
     assert.throws(() => parsePerfEvent("r1ffffffffffffffff", { sysfsRoot }), /64 bits at most/);
   });
@@ -610,6 +640,11 @@ Deno.test("isLibpfmStyle tells libpfm4 names (Alumet resolves them with libpfm) 
       "UOPS_RETIRED",
       "MEM_LOAD_RETIRED:L3_MISS#u:k",
       "perf::PERF_COUNT_HW_INSTRUCTIONS",
+      // libpfm4 names are case-insensitive (Alumet's perf README): with ':' or '::', any case.
+      "resource_stalls:any",
+      "Resource_Stalls:Any",
+      "mem_load_retired:l3_miss#u",
+      "ix86arch::instruction_retired",
     ]
   ) {
     assert.equal(isLibpfmStyle(name), true, name);
@@ -622,6 +657,8 @@ Deno.test("isLibpfmStyle tells libpfm4 names (Alumet resolves them with libpfm) 
       "INSTRUCTION",
       "CONTEXT_SWITCH",
       "cycles:u",
+      "cycels:u",
+      "task-clok:k",
       "msr/tsc/",
     ]
   ) {

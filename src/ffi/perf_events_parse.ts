@@ -2,7 +2,9 @@
  * perf's event syntax, turned into the event part of a `perf_event_attr` (see `perf_event.ts`):
  *
  * - generic events by perf's names (`cycles`, `instructions`, `task-clock`, `page-faults`/`faults`, `cs`…)
- *   and by Alumet's (`CPU_CYCLES`, `REF_CPU_CYCLES`, `PAGE_FAULTS`, `LL_READ_MISS`…);
+ *   and by Alumet's (`CPU_CYCLES`, `REF_CPU_CYCLES`, `PAGE_FAULTS`, `LL_READ_MISS`…); perf's names are
+ *   case-sensitive, as in perf; Alumet's are not, as in Alumet (`page_faults` is `PAGE_FAULTS`, tried when no
+ *   perf name and no PMU event matches);
  * - hardware cache events by perf's rules: `<cache>[-<op>][-<result>]`, e.g. `L1-dcache-load-misses`,
  *   `LLC-loads`, `dTLB-load-misses`, `l1d-read-miss` (op defaults to read, result to access);
  * - raw events `rNNNN` (hex) and `r0xNNNN` (Alumet's form; perf 6.1 refuses it);
@@ -610,8 +612,9 @@ function splitModifiers(text: string): [name: string, mods: string | undefined] 
 
 /**
  * Whether `text` is written as a libpfm4 event, as Alumet's perf plugin takes them (`RESOURCE_STALLS:ANY`,
- * `ix86arch::INSTRUCTION_RETIRED`, `MEM_LOAD_RETIRED:L3_MISS#u`): an upper-case name with unit masks after
- * `:` or a `pmu::` prefix, or an upper-case name that is not a misspelling of a generic one. Such a name is
+ * `ix86arch::INSTRUCTION_RETIRED`, `MEM_LOAD_RETIRED:L3_MISS#u`): a name with a `pmu::` prefix, or with unit
+ * masks after `:` (in any case, libpfm4's names being case-insensitive, unless they read as perf's modifiers
+ * on a misspelled generic name: `cycels:u`), or an upper-case name that is not a misspelling of a generic one. Such a name is
  * resolved by libpfm4 for the CPU it runs on; this project does not resolve them.
  *
  * @example
@@ -626,10 +629,19 @@ function splitModifiers(text: string): [name: string, mods: string | undefined] 
  */
 export function isLibpfmStyle(text: string): boolean {
   const body = text.trim().split("#")[0]!;
-  const m = /^(?:([A-Za-z0-9_]+)::)?([A-Z][A-Z0-9_]*)((?::[A-Za-z0-9_=]+)*)$/.exec(body);
+  const m = /^(?:([A-Za-z0-9_]+)::)?([A-Za-z][A-Za-z0-9_]*)((?::[A-Za-z0-9_=]+)*)$/.exec(body);
   if (m === null) return false;
-  if (m[1] !== undefined || m[3] !== "") return true;
-  return closest(m[2]!, genericNames()) === undefined;
+  const [, pmu, name, masks] = m as unknown as [string, string | undefined, string, string];
+  if (pmu !== undefined) return true; // `pmu::NAME`, any case (libpfm4 names are case-insensitive)
+  const upperCase = name === name.toUpperCase();
+  if (masks !== "" && upperCase) return true;
+  if (masks === "" && !upperCase) return false; // a bare lower-case name: perf's syntax
+  // `name:masks` in lower or mixed case: a libpfm4 event with unit masks (`resource_stalls:any`), unless the
+  // masks read as perf's modifiers on a misspelled name (`cycels:u`).
+  const perfMods = masks.slice(1).split(":").every((x) => /^[ukhHGIpDe]+$/.test(x));
+  if (masks !== "" && !perfMods) return true;
+  return closest(name, genericNames()) === undefined &&
+    closest(name.toUpperCase(), genericNames()) === undefined;
 }
 
 function unknown(event: string, name: string, root: string): PerfEventError {
@@ -756,7 +768,15 @@ export function parsePerfEvent(text: string, options: ParsePerfEventOptions = {}
     } else {
       // A bare name one PMU defines (perf resolves `tsc` to `msr/tsc/`).
       const owners = listPmus(root).filter((p) => listPmuEvents(p, root).includes(name));
-      if (owners.length === 0) throw unknown(event, name, root);
+      // Then Alumet's names in any case, as Alumet matches them (`event/native.rs` upper-cases the name).
+      const upper = name.toUpperCase();
+      const alumetSymbol = owners.length === 0 ? ALUMET_SYMBOLS[upper] : undefined;
+      const alumetCache = owners.length === 0 && alumetSymbol === undefined
+        ? parseAlumetCacheName(upper)
+        : undefined;
+      if (owners.length === 0 && alumetSymbol === undefined && alumetCache === undefined) {
+        throw unknown(event, name, root);
+      }
       if (owners.length > 1) {
         throw PerfEventError.invalid(
           event,
@@ -765,11 +785,21 @@ export function parsePerfEvent(text: string, options: ParsePerfEventOptions = {}
           }`,
         );
       }
-      pmuName = owners[0]!;
-      const parts = pmuEvent(event, new Pmu(root, pmuName, event), [{ key: name }]);
-      kind = "pmu";
-      attr = parts.attr;
-      extra = parts;
+      if (alumetSymbol !== undefined) {
+        kind = alumetSymbol[0] === PERF_TYPE_HARDWARE ? "hardware" : "software";
+        attr = { type: alumetSymbol[0], config: BigInt(alumetSymbol[1]) };
+        alumetSyntax = true;
+      } else if (alumetCache !== undefined) {
+        kind = "hw_cache";
+        attr = { type: PERF_TYPE_HW_CACHE, config: BigInt(alumetCache) };
+        alumetSyntax = true;
+      } else {
+        pmuName = owners[0]!;
+        const parts = pmuEvent(event, new Pmu(root, pmuName, event), [{ key: name }]);
+        kind = "pmu";
+        attr = parts.attr;
+        extra = parts;
+      }
     }
   }
 
