@@ -321,11 +321,9 @@ async function pluginOf(s: PluginSection, reload = false): Promise<PluginMetadat
     try {
       mod = await import(s.module);
     } catch (e) {
-      // A server that gives a .ts file a JavaScript content type makes Deno parse TypeScript as JavaScript.
-      const hint = remote && e instanceof SyntaxError && /\.m?ts(\?|#|$)/.test(s.module)
-        ? " (the server must send .ts files as application/typescript or text/typescript, not as JavaScript)"
-        : "";
-      throw new AlumetError(`Cannot load plugin "${s.name}" from ${s.module}: ${messageOf(e)}${hint}`);
+      throw new AlumetError(
+        `Cannot load plugin "${s.name}" from ${s.module}: ${loadErrorLine(e, s.module, remote)}`,
+      );
     }
     const m = (mod.default ?? mod.plugin) as PluginMetadata<unknown> | undefined;
     if (m === undefined || typeof m !== "object" || typeof m.init !== "function") {
@@ -347,7 +345,38 @@ async function pluginOf(s: PluginSection, reload = false): Promise<PluginMetadat
 }
 
 /**
- * Fetches a remote plugin module again into Deno's cache (`deno cache --reload=URL`), so that the import that
+ * The one line that says why a plugin module did not load. Deno reports a syntax error of a module it fetched
+ * as a `TypeError` (or a `SyntaxError`) whose message starts with the error and goes on with a code frame and
+ * an `at URL:line:col` line: the first line is kept, with the position. A server that gives a .ts file a
+ * JavaScript content type makes Deno parse TypeScript as JavaScript (a `type` import, a type annotation):
+ * the line then says which content type to use.
+ */
+function loadErrorLine(e: unknown, module: string, remote: boolean): string {
+  const message = messageOf(e);
+  let line = message.split("\n")[0]!.trim();
+  const at = /\n\s*at (\S+):(\d+):(\d+)\s*$/.exec(message);
+  if (at !== null && line !== message.trim()) line += ` (line ${at[2]}, column ${at[3]})`;
+  const syntax = e instanceof SyntaxError || /\bSyntaxError\b/.test(message);
+  if (remote && syntax && /\.m?ts(\?|#|$)/.test(module)) {
+    line +=
+      " (the server must send .ts files as application/typescript or text/typescript, not as JavaScript)";
+  }
+  return line;
+}
+
+/**
+ * What `deno cache --reload=` takes to fetch `url` and the modules of its directory and below again: Deno
+ * matches a module against each listed specifier and then against each of its parent paths, written without
+ * a trailing slash (`http://host/a/b`, not `http://host/a/b/`, which matches nothing).
+ */
+export function reloadPrefixes(url: string): string {
+  const dir = new URL(".", url).href.replace(/\/$/, "");
+  return url.includes(",") ? dir : `${dir},${url}`;
+}
+
+/**
+ * Fetches a remote plugin module again into Deno's cache with the modules next to it and below
+ * (`deno cache --reload=DIR`: the plugin's own imports, `./helper.ts`, change with it), so that the import that
  * follows reads the module as the server has it now. No lockfile is read or written.
  */
 async function refetch(s: PluginSection): Promise<void> {
@@ -355,7 +384,7 @@ async function refetch(s: PluginSection): Promise<void> {
   let out: Deno.CommandOutput;
   try {
     out = await new Deno.Command(Deno.execPath(), {
-      args: ["cache", "--quiet", "--no-lock", "--no-config", `--reload=${url}`, url],
+      args: ["cache", "--quiet", "--no-lock", "--no-config", `--reload=${reloadPrefixes(url)}`, url],
       env: { NO_COLOR: "1" }, // added to the inherited environment: a plain first line for the message
       stdin: "null",
       stdout: "null",
