@@ -297,13 +297,63 @@ export class Batch implements Iterable<MeasurementPoint> {
   }
 }
 
+/**
+ * A value a u64 metric cannot hold, rejected at the push: the message gives the value as pushed, why, and what
+ * to do. The batch knows only the metric's id: a caller that knows its name (the source that polled, with the
+ * registry) can rethrow {@linkcode U64ValueError.named}.
+ *
+ * @example
+ * ```ts
+ * import { U64ValueError } from "./batch.ts";
+ * import assert from "node:assert/strict";
+ * assert.equal(
+ *   new U64ValueError(3, -1).named("procfs_mem").message,
+ *   "Invalid value -1 for the u64 metric procfs_mem: a u64 cannot be negative; " +
+ *     "check how it was computed (a difference of two counters?), or declare the metric f64",
+ * );
+ * ```
+ */
+export class U64ValueError extends RangeError {
+  override name = "U64ValueError";
+  /** The metric's id. */
+  readonly metric: number;
+  /** The value as pushed. */
+  readonly value: number | bigint;
+  constructor(metric: number, value: number | bigint, metricName?: string) {
+    const shown = typeof value === "bigint" ? `${value}n` : String(value);
+    const which = metricName === undefined ? `a u64 metric (id ${metric})` : `the u64 metric ${metricName}`;
+    super(`Invalid value ${shown} for ${which}: ${u64Why(value)}`);
+    this.metric = metric;
+    this.value = value;
+  }
+
+  /** The same error, naming the metric. */
+  named(metricName: string): U64ValueError {
+    return new U64ValueError(this.metric, this.value, metricName);
+  }
+}
+
+function u64Why(value: number | bigint): string {
+  if (value < 0) {
+    return "a u64 cannot be negative; check how it was computed (a difference of two counters?), or declare " +
+      "the metric f64";
+  }
+  if (typeof value === "bigint") {
+    return "beyond 2^64-1, the largest u64; declare the metric f64 for such values";
+  }
+  if (Number.isNaN(value)) {
+    return "not a number; check the computation that gave it (a division by 0, a parse)";
+  }
+  if (!Number.isFinite(value)) {
+    return "not a finite number; check the computation that gave it (a division by 0)";
+  }
+  if (value % 1 !== 0) {
+    return "a u64 is a whole number; round it (Math.round) or declare the metric f64 for fractional values";
+  }
+  return "beyond 2^53 (Number.MAX_SAFE_INTEGER) a number is not exact; pass the value as a bigint";
+}
+
 /** The error of a u64 metric given a value it cannot hold. */
-function badU64(metric: number, value: number | bigint): RangeError {
-  const shown = typeof value === "bigint" ? `${value}n` : String(value);
-  const why = typeof value === "bigint"
-    ? "a u64 value is an integer from 0 to 2^64-1"
-    : value > Number.MAX_SAFE_INTEGER && Number.isFinite(value)
-    ? "a number beyond 2^53 (Number.MAX_SAFE_INTEGER) is not exact: pass the value as a bigint"
-    : "a u64 value is a non-negative integer (a bigint beyond 2^53)";
-  return new RangeError(`Invalid value ${shown} for the u64 metric with id ${metric}: ${why}`);
+function badU64(metric: number, value: number | bigint): U64ValueError {
+  return new U64ValueError(metric, value);
 }

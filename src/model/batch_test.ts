@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { Batch } from "./batch.ts";
+import { Batch, U64ValueError } from "./batch.ts";
 import { type MetricId, MetricRegistry } from "./metrics.ts";
 import { unit } from "./units.ts";
 import { Consumer, Resource } from "./resources.ts";
@@ -89,8 +89,8 @@ Deno.test("Batch rejects at the push a u64 value that is negative, fractional, N
     });
   }
   assert.throws(() => b.push(U, 2 ** 60), /pass the value as a bigint/);
-  assert.throws(() => b.push(U, -1n), /0 to 2\^64-1/);
-  assert.throws(() => b.push(U, 2n ** 64n), /0 to 2\^64-1/);
+  assert.throws(() => b.push(U, -1n), /cannot be negative/);
+  assert.throws(() => b.push(U, 2n ** 64n), /beyond 2\^64-1/);
   assert.equal(b.length, 0, "nothing was pushed");
   b.push(U, 0);
   b.push(U, Number.MAX_SAFE_INTEGER);
@@ -99,6 +99,35 @@ Deno.test("Batch rejects at the push a u64 value that is negative, fractional, N
   b.push(F, NaN);
   assert.equal(b.length, 5);
   assert.equal(b.valueAt(1), Number.MAX_SAFE_INTEGER);
+});
+
+Deno.test("a rejected u64 value says, in one line, the value as pushed, why, and what to do", () => {
+  const message = (value: number | bigint) => {
+    try {
+      new Batch().push(U, value);
+    } catch (e) {
+      assert.ok(e instanceof U64ValueError && e.metric === U && Object.is(e.value, value));
+      assert.ok(!e.message.includes("\n"), e.message);
+      return e.message;
+    }
+    throw new Error(`${value} was accepted`);
+  };
+  const cases: [number | bigint, RegExp][] = [
+    [-1, /^Invalid value -1 for a u64 metric \(id 1\): a u64 cannot be negative; .*f64/],
+    [0.5, /^Invalid value 0\.5 for a u64 metric \(id 1\): a u64 is a whole number; round it .*f64/],
+    [NaN, /^Invalid value NaN for a u64 metric \(id 1\): not a number; /],
+    [Infinity, /^Invalid value Infinity .*: not a finite number; /],
+    [2 ** 60, /^Invalid value 1152921504606847000 .*beyond 2\^53 .*pass the value as a bigint/],
+    [-1n, /^Invalid value -1n .*: a u64 cannot be negative; /],
+    [2n ** 64n, /^Invalid value 18446744073709551616n .*: beyond 2\^64-1, the largest u64; /],
+  ];
+  for (const [value, pattern] of cases) {
+    const m = message(value);
+    assert.match(m, pattern);
+    if (typeof value === "number" && !(value > Number.MAX_SAFE_INTEGER)) assert.ok(!/2\^53/.test(m), m);
+  }
+  const e = new U64ValueError(U, -1).named("perf_cycles");
+  assert.match(e.message, /^Invalid value -1 for the u64 metric perf_cycles: a u64 cannot be negative/);
 });
 
 Deno.test("MetricRegistry gives u64 metrics odd ids and f64 metrics even ids, which push checks", () => {
