@@ -535,10 +535,31 @@ function parseOverride(text: string): { path: string[]; value: unknown } {
       source: OVERRIDE,
       key: text,
       expected: "a TOML value after = (a quoted string, a number, a boolean, an array or a table)",
-      suggestion: `e.g. ${keyText}="a.csv"`,
+      suggestion: `e.g. ${keyText}=${closedValue(valueText)}`,
     });
   }
   return { path, value: value === NOT_A_VALUE ? valueText : value };
+}
+
+/**
+ * The user's own value, made a TOML value for the suggestion: its open quotes, brackets and braces closed
+ * (`"a` gives `"a"`, `[1, 2` gives `[1, 2]`), or, when that does not read, the text as one quoted string.
+ */
+function closedValue(text: string): string {
+  const closers: string[] = [];
+  let quote: string | undefined;
+  for (let i = 0; i < text.length; i++) {
+    const ch = text[i]!;
+    if (quote !== undefined) {
+      if (ch === "\\" && quote === '"') i++;
+      else if (ch === quote) quote = undefined;
+    } else if (ch === '"' || ch === "'") quote = ch;
+    else if (ch === "[") closers.push("]");
+    else if (ch === "{") closers.push(" }");
+    else if ((ch === "]" || ch === "}") && closers.at(-1)?.trim() === ch) closers.pop();
+  }
+  const closed = text + (quote ?? "") + closers.reverse().join("");
+  return parseValue(closed) === NOT_A_VALUE ? JSON.stringify(text) : closed;
 }
 
 function parseKey(text: string): string[] | undefined {

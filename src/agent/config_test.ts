@@ -172,11 +172,22 @@ Deno.test("parseConfigText applies --config-override values", async (t) => {
   });
 
   await t.step("a value that starts like a TOML string, array or table but is not one is an error", () => {
-    for (const value of ['"a', "'a", '"a"b', "[1, 2", "{ x = 1"]) {
+    // The suggestion is the user's own value, closed (or quoted whole when closing is not enough).
+    for (
+      const [value, fixed] of [
+        ['"a', '"a"'],
+        ["'a", "'a'"],
+        ['"out dir/x.csv', '"out dir/x.csv"'],
+        ['"a"b', '"\\"a\\"b"'],
+        ["[1, 2", "[1, 2]"],
+        ["{ x = 1", "{ x = 1 }"],
+        ['["a", "b"', '["a", "b"]'],
+      ]
+    ) {
       throwsConfig(
         () => parseConfigText(file, "a.toml", { overrides: [`plugins.csv.output_path=${value}`] }),
         `Invalid config in --config-override: plugins.csv.output_path=${value}: expected a TOML value after = ` +
-          `(a quoted string, a number, a boolean, an array or a table); e.g. plugins.csv.output_path="a.csv"`,
+          `(a quoted string, a number, a boolean, an array or a table); e.g. plugins.csv.output_path=${fixed}`,
       );
     }
     const raw = parseConfigText(file, "a.toml", { overrides: ["plugins.csv.output_path=out.csv"] });
