@@ -299,3 +299,24 @@ Deno.test("alumet run whose hot source throws outside its poll reports it in one
     await run.remove();
   }
 });
+
+Deno.test("alumet run whose hot source's poll never returns stops, exits 3 and says how many points its Worker lost", async () => {
+  // Poll 30 of the hot source never returns: the 29 points before it are still in the Worker (a flush is due
+  // every 200 polls), which is terminated after the stop's grace period.
+  const run = await AgentRun.start({ probe: { hot_stuck_at: 30, flush_interval_ms: 1000 } });
+  try {
+    await run.ready();
+    await until(() => exists(`${run.dir}/hot.stuck`), "the hot source did not get stuck");
+    run.signalGroup("SIGTERM");
+    assert.equal(await run.exitCode(), 3, run.stderr);
+    const points = await run.points();
+    assert.deepEqual(points.main.written, upTo(points.main.counted), "main");
+    assert.equal(points.hot.counted, 29);
+    const lost = /ERROR +alumet: source\/probe\/hot lost at least (\d+) points?/.exec(run.stderr);
+    assert.ok(lost, run.stderr);
+    assert.equal(Number(lost[1]), points.hot.counted - points.hot.written.length, lost[0]);
+    assert.doesNotMatch(run.stderr, /output\/.* lost/);
+  } finally {
+    await run.remove();
+  }
+});

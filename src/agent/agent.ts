@@ -147,18 +147,35 @@ export class Agent implements AsyncDisposable {
   }
 
   /**
-   * The points each output of the current (or last) run lost: dropped from a full `drop-oldest` queue, failed
-   * writes, an output that failed or stopped with points queued. Read it after `stop()` to report a run's loss;
-   * outputs that lost nothing are not listed.
+   * The points the current (or last) run lost. Outputs: dropped from a full `drop-oldest` queue, failed
+   * writes, an output that failed or stopped with points queued. Sources: points polled that never reached the
+   * pipeline (a sampling Worker that failed or was terminated, stuck, before sending them); a source cut off in
+   * the middle of a poll (one that never returned) lost an unknown number more: its `unknown` is true, and so
+   * is the whole loss's. Read it after `stop()` to report a run's loss; what lost nothing is not listed.
    *
-   * @returns `{ output: "output/<plugin>/<name>", points }` per output that lost points, and their total
+   * @returns `{ output: "output/<plugin>/<name>", points }` per output that lost points,
+   *   `{ source: "source/<plugin>/<name>", points, unknown }` per source, the total of the points known lost,
+   *   and whether more may have been lost
    */
-  losses(): { total: number; byOutput: { output: string; points: number }[] } {
+  losses(): {
+    total: number;
+    byOutput: { output: string; points: number }[];
+    bySource: { source: string; points: number; unknown: boolean }[];
+    unknown: boolean;
+  } {
+    const stats = this.#pipeline?.stats();
     const byOutput: { output: string; points: number }[] = [];
-    for (const [output, s] of this.#pipeline?.stats().outputs ?? []) {
+    for (const [output, s] of stats?.outputs ?? []) {
       if (s.droppedPoints > 0) byOutput.push({ output, points: s.droppedPoints });
     }
-    return { total: byOutput.reduce((t, o) => t + o.points, 0), byOutput };
+    const bySource: { source: string; points: number; unknown: boolean }[] = [];
+    for (const [source, s] of stats?.sources ?? []) {
+      const points = s.lostPoints ?? 0;
+      const unknown = s.lossUnknown ?? false;
+      if (points > 0 || unknown) bySource.push({ source, points, unknown });
+    }
+    const total = byOutput.reduce((t, o) => t + o.points, 0) + bySource.reduce((t, o) => t + o.points, 0);
+    return { total, byOutput, bySource, unknown: bySource.some((s) => s.unknown) };
   }
 
   /** Where each output sends its data (`Output.describe`), for summaries; empty before the first start. */

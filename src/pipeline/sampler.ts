@@ -11,7 +11,7 @@ import type { Logger } from "../log.ts";
 import type { SourceModule } from "../plugin/plugin.ts";
 import { LatenessHistogram } from "./lateness.ts";
 import { type ElementName, formatName } from "./names.ts";
-import type { SamplerCommand, SamplerMessage } from "./sampler_worker.ts";
+import { Counts, type SamplerCommand, type SamplerMessage } from "./sampler_worker.ts";
 import type { ElementState, SourceStats, SourceTask } from "./source.ts";
 import { STOP_GRACE_MS } from "./task.ts";
 
@@ -66,7 +66,8 @@ export class Sampler {
 
   /**
    * The Worker `w` cannot go on: one line says why, it is terminated, its sources end (keeping the points they
-   * had sent) and the requests waiting for it fail.
+   * had sent, and counting in their `lostPoints` those they had polled but not sent) and the requests waiting
+   * for it fail.
    */
   #fail(w: Worker, why: string): void {
     if (w !== this.#worker) return;
@@ -77,12 +78,12 @@ export class Sampler {
     this.#log.error(
       `The sampling Worker ${why}; ${
         names.length === 0 ? "its sources stopped" : `stopped ${names.join(", ")}`
-      }, keeping the points they had sent`,
+      }; the points they had sent are kept, those they had not are counted as lost`,
     );
     const error = new Error(`The sampling Worker ${why}`);
     for (const p of this.#pending.values()) p.reject(error);
     this.#pending.clear();
-    for (const s of [...this.#sources.values()]) s.end();
+    for (const s of [...this.#sources.values()]) s.end(false);
   }
 
   /**
@@ -161,6 +162,7 @@ export class Sampler {
         pollMs: options.pollInterval,
         flushMs: options.flushInterval,
         paused: options.paused,
+        counts: s.counts,
       });
     } catch (e) {
       this.#sources.delete(id);
@@ -203,6 +205,8 @@ export class WorkerSource implements SourceTask {
   #closed = false;
   #ended = Promise.withResolvers<void>();
   readonly #attributeSets = new Map<string, Attributes>();
+  /** Shared with the Worker, which counts there what this source produced: see {@linkcode Counts}. */
+  readonly counts: SharedArrayBuffer = new SharedArrayBuffer(2 * Float64Array.BYTES_PER_ELEMENT);
 
   constructor(sampler: Sampler, id: number, name: ElementName, period: number, paused: boolean, log: Logger) {
     this.#sampler = sampler;
@@ -249,7 +253,7 @@ export class WorkerSource implements SourceTask {
       s.points += b.length;
       this.#controller.enqueue(b);
     }
-    if (msg.final) this.end();
+    if (msg.final) this.end(true);
   }
 
   /**
@@ -291,8 +295,13 @@ export class WorkerSource implements SourceTask {
     }
   }
 
-  /** The source has ended in the Worker (stopped, failed, or the Worker died): close the stream. */
-  end(): void {
+  /**
+   * The source has ended: `drained` when the Worker posted its last batch (stopped, failed alone), else cut off
+   * (the Worker failed or was terminated). Closes the stream; a cut-off source counts the points it had polled
+   * but not sent in `stats.lostPoints`, and sets `stats.lossUnknown` if it was cut off in a poll.
+   */
+  end(drained: boolean): void {
+    if (!drained && !this.#closed) this.#countLoss();
     this.#state = "stopped";
     if (!this.#closed) {
       this.#closed = true;
@@ -300,6 +309,23 @@ export class WorkerSource implements SourceTask {
     }
     this.#sampler.forget(this.#id);
     this.#ended.resolve();
+  }
+
+  /**
+   * The source was cut off: what the Worker counted it produced and it did not send is lost. Read when asked,
+   * not now: a Worker just told to terminate may still finish a poll.
+   */
+  #countLoss(): void {
+    const counts = new Float64Array(this.counts);
+    const stats = this.stats;
+    Object.defineProperties(stats, {
+      lostPoints: {
+        get: () => Math.max(0, counts[Counts.PRODUCED]! - stats.points),
+        enumerable: true,
+        configurable: true,
+      },
+      lossUnknown: { get: () => counts[Counts.POLLING] !== 0, enumerable: true, configurable: true },
+    });
   }
 
   async triggerNow(): Promise<void> {
@@ -341,7 +367,7 @@ export class WorkerSource implements SourceTask {
           Math.max(STOP_GRACE_MS, 2 * this.#period),
         );
       } catch {
-        this.end();
+        this.end(false);
       }
     }
     await this.#ended.promise;

@@ -204,6 +204,80 @@ Deno.test("A source whose poll never returns does not make stopping hang; the ot
     const reported = lines.filter((l) => l.startsWith("error "));
     assert.equal(reported.length, 1, lines.join("\n"));
     assert.match(reported[0]!, /source\/test\/stuck/);
+    // Everything it polled was sent; what the poll in progress measured is unknown.
+    const stuck = pipeline.stats().sources.get("source/test/stuck")!;
+    assert.equal(stuck.lostPoints, 0);
+    assert.equal(stuck.lossUnknown, true);
+  });
+});
+
+Deno.test("A sampling Worker stuck in a poll counts the points its sources polled and had not sent as lost", async () => {
+  await withLogLines(async () => {
+    const { a, b, pipeline, got } = setupTwo();
+    // A flush every 500 polls: the points polled before the stuck poll (the 30th) are all still in the Worker.
+    await pipeline.addManagedSource("test", "counter", { module: MODULE, config: { metric: a } }, {
+      pollInterval: "2ms",
+      flushInterval: "1s",
+    });
+    const flag = new Int32Array(new SharedArrayBuffer(4));
+    await pipeline.addManagedSource("test", "stuck", {
+      module: new URL("stuck_source.ts", SIGNALS_TESTDATA),
+      config: { metric: b, stuckAt: 30, flag: flag.buffer },
+    }, { pollInterval: "2ms", flushInterval: "1s" });
+    pipeline.start();
+    while (Atomics.load(flag, 0) === 0) await sleep(10);
+    await bounded(pipeline.stop(), "stop");
+    const stats = pipeline.stats().sources;
+    assert.deepEqual(got.b, []);
+    const stuck = stats.get("source/test/stuck")!;
+    assert.equal(stuck.lostPoints, 29, "the points polled before the stuck poll");
+    assert.equal(stuck.lossUnknown, true, "cut off in a poll");
+    // The other source of the Worker was cut off between two polls: its loss is exact.
+    const counter = stats.get("source/test/counter")!;
+    assert.deepEqual(got.a, []);
+    assert.ok(counter.lostPoints! > 0, `lost ${counter.lostPoints}`);
+    assert.equal(counter.lossUnknown, false);
+  });
+});
+
+Deno.test("A hot source stopped normally loses nothing", async () => {
+  const { m, pipeline, got } = setup();
+  await pipeline.addManagedSource("test", "hot", { module: MODULE, config: { metric: m } }, {
+    pollInterval: "2ms",
+    flushInterval: "1s",
+  });
+  pipeline.start();
+  while (got.length === 0 && pipeline.stats().sources.get("source/test/hot")!.polls < 10) {
+    await pipeline.control.flushNow("source/test/hot");
+    await sleep(10);
+  }
+  await bounded(pipeline.stop(), "stop");
+  const stats = pipeline.stats().sources.get("source/test/hot")!;
+  assert.deepEqual(got, upTo(stats.points));
+  assert.equal(stats.lostPoints ?? 0, 0);
+  assert.equal(stats.lossUnknown ?? false, false);
+});
+
+Deno.test("A main-thread source whose close() never returns is left behind with one warning; nothing is lost", async () => {
+  await withLogLines(async (lines) => {
+    const { a, pipeline, got } = setupTwo();
+    let n = 0;
+    await pipeline.addManagedSource("test", "slow", {
+      poll(batch: Batch) {
+        batch.push(a, ++n);
+      },
+      close: () => new Promise<void>(() => {}),
+    }, { pollInterval: "10ms" });
+    pipeline.start();
+    while (n < 3) await sleep(10);
+    await bounded(pipeline.stop(), "stop");
+    assert.deepEqual(got.a, upTo(n));
+    const warned = lines.filter((l) => l.startsWith("warn "));
+    assert.equal(warned.length, 1, lines.join("\n"));
+    assert.match(warned[0]!, /^warn source\/test\/slow: close\(\) did not return within 5 s/);
+    const stats = pipeline.stats().sources.get("source/test/slow")!;
+    assert.equal(stats.lostPoints ?? 0, 0);
+    assert.equal(stats.lossUnknown ?? false, false);
   });
 });
 
@@ -231,6 +305,7 @@ Deno.test("A main-thread source whose poll never returns does not make stopping 
     const reported = lines.filter((l) => l.startsWith("error "));
     assert.equal(reported.length, 1, lines.join("\n"));
     assert.match(reported[0]!, /^error source\/test\/stuck: /);
+    assert.equal(pipeline.stats().sources.get("source/test/stuck")!.lossUnknown, true, "given up in a poll");
   });
 });
 

@@ -14,6 +14,10 @@
  * `log`, and `fatal` when the Worker cannot go on (its own loop failed): the sources' last batches were posted
  * just before, and the Worker closes.
  *
+ * Each source shares a small `counts` buffer with the pipeline (see {@linkcode Counts}): the Worker writes there,
+ * after every poll, how many points the source has produced in all, and whether a poll is under way. If the
+ * Worker is terminated (stuck, or failed), the pipeline still knows how many points it lost with it.
+ *
  * A source's error that nobody catches — thrown in a timer, a promise nobody awaits — would kill the Worker and
  * every source in it, with the points they had not posted yet. The Worker catches those instead, reports them
  * (the first few, then one in a hundred) and goes on polling.
@@ -41,6 +45,8 @@ export type SamplerCommand =
     pollMs: number;
     flushMs: number;
     paused: boolean;
+    /** A `Float64Array(2)`'s buffer: see {@linkcode Counts}. */
+    counts: SharedArrayBuffer;
   }
   | { type: "stop" | "trigger" | "flush" | "pause" | "resume"; seq: number; id: number }
   | { type: "period"; seq: number; id: number; pollMs: number }
@@ -60,6 +66,14 @@ export type SamplerMessage =
   | { type: "log"; id: number; level: "warn" | "error" | "debug"; message: string }
   | { type: "fatal"; message: string };
 
+/**
+ * Indexes in a source's `counts` (a `Float64Array` on a SharedArrayBuffer the pipeline reads at any time): the
+ * points the source produced in all (posted or still in its batch), as of its last poll; and 1 while a poll is
+ * under way (what that poll pushed is not counted yet), else 0. Plain writes: one aligned 8-byte store each,
+ * no allocation, no fence on the hot path; the pipeline reads them only once the Worker is gone or stuck.
+ */
+export const Counts = { PRODUCED: 0, POLLING: 1 } as const;
+
 interface Hot {
   readonly id: number;
   readonly source: Source;
@@ -69,6 +83,10 @@ interface Hot {
   rounds: number;
   next: number;
   batch: Batch;
+  /** Points posted so far. */
+  posted: number;
+  /** See {@linkcode Counts}. */
+  readonly counts: Float64Array;
   state: "running" | "paused" | "stopped";
   readonly stats: { polls: number; late: number; missed: number; errors: number };
   readonly lateness: LatenessHistogram;
@@ -277,6 +295,8 @@ async function handle(cmd: Exclude<SamplerCommand, { type: "init" }>): Promise<b
         rounds: 0,
         next: performance.now() + cmd.pollMs,
         batch: new Batch(64),
+        posted: 0,
+        counts: new Float64Array(cmd.counts),
         state: cmd.paused ? "paused" : "running",
         stats: { polls: 0, late: 0, missed: 0, errors: 0 },
         lateness: new LatenessHistogram(),
@@ -330,12 +350,27 @@ function poll(h: Hot): void | Promise<void> {
   const ts = now();
   h.batch.timestamp = ts;
   h.stats.polls++;
+  h.counts[Counts.POLLING] = 1;
   try {
     const r = h.source.poll(h.batch, ts);
-    if (r instanceof Promise) return r.catch((e) => pollFailed(h, e));
+    if (r instanceof Promise) {
+      return r.then(() => polled(h), (e) => {
+        polled(h);
+        return pollFailed(h, e);
+      });
+    }
   } catch (e) {
+    polled(h);
     return pollFailed(h, e);
   }
+  polled(h);
+}
+
+/** A poll returned: what the source produced so far is known to the pipeline (see {@linkcode Counts}). */
+function polled(h: Hot): void {
+  const c = h.counts;
+  c[Counts.PRODUCED] = h.posted + h.batch.length;
+  c[Counts.POLLING] = 0;
 }
 
 function pollFailed(h: Hot, e: unknown): void | Promise<void> {
@@ -375,6 +410,7 @@ function flush(h: Hot, final: boolean): void {
     post({ type: "batch", id: h.id, batch: undefined, stats, lateness, final }, [lateness.buffer]);
     return;
   }
+  h.posted += h.batch.length;
   const { data, transfer } = h.batch.toData();
   h.batch = new Batch(data.length);
   post({ type: "batch", id: h.id, batch: data, stats, lateness, final }, [...transfer, lateness.buffer]);

@@ -29,6 +29,16 @@ export interface SourceStats {
   points: number;
   /** Polls that failed with a retryable error. */
   errors: number;
+  /**
+   * Points the source polled that never reached the pipeline: its sampling Worker failed or was terminated
+   * (stuck) before sending them. Absent while none were lost.
+   */
+  lostPoints?: number;
+  /**
+   * The source was cut off in the middle of a poll (one that never returned, given up at the stop, or a
+   * Worker terminated while polling): what that poll measured is unknown, so `lostPoints` is a lower bound.
+   */
+  lossUnknown?: boolean;
 }
 
 /** The state of a source or an output. */
@@ -92,6 +102,8 @@ export class ManagedSource implements SourceTask {
   #closed = false;
   #log: Logger;
   #retryLogged = 0;
+  /** A poll is under way. */
+  #polling = false;
 
   constructor(name: ElementName, source: Source, options: ManagedSourceOptions) {
     this.name = name;
@@ -187,12 +199,21 @@ export class ManagedSource implements SourceTask {
     } finally {
       clearTimeout(timer);
     }
-    if (this.#closed) return; // the poll returned; only the source's close() is slow: leave it running
+    if (this.#closed) {
+      // The poll returned and every point was sent; only the source's close() is slow: leave it running.
+      this.#log.warn(
+        `close() did not return within ${
+          grace / 1000
+        } s; stopping goes on without it (every point it polled was sent)`,
+      );
+      return;
+    }
     this.#log.error(
-      `Did not stop within ${
-        grace / 1000
-      } s (a poll that never returns?): given up, with the points polled so far`,
+      `Did not stop within ${grace / 1000} s (a poll that never returns?): given up, with the points polled ${
+        this.#polling ? "before that poll; what that poll measured is lost" : "so far"
+      }`,
     );
+    if (this.#polling) this.stats.lossUnknown = true;
     this.#closed = true;
     if (this.#batch.length > 0) {
       this.stats.points += this.#batch.length;
@@ -253,6 +274,7 @@ export class ManagedSource implements SourceTask {
     const ts = now();
     this.#batch.timestamp = ts;
     this.stats.polls++;
+    this.#polling = true;
     try {
       await this.#source.poll(this.#batch, ts);
     } catch (e) {
@@ -270,6 +292,8 @@ export class ManagedSource implements SourceTask {
         this.#log.debug(e instanceof Error && e.stack ? e.stack : String(e));
         this.#state = "stopped";
       }
+    } finally {
+      this.#polling = false;
     }
   }
 

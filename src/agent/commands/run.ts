@@ -4,7 +4,7 @@
  * @module
  */
 import { UsageError } from "../../errors.ts";
-import { EXIT_POINTS_LOST, reportLosses } from "../losses.ts";
+import { EXIT_POINTS_LOST, lostAny, reportLosses } from "../losses.ts";
 import { StopSignals } from "../signals.ts";
 import { StatusLine } from "../status.ts";
 import { defineCommand } from "./define.ts";
@@ -18,9 +18,10 @@ export const command = defineCommand({
   description:
     `Runs the agent: the enabled sources are measured and sent to the outputs until SIGINT (Ctrl-C), SIGTERM or
 SIGHUP; then every point measured so far is written before the agent exits. The exit code is 0 when every
-point was written, ${EXIT_POINTS_LOST} when an output lost some (the log says how many). Repeats of a signal
-within a second count once (a Ctrl-C reaches the agent twice through \`deno task\`); a second Ctrl-C after
-that exits at once with code 130, without writing what is left.`,
+point was written, ${EXIT_POINTS_LOST} when some were lost (the log says how many, and where: an output that
+could not write them, or a source stuck or failed before sending them). Repeats of a signal within a second
+count once (a Ctrl-C reaches the agent twice through \`deno task\`); a second Ctrl-C after that exits at once
+with code 130, without writing what is left.`,
   options: {},
   async run(ctx) {
     const logger = ctx.logger;
@@ -42,8 +43,8 @@ that exits at once with code 130, without writing what is left.`,
     ]);
     logger.info(`Stopping (${why}): writing what was measured`);
     await agent.stop();
-    // One line per output that lost points, with how many; the exit code tells scripts.
-    if (reportLosses(agent, logger) > 0) return EXIT_POINTS_LOST;
-    return 0;
+    // One line per output or source that lost points, with how many; the exit code tells scripts.
+    reportLosses(agent, logger);
+    return lostAny(agent) ? EXIT_POINTS_LOST : 0;
   },
 });

@@ -11,7 +11,8 @@
 // flush_interval_ms (both, default 200: a drain that is skipped loses the points not flushed yet),
 // close_delay_ms (how long the main source takes to close, default 0: a long drain), broken_output (1: add
 // an output whose every write fails, so that the run loses points; default 0), stray_error_at (the hot
-// source throws an error nobody catches, in a timer, after this poll; default 0: never).
+// source throws an error nobody catches, in a timer, after this poll; default 0: never), hot_stuck_at (the hot
+// source's poll of that number never returns, see hot_counter.ts; default 0: never).
 import { unit } from "../../../mod.ts";
 import type { Batch, MetricId } from "../../../mod.ts";
 
@@ -23,6 +24,7 @@ interface Config {
   close_delay_ms: number;
   broken_output: number;
   stray_error_at: number;
+  hot_stuck_at: number;
 }
 
 export default {
@@ -71,7 +73,12 @@ export default {
       }
       ctx.addSource("hot", {
         module: new URL("./hot_counter.ts", import.meta.url),
-        config: { metric, countDir: config.count_dir, strayAt: config.stray_error_at },
+        config: {
+          metric,
+          countDir: config.count_dir,
+          strayAt: config.stray_error_at,
+          stuckAt: config.hot_stuck_at,
+        },
       }, { pollInterval: config.hot_poll_interval_ms, flushInterval: config.flush_interval_ms });
     },
   }),
