@@ -45,7 +45,7 @@ async function alumet(
 /** The summary's figures: CPU time (µs), peak memory (bytes). */
 function summaryOf(stderr: string) {
   const cpuUs = Math.round(Number(/([\d.]+) s\s+CPU time/.exec(stderr)?.[1]) * 1e6);
-  const peak = Number(/([\d,]+) By\s+peak memory/.exec(stderr)?.[1]?.replaceAll(",", ""));
+  const peak = Number(/peak memory \(([\d,]+) KiB/.exec(stderr)?.[1]?.replaceAll(",", "")) * 1024;
   return { cpuUs, peak };
 }
 

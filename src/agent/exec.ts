@@ -370,6 +370,22 @@ export function peakRssOf(pid: number | "self"): number | undefined {
   }
 }
 
+/**
+ * The command line of process `pid` (`/proc/<pid>/cmdline`, its argv); undefined when it has none (a zombie, a
+ * kernel thread) or cannot be read.
+ */
+export function commandLineOf(pid: number): string[] | undefined {
+  try {
+    const text = Deno.readTextFileSync(`/proc/${pid}/cmdline`);
+    if (text === "") return undefined;
+    const argv = text.split("\0");
+    if (argv.at(-1) === "") argv.pop();
+    return argv;
+  } catch {
+    return undefined;
+  }
+}
+
 /** True when process `pid` has ended: no `/proc/<pid>`, or a zombie (`Z`, exited and not reaped yet) or `X`. */
 export function processEnded(pid: number): boolean {
   const f = ProcFile.tryOpen(`/proc/${pid}/stat`, 512);

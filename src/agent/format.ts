@@ -25,3 +25,48 @@ export function formatCount(x: number): string {
   const decimals = frac === undefined ? "" : frac.replace(/0+$/, "");
   return (neg ? "-" : "") + grouped + (decimals ? `.${decimals}` : "");
 }
+
+/**
+ * A command line as a POSIX shell would take it back: each argument as is when it holds only safe characters,
+ * else in single quotes (a `'` inside written `'\''`), so that argument boundaries survive.
+ *
+ * @example
+ * ```ts
+ * import { shellQuote } from "./format.ts";
+ * import assert from "node:assert/strict";
+ * assert.equal(shellQuote(["sh", "-c", "i=0; echo $i"]), "sh -c 'i=0; echo $i'");
+ * assert.equal(shellQuote(["printf", "it's", ""]), "printf 'it'\\''s' ''");
+ * assert.equal(shellQuote(["make", "-j2", "CC=gcc", "./a/b.c"]), "make -j2 CC=gcc ./a/b.c");
+ * ```
+ */
+export function shellQuote(args: readonly string[]): string {
+  return args.map((a) => /^[\w@%+=:,./-]+$/.test(a) ? a : `'${a.replaceAll("'", `'\\''`)}'`).join(" ");
+}
+
+const BINARY_UNITS = ["KiB", "MiB", "GiB", "TiB"] as const;
+
+/**
+ * A size in bytes in the largest binary unit (KiB, MiB, GiB, TiB) that keeps it at 1 or more, one decimal;
+ * bytes under 1 KiB as `B`.
+ *
+ * @returns `[value, unit]`, e.g. `["39.3", "MiB"]`
+ *
+ * @example
+ * ```ts
+ * import { humanBytes } from "./format.ts";
+ * import assert from "node:assert/strict";
+ * assert.deepEqual(humanBytes(1_613_824), ["1.5", "MiB"]);
+ * assert.deepEqual(humanBytes(512_000), ["500.0", "KiB"]);
+ * assert.deepEqual(humanBytes(100), ["100", "B"]);
+ * ```
+ */
+export function humanBytes(bytes: number): [string, string] {
+  if (!(Math.abs(bytes) >= 1024)) return [String(bytes), "B"];
+  let v = bytes / 1024;
+  let i = 0;
+  while (Math.abs(v) >= 1024 && i < BINARY_UNITS.length - 1) {
+    v /= 1024;
+    i++;
+  }
+  return [v.toFixed(1), BINARY_UNITS[i]!];
+}

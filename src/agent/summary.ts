@@ -9,7 +9,7 @@ import type { Batch } from "../model/batch.ts";
 import type { Metric } from "../model/metrics.ts";
 import type { ElementContext, PluginMetadata } from "../plugin/plugin.ts";
 import { definePlugin } from "./agent.ts";
-import { formatCount } from "./format.ts";
+import { formatCount, humanBytes, shellQuote } from "./format.ts";
 
 interface Row {
   readonly metric: Metric;
@@ -28,6 +28,8 @@ export const EXEC_SUMMARY_PLUGIN = "exec-summary";
  *
  * @param outputs the agent's outputs, `{ name: "output/<plugin>/<name>", description }`
  * @param exclude plugins whose outputs are not listed
+ * @param stats the outputs' statistics by name (`Agent.stats().outputs`, read after `stop()`): when given,
+ *   an output that wrote no point is not listed (none of the series went there)
  * @returns e.g. `["out.csv (csv)", "log"]`
  *
  * @example
@@ -47,11 +49,13 @@ export const EXEC_SUMMARY_PLUGIN = "exec-summary";
 export function outputLabels(
   outputs: readonly { readonly name: string; readonly description: string }[],
   exclude: readonly string[] = [],
+  stats?: ReadonlyMap<string, { readonly points: number }>,
 ): string[] {
   const lines = new Set<string>();
   for (const { name, description } of outputs) {
     const plugin = name.split("/")[1] ?? name;
     if (exclude.includes(plugin)) continue;
+    if (stats !== undefined && !((stats.get(name)?.points ?? 0) > 0)) continue;
     lines.add(description === plugin || description === "" ? plugin : `${description} (${plugin})`);
   }
   return [...lines];
@@ -105,6 +109,15 @@ export class ExecSummary {
     }
   }
 
+  /**
+   * The peak of the program's resident memory series (`memory_usage`, kind resident: for `exec` and `watch`
+   * the sum over its process tree at each poll), bytes; undefined when there is none.
+   */
+  peakResidentBytes(): number | undefined {
+    const r = this.#rows.get("memory_usage (kind=resident)");
+    return r === undefined || r.count === 0 ? undefined : r.peak;
+  }
+
   /** The CPU time of the program's series (`cpu_time_delta`, kinds user and system), ns; undefined when none. */
   cpuFromSeries(): { userNs: number; systemNs: number } | undefined {
     let userNs = 0, systemNs = 0, found = false;
@@ -124,7 +137,9 @@ export class ExecSummary {
    */
   format(options: SummaryOptions): string {
     const n = formatCount;
-    const lines = [``, ` Measured for '${options.command}' (pid ${this.pid ?? "?"}) by alumet:`, ``];
+    const pid = `pid ${this.pid ?? "?"}`;
+    const command = options.command?.length ? `${shellQuote(options.command)} (${pid})` : pid;
+    const lines = [``, ` Measured for ${command} by alumet:`, ``];
     const secs = options.elapsedMs / 1000;
     const cpu = options.cpu ?? this.cpuFromSeries();
     if (cpu !== undefined) {
@@ -144,10 +159,11 @@ export class ExecSummary {
       }
     }
     if (options.peakRssBytes !== undefined && options.peakRssBytes > 0) {
+      const [value, unit] = humanBytes(options.peakRssBytes);
       lines.push(
-        `${n(options.peakRssBytes).padStart(20)} By  peak memory (${
+        `${value.padStart(20)} ${unit.padEnd(3)} peak memory (${n(options.peakRssBytes / 1024)} KiB, ${
           options.peakSource ?? "max resident set size"
-        }: ${(options.peakRssBytes / 1048576).toFixed(1)} MiB)`,
+        })`,
       );
     }
     lines.push(`${secs.toFixed(6).padStart(20)} s   elapsed`, ``);
@@ -168,7 +184,9 @@ export class ExecSummary {
       lines.push(
         ``,
         ` Series incomplete: ${n(lost)} point${lost === 1 ? "" : "s"} lost (see the errors above)${
-          options.outputs.length ? `; the others went to: ${options.outputs.join(", ")}` : ""
+          options.outputs.length
+            ? `; the others went to: ${options.outputs.join(", ")}`
+            : "; no output wrote any"
         }`,
       );
     } else if (options.outputs.length) lines.push(``, ` Series written to: ${options.outputs.join(", ")}`);
@@ -178,17 +196,20 @@ export class ExecSummary {
 
 /** What {@linkcode ExecSummary.format} prints besides the series. */
 export interface SummaryOptions {
-  /** The command line, as typed. */
-  readonly command: string;
+  /**
+   * The program's command line, as typed (printed shell-quoted). Default: none, the pid only (a watched
+   * process whose command line cannot be read).
+   */
+  readonly command?: readonly string[];
   /** Wall-clock time from the start of the program to its end, ms. */
   readonly elapsedMs: number;
-  /** Where the series went ({@linkcode outputLabels}). */
+  /** Where the series went: the outputs that wrote points ({@linkcode outputLabels} with their statistics). */
   readonly outputs: readonly string[];
   /** The whole program's CPU time (the kernel's rusage for `exec`). Default: the sum of its `cpu_time_delta`. */
   readonly cpu?: { readonly userNs: number; readonly systemNs: number };
   /** Online CPUs: the CPU share is of the whole machine, as `cpu_percent`. */
   readonly nCpus: number;
-  /** Peak memory, bytes. Default: not shown. */
+  /** Peak memory, bytes (printed in KiB, MiB or GiB, and exactly in KiB). Default: not shown. */
   readonly peakRssBytes?: number;
   /** What the peak is, for its line. Default `max resident set size`. */
   readonly peakSource?: string;

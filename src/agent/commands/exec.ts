@@ -183,13 +183,15 @@ what each series measured, and where the series were written (or how many points
       }
       await agent.control.triggerNow();
       await agent.events.publish("endConsumerMeasurement", [Consumer.process(pid)]);
-      const outputs = outputLabels(agent.outputs(), [EXEC_SUMMARY_PLUGIN]);
+      const described = agent.outputs();
       await agent.stop();
       const lost = reportLosses(agent, logger);
+      // Only the outputs that wrote points: one that lost them all did not get "the others".
+      const outputs = outputLabels(described, [EXEC_SUMMARY_PLUGIN], agent.stats()?.outputs ?? new Map());
       if (logLevel() !== "off") {
         ctx.write(
           summary.format({
-            command: [program, ...args].join(" "),
+            command: [program, ...args],
             elapsedMs,
             outputs,
             nCpus: countCpus(),

@@ -7,7 +7,7 @@ import { AlumetError, UsageError } from "../../errors.ts";
 import { logLevel } from "../../log.ts";
 import { Consumer } from "../../model/resources.ts";
 import { countCpus } from "../../sys/system.ts";
-import { followProgramOnly, peakRssOf, processEnded, processExists, waitForExit } from "../exec.ts";
+import { commandLineOf, followProgramOnly, processEnded, processExists, waitForExit } from "../exec.ts";
 import { EXIT_POINTS_LOST, reportLosses } from "../losses.ts";
 import { StopSignals } from "../signals.ts";
 import { EXEC_SUMMARY_PLUGIN, ExecSummary, outputLabels } from "../summary.ts";
@@ -23,7 +23,9 @@ export const command = defineCommand({
     `Measures the running process PID and the processes it starts (its process tree) until it ends (or until
 SIGINT, SIGTERM or SIGHUP): plugins are told its pid, every source is polled at the start and at the end. A process that
 has exited but was not reaped by its parent (a zombie) has ended. At the end, the same summary as exec: CPU
-time, CPU share and peak memory measured while watching, the elapsed time, and where the series went.`,
+time and CPU share measured while watching, the peak of the tree's resident memory sampled at each poll (the
+sum over its processes: the kernel keeps no peak of a tree it was not asked to wait for), the elapsed time, and
+where the series went.`,
   options: {},
   async run(ctx) {
     if (ctx.positionals.length !== 1) {
@@ -39,43 +41,40 @@ time, CPU share and peak memory measured while watching, the elapsed time, and w
     summary.pid = String(pid);
     const setup = await ctx.setup();
     await followProgramOnly(setup.sections);
-    await using agent = await ctx.agent(setup, [summary.plugin()]);
-    await agent.start();
-    const abort = new AbortController();
     // SIGINT, SIGTERM and SIGHUP end the watch and drain; copies of one signal count once (see signals.ts).
+    // Listening from before the start: a Ctrl-C while plugins start ends the watch once they have started.
+    const abort = new AbortController();
     using signals = new StopSignals(ctx.logger);
     void signals.stopped.then(() => abort.abort());
+    const command = commandLineOf(pid);
+    await using agent = await ctx.agent(setup, [summary.plugin()]);
+    await agent.start();
     agent.shutdownRequested.then(() => abort.abort());
     await agent.control.triggerNow();
     const started = performance.now();
     await agent.events.publish("startConsumerMeasurement", [Consumer.process(pid)]);
     if (processEnded(pid)) ctx.logger.info(`Process ${pid} has already exited (not reaped yet)`);
     else ctx.logger.info(`Watching pid ${pid}`);
-    let peak = peakRssOf(pid);
-    const sampler = setInterval(() => {
-      const p = peakRssOf(pid);
-      if (p !== undefined && (peak === undefined || p > peak)) peak = p;
-    }, 250);
-    try {
-      await waitForExit(pid, abort.signal);
-    } finally {
-      clearInterval(sampler);
-    }
+    await waitForExit(pid, abort.signal);
     const elapsedMs = performance.now() - started;
     await agent.control.triggerNow();
     await agent.events.publish("endConsumerMeasurement", [Consumer.process(pid)]);
-    const outputs = outputLabels(agent.outputs(), [EXEC_SUMMARY_PLUGIN]);
+    const described = agent.outputs();
     await agent.stop();
     const lost = reportLosses(agent, ctx.logger);
+    const outputs = outputLabels(described, [EXEC_SUMMARY_PLUGIN], agent.stats()?.outputs ?? new Map());
+    const peak = summary.peakResidentBytes();
     if (logLevel() !== "off") {
       ctx.write(
         summary.format({
-          command: `pid ${pid}`,
+          ...(command !== undefined ? { command } : {}),
           elapsedMs,
           outputs,
           nCpus: countCpus(),
           lost,
-          ...(peak !== undefined ? { peakRssBytes: peak, peakSource: "the process's VmHWM" } : {}),
+          ...(peak !== undefined
+            ? { peakRssBytes: peak, peakSource: "the tree's resident memory, sampled at each poll" }
+            : {}),
         }),
         Deno.stderr,
       );
