@@ -9,11 +9,12 @@ import { needs, testWith } from "../src/testing/needs.ts";
 const ROOT = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
 
 /** Runs `alumet ARGS` in a terminal (`script`), for about `seconds` at most; returns what the terminal got. */
-async function inTerminal(args: string, seconds?: number): Promise<string> {
+async function inTerminal(args: string, seconds?: number, columns?: number): Promise<string> {
   const dir = await Deno.makeTempDir({ prefix: "alumet-exec-status-" });
   try {
     const alumet = `'${Deno.execPath()}' run --quiet -A '${ROOT}/src/agent/main.ts' ${args}`;
-    const line = seconds === undefined ? alumet : `timeout -s INT ${seconds} ${alumet}`;
+    const timed = seconds === undefined ? alumet : `timeout -s INT ${seconds} ${alumet}`;
+    const line = columns === undefined ? timed : `stty cols ${columns}; ${timed}`;
     const out = await new Deno.Command("script", {
       args: ["-qec", line, "/dev/null"],
       cwd: dir,
@@ -43,6 +44,23 @@ testWith(
   "run keeps its status line on a terminal",
   async () => {
     const text = await inTerminal(`--plugins procfs,csv run`, 2.5);
-    assert.match(text, /alumet 00:00:0\d · measured/, JSON.stringify(text));
+    assert.match(text, /alumet 00:00:0\d · lost 0 · measured/, JSON.stringify(text));
+  },
+);
+
+testWith(
+  [needs.command("script"), needs.command("timeout"), needs.command("stty")],
+  "run's status line on a 40-column terminal fits and shows the points lost",
+  async () => {
+    const text = await inTerminal(`--plugins procfs,csv run`, 2.5, 40);
+    // Each redraw: "\r\x1b[2K" then the line.
+    const draws = text.split("\r\x1b[2K").map((d) => d.split(/\r?\n/)[0]!).filter((d) =>
+      /^\d\d:\d\d:\d\d /.test(d)
+    );
+    assert.ok(draws.length > 0, JSON.stringify(text));
+    for (const d of draws) {
+      assert.ok([...d].length <= 39, `${JSON.stringify(d)}: ${[...d].length} characters`);
+      assert.match(d, /^00:00:0\d · lost 0 · measured/);
+    }
   },
 );

@@ -1,6 +1,6 @@
 /**
  * The live status line of `run`: when stderr is a terminal, one line kept at the bottom (elapsed time, points
- * measured and written, losses, late ticks), redrawn twice a second; log lines are printed above it. Nothing
+ * lost, measured and written, late ticks), redrawn twice a second; log lines are printed above it. Nothing
  * at all when stderr is not a terminal. `exec` draws none: its program writes to the same terminal, and a
  * line redrawn over that output would overwrite it (the summary comes at the end instead).
  *
@@ -41,20 +41,36 @@ export function totals(agent: Agent): StatusTotals {
   return t;
 }
 
-/** Formats the line, e.g. `alumet 00:01:05 · measured 12,345 · written 12,340 · lost 0 · late ticks 3`. */
-export function formatStatus(elapsedMs: number, t: StatusTotals): string {
+/**
+ * Formats the line, the points lost first (what a user must not miss), e.g.
+ * `alumet 00:01:05 · lost 0 · measured 12,345 · written 12,340 · late ticks 3`. When that is wider than a
+ * terminal of `columns` columns, a compact form (`00:01:05 · lost 0 · measured 12,345 · written 12,…`) cut to
+ * fit ({@linkcode fitToWidth}): the elapsed time and the losses always show from 40 columns.
+ *
+ * @param columns the terminal's width; default: unlimited (the full line)
+ *
+ * @example
+ * ```ts
+ * import { formatStatus } from "./status.ts";
+ * import assert from "node:assert/strict";
+ * const t = { measured: 123_456, written: 123_400, lost: 56, late: 0, missed: 0 };
+ * assert.equal(formatStatus(5_000, t, 40), "00:00:05 · lost 56 · measured 123,456…");
+ * ```
+ */
+export function formatStatus(elapsedMs: number, t: StatusTotals, columns = Infinity): string {
   const s = Math.floor(elapsedMs / 1000);
   const hms = [Math.floor(s / 3600), Math.floor(s / 60) % 60, s % 60].map((n) => String(n).padStart(2, "0"))
     .join(":");
   const n = formatCount;
-  return `alumet ${hms} · measured ${n(t.measured)} · written ${n(t.written)} · lost ${
-    n(t.lost)
-  } · late ticks ${n(t.late + t.missed)}`;
+  const fields = `lost ${n(t.lost)} · measured ${n(t.measured)} · written ${n(t.written)}`;
+  const full = `alumet ${hms} · ${fields} · late ticks ${n(t.late + t.missed)}`;
+  if ([...full].length <= columns - 1) return full;
+  return fitToWidth(`${hms} · ${fields} · late ${n(t.late + t.missed)}`, columns);
 }
 
 /**
  * Cuts `line` to `columns - 1` characters (a line as wide as the terminal would wrap, and the next redraw
- * would clear only its second half), ending with `…` when cut.
+ * would clear only its second half), ending with `…` when cut (after no blank or `·`).
  *
  * @example
  * ```ts
@@ -67,7 +83,7 @@ export function formatStatus(elapsedMs: number, t: StatusTotals): string {
 export function fitToWidth(line: string, columns: number): string {
   const max = Math.max(1, columns - 1);
   const chars = [...line];
-  return chars.length <= max ? line : chars.slice(0, max - 1).join("") + "…";
+  return chars.length <= max ? line : chars.slice(0, max - 1).join("").replace(/[\s·]+$/, "") + "…";
 }
 
 /** The terminal's width, or 80 when it cannot be known. */
@@ -97,7 +113,7 @@ export class StatusLine implements Disposable {
       this.#write(this.#line);
     });
     const draw = () => {
-      this.#line = fitToWidth(formatStatus(performance.now() - start, totals(agent)), terminalColumns());
+      this.#line = formatStatus(performance.now() - start, totals(agent), terminalColumns());
       this.#write(CLEAR + this.#line);
     };
     const timer = setInterval(draw, 500);
