@@ -419,6 +419,37 @@ Deno.test("A write on a full device throws an OutputBlockedError (ENOSPC): the o
   }
 });
 
+Deno.test({
+  name: "A close on a full device says how many points it could not write, not counting the header",
+  // A close that cannot flush keeps the file open so that the pipeline can retry it: /dev/full stays open.
+  sanitizeResources: false,
+}, () => {
+  try {
+    Deno.statSync("/dev/full");
+  } catch {
+    // deno-lint-ignore no-console
+    console.warn("ignored: no /dev/full here");
+    return;
+  }
+  const registry = new MetricRegistry();
+  const m = metric(registry, "m", unit("W"), "f64");
+  const batch = new Batch();
+  for (let i = 0; i < 3; i++) batch.push(m, i, { timestamp: BigInt(i) });
+  const output = new CsvOutput("/dev/full", { forceFlush: false });
+  output.open();
+  output.write(batch, contextOf(registry)); // kept pending, with the header
+  try {
+    assert.throws(() => output.close(), (e: unknown) => {
+      assert.ok(e instanceof OutputBlockedError, String(e));
+      assert.equal(e.code, "ENOSPC");
+      assert.equal(e.unwrittenPoints, 3, "3 points; the header line is not a point");
+      return true;
+    });
+  } finally {
+    assert.throws(() => output.close(), OutputBlockedError, "still full");
+  }
+});
+
 Deno.test("CsvOutput refuses to write before open", () => {
   const registry = new MetricRegistry();
   const batch = new Batch();

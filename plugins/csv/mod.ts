@@ -231,6 +231,8 @@ export class CsvOutput implements Output {
   #attributeCells = new WeakMap<Attributes, string>();
   #lastTs: Timestamp | undefined;
   #lastTsCell = "";
+  /** The header line (with its line break) once the columns are fixed; empty before. */
+  #header = "";
 
   /**
    * @param path the file to write; a relative path is relative to the working directory
@@ -446,8 +448,10 @@ export class CsvOutput implements Output {
       this.flush();
     } catch (e) {
       if (e instanceof OutputBlockedError) {
-        let lines = 0;
-        for (let i = this.#pending.indexOf("\n"); i >= 0; i = this.#pending.indexOf("\n", i + 1)) lines++;
+        const pending = this.#pending;
+        // The header goes out with the first lines: when it is still pending, it is a line but not a point.
+        let lines = this.#header !== "" && pending.startsWith(this.#header) ? -1 : 0;
+        for (let i = pending.indexOf("\n"); i >= 0; i = pending.indexOf("\n", i + 1)) lines++;
         throw new OutputBlockedError(e.message, { cause: e.cause, code: e.code, unwrittenPoints: lines });
       }
       this.#closeFile();
@@ -492,10 +496,11 @@ export class CsvOutput implements Output {
     const columns = [...keys].sort();
     this.#columns = columns;
     this.#columnSet = keys;
-    return [...FIXED_COLUMNS, ...columns, LATE_ATTRIBUTES_COLUMN].map((c) => this.#escape(c)).join(
+    this.#header = [...FIXED_COLUMNS, ...columns, LATE_ATTRIBUTES_COLUMN].map((c) => this.#escape(c)).join(
       this.#delim,
     ) +
       "\n";
+    return this.#header;
   }
 
   #metricCell(m: Metric): string {
