@@ -3,11 +3,14 @@
  * for a full queue: `block` (the pipeline, and so the sources, wait) or `drop-oldest` (the oldest batch is
  * dropped and the loss counted).
  *
- * An output whose write fails for lack of room (ENOSPC, EDQUOT, EAGAIN, or an {@linkcode OutputBlockedError})
- * is paused, not failed: it holds the batch, retries it with a back-off, and resumes once the write succeeds;
- * meanwhile its queue fills and its full-queue policy applies. At stop it keeps retrying for a grace period,
- * then counts what it still holds as lost. An output whose reader went away (EPIPE) stops and asks the agent
- * to shut down.
+ * An output whose write throws an {@linkcode OutputBlockedError} (a full disk: it undid what it wrote of the
+ * batch, or kept the rest for the retry) is paused, not failed: it holds the batch, retries it with a back-off,
+ * and resumes once the write succeeds; meanwhile its queue fills and its full-queue policy applies. At stop it
+ * keeps retrying for a grace period, then counts what it still holds as lost. A write that fails with a bare
+ * ENOSPC, EDQUOT or EAGAIN (an output that promised nothing) pauses the output too, but its batch is not retried,
+ * since part of it may be written already and a retry would write those points twice: it is counted as lost, and
+ * the next batches are tried after a back-off until one goes out. An output whose reader went away (EPIPE) stops
+ * and asks the agent to shut down.
  *
  * @module
  */
@@ -51,10 +54,11 @@ const BLOCKING_CODES: ReadonlySet<string> = new Set(["ENOSPC", "EDQUOT", "EAGAIN
 
 /**
  * Thrown by an output's `write` (or `close`) when it could not write for now but will be able to later (a full
- * disk, a quota, a backend asking to slow down), after undoing any part of the batch it wrote: the output is
- * paused and the same batch is retried, without limit while the agent runs and for a grace period at stop.
- * A write that fails with an error whose `code` (or whose cause's) is ENOSPC, EDQUOT or EAGAIN is treated the
- * same way.
+ * disk, a quota, a backend asking to slow down), after undoing any part of the batch it wrote, or while keeping
+ * track of it so that the retry writes only the rest: the output is paused and the same batch is retried,
+ * without limit while the agent runs and for a grace period at stop. Retrying must duplicate nothing.
+ * A bare error whose `code` is ENOSPC, EDQUOT or EAGAIN makes no such promise: its batch is counted as lost,
+ * not retried (see {@linkcode blockedCode} to recognise one before wrapping it).
  *
  * @example
  * ```ts
@@ -69,7 +73,10 @@ export class OutputBlockedError extends RetryableError {
   override name = "OutputBlockedError";
   /** The system error code (`ENOSPC`…), from the options or the cause; `"blocked"` when none is known. */
   readonly code: string;
-  /** Points that are lost if this failure is never retried (for a failing `close`: what it could not flush). */
+  /**
+   * Points that are lost if this failure is never retried: for a failing `close`, what it could not flush; for
+   * a `write`, the points of the batch not (wholly) written yet, 0 meaning all of them.
+   */
   readonly unwrittenPoints: number;
   constructor(message: string, options: ErrorOptions & { code?: string; unwrittenPoints?: number } = {}) {
     super(message, options);
@@ -88,7 +95,11 @@ function errorCode(e: unknown, test: (code: string) => boolean = () => true): st
   return undefined;
 }
 
-/** The code that makes `e` a "blocked, retry later" failure, or undefined. */
+/**
+ * The code (`ENOSPC`, `EDQUOT`, `EAGAIN`, `EWOULDBLOCK`, or an {@linkcode OutputBlockedError}'s) that makes `e`
+ * a "no room for now" failure, or undefined. An output uses it to turn such an error into an
+ * {@linkcode OutputBlockedError} once it undid (or kept track of) what it wrote.
+ */
 export function blockedCode(e: unknown): string | undefined {
   if (e instanceof OutputBlockedError) return e.code;
   return errorCode(e, (c) => BLOCKING_CODES.has(c));
@@ -148,6 +159,12 @@ export class OutputTask {
   readonly #onReaderGone: (() => void) | undefined;
   /** Wakes a blocked output's back-off sleep early (at stop). */
   #wake: (() => void) | undefined;
+  /** The batch being written (held while blocked). */
+  #holding: Batch | undefined;
+  /** The stop's grace ended while blocked: what is still counted as lost is counted silently. */
+  #gaveUp = false;
+  /** Wait before the next batch after a bare ENOSPC (an output that made no promise), ms. */
+  #bareDelay: number;
   readonly done: Promise<void>;
   /** Attributes of this output's `alumet_dropped_points` series. */
   readonly dropAttributes: Readonly<{ output: string }>;
@@ -171,6 +188,7 @@ export class OutputTask {
     this.name = name;
     this.#graceMs = options.blockedGraceMs ?? BLOCKED_GRACE_MS;
     this.#backoff = options.backoffMs ?? BLOCKED_BACKOFF_MS;
+    this.#bareDelay = this.#backoff[0];
     this.#onReaderGone = options.onReaderGone;
     this.#output = output;
     this.capacity = Math.max(1, options.capacity);
@@ -246,7 +264,18 @@ export class OutputTask {
   beginStop(): void {
     if (this.#deadline !== undefined) return;
     this.#deadline = performance.now() + this.#graceMs;
+    if (this.#blocked !== undefined) this.#logStopWait();
     this.#wake?.(); // retry now rather than at the end of a long back-off
+  }
+
+  /** Says that the stop waits for this blocked output (else the grace period is silent). */
+  #logStopWait(): void {
+    const grace = this.#graceMs >= 1000 ? `${this.#graceMs / 1000} s` : `${this.#graceMs} ms`;
+    const held = (this.#holding?.length ?? 0) + this.#queuedPoints();
+    this.#log.warn(
+      `Stopping: waiting up to ${grace} for ${formatName(this.name)} (${this.#blocked}) to write what it ` +
+        `holds (${held} point${held === 1 ? "" : "s"})`,
+    );
   }
 
   /** Pauses writing; batches keep queueing and the full-queue policy applies. */
@@ -306,9 +335,10 @@ export class OutputTask {
         if (this.#blocked !== undefined) this.#unblock();
         return;
       } catch (e) {
-        const code = blockedCode(e);
+        // Only an output that promised a retry duplicates nothing (OutputBlockedError) gets one.
+        const code = e instanceof OutputBlockedError ? e.code : undefined;
         if (code !== undefined && performance.now() < this.#deadline!) {
-          if (this.#blocked === undefined) this.#block(code, e);
+          if (this.#blocked === undefined) this.#block(code, e, true);
           this.stats.retries++;
           await this.#sleep(delay);
           delay = Math.min(delay * 2, this.#backoff[1]);
@@ -330,28 +360,50 @@ export class OutputTask {
   }
 
   async #write(batch: Batch): Promise<void> {
+    this.#holding = batch;
+    try {
+      await this.#tryWrite(batch);
+    } finally {
+      this.#holding = undefined;
+    }
+  }
+
+  async #tryWrite(batch: Batch): Promise<void> {
     let delay = this.#backoff[0];
     for (let attempt = 0;; attempt++) {
       try {
         await this.#output.write(batch, this.#ctx);
         this.stats.batches++;
         this.stats.points += batch.length;
+        this.#bareDelay = this.#backoff[0];
         if (this.#blocked !== undefined) this.#unblock();
         return;
       } catch (e) {
-        const code = blockedCode(e);
-        if (code !== undefined) {
+        if (e instanceof OutputBlockedError) {
           // Paused, not failed: hold the batch and try it again until it goes out (or the stop's grace ends).
-          if (this.#blocked === undefined) this.#block(code, e);
+          // The output undid what it wrote of the batch, or kept the rest: the retry duplicates nothing.
+          if (this.#blocked === undefined) this.#block(e.code, e, true);
           this.stats.retries++;
           if (this.#deadline !== undefined && performance.now() >= this.#deadline) {
-            this.#giveUp(batch, code);
+            this.#giveUp(batch, e.code, e.unwrittenPoints);
             return;
           }
           await this.#sleep(delay);
           delay = Math.min(delay * 2, this.#backoff[1]);
           attempt = -1;
           continue;
+        }
+        const code = blockedCode(e);
+        if (code !== undefined) {
+          // No room, from an output that made no promise: part of the batch may be out already, and retrying
+          // it could write those points twice, which nothing would count. A loss is counted and reported: the
+          // batch is counted as lost, and the output stays paused a back-off before it tries the next one.
+          if (this.#blocked === undefined) this.#block(code, e, false);
+          this.#countDrop(batch, `its write failed (${code})`);
+          const wait = this.#bareDelay;
+          this.#bareDelay = Math.min(wait * 2, this.#backoff[1]);
+          await this.#sleep(wait);
+          return;
         }
         if (isBrokenPipe(e)) {
           this.#log.warn(
@@ -387,7 +439,8 @@ export class OutputTask {
     }
   }
 
-  #block(code: string, e: unknown): void {
+  /** Pauses a blocked output; `retried`: the output promised that retrying its batch duplicates nothing. */
+  #block(code: string, e: unknown, retried: boolean): void {
     this.#blocked = code;
     this.#blockedSince = performance.now();
     const held = this.queued + 1;
@@ -395,9 +448,18 @@ export class OutputTask {
       ? "when its queue is full the sources wait"
       : "when its queue is full the oldest batches are dropped";
     this.#log.warn(
-      `Paused (${code}): ${messageOf(e)}; holding ${held} batch${held === 1 ? "" : "es"} and retrying the ` +
-        `same batch until it can write (${full})`,
+      retried
+        ? `Paused (${code}): ${messageOf(e)}; holding ${held} batch${
+          held === 1 ? "" : "es"
+        } and retrying the ` +
+          `same batch until it can write (${full})`
+        : `Paused (${code}): ${
+          messageOf(e)
+        }; the output threw no OutputBlockedError, so part of the batch may ` +
+          `be written: it is counted as lost, not retried (a retry could write points twice), and the next ` +
+          `batches are tried after a back-off until one goes out (${full})`,
     );
+    if (this.#deadline !== undefined) this.#logStopWait();
   }
 
   #unblock(): void {
@@ -406,13 +468,23 @@ export class OutputTask {
     this.#blocked = undefined;
   }
 
-  /** The stop's grace period ended while a write was still blocked: everything held is lost. */
-  #giveUp(batch: Batch, code: string): void {
-    const held = batch.length + this.#queuedPoints();
+  /**
+   * The stop's grace period ended while a write was still blocked: everything held is lost (of the batch being
+   * written, the `unwritten` points the output said it did not write, all of them when 0). The Gave-up line
+   * tells the loss: it is counted silently, and so is what still arrives (the agent's loss report sums it).
+   */
+  #giveUp(batch: Batch, code: string, unwritten: number): void {
+    const lostNow = unwritten > 0 && unwritten < batch.length ? unwritten : batch.length;
+    const held = lostNow + this.#queuedPoints();
     this.#log.error(
       `Gave up: still ${code} ${this.#graceMs} ms after the stop began; ${held} points not written`,
     );
-    this.#countDrop(batch, `the output stayed blocked (${code})`);
+    this.#gaveUp = true;
+    this.stats.droppedBatches++;
+    this.stats.droppedPoints += lostNow;
+    for (let i = this.#head; i < this.#queue.length; i++) this.#countDrop(this.#queue[i]!, "");
+    this.#queue = [];
+    this.#head = 0;
     this.#failed = true;
     this.#state = "stopped";
     this.#blocked = undefined;
@@ -451,6 +523,7 @@ export class OutputTask {
     }
     this.stats.droppedBatches++;
     this.stats.droppedPoints += batch.length;
+    if (this.#gaveUp) return; // the Gave-up line told the loss; the agent's report gives the total
     const t = performance.now();
     if (t - this.#lastDropLog > 10_000) {
       this.#lastDropLog = t;

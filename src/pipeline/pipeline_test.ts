@@ -7,6 +7,7 @@ import { type LogSink, setLogSink } from "../log.ts";
 import type { Output, Source } from "../plugin/plugin.ts";
 import { Pipeline, triggerIntervals } from "./pipeline.ts";
 import { withTimeout } from "../testing/timeout.ts";
+import { OutputBlockedError } from "./output.ts";
 
 function setup(): { registry: MetricRegistry; m: MetricId<"u64">; pipeline: Pipeline } {
   const registry = new MetricRegistry();
@@ -53,6 +54,12 @@ function captureLogs(): { lines: string[]; restore: () => void } {
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** What an output that honours the contract of `Output.write` throws on a full disk, having written nothing. */
+function blockedByFullDisk(): OutputBlockedError {
+  const cause = Object.assign(new Error("No space left on device (os error 28)"), { code: "ENOSPC" });
+  return new OutputBlockedError("Cannot write out: No space left on device (os error 28)", { cause });
+}
 
 Deno.test("Pipeline drains on shutdown: every polled point reaches every output exactly once", async () => {
   const { m, pipeline } = setup();
@@ -518,7 +525,7 @@ Deno.test("Pipeline: an output blocked by a full disk holds the sources back, re
     const out = recorder(m);
     const write = out.write.bind(out);
     out.write = (b, ctx) => {
-      if (full) throw Object.assign(new Error("No space left on device (os error 28)"), { code: "ENOSPC" });
+      if (full) throw blockedByFullDisk();
       return write(b, ctx);
     };
     pipeline.addOutput("test", "out", out, { queue: 2, whenFull: "block" });
@@ -557,7 +564,7 @@ Deno.test("Pipeline: stop with an output still blocked ends after the grace peri
     pipeline.addOutput("test", "good", good);
     pipeline.addOutput("test", "full", {
       write() {
-        throw Object.assign(new Error("No space left on device (os error 28)"), { code: "ENOSPC" });
+        throw blockedByFullDisk();
       },
     }, { queue: 2, whenFull: "block" });
     pipeline.start();

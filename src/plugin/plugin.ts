@@ -154,6 +154,13 @@ export interface Transform {
  * anything else stops this output and the others go on.
  */
 export interface Output {
+  /**
+   * Writes the batch. No room for now (ENOSPC, EDQUOT, EAGAIN): throw an `OutputBlockedError` after undoing
+   * what you wrote of the batch, or keep the unwritten tail so that the next call, with the same batch, writes
+   * only that: the output is paused and the same batch retried until it goes out, so the retry must duplicate
+   * nothing. A bare ENOSPC/EDQUOT/EAGAIN error promises nothing: the batch is counted as lost, not retried (a
+   * retry could write part of it twice), and the next batches are tried after a back-off.
+   */
   write(batch: Batch, ctx: ElementContext): void | Promise<void>;
   /** Called once after the last write (drain done); flush and close files or connections. */
   close?(): void | Promise<void>;
