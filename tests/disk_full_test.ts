@@ -2,6 +2,8 @@
  * A full disk pauses the csv output, it does not kill it: `alumet run` writes its csv into a small tmpfs that
  * fills up, then is enlarged again. Every point the probe source measured must be in the file, as whole lines,
  * once space is back; a run whose disk never gets space back exits non-zero and says how many points it lost.
+ * The same for the log output, its stdout redirected into the tmpfs (`alumet run > /mnt/log.txt`): no line is
+ * written twice (it used to write again what it had written of a batch before ENOSPC), none is missing.
  *
  * Needs root (to mount a tmpfs): ignored with a printed reason elsewhere, failed under CI=true.
  */
@@ -129,17 +131,31 @@ async function waitForFile(path: string): Promise<void> {
   }
 }
 
-/** Starts `alumet run` in `dir`, writing its csv to `csvPath`. */
-async function startAgent(dir: string, csvPath: string) {
+/**
+ * Starts `alumet run` in `dir`, writing its csv to `csvPath`; or, with `{ log }`, the log plugin instead, its
+ * stdout redirected into the file `log` (`exec` in a shell: the signal goes to the agent itself).
+ */
+async function startAgent(dir: string, csvPath: string | { log: string }) {
   await Deno.writeTextFile(`${dir}/probe.ts`, PROBE);
   await Deno.writeTextFile(
     `${dir}/alumet-config.toml`,
-    `[plugins.probe]\nmodule = "./probe.ts"\n\n[plugins.csv]\noutput_path = ${JSON.stringify(csvPath)}\n`,
+    `[plugins.probe]\nmodule = "./probe.ts"\n\n` +
+      (typeof csvPath === "string"
+        ? `[plugins.csv]\noutput_path = ${JSON.stringify(csvPath)}\n`
+        : `[plugins.log]\n`),
   );
-  const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "--quiet", "--allow-all", MAIN, "run"],
+  const args = ["run", "--quiet", "--allow-all", MAIN, "run"];
+  const child = new Deno.Command(typeof csvPath === "string" ? Deno.execPath() : "sh", {
+    args: typeof csvPath === "string"
+      ? args
+      : ["-c", `exec "$0" "$@" > "$LOG_FILE"`, Deno.execPath(), ...args],
     cwd: dir,
-    env: { ALUMET_LOG: "info", PROBE_COUNT_FILE: `${dir}/count.txt`, PROBE_READY_FILE: `${dir}/ready.txt` },
+    env: {
+      ALUMET_LOG: "info",
+      PROBE_COUNT_FILE: `${dir}/count.txt`,
+      PROBE_READY_FILE: `${dir}/ready.txt`,
+      LOG_FILE: typeof csvPath === "string" ? "" : csvPath.log,
+    },
     stdin: "null",
     stdout: "null",
     stderr: "piped",
@@ -222,6 +238,53 @@ testWith(
         Array.from({ length: rows.length }, (_, i) => i + 1),
       );
       assert.match(err, /Gave up: still ENOSPC/);
+      assert.match(err, /Stopping: waiting up to 5 s for output\/csv\/out \(ENOSPC\) to write what it holds/);
+      assert.doesNotMatch(err, /Dropped a batch/, "the Gave-up line tells the loss, once");
+    });
+  },
+);
+
+testWith(
+  [canMount],
+  "a full disk pauses the log output (stdout into a file): once space is back, no line twice, none missing",
+  async () => {
+    await withTmpfs("128k", async (dir, mnt) => {
+      const logPath = `${mnt}/log.txt`;
+      const { child, stderr } = await startAgent(dir, { log: logPath });
+      try {
+        await waitForFile(`${dir}/ready.txt`);
+        await fill(`${mnt}/filler`);
+        await stderr.until(/Paused \(ENOSPC\)/, "pause line naming ENOSPC");
+        await new Promise((r) => setTimeout(r, 500)); // paused a while: the queue fills, the source waits
+        run("mount", "-o", "remount,size=4m", mnt);
+        await stderr.until(/Resumed after/, "resume line");
+        await new Promise((r) => setTimeout(r, 300));
+      } finally {
+        child.kill("SIGTERM");
+      }
+      const status = await child.status;
+      const err = await stderr.all();
+      assert.equal(status.code, 0, err);
+      const polls = Number(await Deno.readTextFile(`${dir}/count.txt`));
+      const text = await Deno.readTextFile(logPath);
+      assert.ok(text.endsWith("\n"), `the file ends with a whole line: ${JSON.stringify(text.slice(-80))}`);
+      const lines = text.slice(0, -1).split("\n");
+      for (const l of lines) {
+        assert.match(l, /^\S+Z probe_seq = \d+ \[local_machine \/ local_machine\] pad=x{48}$/);
+      }
+      assert.deepEqual(
+        lines.map((l) => Number(/ = (\d+) /.exec(l)![1])),
+        Array.from({ length: polls }, (_, i) => i + 1),
+        "every point measured is in the file once, in order",
+      );
+      assert.match(err, /WARN .*output\/log\/out.*Paused \(ENOSPC\): .*No space left on device/);
+      assert.match(
+        err,
+        /holding \d+ batch(es)? and retrying the same batch/,
+        "the log output is retried, not dropped",
+      );
+      assert.match(err, /INFO .*output\/log\/out.*Resumed after [\d.]+ s paused \(ENOSPC\)/);
+      assert.doesNotMatch(err, /lost/);
     });
   },
 );

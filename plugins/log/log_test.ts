@@ -7,6 +7,15 @@ import { Consumer, Resource } from "../../src/model/resources.ts";
 import { unit } from "../../src/model/units.ts";
 import type { ElementContext } from "../../src/plugin/plugin.ts";
 import { checkConfigBlock } from "../../src/testing/readme.ts";
+import { OutputBlockedError, OutputTask } from "../../src/pipeline/output.ts";
+import { Logger, type LogSink, setLogSink } from "../../src/log.ts";
+
+/** Keeps the log lines of the test off the console. */
+function silentLogs(): { lines: string[]; [Symbol.dispose](): void } {
+  const lines: string[] = [];
+  const prev = setLogSink((level, scope, msg) => lines.push(`${level} ${scope}: ${msg}`));
+  return { lines, [Symbol.dispose]: () => void setLogSink(prev as LogSink) };
+}
 
 /** A writer that keeps what it receives, taking at most `chunk` bytes per call. */
 function recorder(chunk = Infinity): SyncWriter & { text(): string; calls: number } {
@@ -162,4 +171,125 @@ export default {
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+/** The error Deno throws for a write on a full file system (`Error` with `code: "ENOSPC"`). */
+function enospc(): Error {
+  return Object.assign(new Error("No space left on device (os error 28)"), { code: "ENOSPC" });
+}
+
+/**
+ * A file system with `room` bytes free, as the kernel behaves: a write takes what fits (a short write), the
+ * next one fails with ENOSPC. Raise `room` to free space.
+ */
+function smallDisk(room: number): SyncWriter & { room: number; text(): string } {
+  const keep = recorder();
+  const disk = {
+    room,
+    writeSync(p: Uint8Array): number {
+      if (disk.room <= 0) throw enospc();
+      const n = keep.writeSync(p.subarray(0, Math.min(p.length, disk.room)));
+      disk.room -= n;
+      return n;
+    },
+    text: () => keep.text(),
+  };
+  return disk;
+}
+
+Deno.test("LogOutput on a full disk keeps the unwritten tail: the retry writes only the rest, no duplicate, no loss", () => {
+  const { ctx, batch } = setup();
+  const disk = smallDisk(150); // the disk fills in the middle of the second line (the first is 107 bytes)
+  const output = new LogOutput(disk);
+  assert.throws(() => output.write(batch, ctx), (e: unknown) => {
+    assert.ok(e instanceof OutputBlockedError, `an OutputBlockedError, not ${e}`);
+    assert.equal(e.code, "ENOSPC");
+    assert.equal(e.unwrittenPoints, 2, "the line cut in two and the last one");
+    assert.match(e.message, /^Cannot write to stdout: No space left on device/);
+    return true;
+  });
+  assert.throws(() => output.write(batch, ctx), OutputBlockedError, "still full: still blocked");
+  disk.room = 1 << 20;
+  output.write(batch, ctx); // the pipeline retries the same batch once there is room
+  assert.equal(disk.text(), EXPECTED, "every line once");
+  output.write(batch, ctx);
+  assert.equal(disk.text(), EXPECTED + EXPECTED, "the next batch in full");
+});
+
+Deno.test("LogOutput through the pipeline's OutputTask: a disk that fills then frees loses and repeats nothing", async () => {
+  using _logs = silentLogs();
+  const registry = new MetricRegistry();
+  const m = registry.register("test", { name: "seq", unit: unit("1"), valueType: "u64" });
+  const disk = smallDisk(700);
+  const t = new OutputTask({ kind: "output", plugin: "log", name: "out" }, new LogOutput(disk), {
+    capacity: 64,
+    policy: "block",
+    ctx: { metric: (id) => registry.get(id) },
+    log: new Logger("output/log/out"),
+    backoffMs: [5, 20],
+  });
+  let next = 1;
+  for (let b = 0; b < 20; b++) {
+    const batch = new Batch();
+    for (let i = 0; i < 5; i++) batch.push(m, next++, { timestamp: 0n });
+    t.offer(batch);
+  }
+  const t0 = performance.now();
+  while (t.blocked === undefined && performance.now() - t0 < 20_000) {
+    await new Promise((r) => setTimeout(r, 5));
+  }
+  assert.equal(t.blocked, "ENOSPC", "the output pauses");
+  disk.room = 1 << 20;
+  await t.closeInput();
+  const values = disk.text().split("\n").filter((l) => l !== "").map((l) => Number(/= (\d+) /.exec(l)![1]));
+  assert.deepEqual(values, Array.from({ length: 100 }, (_, i) => i + 1), "every point once, in order");
+  assert.equal(t.stats.droppedPoints, 0);
+  assert.equal(t.stats.points, 100);
+});
+
+Deno.test("LogOutput through an OutputTask whose disk stays full: lines written + points counted lost = points measured", async () => {
+  using _logs = silentLogs();
+  const registry = new MetricRegistry();
+  const m = registry.register("test", { name: "seq", unit: unit("1"), valueType: "u64" });
+  const disk = smallDisk(700);
+  const t = new OutputTask({ kind: "output", plugin: "log", name: "out" }, new LogOutput(disk), {
+    capacity: 64,
+    policy: "block",
+    ctx: { metric: (id) => registry.get(id) },
+    log: new Logger("output/log/out"),
+    backoffMs: [5, 20],
+    blockedGraceMs: 50,
+  });
+  for (let b = 0, next = 1; b < 4; b++) {
+    const batch = new Batch();
+    for (let i = 0; i < 5; i++) batch.push(m, next++, { timestamp: 0n });
+    t.offer(batch);
+  }
+  await t.closeInput();
+  const whole = disk.text().split("\n").slice(0, -1); // the last piece is a line cut short
+  assert.ok(whole.length > 0 && whole.length < 20, `some lines fit (${whole.length})`);
+  assert.equal(
+    whole.length + t.stats.droppedPoints,
+    20,
+    `written ${whole.length}, lost ${t.stats.droppedPoints}`,
+  );
+});
+
+Deno.test("StdoutWriter writes a view's own bytes to fd 1 with write(2), and says how many went out", async () => {
+  const url = new URL("./mod.ts", import.meta.url).href;
+  const code = `import { StdoutWriter } from ${JSON.stringify(url)};
+const w = new StdoutWriter();
+const all = new TextEncoder().encode("0123456789abcdef\\n");
+const n = w.writeSync(all.subarray(10)); // "abcdef\\n", from an offset
+console.error(JSON.stringify({ raw: w.raw, n }));`;
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["eval", "--quiet", code],
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const err = new TextDecoder().decode(out.stderr);
+  assert.ok(out.success, err);
+  assert.deepEqual(JSON.parse(err), { raw: true, n: 7 });
+  assert.equal(new TextDecoder().decode(out.stdout), "abcdef\n");
 });

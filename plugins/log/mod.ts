@@ -14,6 +14,9 @@ import type { ElementContext, Output, Plugin, StartContext } from "../../src/plu
 import type { Attributes, Batch } from "../../src/model/batch.ts";
 import type { Metric } from "../../src/model/metrics.ts";
 import { type Timestamp, toRfc3339 } from "../../src/model/timestamp.ts";
+import { blockedCode, OutputBlockedError } from "../../src/pipeline/output.ts";
+import { messageOf } from "../../src/errors.ts";
+import { errno, libc, strerror } from "../../src/ffi/libc.ts";
 
 /** The schema of `[plugins.log]`: the plugin takes no options. */
 export const logConfigSchema = z.strictObject({});
@@ -28,6 +31,58 @@ export interface SyncWriter {
 }
 
 const encoder = new TextEncoder();
+
+/** `SYS_write` by architecture. */
+const SYS_WRITE: Readonly<Record<string, number>> = { x86_64: 1, aarch64: 64 };
+
+/** The errno values a write to stdout can meet that the pipeline acts on, by number. */
+const WRITE_ERRNO: Readonly<Record<number, string>> = {
+  11: "EAGAIN",
+  28: "ENOSPC",
+  32: "EPIPE",
+  122: "EDQUOT",
+};
+
+/**
+ * Standard output written with `write(2)` on fd 1 itself (libc's `syscall`): a short write says exactly how
+ * many bytes went out, a failure that none did. `Deno.stdout.writeSync` goes through Rust's line-buffered
+ * stdout instead, which on a full disk can keep part of the bytes in its buffer (written later) and still
+ * throw: its caller cannot know what went out, and retrying the batch wrote lines twice (issue 8).
+ * Without FFI (no `--allow-ffi`, no glibc), `Deno.stdout` is used, and a failed write is not retried.
+ */
+export class StdoutWriter implements SyncWriter {
+  #raw: boolean | undefined;
+  #sys: number | undefined;
+
+  /** True when the writes go to fd 1 through write(2), false when through `Deno.stdout`. */
+  get raw(): boolean {
+    if (this.#raw === undefined) {
+      this.#sys = SYS_WRITE[Deno.build.arch];
+      try {
+        this.#raw = this.#sys !== undefined && Deno.build.os === "linux" && libc() !== undefined;
+      } catch {
+        this.#raw = false;
+      }
+    }
+    return this.#raw;
+  }
+
+  writeSync(p: Uint8Array): number {
+    if (!this.raw) return Deno.stdout.writeSync(p);
+    if (p.length === 0) return 0;
+    const address = BigInt(Deno.UnsafePointer.value(Deno.UnsafePointer.of(p as Uint8Array<ArrayBuffer>)));
+    for (;;) {
+      const n = Number(libc().syscall6(BigInt(this.#sys!), 1n, address, BigInt(p.length), 0n, 0n, 0n));
+      if (n >= 0) return n;
+      const e = errno();
+      if (e === 4) continue; // EINTR: nothing was written
+      const code = WRITE_ERRNO[e] ?? `errno ${e}`;
+      const message = `${strerror(e)} (os error ${e})`;
+      if (code === "EPIPE") throw Object.assign(new Deno.errors.BrokenPipe(message), { code });
+      throw Object.assign(new Error(message), { code });
+    }
+  }
+}
 
 /** A `{kind id}` pair as the log shows it: the kind alone when the id is empty. */
 function targetText(t: { readonly kind: string; readonly id: string }): string {
@@ -48,6 +103,11 @@ function attributesText(a: Attributes): string {
 /**
  * The log output: one line per point, `<time> <metric> = <value> <unit> [<resource> / <consumer>] <k=v>…`.
  * A batch is formatted into one string and written with `writeSync` until every byte is out.
+ *
+ * When the disk under stdout is full (ENOSPC, EDQUOT, EAGAIN), what was written stays written and the rest is
+ * kept: an {@linkcode OutputBlockedError} pauses the output, and the pipeline's retry of the same batch writes
+ * only that rest. No line is written twice, none is lost once there is room again. (On standard output this
+ * needs {@linkcode StdoutWriter}'s raw writes, so FFI; without it a failed write is counted as lost, not retried.)
  *
  * @example
  * ```ts
@@ -82,16 +142,58 @@ export class LogOutput implements Output {
   #units: (string | undefined)[] = [];
   #lastTs: Timestamp | undefined;
   #lastTsText = "";
+  /** What a write blocked for lack of room did not write, and the batch it belongs to. */
+  #tail: Uint8Array | undefined;
+  #tailOf: Batch | undefined;
 
-  /** @param out where lines go; default: `Deno.stdout` */
-  constructor(out: SyncWriter = Deno.stdout) {
+  /** @param out where lines go; default: standard output (a {@linkcode StdoutWriter}) */
+  constructor(out: SyncWriter = new StdoutWriter()) {
     this.#out = out;
   }
 
-  /** Prints one line per point of `batch`. */
+  /**
+   * Prints one line per point of `batch`. Throws an {@linkcode OutputBlockedError} when there is no room,
+   * keeping what it did not write: called again with the same batch, it writes only that.
+   */
   write(batch: Batch, ctx: ElementContext): void {
+    let bytes: Uint8Array;
+    if (this.#tail !== undefined && this.#tailOf === batch) {
+      bytes = this.#tail; // the retry of a blocked batch: only what did not go out
+    } else {
+      // (Another batch after a blocked one: the pipeline gave that one up and counted its rest as lost.)
+      if (batch.length === 0) return;
+      bytes = encoder.encode(this.#text(batch, ctx));
+    }
+    this.#tail = this.#tailOf = undefined;
+    let done = 0;
+    try {
+      while (done < bytes.length) done += this.#out.writeSync(bytes.subarray(done));
+    } catch (e) {
+      const code = blockedCode(e);
+      // Deno.stdout (no FFI) may have taken part of the bytes before it threw: the rest is unknown, so the
+      // error stays bare and the pipeline counts the batch as lost rather than write lines twice.
+      if (
+        code === undefined || this.#out === Deno.stdout ||
+        (this.#out instanceof StdoutWriter && !this.#out.raw)
+      ) {
+        throw e;
+      }
+      const rest = bytes.subarray(done);
+      this.#tail = rest;
+      this.#tailOf = batch;
+      let lines = 0; // the line cut short counts: its line break is in the rest
+      for (let i = rest.indexOf(10); i >= 0; i = rest.indexOf(10, i + 1)) lines++;
+      throw new OutputBlockedError(`Cannot write to stdout: ${messageOf(e)}`, {
+        cause: e,
+        code,
+        unwrittenPoints: lines,
+      });
+    }
+  }
+
+  /** One line per point of `batch`. */
+  #text(batch: Batch, ctx: ElementContext): string {
     const n = batch.length;
-    if (n === 0) return;
     let text = "";
     for (let i = 0; i < n; i++) {
       const id = batch.metricAt(i);
@@ -107,13 +209,16 @@ export class LogOutput implements Output {
         targetText(batch.resourceAt(i)) + " / " + targetText(batch.consumerAt(i)) + "]" +
         attributesText(batch.attributesAt(i)) + "\n";
     }
-    const bytes = encoder.encode(text);
-    let done = 0;
-    while (done < bytes.length) done += this.#out.writeSync(bytes.subarray(done));
+    return text;
   }
 
-  /** Nothing to release: stdout stays open. */
-  close(): void {}
+  /**
+   * Nothing to release: stdout stays open. What a blocked write kept is dropped: the pipeline gave its batch up
+   * and counted those points as lost.
+   */
+  close(): void {
+    this.#tail = this.#tailOf = undefined;
+  }
 
   #describe(m: Metric): [string, string] {
     const prefix = `${m.name} = `;
