@@ -197,7 +197,7 @@ Deno.test("alumet exec polls before and after the program, tells plugins its pid
     // The summary on stderr, in the spirit of perf stat: the program's series, the elapsed time, the outputs.
     assert.match(
       r.stderr,
-      new RegExp(`Measured for 'sh -c echo \\$\\$ > pid.txt' \\(pid ${pid}\\) by alumet:`),
+      new RegExp(`Measured for sh -c 'echo \\$\\$ > pid\\.txt' \\(pid ${pid}\\) by alumet:`),
     );
     assert.match(r.stderr, /^\s+2\s+probe_polls$/m);
     assert.match(r.stderr, /s\s+elapsed/);

@@ -8,7 +8,7 @@ import { logLevel } from "../../log.ts";
 import { Consumer } from "../../model/resources.ts";
 import { countCpus } from "../../sys/system.ts";
 import { commandLineOf, followProgramOnly, processEnded, processExists, waitForExit } from "../exec.ts";
-import { EXIT_POINTS_LOST, reportLosses } from "../losses.ts";
+import { EXIT_POINTS_LOST, lostAny, reportLosses } from "../losses.ts";
 import { StopSignals } from "../signals.ts";
 import { EXEC_SUMMARY_PLUGIN, ExecSummary, outputLabels } from "../summary.ts";
 import { defineCommand } from "./define.ts";
@@ -79,6 +79,6 @@ where the series went.`,
         Deno.stderr,
       );
     }
-    return lost > 0 ? EXIT_POINTS_LOST : 0;
+    return lostAny(agent) ? EXIT_POINTS_LOST : 0;
   },
 });
