@@ -278,6 +278,9 @@ export class Pipeline {
     r.missed += old.stats.missed;
     r.points += old.stats.points;
     r.errors += old.stats.errors;
+    // What a retired source lost stays in Agent.losses().
+    if (old.stats.lostPoints) r.lostPoints = (r.lostPoints ?? 0) + old.stats.lostPoints;
+    if (old.stats.lossUnknown) r.lossUnknown = true;
   }
 
   /**
