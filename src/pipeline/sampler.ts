@@ -11,7 +11,7 @@ import type { Logger } from "../log.ts";
 import type { SourceModule } from "../plugin/plugin.ts";
 import { LatenessHistogram } from "./lateness.ts";
 import { type ElementName, formatName } from "./names.ts";
-import { Counts, type SamplerCommand, type SamplerMessage } from "./sampler_worker.ts";
+import { Counts, type SamplerCommand, type SamplerMessage } from "./sampler_protocol.ts";
 import type { ElementState, SourceStats, SourceTask } from "./source.ts";
 import { STOP_GRACE_MS } from "./task.ts";
 

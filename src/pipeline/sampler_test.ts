@@ -382,3 +382,19 @@ Deno.test("examples/fast_sampling.ts runs with exactly the permissions its heade
   assert.equal(out.code, 0, `deno run ${args.join(" ")}:\n${text}`);
   assert.match(text, /\d+ points; \d+ context switches in between/);
 });
+
+Deno.test("the main thread never evaluates the Worker's module: an uncaught error there stays the runtime's", async () => {
+  // sampler_worker.ts installs error handlers on its global scope; imported on the main thread (for a constant),
+  // they swallowed every uncaught error of the agent and failed on `self.postMessage`.
+  const mod = new URL("../../mod.ts", import.meta.url).href;
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["eval", `import ${JSON.stringify(mod)}; Promise.reject(new Error("boom-from-main"));`],
+    env: { NO_COLOR: "1" },
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const stderr = new TextDecoder().decode(out.stderr);
+  assert.equal(out.code, 1, stderr);
+  assert.match(stderr, /boom-from-main/);
+  assert.doesNotMatch(stderr, /postMessage/);
+});

@@ -32,47 +32,7 @@ import type { Source } from "../plugin/plugin.ts";
 import { LatenessHistogram } from "./lateness.ts";
 import { CLOCK_MONOTONIC, libc, SCHED_FIFO, TIMER_ABSTIME } from "../ffi/libc.ts";
 
-/** A command from the pipeline. */
-export type SamplerCommand =
-  | { type: "init"; control: SharedArrayBuffer }
-  | {
-    type: "add";
-    seq: number;
-    id: number;
-    module: string;
-    export: string;
-    config: unknown;
-    pollMs: number;
-    flushMs: number;
-    paused: boolean;
-    /** A `Float64Array(2)`'s buffer: see {@linkcode Counts}. */
-    counts: SharedArrayBuffer;
-  }
-  | { type: "stop" | "trigger" | "flush" | "pause" | "resume"; seq: number; id: number }
-  | { type: "period"; seq: number; id: number; pollMs: number }
-  | { type: "exit"; seq: number };
-
-/** A message to the pipeline. */
-export type SamplerMessage =
-  | { type: "ack"; seq: number; error?: string }
-  | {
-    type: "batch";
-    id: number;
-    batch: import("../model/batch.ts").BatchData | undefined;
-    stats: { polls: number; late: number; missed: number; errors: number };
-    lateness: Uint32Array;
-    final: boolean;
-  }
-  | { type: "log"; id: number; level: "warn" | "error" | "debug"; message: string }
-  | { type: "fatal"; message: string };
-
-/**
- * Indexes in a source's `counts` (a `Float64Array` on a SharedArrayBuffer the pipeline reads at any time): the
- * points the source produced in all (posted or still in its batch), as of its last poll; and 1 while a poll is
- * under way (what that poll pushed is not counted yet), else 0. Plain writes: one aligned 8-byte store each,
- * no allocation, no fence on the hot path; the pipeline reads them only once the Worker is gone or stuck.
- */
-export const Counts = { PRODUCED: 0, POLLING: 1 } as const;
+import { Counts, type SamplerCommand, type SamplerMessage } from "./sampler_protocol.ts";
 
 interface Hot {
   readonly id: number;
