@@ -414,4 +414,8 @@ Deno.test("the default group under a low file limit: one warning per cause, not 
   const warnings = stderr.split("\n").filter((l) => l.includes("Cannot measure process"));
   assert.equal(warnings.length, 1, stderr);
   assert.match(warnings[0]!, /ulimit -n/);
+  // A scan that could not even list /proc (the followed processes hold every descriptor) says what to do too.
+  for (const line of stdout.split("\n").filter((l) => l.startsWith("scan failed"))) {
+    assert.match(line, /too many open files.*ulimit -n/, stdout);
+  }
 });

@@ -102,7 +102,20 @@ export class ProcessWatcher {
   async scan(signal?: AbortSignal): Promise<void> {
     const present = new Set<number>();
     const pending: Promise<void>[] = [];
-    for (const entry of Deno.readDirSync(this.root)) {
+    let entries: Iterable<Deno.DirEntry>;
+    try {
+      entries = Deno.readDirSync(this.root);
+    } catch (e) {
+      // Out of descriptors (the followed processes hold them): say what to do, not just "os error 24".
+      if (/EMFILE|ENFILE|Too many open files/.test(String(e))) {
+        throw new Error(
+          `Cannot list ${this.root}: too many open files (each followed process keeps 2 open); raise the limit ` +
+            "(ulimit -n) or narrow processes.groups",
+        );
+      }
+      throw e;
+    }
+    for (const entry of entries) {
       if (signal?.aborted) break;
       const c = entry.name.charCodeAt(0);
       if (c < 48 || c > 57) continue;

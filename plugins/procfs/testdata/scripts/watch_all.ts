@@ -17,8 +17,15 @@ await using h = await testPlugin(procfsPlugin, {
   memory: { enabled: false },
   network: { enabled: false },
 });
-await h.runTask("process-watcher");
-await h.runTask("process-watcher");
+// Once the followed processes hold every descriptor, listing /proc itself may fail: the agent's task runner
+// logs that once; here it is printed for the test to check its hint.
+for (let i = 0; i < 2; i++) {
+  try {
+    await h.runTask("process-watcher");
+  } catch (e) {
+    console.log(`scan failed: ${e instanceof Error ? e.message : e}`);
+  }
+}
 const group = h.sources.get("group-0")?.source as ProcessGroupSource | undefined;
 console.log(`followed ${group?.pids.length ?? -1}`);
 for (const pid of children) Deno.kill(pid, "SIGKILL");
