@@ -424,6 +424,38 @@ export function listPmuEvents(pmu: string, root: string = SYSFS_PMU_ROOT): strin
   return listDir(`${root}/${pmu}/events`).filter((n) => !n.includes("."));
 }
 
+/**
+ * The CPUs a PMU counts on (`<root>/<pmu>/cpumask`, a cpu list such as `0,24` or `0-3`): an uncore or package
+ * PMU (`power`, `uncore_imc_0`, `cstate_pkg`) lists one CPU per package, and an event of it is opened once on
+ * each of those CPUs (`pid = -1`), never once per CPU. Undefined when the PMU has no `cpumask` (core PMUs such
+ * as `cpu`, and `msr`), whose events count wherever they are opened.
+ *
+ * @example
+ * ```ts
+ * import { readPmuCpumask } from "./perf_events_parse.ts";
+ * import assert from "node:assert/strict";
+ * const root = Deno.makeTempDirSync();
+ * Deno.mkdirSync(`${root}/power`);
+ * Deno.writeTextFileSync(`${root}/power/cpumask`, "0,24\n");
+ * assert.deepEqual(readPmuCpumask("power", root), [0, 24]);
+ * assert.equal(readPmuCpumask("msr", root), undefined);
+ * Deno.removeSync(root, { recursive: true });
+ * ```
+ */
+export function readPmuCpumask(pmu: string, root: string = SYSFS_PMU_ROOT): number[] | undefined {
+  const text = readTrimmed(`${root}/${pmu}/cpumask`);
+  if (text === undefined || text === "") return undefined;
+  const cpus: number[] = [];
+  for (const part of text.split(",")) {
+    const [a, b] = part.trim().split("-").map((x) => Number.parseInt(x, 10));
+    if (a === undefined || Number.isNaN(a) || (b !== undefined && Number.isNaN(b))) {
+      throw new TypeError(`${root}/${pmu}/cpumask: "${text}" is not a cpu list`);
+    }
+    for (let c = a; c <= (b ?? a); c++) cpus.push(c);
+  }
+  return cpus;
+}
+
 const CONFIG_FIELDS = ["config", "config1", "config2", "config3"] as const;
 type ConfigField = (typeof CONFIG_FIELDS)[number];
 
