@@ -1,5 +1,9 @@
 import assert from "node:assert/strict";
-import { ExecSummary, outputLabels } from "./summary.ts";
+import { ExecSummary, joulesPerUnit, outputLabels } from "./summary.ts";
+import { Batch, type PointContext } from "../model/batch.ts";
+import type { Metric, MetricId } from "../model/metrics.ts";
+import { Consumer, Resource } from "../model/resources.ts";
+import { customUnit, parseUnit, type Unit, unit } from "../model/units.ts";
 
 function summaryOf(options: Partial<Parameters<ExecSummary["format"]>[0]> = {}): string {
   const s = new ExecSummary();
@@ -56,4 +60,189 @@ Deno.test("ExecSummary names no output as having the others when none wrote a po
       /Series incomplete: 1 point lost \(see the errors above\); the others went to: out\.csv/,
     );
   });
+});
+
+// --- Energy during the run -----------------------------------------------------------------------------------
+
+const SEC = 1_000_000_000n;
+const T0 = 1_700_000_000n * SEC; // any epoch time
+
+/** A summary fed with hand-made energy metrics: id 2 is `rapl_consumed_energy` (J), id 4 GPU mJ, 6 a gauge. */
+function energySummary(): {
+  s: ExecSummary;
+  feed: (points: [number, bigint, number, PointContext?][]) => void;
+} {
+  const metrics = new Map<number, Metric>([
+    [2, metricOf(2, "rapl_consumed_energy", unit("J"), "delta")],
+    [4, metricOf(4, "nvml_energy_consumption", unit("J", "milli"), "delta")],
+    [6, metricOf(6, "nvml_instant_power", unit("W"), "gauge")],
+    [8, metricOf(8, "energy_gauge", unit("J"), "gauge")],
+  ]);
+  const s = new ExecSummary();
+  s.pid = "42";
+  const ctx = { metric: (id: MetricId) => metrics.get(id)! };
+  return {
+    s,
+    feed(points) {
+      const b = new Batch();
+      for (const [id, ts, v, c] of points) b.push(id as MetricId<"f64">, v, { ...c, timestamp: ts });
+      s.collect(b, ctx);
+    },
+  };
+}
+
+function metricOf(id: number, name: string, u: Unit, kind: Metric["kind"]): Metric {
+  return { id: id as MetricId, name, unit: u, valueType: "f64", kind, description: "", plugin: "test" };
+}
+
+Deno.test("joulesPerUnit converts every unit of energy to joules, and nothing else", async (t) => {
+  await t.step("joules with SI prefixes", () => {
+    assert.equal(joulesPerUnit(unit("J")), 1);
+    assert.equal(joulesPerUnit(unit("J", "milli")), 0.001);
+    assert.equal(joulesPerUnit(unit("J", "micro")), 0.000001);
+    assert.equal(joulesPerUnit(unit("J", "nano")), 1e-9);
+    assert.equal(joulesPerUnit(unit("J", "kilo")), 1000);
+    assert.equal(joulesPerUnit(unit("J", "mega")), 1e6);
+  });
+  await t.step("watt-hours", () => {
+    assert.equal(joulesPerUnit(unit("W.h")), 3600);
+    assert.equal(joulesPerUnit(unit("W.h", "kilo")), 3_600_000);
+    assert.equal(joulesPerUnit(parseUnit("Wh")), 3600);
+    assert.equal(joulesPerUnit(parseUnit("mWh")), 3.6);
+  });
+  await t.step("spellings that parse to custom units: the micro sign, u, words", () => {
+    assert.equal(parseUnit("µJ").custom, true); // the micro sign is not the Greek mu the units display
+    assert.equal(joulesPerUnit(parseUnit("µJ")), 0.000001);
+    assert.equal(joulesPerUnit(customUnit("uJ")), 0.000001);
+    assert.equal(joulesPerUnit(customUnit("joules")), 1);
+    assert.equal(joulesPerUnit(customUnit("millijoule")), 0.001);
+  });
+  await t.step("not energy", () => {
+    for (
+      const u of [unit("W"), unit("W", "milli"), unit("s"), unit("1"), unit("By"), customUnit("packets")]
+    ) {
+      assert.equal(joulesPerUnit(u), undefined, u.code);
+    }
+  });
+});
+
+Deno.test("ExecSummary sums energy over exactly the polls after the start poll, up to the end poll", async (t) => {
+  await t.step(
+    "the delta of the start poll (time before the program) is left out; the interval starts there",
+    () => {
+      const { s, feed } = energySummary();
+      // A source that polled once on its own before the start poll, then at the start poll: both deltas cover
+      // time before the program.
+      feed([[2, T0, 500], [2, T0 + SEC, 40]]);
+      s.startPolled(T0 + SEC, T0 + SEC + 1_000_000n);
+      feed([[2, T0 + 2n * SEC, 30], [2, T0 + 3n * SEC, 50]]); // during the run
+      s.endPolled(T0 + 3n * SEC + 1_000_000n);
+      feed([[2, T0 + 4n * SEC, 1000]]); // a poll while stopping: after the program
+      const [line, ...rest] = s.energy();
+      assert.deepEqual(rest, []);
+      assert.equal(line!.joules, 80);
+      assert.equal(line!.from, T0 + SEC);
+      assert.equal(line!.to, T0 + 3n * SEC);
+      assert.equal(line!.watts, 40);
+      assert.equal(line!.points, 2);
+    },
+  );
+  await t.step(
+    "points that arrive before the start poll is known are before it, whatever their order",
+    () => {
+      const { s, feed } = energySummary();
+      feed([[2, T0 + SEC, 40], [2, T0, 500]]);
+      s.startPolled(T0 + SEC, T0 + SEC + 1_000_000n);
+      feed([[2, T0 + 3n * SEC, 60]]);
+      s.endPolled(T0 + 4n * SEC);
+      assert.equal(s.energy()[0]!.joules, 60);
+      assert.equal(s.energy()[0]!.watts, 30);
+    },
+  );
+  await t.step("a series whose first read only set its baseline starts at the start poll", () => {
+    const { s, feed } = energySummary();
+    s.startPolled(T0, T0 + 2_000_000n);
+    feed([[2, T0 + SEC / 2n, 10]]);
+    s.endPolled(T0 + SEC);
+    const line = s.energy()[0]!;
+    assert.equal(line.from, T0);
+    assert.equal(line.watts, 20);
+  });
+  await t.step("a point on the start poll's own end is before the program", () => {
+    const { s, feed } = energySummary();
+    s.startPolled(T0, T0 + SEC);
+    feed([[2, T0 + SEC, 999], [2, T0 + 2n * SEC, 5]]);
+    s.endPolled(T0 + 2n * SEC);
+    assert.equal(s.energy()[0]!.joules, 5);
+  });
+  await t.step("without start and end polls, the first point of each series is its baseline", () => {
+    const { s, feed } = energySummary();
+    feed([[2, T0, 1000], [2, T0 + SEC, 7], [2, T0 + 2n * SEC, 9]]);
+    const line = s.energy()[0]!;
+    assert.equal(line.joules, 16);
+    assert.equal(line.from, T0);
+    assert.equal(line.watts, 8);
+  });
+  await t.step("a series with nothing during the run is not listed", () => {
+    const { s, feed } = energySummary();
+    feed([[2, T0, 1000]]);
+    s.startPolled(T0, T0 + 1n);
+    s.endPolled(T0 + SEC);
+    assert.deepEqual(s.energy(), []);
+    assert.doesNotMatch(s.format({ elapsedMs: 1000, outputs: [], nCpus: 2 }), /Energy/);
+  });
+});
+
+Deno.test("ExecSummary keeps energy series apart, converts them to joules, and shows sums over sockets as totals", () => {
+  const { s, feed } = energySummary();
+  const pkg = (n: number, domain: string): PointContext => ({
+    resource: Resource.cpuPackage(n),
+    attributes: { domain },
+  });
+  const total: PointContext = { attributes: { domain: "package_total" } };
+  const gpu: PointContext = { resource: Resource.gpu("00000000:3B:00.0") };
+  const other: PointContext = { consumer: Consumer.process(7) };
+  s.startPolled(T0, T0 + 1000n);
+  feed([
+    [2, T0 + SEC, 10, pkg(0, "package")],
+    [2, T0 + SEC, 20, pkg(1, "package")],
+    [2, T0 + SEC, 30, total],
+    [2, T0 + SEC, 3, pkg(0, "dram")],
+    [4, T0 + SEC, 150_000, gpu], // mJ
+    [4, T0 + 2n * SEC, 150_000, gpu],
+    [6, T0 + SEC, 150, gpu], // a power gauge: not energy
+    [8, T0 + SEC, 5], // energy, but a gauge: not summed
+    [2, T0 + SEC, 1, other], // a consumer other than the machine: its own series
+  ]);
+  s.endPolled(T0 + 2n * SEC);
+  const lines = s.energy();
+  assert.deepEqual(lines.map((l) => [l.label, l.joules, l.total]), [
+    ["nvml_energy_consumption [gpu 00000000:3B:00.0]", 300, false],
+    ["rapl_consumed_energy (domain=dram) [cpu_package 0]", 3, false],
+    ["rapl_consumed_energy (domain=package) [cpu_package 0]", 10, false],
+    ["rapl_consumed_energy (domain=package) [cpu_package 1]", 20, false],
+    ["rapl_consumed_energy for process 7", 1, false],
+    ["rapl_consumed_energy (domain=package_total)", 30, true],
+  ]);
+  assert.equal(lines[0]!.watts, 150);
+  const text = s.format({ elapsedMs: 2000, outputs: [], nCpus: 2 });
+  assert.match(text, /^ Energy \(whole machine, during the run: 2\.000 s, /m, text);
+  assert.match(
+    text,
+    /^\s+300\.000000 J\s+150\.000 W {3}nvml_energy_consumption \[gpu 00000000:3B:00\.0\]$/m,
+    text,
+  );
+  assert.match(
+    text,
+    /^\s+30\.000000 J\s+30\.000 W {3}rapl_consumed_energy \(domain=package_total\) {3}\(a total over resources: not added to the lines above; over 1\.000 s\)$/m,
+    text,
+  );
+  // A series whose interval is not the block's says its own.
+  assert.match(
+    text,
+    /^\s+10\.000000 J\s+10\.000 W {3}rapl_consumed_energy \(domain=package\) \[cpu_package 0\] {3}\(over 1\.000 s\)$/m,
+    text,
+  );
+  // Energy is not one of the program's series, and the power gauge (consumer: the machine) neither.
+  assert.match(text, /no series for the program/);
 });

@@ -40,7 +40,9 @@ program's exit code (128+N when signal N killed it), unless --ignore-exit-code i
 The program is measured with every process it starts (its process tree), as \`time\` measures it.
 Ctrl-C reaches the program; the agent keeps measuring until the program is gone. At the end, a summary on
 stderr: the program's CPU time, CPU share and peak memory (from the kernel's accounting), the elapsed time,
-what each series measured, and where the series were written (or how many points were lost).`,
+what each series measured, the energy of the machine and its devices during the run (joules per domain and
+device, from the poll at the program's start to the poll at its end, and the mean power over that interval),
+and where the series were written (or how many points were lost).`,
   options: {
     "ignore-exit-code": { type: "boolean", help: "Exit with 0 whatever the program's exit code" },
   },
@@ -84,7 +86,12 @@ what each series measured, and where the series were written (or how many points
       await agent.start();
       // No live status line: the program writes to the same terminal, and a redrawn line would overwrite
       // (or be cut by) its output. The summary comes at the end.
+      // Every managed source (energy sources included, those in a Worker too) is polled here, just before the
+      // program starts, and again just after it ends: the energy summed covers the polls after this one up to
+      // that one, which is exactly the run (the deltas reported up to this poll cover time before it).
+      const startPollFrom = now();
       await agent.control.triggerNow();
+      summary.startPolled(startPollFrom, now());
       // Start the program stopped before its first instruction (a shell that stops itself, then execs it: the
       // program gets argv[0] as typed), tell the plugins its pid (so that they arm their counters on it), then
       // let it run: nothing of its start-up escapes the measurement. What the shell used before its exec is
@@ -182,6 +189,7 @@ what each series measured, and where the series were written (or how many points
         );
       }
       await agent.control.triggerNow();
+      summary.endPolled(now());
       await agent.events.publish("endConsumerMeasurement", [Consumer.process(pid)]);
       const described = agent.outputs();
       await agent.stop();
