@@ -7,13 +7,17 @@
 import type { MetricId } from "../../src/model/metrics.ts";
 import type { Source } from "../../src/plugin/plugin.ts";
 import { parsePerfEvent } from "../../src/ffi/perf_events_parse.ts";
-import { type MachineSourceConfig, openMachineSource } from "./target.ts";
+import { type MachineSourceConfig, openMachineSource, SYSFS_ROOT } from "./target.ts";
 
-/** Opens one perf group per CPU for `config.events`. */
+/** Opens one perf group per CPU for `config.events` (one per package for a package PMU's events). */
 export function createSource(config: MachineSourceConfig): Source {
+  const sysfsRoot = config.sysfsRoot ?? SYSFS_ROOT;
   const usable = config.events.map((name, i) => ({
-    event: parsePerfEvent(name),
-    metric: config.metrics[i] as MetricId<"u64">,
+    event: parsePerfEvent(name, { sysfsRoot: `${sysfsRoot}/bus/event_source/devices` }),
+    metric: config.metrics[i] as MetricId<"u64"> | MetricId<"f64">,
   }));
-  return openMachineSource(usable, config.ratio as MetricId<"f64">, config.cpus, { scale: config.scale });
+  return openMachineSource(usable, config.ratio as MetricId<"f64">, config.cpus, {
+    scale: config.scale,
+    sysfsRoot,
+  });
 }

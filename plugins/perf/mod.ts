@@ -10,7 +10,11 @@
  * - the whole machine, one group per CPU, with `system_wide = true`.
  *
  * Values are cumulative since the counters were enabled (as in Alumet), scaled by time_enabled/time_running
- * when the PMU multiplexed them; `perf_running_ratio` reports that ratio per group.
+ * when the PMU multiplexed them; `perf_running_ratio` reports that ratio per group. An event with a `.scale`
+ * (RAPL's `power/energy-pkg/`, 2^-32 J per count) is reported scaled, in its `.unit` (`Joules` gives `J`), as
+ * f64 deltas per poll. An event of a package or uncore PMU (one with a `cpumask`, such as `power`) is counted
+ * once per package with `system_wide`, never once per CPU, and never for a process or a cgroup (see
+ * `target.ts`).
  *
  * @module
  */
@@ -22,18 +26,18 @@ import type {
   SourceHandle,
   StartContext,
 } from "../../src/plugin/plugin.ts";
-import { definePlugin } from "../../src/plugin/define.ts";
+import { type DefinedPlugin, definePlugin } from "../../src/plugin/define.ts";
 import type { MetricId } from "../../src/model/metrics.ts";
 import { defineMetrics } from "../../src/model/metric_set.ts";
-import { type Consumer, type Resource, Resource as Resources } from "../../src/model/resources.ts";
-import { customUnit, unit } from "../../src/model/units.ts";
+import type { Consumer } from "../../src/model/resources.ts";
+import { parseUnit, type Unit, unit } from "../../src/model/units.ts";
 import { duration, z } from "../../src/plugin/schema.ts";
 import { encodeNamePart } from "../../src/pipeline/names.ts";
 import type { Logger } from "../../src/log.ts";
 import { AlumetError, closest, messageOf } from "../../src/errors.ts";
 import { cString, ErrnoError, libc, O_RDONLY_CLOEXEC, unwrap } from "../../src/ffi/libc.ts";
 import { isStopped } from "../../src/sys/proc_state.ts";
-import { PERF_FLAG_PID_CGROUP, PerfGroup } from "../../src/ffi/perf_event.ts";
+import { PerfGroup } from "../../src/ffi/perf_event.ts";
 import {
   isLibpfmStyle,
   listPmus,
@@ -42,7 +46,17 @@ import {
   PerfEventError,
 } from "../../src/ffi/perf_events_parse.ts";
 import { HOT_PERIOD_MS } from "../../src/pipeline/sampler.ts";
-import { type MachineSourceConfig, openMachineSource, TargetSource, type Usable } from "./target.ts";
+import {
+  type MachineSourceConfig,
+  type OpenedGroup,
+  openMachineSource,
+  openPlan,
+  type PerfTarget,
+  planTarget,
+  SYSFS_ROOT,
+  TargetSource,
+  type Usable,
+} from "./target.ts";
 import { type CgroupLayout, detectLayout } from "../../src/sys/cgroup_layout.ts";
 
 /** The default `events`: software events that exist everywhere, and the two hardware events most asked for. */
@@ -295,11 +309,11 @@ export function targetSourceName(consumer: Consumer): string | undefined {
   return undefined;
 }
 
-/** CPUs online, from `/sys/devices/system/cpu/online` (`0-3,6`). */
-export function onlineCpus(text?: string): number[] {
+/** CPUs online, from `<sysfsRoot>/devices/system/cpu/online` (`0-3,6`), or from `text`. */
+export function onlineCpus(text?: string, sysfsRoot: string = SYSFS_ROOT): number[] {
   const t = text ?? (() => {
     try {
-      return Deno.readTextFileSync("/sys/devices/system/cpu/online");
+      return Deno.readTextFileSync(`${sysfsRoot}/devices/system/cpu/online`);
     } catch {
       return `0-${navigator.hardwareConcurrency - 1}`;
     }
@@ -339,12 +353,12 @@ const LIBPFM_WHY =
  * event its PMUs lack, a PMU it does not have, a libpfm4 name); and those that are wrong everywhere (a name
  * no PMU and no generic list knows, a bad modifier), which stop the start.
  */
-function probeEvents(specs: readonly PerfEventSpec[]): Probe {
+function probeEvents(specs: readonly PerfEventSpec[], sysfsRoot: string = SYSFS_ROOT): Probe {
   const probe: Probe = { ok: [], skipped: [], fatal: [] };
   for (const spec of specs) {
     let event: ParsedPerfEvent;
     try {
-      event = parsePerfEvent(spec.event);
+      event = parsePerfEvent(spec.event, { sysfsRoot: pmuRoot(sysfsRoot) });
     } catch (e) {
       if (e instanceof PerfEventError && e.reason === "no-pmu") {
         probe.skipped.push({ spec, why: messageOf(e) });
@@ -355,8 +369,12 @@ function probeEvents(specs: readonly PerfEventSpec[]): Probe {
       continue;
     }
     try {
-      // Open it alone on this process, disabled, to find out whether this machine has it.
-      PerfGroup.open([event], { pid: 0, cpu: -1, enable: false }).close();
+      // Open it alone, disabled, to find out whether this machine has it: on this process, or, for a package
+      // PMU's event (which no process can count), on the first CPU of its cpumask.
+      const where = event.cpumask === undefined
+        ? { pid: 0, cpu: -1 }
+        : { pid: -1, cpu: event.cpumask[0] ?? 0 };
+      PerfGroup.open([event], { ...where, enable: false }).close();
       probe.ok.push({ spec, event });
     } catch (e) {
       if (e instanceof ErrnoError && (e.code === "EACCES" || e.code === "EPERM")) {
@@ -365,6 +383,38 @@ function probeEvents(specs: readonly PerfEventSpec[]): Probe {
     }
   }
   return probe;
+}
+
+/** Where the PMUs are under a sysfs root. */
+function pmuRoot(sysfsRoot: string): string {
+  return `${sysfsRoot}/bus/event_source/devices`;
+}
+
+/**
+ * The unit of a PMU event's `.unit` as perf writes it: `Joules` is `J` (so energy sums with the other energy
+ * sources), `Watts` is `W`; a unit code (`ns`, `MHz`) is parsed; anything else (`MiB`) is a custom unit.
+ *
+ * @example
+ * ```ts
+ * import { pmuUnit } from "./mod.ts";
+ * import assert from "node:assert/strict";
+ * assert.equal(pmuUnit("Joules").code, "J");
+ * assert.equal(pmuUnit("ns").code, "ns");
+ * assert.equal(pmuUnit("MiB").custom, true);
+ * ```
+ */
+export function pmuUnit(text: string): Unit {
+  const known: Record<string, Unit> = { Joules: unit("J"), Watts: unit("W") };
+  return known[text] ?? parseUnit(text);
+}
+
+/** Options of the perf plugin that are not part of its configuration (tests). */
+export interface PerfPluginOptions {
+  /**
+   * The sysfs root: the PMUs under `<root>/bus/event_source/devices`, the CPUs' topology under
+   * `<root>/devices/system/cpu`. Default `/sys`.
+   */
+  readonly sysfsRoot?: string;
 }
 
 /** The plugin instance. */
@@ -383,15 +433,19 @@ export class PerfPlugin implements Plugin {
   #layout: CgroupLayout | undefined;
 
   readonly #specs: readonly PerfEventSpec[];
+  readonly #sysfsRoot: string;
+  /** Package events already reported as not countable for a process or cgroup (warned once each). */
+  readonly #warnedPackage = new Set<string>();
 
-  constructor(config: PerfConfig) {
+  constructor(config: PerfConfig, options: PerfPluginOptions = {}) {
     this.#config = config;
     this.#specs = perfEventSpecs(config);
+    this.#sysfsRoot = options.sysfsRoot ?? SYSFS_ROOT;
   }
 
   start(ctx: StartContext): void {
     this.#log = ctx.log;
-    const { ok, skipped, fatal } = probeEvents(this.#specs);
+    const { ok, skipped, fatal } = probeEvents(this.#specs, this.#sysfsRoot);
     if (fatal.length > 0) {
       // Wrong everywhere (a misspelling): measuring nothing and exiting 0 would hide it.
       throw new AlumetError(fatal.map((f) => `${f.error.message} (${f.spec.key})`).join("; "), {
@@ -401,26 +455,35 @@ export class PerfPlugin implements Plugin {
     for (const f of skipped) {
       ctx.log.warn(
         `Perf event "${f.spec.event}" is not counted: ${f.why}. The other events go on (PMUs here: ${
-          listPmus().join(", ")
+          listPmus(pmuRoot(this.#sysfsRoot)).join(", ")
         })`,
       );
     }
     if (ok.length === 0) {
       ctx.log.warn("No configured perf event can be counted here: the perf plugin measures nothing");
     }
-    this.#usable = ok.map(({ spec, event }) => ({
+    this.#usable = ok.map(({ spec, event }): Usable => ({
       event,
-      metric: ctx.createMetric({
-        name: spec.metric,
-        unit: event.unit !== undefined
-          ? customUnit(event.unit)
-          : /^(task|cpu)-clock\b/.test(event.name)
-          ? unit("s", "nano")
-          : unit("1"),
-        valueType: "u64",
-        kind: "counter",
-        description: `perf event ${event.name}, cumulative since the counters were enabled`,
-      }),
+      metric: event.scale !== undefined
+        ? ctx.createMetric({
+          name: spec.metric,
+          unit: event.unit !== undefined ? pmuUnit(event.unit) : unit("1"),
+          valueType: "f64",
+          kind: "delta",
+          description:
+            `perf event ${event.name}, scaled by its PMU's scale (${event.scale}), per poll interval`,
+        })
+        : ctx.createMetric({
+          name: spec.metric,
+          unit: event.unit !== undefined
+            ? pmuUnit(event.unit)
+            : /^(task|cpu)-clock\b/.test(event.name)
+            ? unit("s", "nano")
+            : unit("1"),
+          valueType: "u64",
+          kind: "counter",
+          description: `perf event ${event.name}, cumulative since the counters were enabled`,
+        }),
     }));
     this.#ratio = ctx.createMetrics(PERF_METRICS).runningRatio;
     if (this.#config.system_wide && this.#usable.length > 0) {
@@ -435,8 +498,9 @@ export class PerfPlugin implements Plugin {
           events: this.#usable.map((u) => u.event.name),
           metrics: this.#usable.map((u) => u.metric),
           ratio: this.#ratio,
-          cpus: onlineCpus(),
+          cpus: onlineCpus(undefined, this.#sysfsRoot),
           scale: this.#config.multiplexing_auto_scale,
+          sysfsRoot: this.#sysfsRoot,
         };
         ctx.addSource(
           "machine",
@@ -447,8 +511,9 @@ export class PerfPlugin implements Plugin {
       } else {
         ctx.addSource(
           "machine",
-          openMachineSource(this.#usable, this.#ratio, onlineCpus(), {
+          openMachineSource(this.#usable, this.#ratio, onlineCpus(undefined, this.#sysfsRoot), {
             scale: this.#config.multiplexing_auto_scale,
+            sysfsRoot: this.#sysfsRoot,
           }),
           trigger,
           options,
@@ -479,27 +544,19 @@ export class PerfPlugin implements Plugin {
       const key = `${c.kind}:${c.id}`;
       const name = targetSourceName(c);
       if (name === undefined || this.#followed.has(key)) continue;
-      let groups: { group: PerfGroup; resource: Resource }[];
+      let groups: OpenedGroup[];
       try {
         if (c.kind === "process") {
           const pid = Number(c.id);
           // A program `exec` holds stopped before its exec is armed to start counting at its first
           // instruction; a running one (watch) starts counting now.
-          const armed = isStopped(pid);
-          groups = [{
-            group: PerfGroup.open(this.#usable.map((u) => u.event), {
-              pid,
-              cpu: -1,
-              inherit: true,
-              enableOnExec: armed,
-            }),
-            resource: Resources.localMachine(),
-          }];
-        } else groups = this.#openCgroup(c.id);
+          groups = this.#openTarget(c, { kind: "process", pid, enableOnExec: isStopped(pid) });
+        } else groups = this.#openCgroup(c);
       } catch (e) {
         this.#log?.warn(`Cannot count ${c.kind} ${c.id} with perf: ${messageOf(e)}`);
         continue;
       }
+      if (groups.length === 0) continue; // only package events, which no process or cgroup can count
       const source = new TargetSource(groups, c, this.#usable, this.#ratio!, {
         scale: this.#config.multiplexing_auto_scale,
       });
@@ -519,7 +576,28 @@ export class PerfPlugin implements Plugin {
     }
   }
 
-  #openCgroup(path: string): { group: PerfGroup; resource: Resource }[] {
+  /** Plans and opens a target's groups; warns once per package event it cannot count. */
+  #openTarget(c: Consumer, target: PerfTarget): OpenedGroup[] {
+    const plan = planTarget(this.#usable, target, {
+      cpus: onlineCpus(undefined, this.#sysfsRoot),
+      sysfsRoot: this.#sysfsRoot,
+    });
+    for (const u of plan.skipped) {
+      if (this.#warnedPackage.has(u.event.name)) continue;
+      this.#warnedPackage.add(u.event.name);
+      this.#log?.warn(
+        `Perf event "${u.event.name}" counts whole packages (PMU "${u.event.pmu}" has a cpumask: CPUs ` +
+          `${
+            u.event.cpumask!.join(",")
+          }): it cannot be counted for ${c.kind} ${c.id} nor any process or cgroup ` +
+          `(perf stat -p refuses it too), and is skipped for them; set system_wide = true to count it per package`,
+      );
+    }
+    return openPlan(plan);
+  }
+
+  #openCgroup(c: Consumer): OpenedGroup[] {
+    const path = c.id;
     this.#layout ??= detectLayout();
     const root = this.#layout.v2?.mountPoint ?? this.#layout.v1.get("perf_event")?.mountPoint;
     if (root === undefined) {
@@ -528,14 +606,7 @@ export class PerfPlugin implements Plugin {
     const dir = `${root}${path.startsWith("/") ? path : `/${path}`}`;
     const fd = unwrap(libc().open(cString(dir), O_RDONLY_CLOEXEC | O_DIRECTORY, 0), `open(${dir})`);
     try {
-      return onlineCpus().map((cpu) => ({
-        group: PerfGroup.open(this.#usable.map((u) => u.event), {
-          cgroupFd: fd,
-          cpu,
-          flags: PERF_FLAG_PID_CGROUP,
-        }),
-        resource: Resources.cpuCore(cpu),
-      }));
+      return this.#openTarget(c, { kind: "cgroup", fd });
     } finally {
       libc().close(fd); // the counters keep their own reference to the cgroup
     }
@@ -556,16 +627,26 @@ export class PerfPlugin implements Plugin {
 }
 
 /** `alumet doctor`: which configured events parse and open here, and why the others do not. */
-function diagnosePerf(config: PerfConfig): Diagnosis[] {
+function diagnosePerf(config: PerfConfig, sysfsRoot: string = SYSFS_ROOT): Diagnosis[] {
   let specs: PerfEventSpec[];
   try {
     specs = perfEventSpecs(config);
   } catch (e) {
     return [{ check: "events", ok: false, detail: messageOf(e), fix: "rename one of the two events" }];
   }
-  const { ok, skipped, fatal } = probeEvents(specs);
+  const { ok, skipped, fatal } = probeEvents(specs, sysfsRoot);
   const out: Diagnosis[] = [];
   if (ok.length > 0) out.push({ check: "events", ok: true, detail: ok.map((e) => e.event.name).join(", ") });
+  const pkg = ok.filter((e) => e.event.cpumask !== undefined);
+  if (pkg.length > 0) {
+    out.push({
+      check: "package events",
+      ok: config.system_wide,
+      detail: `${pkg.map((e) => e.event.name).join(", ")}: counted once per package (cpumask), only with ` +
+        "system_wide; never for a process or a cgroup",
+      ...(config.system_wide ? {} : { fix: "set system_wide = true in [plugins.perf] to count them" }),
+    });
+  }
   for (const f of fatal) {
     out.push({
       check: `event ${f.spec.event}`,
@@ -586,13 +667,21 @@ function diagnosePerf(config: PerfConfig): Diagnosis[] {
 }
 
 /** The perf plugin's metadata: `[plugins.perf]`. */
-export const perfPlugin = definePlugin({
-  name: "perf",
-  version: "0.1.0",
-  description: "Counts perf events (perf's syntax) for the exec/watch program, cgroups, or the whole machine",
-  config: perfConfigSchema,
-  init: (config) => new PerfPlugin(config),
-  diagnose: diagnosePerf,
-});
+export const perfPlugin = definePerfPlugin();
+
+/** The perf plugin with options that are not part of its configuration: a sysfs root for fixtures. */
+export function definePerfPlugin(
+  options: PerfPluginOptions = {},
+): DefinedPlugin<PerfConfig> & { readonly configSchema: typeof perfConfigSchema } {
+  return definePlugin({
+    name: "perf",
+    version: "0.1.0",
+    description:
+      "Counts perf events (perf's syntax) for the exec/watch program, cgroups, or the whole machine",
+    config: perfConfigSchema,
+    init: (config) => new PerfPlugin(config, options),
+    diagnose: (config) => diagnosePerf(config, options.sysfsRoot ?? SYSFS_ROOT),
+  });
+}
 
 export default perfPlugin;

@@ -1,5 +1,13 @@
 import assert from "node:assert/strict";
-import { onlineCpus, PERF_METRICS, perfMetricName, perfPlugin, targetSourceName } from "./mod.ts";
+import {
+  definePerfPlugin,
+  onlineCpus,
+  PERF_METRICS,
+  perfMetricName,
+  perfPlugin,
+  pmuUnit,
+  targetSourceName,
+} from "./mod.ts";
 import { runSourceContract, testPlugin } from "../../src/testing/mod.ts";
 import { checkConfigBlock, checkMetricsTable } from "../../src/testing/readme.ts";
 import { needs, testWith } from "../../src/testing/needs.ts";
@@ -14,7 +22,7 @@ import type { SourceHandle, SourceOptions } from "../../src/plugin/plugin.ts";
 import { type MetricId, MetricRegistry } from "../../src/model/metrics.ts";
 import { unit } from "../../src/model/units.ts";
 import { Batch } from "../../src/model/batch.ts";
-import { TargetSource } from "./target.ts";
+import { cpuPackageOf, planTarget, TargetSource, type Usable } from "./target.ts";
 import { detectLayout } from "../../src/sys/cgroup_layout.ts";
 
 Deno.test("perfMetricName turns perf's syntax into snake_case metric names", () => {
@@ -240,6 +248,250 @@ testWith(
       assert.deepEqual([...h.sources.keys()], []);
     } finally {
       for (const p of [...paths, x]) await Deno.remove(`${root}${p}`).catch(() => {});
+    }
+  },
+);
+
+// ---------------------------------------------------------------------------------------------------------
+// Package PMUs (a `cpumask`) and scaled events: the perf `power` path
+
+/** A two-socket Xeon's sysfs (see its README.md): the `power` PMU, cpumask 0,4, packages 0 (CPUs 0-3), 1. */
+const XEON = new URL("../../src/ffi/testdata/sysfs_xeon_2s", import.meta.url).pathname;
+const XEON_PMUS = `${XEON}/bus/event_source/devices`;
+const TWO_32 = 2 ** 32;
+
+Deno.test("planTarget opens a package PMU's events once per package, never per CPU, never for a process or cgroup", async (t) => {
+  const parse = (e: string) => parsePerfEvent(e, { sysfsRoot: XEON_PMUS });
+  const usable: Usable[] = ["task-clock", "power/energy-pkg/", "power/energy-ram/"].map((e, i) => ({
+    event: parse(e),
+    metric: i as MetricId<"u64">,
+  }));
+  const cpus = onlineCpus(undefined, XEON);
+  await t.step("the fixture's events: type, config, 2^-32 J, the cpumask", () => {
+    assert.deepEqual(cpus, [0, 1, 2, 3, 4, 5, 6, 7]);
+    const pkg = usable[1]!.event;
+    assert.deepEqual(pkg.attr, { type: 13, config: 2n });
+    assert.equal(pkg.scale, 2 ** -32);
+    assert.equal(pkg.unit, "Joules");
+    assert.deepEqual(pkg.cpumask, [0, 4]);
+    assert.equal(usable[0]!.event.cpumask, undefined, "a generic event counts wherever it is opened");
+    assert.equal(cpuPackageOf(3, XEON), 0);
+    assert.equal(cpuPackageOf(4, XEON), 1);
+  });
+  await t.step("the machine: task-clock per CPU, energy per package on CPUs 0 and 4", () => {
+    const plan = planTarget(usable, { kind: "machine" }, { cpus, sysfsRoot: XEON });
+    assert.deepEqual(plan.skipped, []);
+    const core = plan.groups.filter((g) => g.resource.kind === "cpu_core");
+    assert.equal(core.length, 8);
+    for (const g of core) assert.deepEqual(g.events.map((u) => u.event.name), ["task-clock"]);
+    const pkg = plan.groups.filter((g) => g.resource.kind === "cpu_package");
+    assert.deepEqual(
+      pkg.map((g) => [g.options.pid, g.options.cpu, g.resource.id, g.events.map((u) => u.event.name)]),
+      [
+        [-1, 0, "0", ["power/energy-pkg/", "power/energy-ram/"]],
+        [-1, 4, "1", ["power/energy-pkg/", "power/energy-ram/"]],
+      ],
+      "one group per package (not 8), and the power PMU's events never share a group with task-clock",
+    );
+  });
+  await t.step("a process or a cgroup: the core events only, the package events skipped", () => {
+    const proc = planTarget(usable, { kind: "process", pid: 42 }, { cpus, sysfsRoot: XEON });
+    assert.deepEqual(proc.groups.map((g) => [g.options.pid, g.options.cpu, g.events.length]), [[42, -1, 1]]);
+    assert.deepEqual(proc.skipped.map((u) => u.event.name), ["power/energy-pkg/", "power/energy-ram/"]);
+    const cg = planTarget(usable, { kind: "cgroup", fd: 7 }, { cpus, sysfsRoot: XEON });
+    assert.equal(cg.groups.length, 8);
+    assert.ok(cg.groups.every((g) => g.events.length === 1 && g.options.cgroupFd === 7));
+    assert.equal(cg.skipped.length, 2);
+    const onlyPkg = planTarget(usable.slice(1), { kind: "process", pid: 42 }, { cpus, sysfsRoot: XEON });
+    assert.deepEqual(onlyPkg.groups, [], "nothing to open for a process that only has package events");
+  });
+  await t.step("without topology files, the i-th CPU of the cpumask is package i (Alumet's rule)", () => {
+    const plan = planTarget(usable.slice(1), { kind: "machine" }, { cpus, sysfsRoot: "/nonexistent" });
+    assert.deepEqual(plan.groups.map((g) => g.resource.id), ["0", "1"]);
+  });
+});
+
+Deno.test("pmuUnit: Joules is J (an energy unit the exec summary sums), other units parsed or custom", () => {
+  assert.deepEqual(pmuUnit("Joules"), unit("J"));
+  assert.deepEqual(pmuUnit("Watts"), unit("W"));
+  assert.deepEqual(pmuUnit("ns"), unit("s", "nano"));
+  assert.equal(pmuUnit("MiB").custom, true);
+});
+
+/** A fake group whose next reading is set by the test: `[enabled, running, ...counts]`. */
+function fakeGroup(size: number) {
+  const reading = new PerfGroupReading(size);
+  const words = new BigUint64Array(reading.buffer.buffer);
+  return {
+    group: { read: () => reading.decode(), close: () => {} } as unknown as PerfGroup,
+    set(counts: readonly bigint[], enabled = 1000n, running = enabled) {
+      words.set([BigInt(size), enabled, running, ...counts.flatMap((c, i) => [c, BigInt(i + 100)])]);
+    },
+  };
+}
+
+Deno.test("a scaled event gives joules per poll: baseline first, exact beyond 2^53, a 64-bit wrap", () => {
+  const metrics = new MetricRegistry();
+  const pkgMetric = metrics.register("perf", {
+    name: "perf_power_energy_pkg",
+    unit: unit("J"),
+    valueType: "f64",
+    kind: "delta",
+  });
+  const ramMetric = metrics.register("perf", {
+    name: "perf_power_energy_ram",
+    unit: unit("J"),
+    valueType: "f64",
+    kind: "delta",
+  });
+  const ratio = metrics.register("perf", { name: "perf_r", unit: unit("1"), valueType: "f64" });
+  const parse = (e: string) => parsePerfEvent(e, { sysfsRoot: XEON_PMUS });
+  const usable: Usable[] = [
+    { event: parse("power/energy-pkg/"), metric: pkgMetric },
+    { event: parse("power/energy-ram/"), metric: ramMetric },
+  ];
+  const [s0, s1] = [fakeGroup(2), fakeGroup(2)];
+  const source = new TargetSource(
+    [
+      { group: s0.group, resource: Resource.cpuPackage(0) },
+      { group: s1.group, resource: Resource.cpuPackage(1) },
+    ],
+    Consumer.localMachine(),
+    usable,
+    ratio,
+  );
+  const poll = () => {
+    const b = new Batch();
+    source.poll(b);
+    return [...b].filter((p) => p.metric !== ratio).map((p) => [p.metric, p.resource.id, p.value]);
+  };
+  // Package 0: 1000 J then 1012.5 J; DRAM 50 J then 50.75 J. Package 1: beyond 2^53 counts (2^60 + …).
+  s0.set([1000n * 2n ** 32n, 50n * 2n ** 32n]);
+  s1.set([2n ** 60n + 7n, 2n ** 40n]);
+  assert.deepEqual(poll(), [], "the first read only sets the baseline");
+  s0.set([1000n * 2n ** 32n + 25n * 2n ** 31n, 50n * 2n ** 32n + 3n * 2n ** 30n]);
+  s1.set([2n ** 60n + 7n + 123n * 2n ** 32n + 1n, 2n ** 40n + 2n ** 32n]);
+  assert.deepEqual(poll(), [
+    [pkgMetric, "0", 12.5],
+    [ramMetric, "0", 0.75],
+    [pkgMetric, "1", 123 + 2 ** -32],
+    [ramMetric, "1", 1],
+  ], "by hand: 25·2^31 counts × 2^-32 J = 12.5 J; 3·2^30 × 2^-32 = 0.75 J; exact at 2^60");
+  // The 64-bit accumulated count wraps: 2 J before 2^64, 3 J after it: 5 J.
+  s0.set([2n ** 64n - 2n * 2n ** 32n, 0n]);
+  s1.set([2n ** 60n, 2n ** 40n + 2n ** 32n]);
+  poll(); // package 1 went down by less than a wrap: its delta is taken through the wrap too (Alumet's rule)
+  s0.set([3n * 2n ** 32n, 0n]);
+  s1.set([2n ** 60n + 2n ** 32n, 2n ** 40n + 2n ** 32n]);
+  const after = poll();
+  assert.equal(after[0]![1], "0");
+  assert.ok(Math.abs((after[0]![2] as number) - 5) < 1e-5, `wrap at 2^64 gives 5 J, got ${after[0]![2]}`);
+  assert.deepEqual(after.slice(1), [[ramMetric, "0", 0], [pkgMetric, "1", 1], [ramMetric, "1", 0]]);
+});
+
+/**
+ * A sysfs root whose `msr` PMU is this machine's real one (its type and format) with a `cpumask` of CPU 0 and
+ * a `.scale`/`.unit` on `tsc`: perf_event_open opens real counters through the package path, with the scale.
+ */
+function msrAsPackagePmu(): string {
+  const real = "/sys/bus/event_source/devices/msr";
+  const root = Deno.makeTempDirSync({ prefix: "alumet-perf-pkg-" });
+  const pmu = `${root}/bus/event_source/devices/msr`;
+  Deno.mkdirSync(`${pmu}/format`, { recursive: true });
+  Deno.mkdirSync(`${pmu}/events`);
+  Deno.writeTextFileSync(`${pmu}/type`, Deno.readTextFileSync(`${real}/type`));
+  Deno.writeTextFileSync(`${pmu}/format/event`, Deno.readTextFileSync(`${real}/format/event`));
+  Deno.writeTextFileSync(`${pmu}/events/tsc`, Deno.readTextFileSync(`${real}/events/tsc`));
+  Deno.writeTextFileSync(`${pmu}/events/tsc.scale`, "2.3283064365386962890625e-10\n");
+  Deno.writeTextFileSync(`${pmu}/events/tsc.unit`, "Joules\n");
+  Deno.writeTextFileSync(`${pmu}/cpumask`, "0\n");
+  const cpu = `${root}/devices/system/cpu`;
+  Deno.mkdirSync(`${cpu}/cpu0/topology`, { recursive: true });
+  Deno.writeTextFileSync(`${cpu}/online`, Deno.readTextFileSync("/sys/devices/system/cpu/online"));
+  Deno.writeTextFileSync(
+    `${cpu}/cpu0/topology/physical_package_id`,
+    Deno.readTextFileSync("/sys/devices/system/cpu/cpu0/topology/physical_package_id"),
+  );
+  return root;
+}
+
+const HAS_MSR = listPmusHere().includes("msr");
+function listPmusHere(): string[] {
+  try {
+    return [...Deno.readDirSync("/sys/bus/event_source/devices")].map((e) => e.name);
+  } catch {
+    return [];
+  }
+}
+
+testWith(
+  [needs.root],
+  "the real msr PMU takes the package path: one scaled counter per package, none per process",
+  async (t) => {
+    if (!HAS_MSR) return; // the msr PMU is x86-only
+    await t.step("msr/tsc/ as it is (no cpumask): one u64 counter per CPU, system-wide", async () => {
+      await using h = await testPlugin(perfPlugin, { events: ["msr/tsc/"], system_wide: true });
+      const m = h.metrics.byName("perf_msr_tsc")!;
+      assert.equal(m.valueType, "u64");
+      assert.equal(m.kind, "counter");
+      const b = await h.poll("machine");
+      const pts = [...b].filter((p) => p.metric === m.id);
+      assert.deepEqual(pts.map((p) => p.resource.id), onlineCpus().map(String));
+      assert.ok(pts.every((p) => p.resource.kind === "cpu_core" && BigInt(p.value as bigint) > 0n));
+    });
+    const root = msrAsPackagePmu();
+    try {
+      await withLog(async (lines) => {
+        await using h = await testPlugin(definePerfPlugin({ sysfsRoot: root }), {
+          events: ["msr/tsc/", "task-clock"],
+          system_wide: true,
+        });
+        const m = h.metrics.byName("perf_msr_tsc")!;
+        assert.deepEqual(
+          [m.valueType, m.kind, m.unit.code],
+          ["f64", "delta", "J"],
+          "scaled: f64 joules per poll",
+        );
+        const pkg = cpuPackageOf(0)!;
+        const first = [...await h.poll("machine")];
+        assert.equal(first.filter((p) => p.metric === m.id).length, 0, "the first read is the baseline");
+        const t0 = performance.now();
+        await new Promise((r) => setTimeout(r, 200));
+        const second = [...await h.poll("machine")];
+        const dt = (performance.now() - t0) / 1000;
+        const energy = second.filter((p) => p.metric === m.id);
+        assert.equal(energy.length, 1, "one counter for the one CPU of the cpumask, not one per CPU");
+        assert.deepEqual(energy[0]!.resource, Resource.cpuPackage(pkg));
+        // The TSC ticks at a fixed rate of 0.5–10 GHz: scaled by 2^-32 that is 0.1–2.4 "J" per second.
+        const rate = (energy[0]!.value as number) * TWO_32 / dt;
+        assert.ok(rate > 5e8 && rate < 1e10, `tsc rate ${rate.toExponential(3)} Hz from the scaled delta`);
+        const clock = second.filter((p) => p.metric === h.metrics.byName("perf_task_clock")!.id);
+        assert.deepEqual(
+          clock.map((p) => p.resource.id),
+          onlineCpus().map(String),
+          "task-clock stays per CPU",
+        );
+
+        // A process cannot count a package event: its source has task-clock only, with one warning.
+        await h.events.publish("startConsumerMeasurement", [Consumer.process(Deno.pid)]);
+        const mine = [...await h.poll(`pid-${Deno.pid}`)];
+        const names = new Set(mine.map((p) => h.metrics.get(p.metric).name));
+        assert.ok(names.has("perf_task_clock") && !names.has("perf_msr_tsc"), [...names].join(" "));
+        const child = new Deno.Command("sleep", { args: ["5"] }).spawn();
+        try {
+          await h.events.publish("startConsumerMeasurement", [Consumer.process(child.pid)]);
+          const warned = lines.filter((l) =>
+            l.startsWith("warn perf") && l.includes('"msr/tsc/" counts whole packages')
+          );
+          assert.equal(warned.length, 1, `warned once, not per target:\n${lines.join("\n")}`);
+          assert.match(warned[0]!, /system_wide = true/);
+        } finally {
+          child.kill();
+          await child.status;
+        }
+      });
+    } finally {
+      Deno.removeSync(root, { recursive: true });
     }
   },
 );

@@ -31,6 +31,7 @@ import {
   parsePerfEvent,
   parsePerfEvents,
   PerfEventError,
+  readPmuCpumask,
 } from "./perf_events_parse.ts";
 
 const HERE = new URL(".", import.meta.url).pathname;
@@ -1122,6 +1123,33 @@ testWith([perfSelf], "openPerfEvent names the event and gives the hint for an in
   assert.throws(
     () => openPerfEvent({ type: pe.PERF_TYPE_SOFTWARE, config: 1 }, { pid: 0x7fff_fff0 }),
     (e: Error) => e instanceof ErrnoError && e.code === "ESRCH",
+  );
+});
+
+Deno.test("a package PMU's events carry its cpumask, scale and unit (two-socket Xeon fixture); msr has none", async (t) => {
+  // src/ffi/testdata/sysfs_xeon_2s: the power PMU of rapl.c on a two-socket Broadwell-EP (see its README.md).
+  const sysfsRoot = new URL("./testdata/sysfs_xeon_2s/bus/event_source/devices", import.meta.url).pathname;
+  await t.step("power/energy-pkg/ and the bare energy-ram", () => {
+    const pkg = parsePerfEvent("power/energy-pkg/", { sysfsRoot });
+    assert.deepEqual(pkg.attr, { type: 13, config: 2n });
+    assert.equal(pkg.scale, 2.3283064365386962890625e-10);
+    assert.equal(pkg.scale, 2 ** -32, "the kernel's scale string is 2^-32 exactly");
+    assert.equal(pkg.unit, "Joules");
+    assert.deepEqual(pkg.cpumask, [0, 4], "one CPU per package");
+    const ram = parsePerfEvent("energy-ram", { sysfsRoot });
+    assert.deepEqual([ram.pmu, ram.attr.config, ram.cpumask], ["power", 3n, [0, 4]]);
+    assert.deepEqual(readPmuCpumask("power", sysfsRoot), [0, 4]);
+  });
+  await t.step(
+    "generic events and this machine's msr PMU have no cpumask (they count wherever opened)",
+    () => {
+      assert.equal(parsePerfEvent("task-clock").cpumask, undefined);
+      if (!listPmus().includes("msr")) return;
+      const tsc = parsePerfEvent("msr/tsc/");
+      assert.equal(tsc.cpumask, undefined);
+      assert.equal(tsc.scale, undefined);
+      assert.equal(readPmuCpumask("msr"), undefined);
+    },
   );
 });
 

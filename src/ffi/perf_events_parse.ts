@@ -71,6 +71,12 @@ export interface ParsedPerfEvent extends PerfEventInput {
   readonly scale?: number;
   /** Unit of the scaled counts (from `<event>.unit`, e.g. `Joules`). */
   readonly unit?: string;
+  /**
+   * The CPUs its PMU counts on, from `<pmu>/cpumask` (see {@linkcode readPmuCpumask}): present for a package or
+   * uncore PMU (`power`, `uncore_imc_0`), whose event is opened once on each of these CPUs with `pid = -1` and
+   * cannot count a process or a cgroup; absent for core PMUs, `msr` and generic events.
+   */
+  readonly cpumask?: readonly number[];
 }
 
 /** Options of {@linkcode parsePerfEvent}. */
@@ -850,6 +856,7 @@ export function parsePerfEvent(text: string, options: ParsePerfEventOptions = {}
     if (effective !== undefined) applyModifiers(event, effective, attr);
     hasModifiers = effective !== undefined;
   }
+  const cpumask = pmuName === undefined ? undefined : readPmuCpumask(pmuName, root);
   return {
     name: event,
     base: body,
@@ -857,6 +864,7 @@ export function parsePerfEvent(text: string, options: ParsePerfEventOptions = {}
     attr,
     hasModifiers,
     ...(pmuName === undefined ? {} : { pmu: pmuName }),
+    ...(cpumask === undefined ? {} : { cpumask }),
     ...(extra.scale === undefined ? {} : { scale: extra.scale }),
     ...(extra.unit === undefined ? {} : { unit: extra.unit }),
   };
