@@ -102,17 +102,49 @@ export function machineChecks(): Diagnosis[] {
   return out;
 }
 
-/** Runs every plugin's own diagnosis (with its validated config) and the machine checks. */
+/** How long one plugin's diagnosis may take (a vendor library's init can hang on a wedged device). */
+export const DIAGNOSE_TIMEOUT_MS = 15_000;
+
+/** What {@linkcode diagnoseAll} takes for each plugin. */
+export interface DoctorPlugin {
+  readonly meta: PluginMetadata<unknown>;
+  /** Its validated config (its defaults when the config does not enable it). */
+  readonly config: unknown;
+  /** Whether the config enables it. */
+  readonly enabled: boolean;
+}
+
+/**
+ * Runs every plugin's own diagnosis (with its validated config), enabled or not, then the machine checks. A
+ * diagnosis that throws, or does not finish within `timeoutMs`, is one failed line that says so.
+ *
+ * @param plugins the built-in plugins and the config's external ones
+ * @param options `timeoutMs`: per plugin, default {@linkcode DIAGNOSE_TIMEOUT_MS}
+ */
 export async function diagnoseAll(
-  plugins: readonly { meta: PluginMetadata<unknown>; config: unknown; enabled: boolean }[],
+  plugins: readonly DoctorPlugin[],
+  options: { readonly timeoutMs?: number } = {},
 ): Promise<DoctorLine[]> {
+  const timeoutMs = options.timeoutMs ?? DIAGNOSE_TIMEOUT_MS;
   const lines: DoctorLine[] = [];
   for (const { meta, config, enabled } of plugins) {
     let ds: readonly Diagnosis[];
+    let timer: ReturnType<typeof setTimeout> | undefined;
     try {
-      ds = meta.diagnose ? await meta.diagnose(config) : [{ check: "no check needed", ok: true, detail: "" }];
+      if (meta.diagnose === undefined) ds = [{ check: "no check needed", ok: true, detail: "" }];
+      else {
+        const late = new Promise<never>((_, reject) =>
+          timer = setTimeout(
+            () => reject(new Error(`it did not finish within ${timeoutMs / 1000} s`)),
+            timeoutMs,
+          )
+        );
+        ds = await Promise.race([Promise.resolve(meta.diagnose(config)), late]);
+      }
     } catch (e) {
       ds = [{ check: "diagnosis", ok: false, detail: `the check itself failed: ${messageOf(e)}` }];
+    } finally {
+      clearTimeout(timer);
     }
     for (const d of ds) lines.push({ plugin: meta.name, enabled, ...d });
   }
@@ -120,15 +152,42 @@ export async function diagnoseAll(
   return lines;
 }
 
-/** The report as text, one line per check (`✓`/`✗`), fixes indented below failures. */
+/**
+ * The report as text, one line per check: `✓` works, `✗` fails in a plugin the config enables, `·` fails in
+ * one it does not enable; a plugin's checks say `(not enabled)` when the config does not enable it. Each
+ * failure's fix is indented below it.
+ */
 export function formatReport(lines: readonly DoctorLine[]): string {
   const out: string[] = [];
   const width = Math.max(...lines.map((l) => l.plugin.length));
   for (const l of lines) {
     const mark = l.ok ? "✓" : l.enabled ? "✗" : "·";
-    const state = l.plugin === "machine" ? "" : l.enabled ? "" : " (disabled)";
+    const state = l.plugin === "machine" ? "" : l.enabled ? "" : " (not enabled)";
     out.push(`${mark} ${l.plugin.padEnd(width)}  ${l.check}${state}${l.detail ? `: ${l.detail}` : ""}`);
     if (!l.ok && l.fix) out.push(`  ${" ".repeat(width)}  fix: ${l.fix}`);
   }
   return out.join("\n");
+}
+
+/**
+ * The report's conclusion: whether everything the config enables can run (the exit code: 0 or 1), and which
+ * plugins the config does not enable could run here.
+ *
+ * @param lines the report's lines
+ * @param enabled the plugins the config enables, in its order
+ */
+export function conclusion(lines: readonly DoctorLine[], enabled: readonly string[]): {
+  readonly code: 0 | 1;
+  readonly text: string;
+} {
+  const failing = lines.filter((l) => l.enabled && !l.ok);
+  const plugins = [...new Set(lines.filter((l) => l.plugin !== "machine").map((l) => l.plugin))];
+  const available = plugins.filter((p) => !enabled.includes(p) && lines.every((l) => l.plugin !== p || l.ok));
+  const text = [
+    failing.length === 0
+      ? `Everything enabled can run here (${enabled.length ? enabled.join(", ") : "no plugin enabled"}).`
+      : `${failing.length} check(s) of enabled plugins fail: see the fixes above.`,
+    ...(available.length ? [`Could run here too, not enabled: ${available.join(", ")}.`] : []),
+  ].join("\n");
+  return { code: failing.length === 0 ? 0 : 1, text };
 }

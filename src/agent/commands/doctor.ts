@@ -6,7 +6,8 @@
 import { UsageError } from "../../errors.ts";
 import { loadAllBuiltins } from "../builtin.ts";
 import { validateSection } from "../config.ts";
-import { diagnoseAll, formatReport } from "../doctor.ts";
+import { conclusion, diagnoseAll, type DoctorLine, type DoctorPlugin, formatReport } from "../doctor.ts";
+import { messageOf } from "../../errors.ts";
 import { defineCommand } from "./define.ts";
 
 /** `alumet doctor`. */
@@ -17,29 +18,51 @@ export const command = defineCommand({
   usage: "doctor [OPTIONS]",
   description:
     `For each source, checks whether it can work on this machine with the current config and, if not, says why and
-how to fix it; then checks the machine (native calls, perf_event access). Exits 0 when everything the config
-enables can run, 1 otherwise. Lines: ✓ works, ✗ fails (enabled), · fails (not enabled).`,
+how to fix it; every built-in plugin is checked, those the config does not enable too (marked "not enabled"),
+and the plugin modules the config loads; then checks the machine (native calls, perf_event access). Exits 0
+when everything the config enables can run, 1 otherwise. Lines: ✓ works, ✗ fails (enabled), · fails (not
+enabled).`,
   options: {},
   async run(ctx) {
     if (ctx.positionals.length > 0) throw new UsageError("`alumet doctor` takes no argument");
     const setup = await ctx.setup();
     const enabled = new Map(setup.sections.map((s) => [s.name, s]));
-    const plugins = (await loadAllBuiltins()).map((meta) => {
-      const section = enabled.get(meta.name) ?? { name: meta.name, enabled: false, table: {} };
+    // Every built-in plugin, enabled or not (with its defaults then): one config serves a fleet of machines,
+    // and the doctor says what each could measure here. Then the config's external plugins (`module = …`).
+    const plugins: DoctorPlugin[] = (await loadAllBuiltins()).map((meta) => {
+      const section = enabled.get(meta.name);
+      const own = section !== undefined && section.module === undefined;
       return {
         meta,
-        config: validateSection(meta, section, setup.source),
-        enabled: enabled.has(meta.name),
+        config: validateSection(
+          meta,
+          own ? section : { name: meta.name, enabled: false, table: {} },
+          setup.source,
+        ),
+        enabled: own,
       };
     });
-    const lines = await diagnoseAll(plugins);
+    const unloadable: DoctorLine[] = [];
+    for (const section of setup.sections) {
+      if (section.module === undefined) continue;
+      try {
+        const meta = await ctx.plugin(section);
+        plugins.push({ meta, config: validateSection(meta, section, setup.source), enabled: true });
+      } catch (e) {
+        unloadable.push({
+          plugin: section.name,
+          enabled: true,
+          check: "plugin module",
+          ok: false,
+          detail: messageOf(e),
+          fix: `check plugins.${section.name}.module (${section.module})`,
+        });
+      }
+    }
+    const lines = [...unloadable, ...await diagnoseAll(plugins)];
     ctx.write(formatReport(lines));
-    const failing = lines.filter((l) => l.enabled && !l.ok);
-    ctx.write(
-      failing.length === 0
-        ? `\nEverything enabled can run here (${setup.sections.map((s) => s.name).join(", ")}).`
-        : `\n${failing.length} check(s) of enabled plugins fail: see the fixes above.`,
-    );
-    return failing.length === 0 ? 0 : 1;
+    const { code, text } = conclusion(lines, setup.sections.map((s) => s.name));
+    ctx.write(`\n${text}`);
+    return code;
   },
 });
