@@ -114,6 +114,45 @@ Deno.test("alumet exec gives the joules and mean power of each energy series ove
   assert.ok(Math.abs(j("(domain=package_total)") - sockets) < 0.01 * sockets, r.stderr);
 });
 
+Deno.test("alumet exec counts, with the rapl plugin on a powercap fixture, only what the program added", async () => {
+  // The two-socket Xeon fixture of the rapl plugin (plugins/rapl/testdata/intel_xeon_2s_dram), copied: the
+  // program itself moves package 0's and its DRAM's energy_uj during its run, so the energy of the run is known
+  // exactly (2.5 J and 0.25 J), and any poll outside [start, end] would show up as a wrong sum.
+  const dir = await Deno.makeTempDir({ prefix: "alumet-exec-rapl-" });
+  try {
+    const cp = await new Deno.Command("cp", {
+      args: ["-a", `${ROOT}/plugins/rapl/testdata/intel_xeon_2s_dram/sys`, `${dir}/sys`],
+    }).output();
+    assert.equal(cp.code, 0, new TextDecoder().decode(cp.stderr));
+    const zone = `${dir}/sys/devices/virtual/powercap/intel-rapl/intel-rapl:0`;
+    const pkg = Number((await Deno.readTextFile(`${zone}/energy_uj`)).trim());
+    const dram = Number((await Deno.readTextFile(`${zone}/intel-rapl:0:0/energy_uj`)).trim());
+    const script = `echo ${pkg + 2_500_000} > ${zone}/energy_uj; echo ${
+      dram + 250_000
+    } > ${zone}/intel-rapl:0:0/energy_uj; sleep 0.2`;
+    const r = await alumet(
+      `[plugins.rapl]\nmodule = "${ROOT}/plugins/rapl/mod.ts"\nsysfs_root = "${dir}/sys"\nno_perf_events = true\n`,
+      ["exec", "--", "sh", "-c", script],
+    );
+    assert.equal(r.code, 0, r.stderr);
+    const { interval, rows } = energyOf(r.stderr);
+    const joules = Object.fromEntries([...rows.values()].map((row) => [row.label, row.joules.toFixed(6)]));
+    assert.deepEqual(joules, {
+      "rapl_consumed_energy (domain=package) [cpu_package 0]": "2.500000",
+      "rapl_consumed_energy (domain=package) [cpu_package 1]": "0.000000",
+      "rapl_consumed_energy (domain=dram) [dram 0]": "0.250000",
+      "rapl_consumed_energy (domain=dram) [dram 1]": "0.000000",
+      "rapl_consumed_energy (domain=package_total)": "2.500000",
+      "rapl_consumed_energy (domain=dram_total)": "0.250000",
+    }, r.stderr);
+    const power = rows.get("rapl_consumed_energy (domain=package) [cpu_package 0]")!.watts;
+    // The interval is printed to the ms: power × interval is 2.5 J within power × 0.5 ms.
+    assert.ok(Math.abs(power * interval - 2.5) <= power * 0.0006, `${power} W over ${interval} s`);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test("alumet exec runs without an energy source whose hardware is absent, after one warning with the fix", async () => {
   const r = await alumet(CONFIG + "present = false\n", ["exec", "--", "sleep", "0.1"]);
   assert.equal(r.code, 0, r.stderr);
