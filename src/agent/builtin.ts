@@ -15,6 +15,7 @@ export const BUILTIN_LOADERS: ReadonlyMap<string, () => Promise<PluginMetadata<u
   ["procfs", () => import("../../plugins/procfs/mod.ts").then((m) => m.default as PluginMetadata<unknown>)],
   ["perf", () => import("../../plugins/perf/mod.ts").then((m) => m.default as PluginMetadata<unknown>)],
   ["cgroups", () => import("../../plugins/cgroups/mod.ts").then((m) => m.default as PluginMetadata<unknown>)],
+  ["rapl", () => import("../../plugins/rapl/mod.ts").then((m) => m.default as PluginMetadata<unknown>)],
   ["csv", () => import("../../plugins/csv/mod.ts").then((m) => m.default as PluginMetadata<unknown>)],
   ["log", () => import("../../plugins/log/mod.ts").then((m) => m.default as PluginMetadata<unknown>)],
 ]);
