@@ -182,6 +182,21 @@ Deno.test("alumet doctor explains each energy source, enabled or not, and exits 
       assert.match(r.stdout, /Could run here too, not enabled: .*procfs/);
     },
   );
+  await t.step(
+    "a built-in name the config gives a module of its own is checked once, as that module",
+    async () => {
+      const r = await alumet(
+        `[plugins.rapl]\nmodule = "${ROOT}/plugins/rapl/mod.ts"\nsysfs_root = "/nonexistent"\n`,
+        ["doctor"],
+      );
+      assert.equal(r.code, 1, r.stdout + r.stderr);
+      const rapl = r.stdout.split("\n").filter((l) => /^. rapl /.test(l));
+      assert.ok(
+        rapl.length > 0 && rapl.every((l) => l.startsWith("✗ ") && !l.includes("not enabled")),
+        r.stdout,
+      );
+    },
+  );
   await t.step("a plugin module that does not load is a failed check of its own", async () => {
     const r = await alumet(`[plugins.gone]\nmodule = "${ROOT}/tests/testdata/energy/no_such_plugin.ts"\n`, [
       "doctor",

@@ -29,19 +29,17 @@ enabled).`,
     const enabled = new Map(setup.sections.map((s) => [s.name, s]));
     // Every built-in plugin, enabled or not (with its defaults then): one config serves a fleet of machines,
     // and the doctor says what each could measure here. Then the config's external plugins (`module = …`).
-    const plugins: DoctorPlugin[] = (await loadAllBuiltins()).map((meta) => {
-      const section = enabled.get(meta.name);
-      const own = section !== undefined && section.module === undefined;
-      return {
-        meta,
-        config: validateSection(
+    // A built-in name the config gives a module of its own is that module's (the built-in is not listed).
+    const plugins: DoctorPlugin[] = (await loadAllBuiltins())
+      .filter((meta) => enabled.get(meta.name)?.module === undefined)
+      .map((meta) => {
+        const section = enabled.get(meta.name) ?? { name: meta.name, enabled: false, table: {} };
+        return {
           meta,
-          own ? section : { name: meta.name, enabled: false, table: {} },
-          setup.source,
-        ),
-        enabled: own,
-      };
-    });
+          config: validateSection(meta, section, setup.source),
+          enabled: enabled.has(meta.name),
+        };
+      });
     const unloadable: DoctorLine[] = [];
     for (const section of setup.sections) {
       if (section.module === undefined) continue;
