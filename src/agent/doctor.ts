@@ -120,6 +120,19 @@ export interface DoctorPlugin {
  *
  * @param plugins the built-in plugins and the config's external ones
  * @param options `timeoutMs`: per plugin, default {@linkcode DIAGNOSE_TIMEOUT_MS}
+ *
+ * @example
+ * ```ts
+ * import { diagnoseAll } from "./doctor.ts";
+ * import assert from "node:assert/strict";
+ * const hangs = { name: "gpu", version: "0.0.0", description: "", defaultConfig: () => ({}), init: () => ({ start() {} }),
+ *   diagnose: () => new Promise<never>(() => {}) };
+ * const lines = await diagnoseAll([{ meta: hangs, config: {}, enabled: true }], { timeoutMs: 10 });
+ * assert.deepEqual(lines[0], {
+ *   plugin: "gpu", enabled: true, check: "diagnosis", ok: false,
+ *   detail: "the check itself failed: it did not finish within 0.01 s",
+ * });
+ * ```
  */
 export async function diagnoseAll(
   plugins: readonly DoctorPlugin[],
@@ -175,6 +188,23 @@ export function formatReport(lines: readonly DoctorLine[]): string {
  *
  * @param lines the report's lines
  * @param enabled the plugins the config enables, in its order
+ *
+ * @example
+ * ```ts
+ * import { conclusion } from "./doctor.ts";
+ * import assert from "node:assert/strict";
+ * const lines = [
+ *   { plugin: "rapl", enabled: true, check: "powercap", ok: false, detail: "energy_uj is root-only" },
+ *   { plugin: "procfs", enabled: false, check: "kernel", ok: true, detail: "" },
+ *   { plugin: "nvml", enabled: false, check: "library", ok: false, detail: "no libnvidia-ml.so.1" },
+ *   { plugin: "machine", enabled: false, check: "PMUs", ok: false, detail: "none" },
+ * ];
+ * assert.deepEqual(conclusion(lines, ["rapl"]), {
+ *   code: 1,
+ *   text: "1 check(s) of enabled plugins fail: see the fixes above.\nCould run here too, not enabled: procfs.",
+ * });
+ * assert.equal(conclusion(lines.slice(1), ["procfs"]).code, 0); // failures of plugins not enabled do not count
+ * ```
  */
 export function conclusion(lines: readonly DoctorLine[], enabled: readonly string[]): {
   readonly code: 0 | 1;
