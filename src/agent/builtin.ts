@@ -16,6 +16,15 @@ export const BUILTIN_LOADERS: ReadonlyMap<string, () => Promise<PluginMetadata<u
   ["perf", () => import("../../plugins/perf/mod.ts").then((m) => m.default as PluginMetadata<unknown>)],
   ["cgroups", () => import("../../plugins/cgroups/mod.ts").then((m) => m.default as PluginMetadata<unknown>)],
   ["rapl", () => import("../../plugins/rapl/mod.ts").then((m) => m.default as PluginMetadata<unknown>)],
+  ["hwmon", () => import("../../plugins/hwmon/mod.ts").then((m) => m.hwmonPlugin as PluginMetadata<unknown>)],
+  [
+    "grace-hopper",
+    () => import("../../plugins/hwmon/mod.ts").then((m) => m.graceHopperPlugin as PluginMetadata<unknown>),
+  ],
+  [
+    "jetson",
+    () => import("../../plugins/hwmon/mod.ts").then((m) => m.jetsonPlugin as PluginMetadata<unknown>),
+  ],
   ["csv", () => import("../../plugins/csv/mod.ts").then((m) => m.default as PluginMetadata<unknown>)],
   ["log", () => import("../../plugins/log/mod.ts").then((m) => m.default as PluginMetadata<unknown>)],
 ]);
