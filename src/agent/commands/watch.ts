@@ -6,6 +6,7 @@
 import { AlumetError, UsageError } from "../../errors.ts";
 import { logLevel } from "../../log.ts";
 import { Consumer } from "../../model/resources.ts";
+import { now } from "../../model/timestamp.ts";
 import { countCpus } from "../../sys/system.ts";
 import { commandLineOf, followProgramOnly, processEnded, processExists, waitForExit } from "../exec.ts";
 import { EXIT_POINTS_LOST, lostAny, reportLosses } from "../losses.ts";
@@ -50,7 +51,9 @@ where the series went.`,
     await using agent = await ctx.agent(setup, [summary.plugin()]);
     await agent.start();
     agent.shutdownRequested.then(() => abort.abort());
+    const startPollFrom = now(); // energy: what the start poll reports is before the watch (summary.ts)
     await agent.control.triggerNow();
+    summary.startPolled(startPollFrom, now());
     const started = performance.now();
     await agent.events.publish("startConsumerMeasurement", [Consumer.process(pid)]);
     if (processEnded(pid)) ctx.logger.info(`Process ${pid} has already exited (not reaped yet)`);
@@ -58,6 +61,7 @@ where the series went.`,
     await waitForExit(pid, abort.signal);
     const elapsedMs = performance.now() - started;
     await agent.control.triggerNow();
+    summary.endPolled(now());
     await agent.events.publish("endConsumerMeasurement", [Consumer.process(pid)]);
     const described = agent.outputs();
     await agent.stop();
