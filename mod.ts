@@ -65,6 +65,7 @@ export { BUILTIN_NAMES, loadAllBuiltins, loadBuiltin } from "./src/agent/builtin
 export { procfsPlugin } from "./plugins/procfs/mod.ts";
 export { perfPlugin } from "./plugins/perf/mod.ts";
 export { raplPlugin } from "./plugins/rapl/mod.ts";
+export { nvmlPlugin } from "./plugins/nvml/mod.ts";
 export { graceHopperPlugin, hwmonPlugin, jetsonPlugin } from "./plugins/hwmon/mod.ts";
 export { cgroupsPlugin } from "./plugins/cgroups/mod.ts";
 export { csvPlugin } from "./plugins/csv/mod.ts";

@@ -16,6 +16,7 @@ export const BUILTIN_LOADERS: ReadonlyMap<string, () => Promise<PluginMetadata<u
   ["perf", () => import("../../plugins/perf/mod.ts").then((m) => m.default as PluginMetadata<unknown>)],
   ["cgroups", () => import("../../plugins/cgroups/mod.ts").then((m) => m.default as PluginMetadata<unknown>)],
   ["rapl", () => import("../../plugins/rapl/mod.ts").then((m) => m.default as PluginMetadata<unknown>)],
+  ["nvml", () => import("../../plugins/nvml/mod.ts").then((m) => m.default as PluginMetadata<unknown>)],
   ["hwmon", () => import("../../plugins/hwmon/mod.ts").then((m) => m.hwmonPlugin as PluginMetadata<unknown>)],
   [
     "grace-hopper",
