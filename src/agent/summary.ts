@@ -423,7 +423,7 @@ function formatEnergy(lines: readonly EnergyLine[]): string[] {
   ];
   for (const l of lines) {
     const power = l.watts === undefined ? "" : `${l.watts.toFixed(3)} W`;
-    const own = Number(from - l.from) > 1e6 || Number(to - l.to) > 1e6
+    const own = Number(l.from - from) > 1e6 || Number(to - l.to) > 1e6
       ? `, over ${seconds(l.from, l.to)}`
       : "";
     const notes = [l.total ? "a total over resources: not added to the lines above" : "", own.slice(2)]

@@ -246,3 +246,22 @@ Deno.test("ExecSummary keeps energy series apart, converts them to joules, and s
   // Energy is not one of the program's series, and the power gauge (consumer: the machine) neither.
   assert.match(text, /no series for the program/);
 });
+
+Deno.test("ExecSummary: a series whose interval starts later than the block's says its own", () => {
+  // The later start is what a Worker source's start poll gives on a busy machine (its read comes a few ms after
+  // the main thread's): its joules rest on its own interval, which the line must say.
+  const { s, feed } = energySummary();
+  const a: PointContext = { resource: Resource.cpuPackage(0), attributes: { domain: "package" } };
+  const b: PointContext = { resource: Resource.cpuPackage(1), attributes: { domain: "package" } };
+  s.startPolled(T0, T0 + 7_000_000n); // the trigger returned once every source, b's Worker too, had polled
+  feed([
+    [2, T0 + 500n, 99, a], // start poll: before the run
+    [2, T0 + 6_000_000n, 99, b], // b's start poll, 6 ms later
+    [2, T0 + SEC, 10, a],
+    [2, T0 + SEC, 10, b],
+  ]);
+  s.endPolled(T0 + SEC);
+  const text = s.format({ elapsedMs: 1000, outputs: [], nCpus: 2 });
+  assert.match(text, /\[cpu_package 0\]$/m, text);
+  assert.match(text, /\[cpu_package 1\] {3}\(over 0\.994 s\)$/m, text);
+});
