@@ -10,6 +10,7 @@ import { runMemory } from "./memory.ts";
 import { runExec } from "./exec.ts";
 import { runPerfBench } from "./perf.ts";
 import { runSyscalls } from "./syscalls.ts";
+import { nvmlCost, raplPerfCost, raplPowercapCost } from "./energy.ts";
 
 interface Row {
   name: string;
@@ -168,6 +169,33 @@ if (want("syscalls")) {
       target: { op: "<=", value: 1.3 },
     });
   }
+}
+
+if (want("energy")) {
+  // Code-path costs: these machines have no RAPL and no GPU (see energy.ts for what each figure covers).
+  say("energy: rapl (powercap fixture, msr PMU) at 1 kHz, nvml stand-in…");
+  const n = QUICK ? 500 : 2000;
+  rows.push({
+    name: "rapl powercap path, 4 fixture zones, 1 kHz: cost per poll (code path)",
+    unit: "µs",
+    runs: await repeat(RUNS, () => Promise.resolve(raplPowercapCost(n))),
+  });
+  const perf = (await repeat(RUNS, () => Promise.resolve(raplPerfCost(n)))).filter((x) => x !== undefined);
+  if (perf.length > 0) {
+    rows.push({
+      name: "rapl perf path, 1 CPU-wide counter on the msr PMU, 1 kHz: cost per poll",
+      unit: "µs",
+      runs: perf,
+    });
+  } else say("energy: rapl perf path skipped (no msr PMU, or not allowed to open a CPU-wide counter)");
+  const nv = (await repeat(RUNS, () => nvmlCost(QUICK ? 2000 : 20_000))).filter((x) => x !== undefined);
+  if (nv.length > 0) {
+    rows.push({
+      name: "nvml source, H100 stand-in, full mode: cost per poll (code path)",
+      unit: "µs",
+      runs: nv,
+    });
+  } else say("energy: nvml skipped (no gcc to build the stand-in library)");
 }
 
 if (want("perf")) {
