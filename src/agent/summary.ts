@@ -406,7 +406,8 @@ function seconds(from: Timestamp, to: Timestamp): string {
 
 /**
  * The "Energy" block: a heading with the interval the sums rest on, then per series its joules and mean power;
- * a series whose interval differs from the heading's by more than a millisecond says its own.
+ * a series whose interval is shorter than the heading's by more than a millisecond (both ends together) says
+ * its own.
  */
 function formatEnergy(lines: readonly EnergyLine[]): string[] {
   if (lines.length === 0) return [];
@@ -423,9 +424,8 @@ function formatEnergy(lines: readonly EnergyLine[]): string[] {
   ];
   for (const l of lines) {
     const power = l.watts === undefined ? "" : `${l.watts.toFixed(3)} W`;
-    const own = Number(l.from - from) > 1e6 || Number(to - l.to) > 1e6
-      ? `, over ${seconds(l.from, l.to)}`
-      : "";
+    // Both ends together: a line may start a little later and end a little earlier than the heading.
+    const own = Number(l.from - from) + Number(to - l.to) > 1e6 ? `, over ${seconds(l.from, l.to)}` : "";
     const notes = [l.total ? "a total over resources: not added to the lines above" : "", own.slice(2)]
       .filter((x) => x !== "");
     out.push(

@@ -265,3 +265,21 @@ Deno.test("ExecSummary: a series whose interval starts later than the block's sa
   assert.match(text, /\[cpu_package 0\]$/m, text);
   assert.match(text, /\[cpu_package 1\] {3}\(over 0\.994 s\)$/m, text);
 });
+
+Deno.test("ExecSummary: a series shorter than the block by a little at each end says its own interval", () => {
+  // 0.7 ms later and 0.7 ms earlier: neither end alone is past 1 ms, both together are.
+  const { s, feed } = energySummary();
+  const a: PointContext = { resource: Resource.cpuPackage(0), attributes: { domain: "package" } };
+  const b: PointContext = { resource: Resource.cpuPackage(1), attributes: { domain: "package" } };
+  s.startPolled(T0, T0 + 1_000_000n);
+  feed([
+    [2, T0 + 100n, 99, a],
+    [2, T0 + 700_100n, 99, b],
+    [2, T0 + SEC, 10, a],
+    [2, T0 + SEC - 700_000n, 10, b],
+  ]);
+  s.endPolled(T0 + SEC);
+  const text = s.format({ elapsedMs: 1000, outputs: [], nCpus: 2 });
+  assert.match(text, /\[cpu_package 0\]$/m, text);
+  assert.match(text, /\[cpu_package 1\] {3}\(over 0\.999 s\)$/m, text);
+});
