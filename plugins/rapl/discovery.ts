@@ -4,7 +4,9 @@
  * - powercap zones in `<root>/class/powercap`: `intel-rapl:N` (a package, or `psys`) and `intel-rapl:N:M`
  *   (core, uncore, dram of the package `intel-rapl:N`), on Intel and AMD alike (AMD: package and core only);
  *   an `intel-rapl-mmio:N` zone (some Intel laptops) repeats a package already there and is counted once. Zone
- *   numbers are not package numbers: the package is read from the zone's `name` (`package-1`);
+ *   numbers are not package numbers: the package is read from the zone's `name` (`package-1`); on packages
+ *   of several dies the kernel names one zone per die (`package-0-die-1`), each measured, summed into its
+ *   package's point by the source;
  * - the perf `power` PMU in `<root>/bus/event_source/devices/power`: its `events/energy-*` with `.scale` and
  *   `.unit`, and its `cpumask` (one CPU per package), each CPU's package read from
  *   `<root>/devices/system/cpu/cpuN/topology/physical_package_id`;
@@ -22,8 +24,10 @@ import type { PerfChannel, PowercapChannel } from "./source.ts";
 export interface PowerZone extends PowercapChannel {
   /** The zone's directory name, e.g. `intel-rapl:0:1`. */
   readonly zone: string;
-  /** Its `name` file, e.g. `package-0`, `core`. */
+  /** Its `name` file, e.g. `package-0`, `package-0-die-1`, `core`. */
   readonly name: string;
+  /** The die, on packages of several dies (`package-N-die-M` and its sub-zones). */
+  readonly die?: number;
   /** Why `energy_uj` cannot be read (undefined when it can). */
   readonly unreadable?: string;
 }
@@ -38,6 +42,8 @@ export interface PowercapScan {
   readonly zones: PowerZone[];
   /** Zones left out, with why (an mmio zone that repeats a package, a name this plugin does not know). */
   readonly skipped: string[];
+  /** The zones left out because their name is not one this plugin knows (`intel-rapl:0 (name "…")`). */
+  readonly unknown: string[];
 }
 
 const ZONE_DIR = /^intel-rapl(-mmio)?:(\d+)(?::(\d+))?$/;
@@ -84,11 +90,12 @@ export function unreadableReason(path: string): string | undefined {
 export function scanPowercap(root: string): PowercapScan {
   const dir = `${root}/class/powercap`;
   const skipped: string[] = [];
+  const unknown: string[] = [];
   let names: string[];
   try {
     names = [...Deno.readDirSync(dir)].map((e) => e.name);
   } catch {
-    return { dir, present: false, zones: [], skipped };
+    return { dir, present: false, zones: [], skipped, unknown };
   }
   const parsed = names.map((n) => ({ n, m: ZONE_DIR.exec(n) }))
     .filter((x) => x.m !== null && isDir(`${dir}/${x.n}`))
@@ -104,16 +111,22 @@ export function scanPowercap(root: string): PowercapScan {
     const name = readText(`${path}/name`) ?? "";
     const d = powercapDomain(name);
     if (d === undefined) {
+      unknown.push(`${z.zone} (name "${name}")`);
       skipped.push(`${z.zone} (name "${name}" is not a RAPL domain this plugin knows)`);
       continue;
     }
     let pkg = d.package;
+    let die = d.die;
     if (pkg === undefined && z.sub !== undefined) {
-      const parent = readText(`${dir}/${z.zone.slice(0, z.zone.lastIndexOf(":"))}/name`) ?? "";
-      pkg = powercapDomain(parent)?.package;
+      const parent = powercapDomain(
+        readText(`${dir}/${z.zone.slice(0, z.zone.lastIndexOf(":"))}/name`) ?? "",
+      );
+      pkg = parent?.package;
+      die = parent?.die;
     }
     pkg ??= 0; // psys, or a top-level dram zone: Alumet puts them on socket 0
-    const key = d.domain === "platform" ? "platform" : `${d.domain}/${pkg}`;
+    // The die is part of the key: die 1 of a package is not a repeat of die 0.
+    const key = d.domain === "platform" ? "platform" : `${d.domain}/${pkg}/${die ?? ""}`;
     if (seen.has(key)) {
       skipped.push(
         `${z.zone} ("${name}" repeats a zone already measured${z.mmio ? ": the mmio interface" : ""})`,
@@ -133,11 +146,12 @@ export function scanPowercap(root: string): PowercapScan {
       path,
       domain: d.domain,
       package: pkg,
+      ...(die === undefined ? {} : { die }),
       maxEnergyUj: Number.isFinite(max) && max > 0 ? max : 1,
       ...(unreadable === undefined ? {} : { unreadable }),
     });
   }
-  return { dir, present: true, zones, skipped };
+  return { dir, present: true, zones, skipped, unknown };
 }
 
 /** What the perf `power` PMU offers. */
@@ -156,8 +170,11 @@ export interface PerfScan {
 
 /**
  * The counters to open on the perf `power` PMU: every `energy-<name>` event whose domain is known, with its
- * scale (it must be in Joules), once on each CPU of `cpumask` (one per package), never once per CPU; the
- * platform (psys) event once only, on the first CPU, since it measures the whole machine.
+ * scale (it must be in Joules), once on each CPU of `cpumask` (one per package, or per die on packages of
+ * several dies), never once per CPU. The platform (psys) event too is opened on every `cpumask` CPU: on
+ * machines of several packages it counts only on the "master package", which is not always package 0, and
+ * reads 0 on the others (kernel commit "powercap/intel_rapl: enumerate Psys RAPL domain together with
+ * package RAPL domain", 2020), so the source sums them into one `platform` point without counting twice.
  *
  * @example
  * ```ts
@@ -216,8 +233,7 @@ export function planPerf(root: string): PerfScan {
       skipped.push(`${text} (unit "${unit}", not Joules)`);
       continue;
     }
-    const on = domain === "platform" ? cpus.slice(0, 1) : cpus;
-    on.forEach((cpu, i) =>
+    cpus.forEach((cpu, i) =>
       counters.push({ kind: "perf", event: text, pmuRoot, cpu, package: packages[i]!, domain, scale: scale! })
     );
   }

@@ -30,22 +30,30 @@ const PERF_NAMES: Readonly<Record<string, RaplDomain>> = {
 };
 
 /**
- * The domain and package of a powercap zone name: `package-1` → package 1; `core`, `uncore`, `dram`, `psys`
- * → their domain, without package (it is the parent zone's). Undefined for a name this plugin does not know
- * (`package-0-die-1` on multi-die packages among them).
+ * The domain, package and die of a powercap zone name: `package-1` → package 1; `package-0-die-1` → package
+ * 0, die 1 (drivers/powercap/intel_rapl_common.c names a zone per die, `package-%d-die-%d`, when a package
+ * has more than one die, e.g. Xeon Platinum 9200 / Cascade Lake-AP); `core`, `uncore`, `dram`, `psys` → their
+ * domain, without package (it is the parent zone's). Undefined for a name this plugin does not know.
  *
  * @example
  * ```ts
  * import { powercapDomain } from "./domains.ts";
  * import assert from "node:assert/strict";
  * assert.deepEqual(powercapDomain("package-1"), { domain: "package", package: 1 });
+ * assert.deepEqual(powercapDomain("package-0-die-1"), { domain: "package", package: 0, die: 1 });
  * assert.deepEqual(powercapDomain("core"), { domain: "pp0" });
- * assert.equal(powercapDomain("package-0-die-1"), undefined);
+ * assert.equal(powercapDomain("package-0-tile-1"), undefined);
  * ```
  */
-export function powercapDomain(name: string): { domain: RaplDomain; package?: number } | undefined {
-  const m = /^package-(\d+)$/.exec(name);
-  if (m !== null) return { domain: "package", package: Number(m[1]) };
+export function powercapDomain(
+  name: string,
+): { domain: RaplDomain; package?: number; die?: number } | undefined {
+  const m = /^package-(\d+)(?:-die-(\d+))?$/.exec(name);
+  if (m !== null) {
+    return m[2] === undefined
+      ? { domain: "package", package: Number(m[1]) }
+      : { domain: "package", package: Number(m[1]), die: Number(m[2]) };
+  }
   const d = POWERCAP_NAMES[name];
   return d === undefined ? undefined : { domain: d };
 }

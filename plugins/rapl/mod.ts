@@ -87,12 +87,32 @@ export function unreadableFix(dir: string): string {
     'a udev rule: ACTION=="add", SUBSYSTEM=="powercap", RUN+="/bin/chmod a+r /sys%p/energy_uj")';
 }
 
-/** The fix when a machine shows no RAPL interface at all. */
+/** Said when `no_perf_events` keeps the perf counters closed and nothing else measures. */
+export const PERF_DISABLED = "perf_events is disabled (no_perf_events = true): set it to false";
+
+/** The intel-rapl zones found but not understood, said as such (empty when none). */
+function notUnderstood(pc: PowercapScan): string {
+  return pc.unknown.length === 0 ? "" : `intel-rapl zones found in ${pc.dir} but not understood: ` +
+    `${pc.unknown.join(", ")} (this plugin knows package-N, package-N-die-M, core, uncore, dram and psys; ` +
+    "a kernel naming it does not know yet: please report it with the names above)";
+}
+
+/** The fix when a machine shows no RAPL interface this plugin can use. */
 export function noRaplFix(pc: PowercapScan, pf: PerfScan): string {
+  if (pc.unknown.length > 0) return `${notUnderstood(pc)}; and no "power" PMU in ${pf.pmuRoot}`;
   return `no "power" PMU in ${pf.pmuRoot} and no intel-rapl zone in ${pc.dir}. On an Intel or AMD x86 ` +
     "machine, load the powercap driver (modprobe intel_rapl_msr; AMD needs Linux 5.11 or later) and use a kernel " +
     "with the RAPL perf PMU (CONFIG_PERF_EVENTS_INTEL_RAPL); in a container, mount the host's /sys so that " +
     "/sys/class/powercap is visible; a virtual machine usually exposes no RAPL";
+}
+
+/** The fix when the perf counters do not open. */
+function perfFix(why: string, powercapUsed: boolean): string {
+  const meanwhile = powercapUsed ? "; powercap is used meanwhile" : "";
+  return /EACCES|EPERM/.test(why)
+    ? `kernel.perf_event_paranoid is ${perfEventParanoid() ?? "unknown"}: run as root, grant CAP_PERFMON ` +
+      `(setcap cap_perfmon=ep on the deno binary), or sysctl -w kernel.perf_event_paranoid=0${meanwhile}`
+    : `see the error for why the perf power counters did not open${meanwhile} (perf_events costs less per read)`;
 }
 
 /** What the plugin decided at start. */
@@ -124,7 +144,12 @@ export class RaplPlugin implements Plugin {
     this.#choice = { channels: [] };
     for (const s of [...pc.skipped, ...pf.skipped]) log.debug(`Left out: ${s}`);
     if (!pf.present && pc.zones.length === 0) {
-      log.warn(`No RAPL on this machine, the rapl source is not added: ${noRaplFix(pc, pf)}`);
+      log.warn(
+        `${
+          pc.unknown.length > 0 ? "No RAPL zone this plugin understands" : "No RAPL on this machine"
+        }, the ` +
+          `rapl source is not added: ${noRaplFix(pc, pf)}`,
+      );
       return;
     }
     if (pf.error !== undefined) log.warn(`The perf power PMU cannot be used: ${pf.error}; trying powercap`);
@@ -164,18 +189,27 @@ export class RaplPlugin implements Plugin {
         const what = unreadable.map((z) => `${z.path}/energy_uj (${z.unreadable})`).join(", ");
         log.warn(
           `Cannot read ${what}${readable.length > 0 ? "; those domains are not measured" : ""}: ` +
-            unreadableFix(pc.dir),
+            unreadableFix(pc.dir) +
+            (c.no_perf_events && perfCounters.length > 0 ? `; or use perf_events: ${PERF_DISABLED}` : ""),
         );
       }
       if (readable.length > 0) chosen = { interface: "powercap", channels: readable };
     }
     if (chosen === undefined) {
       if (zones.length === 0) {
-        log.warn(
-          `No RAPL counter can be read here, the rapl source is not added: ${
-            pf.present ? "the perf power counters did not open" : "no power PMU"
-          } and ${pc.present ? "no usable intel-rapl zone" : `no ${pc.dir}`}`,
-        );
+        const perfWhy = !pf.present
+          ? "no power PMU"
+          : c.no_perf_events
+          ? PERF_DISABLED
+          : perfCounters.length === 0
+          ? "the power PMU lists no energy event this plugin knows"
+          : "the perf power counters did not open";
+        const pcWhy = !pc.present
+          ? `no ${pc.dir}`
+          : pc.unknown.length > 0
+          ? notUnderstood(pc)
+          : `no usable intel-rapl zone in ${pc.dir}`;
+        log.warn(`No RAPL counter can be read here, the rapl source is not added: ${perfWhy}; and ${pcWhy}`);
       } else log.warn("No RAPL counter can be read here: the rapl source is not added");
       return;
     }
@@ -192,61 +226,90 @@ export class RaplPlugin implements Plugin {
   }
 }
 
-/** `alumet doctor`: what RAPL interfaces are here, whether they can be read, and the fix when not. */
+/**
+ * `alumet doctor`: what RAPL interfaces are here, whether they can be read, and the fix when not. The checks
+ * fail only when this plugin cannot measure here: when one interface measures the safe subset, the other's
+ * problem is informational (ok, its fix kept), so that one config across a fleet reads the same everywhere.
+ */
 export function diagnoseRapl(config: RaplConfig): Diagnosis[] {
   const pc = scanPowercap(config.sysfs_root);
   const pf = planPerf(config.sysfs_root);
   if (!pf.present && pc.zones.length === 0) {
-    return [{ check: "RAPL interfaces", ok: false, detail: "none found", fix: noRaplFix(pc, pf) }];
+    return [{
+      check: "RAPL interfaces",
+      ok: false,
+      detail: pc.unknown.length > 0 ? notUnderstood(pc) : "none found",
+      fix: noRaplFix(pc, pf),
+    }];
   }
+  const subset = safeSubset(pf.counters, pc.zones);
+  const inSubset = <T extends { domain: string }>(xs: T[]) =>
+    xs.filter((x) => (subset.domains as string[]).includes(x.domain));
+  const perfCounters = inSubset(pf.counters);
+  const zones = inSubset(pc.zones);
+  // Why perf cannot measure the safe subset here (undefined when it can), as start would find it.
+  let perfWhy: string | undefined;
+  if (!pf.present) perfWhy = `no "power" PMU in ${pf.pmuRoot}`;
+  else if (config.no_perf_events) perfWhy = PERF_DISABLED;
+  else if (pf.error !== undefined) perfWhy = pf.error;
+  else if (perfCounters.length === 0) perfWhy = "no energy event";
+  else {
+    try {
+      RaplSource.open({ metric: 0, channels: perfCounters }).close();
+    } catch (e) {
+      perfWhy = messageOf(e);
+    }
+  }
+  const perfOk = perfWhy === undefined;
+  const powercapOk = zones.length > 0 && zones.every((z) => z.unreadable === undefined);
+  const domains = subset.domains.join(", ");
   const out: Diagnosis[] = [];
   const unreadable = pc.zones.filter((z) => z.unreadable !== undefined);
   if (pc.zones.length > 0) {
     out.push({
       check: "powercap energy_uj readable",
-      ok: unreadable.length === 0,
+      ok: powercapOk || perfOk,
       detail: unreadable.length === 0
         ? `${pc.zones.length} zones: ${pc.zones.map((z) => `${z.zone} (${z.name})`).join(", ")}`
-        : `cannot read ${unreadable.map((z) => `${z.zone}/energy_uj (${z.unreadable})`).join(", ")}`,
+        : `cannot read ${unreadable.map((z) => `${z.zone}/energy_uj (${z.unreadable})`).join(", ")}` +
+          (perfOk ? `; not needed: perf_events measures ${domains}` : ""),
       ...(unreadable.length === 0 ? {} : { fix: unreadableFix(pc.dir) }),
     });
   } else {
-    out.push({ check: "powercap zones", ok: true, detail: `none in ${pc.dir}: perf_events is used` });
-  }
-  if (pf.present && !config.no_perf_events) {
-    let why = pf.error;
-    if (why === undefined && pf.counters.length > 0) {
-      try {
-        RaplSource.open({ metric: 0, channels: pf.counters }).close();
-      } catch (e) {
-        why = messageOf(e);
-      }
-    }
+    const understood = pc.unknown.length > 0 ? ` (${notUnderstood(pc)})` : "";
     out.push({
-      check: "perf power PMU",
-      ok: why === undefined && pf.counters.length > 0,
-      detail: why ??
-        (pf.counters.length > 0
-          ? `${pf.counters.length} counters (${[...new Set(pf.counters.map((p) => p.event))].join(", ")})`
-          : "no energy event"),
-      ...(why === undefined ? {} : {
-        fix: /EACCES|EPERM/.test(why)
-          ? `kernel.perf_event_paranoid is ${
-            perfEventParanoid() ?? "unknown"
-          }: run as root, grant CAP_PERFMON ` +
-            "(setcap cap_perfmon=ep on the deno binary), or sysctl -w kernel.perf_event_paranoid=0; powercap is " +
-            "used meanwhile"
-          : "powercap is used instead (perf_events costs less per read: see the error for why it did not open)",
+      check: "powercap zones",
+      ok: perfOk,
+      detail: `none in ${pc.dir}${understood}: ${
+        perfOk ? "perf_events is used" : `and perf_events cannot measure either: ${perfWhy}`
+      }`,
+      ...(perfOk ? {} : {
+        fix: config.no_perf_events && pf.present
+          ? "set no_perf_events = false in [plugins.rapl]"
+          : perfFix(perfWhy!, false),
       }),
     });
   }
-  const subset = safeSubset(pf.counters, pc.zones);
+  if (pf.present && (!config.no_perf_events || pc.zones.length > 0)) {
+    out.push({
+      check: "perf power PMU",
+      ok: perfOk || powercapOk,
+      detail: perfOk
+        ? `${perfCounters.length} counters (${[...new Set(perfCounters.map((p) => p.event))].join(", ")})`
+        : `${perfWhy}${powercapOk ? `; not needed: powercap measures ${domains}` : ""}`,
+      ...(perfOk ? {} : {
+        fix: config.no_perf_events
+          ? "set no_perf_events = false in [plugins.rapl] (perf_events costs less per read)"
+          : perfFix(perfWhy!, powercapOk),
+      }),
+    });
+  }
   if (subset.differ) {
     out.push({
       check: "RAPL domains consistent",
       ok: true,
       detail: `perf_events lists ${subset.perf.join(", ")}, powercap ${subset.powercap.join(", ")}: ` +
-        `only ${subset.domains.join(", ") || "none"} are measured`,
+        `only ${domains || "none"} are measured`,
     });
   }
   return out;

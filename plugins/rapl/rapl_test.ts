@@ -151,14 +151,17 @@ Deno.test("perf power PMU planning: one counter per event and package, with the 
       1,
     ]]);
   });
-  await t.step("the psys event is opened once, on the first CPU: it measures the whole machine", () => {
-    const ev = `${f.root}/bus/event_source/devices/power/events`;
-    Deno.writeTextFileSync(`${ev}/energy-psys`, "event=0x05\n");
-    Deno.writeTextFileSync(`${ev}/energy-psys.scale`, "2.3283064365386962890625e-10\n");
-    Deno.writeTextFileSync(`${ev}/energy-psys.unit`, "Joules\n");
-    const psys = planPerf(f.root).counters.filter((c) => c.domain === "platform");
-    assert.deepEqual(psys.map((c) => c.cpu), [0]);
-  });
+  await t.step(
+    "the psys event is opened on every cpumask CPU: only the master package's reads non-zero",
+    () => {
+      const ev = `${f.root}/bus/event_source/devices/power/events`;
+      Deno.writeTextFileSync(`${ev}/energy-psys`, "event=0x05\n");
+      Deno.writeTextFileSync(`${ev}/energy-psys.scale`, "2.3283064365386962890625e-10\n");
+      Deno.writeTextFileSync(`${ev}/energy-psys.unit`, "Joules\n");
+      const psys = planPerf(f.root).counters.filter((c) => c.domain === "platform");
+      assert.deepEqual(psys.map((c) => c.cpu), [0, 24]);
+    },
+  );
 });
 
 Deno.test("a power PMU that does not open falls back to powercap, with one warning", async () => {
@@ -332,8 +335,98 @@ Deno.test("doctor on fixtures: readable zones, and the safe subset", () => {
   const d = diagnoseRapl(raplConfigSchema.parse({ sysfs_root: f.root }));
   const by = Object.fromEntries(d.map((x) => [x.check, x]));
   assert.equal(by["powercap energy_uj readable"]!.ok, true);
-  assert.equal(by["perf power PMU"]!.ok, false);
+  // powercap measures the safe subset: the perf failure is informational, its fix kept.
+  assert.equal(by["perf power PMU"]!.ok, true);
+  assert.match(by["perf power PMU"]!.detail, /not needed: powercap measures package/);
+  assert.ok(by["perf power PMU"]!.fix !== undefined);
   assert.match(by["RAPL domains consistent"]!.detail, /only package are measured/);
+  assert.deepEqual(d.filter((x) => !x.ok), []);
+});
+
+Deno.test("no powercap zone and no_perf_events = true: doctor fails, start says perf is disabled", async () => {
+  using f = fixture("intel_xeon_2s_dram");
+  Deno.removeSync(`${f.root}/class/powercap`, { recursive: true });
+  using logs = captureLogs();
+  const d = diagnoseRapl(raplConfigSchema.parse({ sysfs_root: f.root, no_perf_events: true }));
+  const bad = d.filter((x) => !x.ok);
+  assert.ok(bad.length > 0, JSON.stringify(d));
+  assert.match(
+    bad.map((x) => `${x.detail} ${x.fix ?? ""}`).join("\n"),
+    /perf_events is disabled \(no_perf_events = true\): set it to false/,
+  );
+  assert.ok(!d.some((x) => /perf_events is used/.test(x.detail)), JSON.stringify(d));
+  await using h = await testPlugin(raplPlugin, { sysfs_root: f.root, no_perf_events: true });
+  assert.equal(h.sources.size, 0);
+  const warns = logs.lines.filter((l) => l.startsWith("warn"));
+  assert.equal(warns.length, 1, warns.join("\n"));
+  assert.match(warns[0]!, /perf_events is disabled \(no_perf_events = true\): set it to false/);
+  assert.doesNotMatch(warns[0]!, /did not open/);
+});
+
+Deno.test("Xeon Platinum 9200 (Cascade Lake-AP, 2 dies per package): the dies sum into their package", async (t) => {
+  using f = fixture("xeon_9200_2s_multidie");
+  await t.step("powercap: every die zone and its dram are measured, none repeats another", () => {
+    const scan = scanPowercap(f.root);
+    assert.deepEqual(scan.zones.map((z) => [z.zone, z.domain, z.package]), [
+      ["intel-rapl:0", "package", 0],
+      ["intel-rapl:0:0", "dram", 0],
+      ["intel-rapl:1", "package", 0],
+      ["intel-rapl:1:0", "dram", 0],
+      ["intel-rapl:2", "package", 1],
+      ["intel-rapl:2:0", "dram", 1],
+      ["intel-rapl:3", "package", 1],
+      ["intel-rapl:3:0", "dram", 1],
+    ]);
+    assert.deepEqual(scan.skipped, []);
+  });
+  await t.step("perf: one counter per die (cpumask), each on its package", () => {
+    assert.deepEqual(
+      planPerf(f.root).counters.filter((c) => c.domain === "package").map((c) => [c.cpu, c.package]),
+      [[0, 0], [28, 0], [56, 1], [84, 1]],
+    );
+  });
+  await t.step("one point per package and per dram, the sum of its dies", async () => {
+    const { points, plugin } = await twoPolls(f.root, { no_perf_events: true }, () => {
+      setUj(f.root, "intel-rapl:0", 71234567890 + 61_000_000); // package 0 die 0: +61 J
+      setUj(f.root, "intel-rapl:0:0", 20111222333 + 7_250_000); // its dram: +7.25 J
+      setUj(f.root, "intel-rapl:1", 70987654321 + 59_500_000); // package 0 die 1: +59.5 J
+      setUj(f.root, "intel-rapl:1:0", 19876543210 + 6_750_000); // its dram: +6.75 J
+      setUj(f.root, "intel-rapl:2", 69555444333 + 48_000_000); // package 1 die 0: +48 J
+      setUj(f.root, "intel-rapl:2:0", 18765432109 + 5_000_000); // +5 J
+      setUj(f.root, "intel-rapl:3", 68444333222 + 50_250_000); // package 1 die 1: +50.25 J
+      setUj(f.root, "intel-rapl:3:0", 17654321098 + 5_500_000); // +5.5 J
+    });
+    assert.equal(plugin.choice.channels.length, 8);
+    assertJoules(byKey(points), {
+      "cpu_package/0|package": 61 + 59.5, // 120.5
+      "dram/0|dram": 7.25 + 6.75, // 14
+      "cpu_package/1|package": 48 + 50.25, // 98.25
+      "dram/1|dram": 5 + 5.5, // 10.5
+      "local_machine/|package_total": 120.5 + 98.25,
+      "local_machine/|dram_total": 14 + 10.5,
+    });
+  });
+});
+
+Deno.test("zones found but not understood are said as such, not as 'no intel-rapl zone'", async () => {
+  using f = fixture("intel_desktop_1s");
+  Deno.writeTextFileSync(`${f.root}/class/powercap/intel-rapl:0/name`, "package-0-tile-3\n");
+  for (const z of ["intel-rapl:0:0", "intel-rapl:0:1", "intel-rapl:0:2"]) {
+    Deno.writeTextFileSync(`${f.root}/class/powercap/${z}/name`, "mystery\n");
+  }
+  using logs = captureLogs();
+  await using h = await testPlugin(raplPlugin, { sysfs_root: f.root });
+  assert.equal(h.sources.size, 0);
+  const warns = logs.lines.filter((l) => l.startsWith("warn"));
+  assert.equal(warns.length, 1, warns.join("\n"));
+  assert.match(
+    warns[0]!,
+    /intel-rapl zones found .* but not understood: intel-rapl:0 \(name "package-0-tile-3"/,
+  );
+  assert.doesNotMatch(warns[0]!, /modprobe/);
+  const d = diagnoseRapl(raplConfigSchema.parse({ sysfs_root: f.root }));
+  assert.equal(d[0]!.ok, false);
+  assert.match(d[0]!.detail, /not understood/);
 });
 
 // ---------------------------------------------------------------------------------------------------------
@@ -497,3 +590,120 @@ testWith(
 function disposable(s: RaplSource): { value: RaplSource; [Symbol.dispose](): void } {
   return { value: s, [Symbol.dispose]: () => s.close() };
 }
+
+// ---------------------------------------------------------------------------------------------------------
+// The perf path through the plugin (start → planPerf → perf preferred → safe subset → points and totals), on
+// a fixture whose `power` PMU is the REAL msr PMU under another name: its `type` is msr's, and every energy
+// event is `event=0x00`, msr's `tsc`. The tree models a two-socket Sapphire Rapids server (package and dram
+// per socket, psys, as kernel commit "powercap/intel_rapl: enumerate Psys RAPL domain together with package
+// RAPL domain" describes: psys listed once, valid on the master package only) whose perf PMU also lists
+// `energy-cores`, which powercap does not: the core domain is outside the safe subset. The counts are TSC
+// ticks, not energy: the test checks the structure and the arithmetic, never a wattage.
+
+const SCALE_TEXT = "2.3283064365386962890625e-10\n"; // 2^-32, as arch/x86/events/rapl.c writes it
+
+/** Builds the msr-backed fixture in a temp dir; `cpus` is the cpumask (one CPU per package). */
+function msrBackedFixture(cpus: number[]): { root: string; [Symbol.dispose](): void } {
+  const tmp = Deno.makeTempDirSync({ prefix: "rapl-msr-" });
+  const root = `${tmp}/sys`;
+  const write = (path: string, text: string) => {
+    Deno.mkdirSync(`${root}/${path.slice(0, path.lastIndexOf("/"))}`, { recursive: true });
+    Deno.writeTextFileSync(`${root}/${path}`, text);
+  };
+  const pmu = "bus/event_source/devices/power";
+  write(`${pmu}/type`, Deno.readTextFileSync("/sys/bus/event_source/devices/msr/type"));
+  write(`${pmu}/cpumask`, `${cpus.join(",")}\n`);
+  write(`${pmu}/format/event`, "config:0-63\n");
+  for (const e of ["pkg", "ram", "cores", "psys"]) {
+    write(`${pmu}/events/energy-${e}`, "event=0x00\n");
+    write(`${pmu}/events/energy-${e}.scale`, SCALE_TEXT);
+    write(`${pmu}/events/energy-${e}.unit`, "Joules\n");
+  }
+  cpus.forEach((cpu, pkg) => {
+    write(`devices/system/cpu/cpu${cpu}/topology/physical_package_id`, `${pkg}\n`);
+    const zone = (dir: string, name: string, max: number) => {
+      write(`class/powercap/${dir}/name`, `${name}\n`);
+      write(`class/powercap/${dir}/energy_uj`, "1000\n");
+      write(`class/powercap/${dir}/max_energy_range_uj`, `${max}\n`);
+      write(`class/powercap/${dir}/enabled`, "1\n");
+    };
+    zone(`intel-rapl:${pkg}`, `package-${pkg}`, 262143328850);
+    zone(`intel-rapl:${pkg}:0`, "dram", 65532610987);
+    if (pkg === cpus.length - 1) zone(`intel-rapl:${pkg + 1}`, "psys", 262143328850);
+  });
+  return { root, [Symbol.dispose]: () => Deno.removeSync(tmp, { recursive: true }) };
+}
+
+/** One CPU per fake package: 0, and 1 when this VM has a second CPU online. */
+function fixtureCpus(): number[] {
+  const online = Deno.readTextFileSync("/sys/devices/system/cpu/online").trim();
+  return /^0-[1-9]|^0,1\b/.test(online) ? [0, 1] : [0];
+}
+
+testWith(
+  [needs.root, msrPmu],
+  "the perf path through the plugin: perf chosen, one counter per package, safe subset, points and totals",
+  async () => {
+    const cpus = fixtureCpus();
+    using f = msrBackedFixture(cpus);
+    using logs = captureLogs();
+    await using h = await testPlugin(raplPlugin, { sysfs_root: f.root });
+    const plugin = h.plugin as RaplPlugin;
+    assert.equal(plugin.choice.interface, "perf");
+    // package and dram once per package (its cpumask CPU), psys on every cpumask CPU; cores left out.
+    const want = [
+      ...cpus.map((cpu, pkg) => ["package", pkg, cpu]),
+      ...cpus.map((cpu, pkg) => ["dram", pkg, cpu]),
+      ...cpus.map((cpu, pkg) => ["platform", pkg, cpu]),
+    ];
+    assert.deepEqual(
+      plugin.choice.channels.map((c) => [c.domain, c.package, (c as { cpu: number }).cpu].join()).sort(),
+      want.map((w) => w.join()).sort(),
+    );
+    const warns = logs.lines.filter((l) => l.startsWith("warn"));
+    assert.equal(warns.length, 1, warns.join("\n"));
+    assert.match(warns[0]!, /perf_events: package, pp0, dram, platform; powercap: package, dram, platform/);
+    assert.equal((await h.poll("in")).length, 0, "the first poll only sets the baselines");
+    await new Promise((r) => setTimeout(r, 20));
+    const got = byKey(pointsOf(await h.poll("in"), h.metrics));
+    const keys = [
+      ...cpus.flatMap((_, p) => [`cpu_package/${p}|package`, `dram/${p}|dram`]),
+      "local_machine/|platform",
+      "local_machine/|package_total",
+      "local_machine/|dram_total",
+      "local_machine/|platform_total",
+    ];
+    assert.deepEqual(Object.keys(got).sort(), keys.sort());
+    for (const [k, v] of Object.entries(got)) {
+      assert.ok(v > 0, `${k}: ${v}`);
+      assert.ok(Number.isInteger(v * 2 ** 32), `${k}: ${v} J is not a whole number of 2^-32 J counts`);
+    }
+    const sum = (d: string, res: (p: number) => string) =>
+      cpus.reduce((s, _, p) => s + got[`${res(p)}|${d}`]!, 0);
+    assert.equal(got["local_machine/|package_total"], sum("package", (p) => `cpu_package/${p}`));
+    assert.equal(got["local_machine/|dram_total"], sum("dram", (p) => `dram/${p}`));
+    assert.equal(got["local_machine/|platform_total"], got["local_machine/|platform"]);
+  },
+);
+
+testWith(
+  [needs.root, needs.command("setpriv"), msrPmu],
+  "energy_uj unreadable but the perf counters measure every domain: perf is used, doctor passes",
+  async () => {
+    using f = msrBackedFixture(fixtureCpus());
+    // Same domains in both: drop energy-cores so that the subset is the whole list.
+    for (const s of ["", ".scale", ".unit"]) {
+      Deno.removeSync(`${f.root}/bus/event_source/devices/power/events/energy-cores${s}`);
+    }
+    for (const e of Deno.readDirSync(`${f.root}/class/powercap`)) {
+      Deno.chmodSync(`${f.root}/class/powercap/${e.name}/energy_uj`, 0o000);
+    }
+    const r = await runWithoutDacCaps(f.root);
+    assert.deepEqual(r.sources, ["in"]);
+    assert.deepEqual(r.logs.filter((l) => l.startsWith("warn")), []);
+    assert.deepEqual(r.doctor.filter((d) => !d.ok), [], JSON.stringify(r.doctor));
+    const pc = r.doctor.find((d) => d.check === "powercap energy_uj readable")!;
+    assert.match(pc.detail, /not needed: perf_events measures package, dram, platform/);
+    assert.match(pc.fix!, /chmod a\+r/);
+  },
+);

@@ -1,6 +1,6 @@
 /**
  * The RAPL source: one channel per counter (a powercap zone's `energy_uj`, or a perf `power` counter opened on
- * one CPU of a package), each turned into joules per poll, plus Alumet's per-domain sums over sockets
+ * one CPU of a package or die), each turned into joules per poll and summed per domain and package, plus Alumet's per-domain sums over sockets
  * (`domain = <d>_total`, on the local machine; `plugins/rapl/src/total.rs`).
  *
  * The source is described by a serialisable {@linkcode RaplSourceConfig}, so that {@linkcode createSource} can
@@ -59,9 +59,6 @@ export interface RaplSourceConfig {
 
 /** A channel, open: it reads its counter and returns the joules since the previous read, or -1 (baseline). */
 interface OpenChannel {
-  readonly domain: number;
-  readonly resource: Resource;
-  readonly attributes: Readonly<Record<string, string>>;
   joules(): number;
   reset(): void;
   close(): void;
@@ -75,9 +72,6 @@ function openPowercap(ch: PowercapChannel): OpenChannel {
   const counter = new Counter({ wrapsAt: ch.maxEnergyUj });
   const path = `${ch.path}/energy_uj`;
   return {
-    domain: domainIndex(ch.domain),
-    resource: domainResource(ch.domain, ch.package),
-    attributes: Object.freeze({ domain: ch.domain }),
     joules() {
       const n = file.read();
       if (n < 0) throw new AlumetError(`${path} is gone (was the intel_rapl driver unloaded?)`);
@@ -106,9 +100,6 @@ function openPerf(ch: PerfChannel): OpenChannel {
   const group = PerfGroup.open([event], { pid: -1, cpu: ch.cpu });
   let prev: number | bigint | undefined;
   return {
-    domain: domainIndex(ch.domain),
-    resource: domainResource(ch.domain, ch.package),
-    attributes: Object.freeze({ domain: ch.domain }),
     joules() {
       const v = group.read().counts[0]!;
       const p = prev;
@@ -129,22 +120,54 @@ function openPerf(ch: PerfChannel): OpenChannel {
   };
 }
 
+/** One output point per poll: the channels of one domain and package (several on multi-die packages). */
+interface Slot {
+  readonly domain: number;
+  readonly resource: Resource;
+  readonly attributes: Readonly<Record<string, string>>;
+}
+
 /**
- * The source: per poll, one point per channel (`rapl_consumed_energy`, J since the previous poll, attribute
- * `domain`), then one `<d>_total` point per domain present, on the local machine. The first poll (and the
- * first after `reset`) only sets the baselines.
+ * The source: per poll, one point per domain and package (`rapl_consumed_energy`, J since the previous poll,
+ * attribute `domain`): the sum of its channels, which are several for the dies of a multi-die package and
+ * for psys opened on every package; then one `<d>_total` point per domain present, on the local machine.
+ * The first poll (and the first after `reset`) only sets the baselines.
  */
 export class RaplSource implements Source {
   readonly #metric: MetricId<"f64">;
   readonly #channels: OpenChannel[];
+  /** The slot of each channel. */
+  readonly #slotOf: Int32Array;
+  readonly #slots: Slot[];
+  readonly #sums: Float64Array;
+  readonly #has: Uint8Array;
   readonly #totals = new Float64Array(RAPL_DOMAINS.length);
   readonly #present = new Uint8Array(RAPL_DOMAINS.length);
   readonly #totalAttributes = RAPL_DOMAINS.map((d) => Object.freeze({ domain: `${d}_total` }));
   readonly #local = Resource.localMachine();
 
-  private constructor(metric: MetricId<"f64">, channels: OpenChannel[]) {
+  private constructor(metric: MetricId<"f64">, channels: OpenChannel[], config: readonly RaplChannel[]) {
     this.#metric = metric;
     this.#channels = channels;
+    const keys = new Map<string, number>();
+    this.#slots = [];
+    this.#slotOf = new Int32Array(config.length);
+    config.forEach((ch, i) => {
+      const key = ch.domain === "platform" ? "platform" : `${ch.domain}/${ch.package}`;
+      let slot = keys.get(key);
+      if (slot === undefined) {
+        slot = this.#slots.length;
+        keys.set(key, slot);
+        this.#slots.push({
+          domain: domainIndex(ch.domain),
+          resource: domainResource(ch.domain, ch.package),
+          attributes: Object.freeze({ domain: ch.domain }),
+        });
+      }
+      this.#slotOf[i] = slot;
+    });
+    this.#sums = new Float64Array(this.#slots.length);
+    this.#has = new Uint8Array(this.#slots.length);
   }
 
   /** Opens every channel (all or none: the ones already open are closed when one fails). */
@@ -156,7 +179,7 @@ export class RaplSource implements Source {
       for (const o of open) o.close();
       throw e;
     }
-    return new RaplSource(config.metric as MetricId<"f64">, open);
+    return new RaplSource(config.metric as MetricId<"f64">, open, config.channels);
   }
 
   /** Number of counters read per poll. */
@@ -165,17 +188,31 @@ export class RaplSource implements Source {
   }
 
   poll(batch: Batch): void {
+    const sums = this.#sums;
+    const has = this.#has;
+    has.fill(0);
+    const channels = this.#channels;
+    for (let i = 0; i < channels.length; i++) {
+      const j = channels[i]!.joules();
+      if (j < 0) continue;
+      const s = this.#slotOf[i]!;
+      if (has[s] === 0) {
+        has[s] = 1;
+        sums[s] = j;
+      } else sums[s]! += j;
+    }
     const totals = this.#totals;
     const present = this.#present;
     present.fill(0);
-    for (const ch of this.#channels) {
-      const j = ch.joules();
-      if (j < 0) continue;
-      batch.push(this.#metric, j, { resource: ch.resource, attributes: ch.attributes });
-      if (present[ch.domain] === 0) {
-        present[ch.domain] = 1;
-        totals[ch.domain] = j;
-      } else totals[ch.domain]! += j;
+    for (let s = 0; s < sums.length; s++) {
+      if (has[s] === 0) continue;
+      const slot = this.#slots[s]!;
+      const j = sums[s]!;
+      batch.push(this.#metric, j, { resource: slot.resource, attributes: slot.attributes });
+      if (present[slot.domain] === 0) {
+        present[slot.domain] = 1;
+        totals[slot.domain] = j;
+      } else totals[slot.domain]! += j;
     }
     for (let d = 0; d < totals.length; d++) {
       if (present[d] === 1) {
