@@ -1,13 +1,16 @@
 /**
  * Finding the GPUs and what each one answers, at start (as Alumet's `nvml/features.rs` and `detect.rs`): a
  * query that returns NVML_ERROR_NOT_SUPPORTED, or whose function the library lacks, is a feature the device
- * does not have; any other error makes the device fail (skipped, or fatal with `skip_failed_devices = false`).
+ * does not have; NVML_ERROR_NO_PERMISSION is one this user may not read (a MIG-enabled GPU's parent handle
+ * refuses its process and memory queries to non-root callers), also skipped but named; an instant-power field
+ * that fails in its own nvmlReturn means "no such field" (nvmlDeviceGetPowerUsage is used). Any other error
+ * makes the device fail (skipped, or fatal with `skip_failed_devices = false`).
  *
  * Everything here is plain data so that it crosses to the source's Worker in its config.
  *
  * @module
  */
-import { type DeviceHandle, NVML, type Nvml, NvmlError } from "./nvml.ts";
+import { type DeviceHandle, NVML, type Nvml, NvmlError, NvmlFieldError } from "./nvml.ts";
 
 /** What a device answers. */
 export interface Features {
@@ -52,6 +55,8 @@ export interface DeviceInfo {
   /** What `nvml_instant_power` is on this device. */
   readonly powerReading: PowerReading;
   readonly mig: readonly MigInfo[];
+  /** The features NVML refused to this user (NVML_ERROR_NO_PERMISSION), by Alumet's names. */
+  readonly denied: readonly string[];
 }
 
 /** A device that failed at start. */
@@ -61,16 +66,22 @@ export interface DeviceFailure {
   readonly error: NvmlError;
 }
 
-/** Whether a query is supported; other errors propagate. */
-function supported(f: () => unknown): boolean {
+/**
+ * Whether a query is supported: NOT_SUPPORTED, FUNCTION_NOT_FOUND and a field's own error are "no", and so
+ * is NO_PERMISSION, which also adds `name` to `denied`; other errors propagate.
+ */
+function supported(f: () => unknown, name?: string, denied?: string[]): boolean {
   try {
     f();
     return true;
   } catch (e) {
-    if (
-      e instanceof NvmlError &&
-      (e.code === NVML.ERROR_NOT_SUPPORTED || e.code === NVML.ERROR_FUNCTION_NOT_FOUND)
-    ) return false;
+    if (!(e instanceof NvmlError)) throw e;
+    if (e instanceof NvmlFieldError) return false;
+    if (e.code === NVML.ERROR_NOT_SUPPORTED || e.code === NVML.ERROR_FUNCTION_NOT_FOUND) return false;
+    if (e.code === NVML.ERROR_NO_PERMISSION) {
+      if (name !== undefined && denied !== undefined && !denied.includes(name)) denied.push(name);
+      return false;
+    }
     throw e;
   }
 }
@@ -90,22 +101,28 @@ export function powerUsageReading(architecture: number | undefined, pciDevice: n
   return architecture >= NVML.ARCH_AMPERE && !isGa100(pciDevice) ? "average_1s" : "instant";
 }
 
-/** Features of one device. */
-export function detectFeatures(nvml: Nvml, d: DeviceHandle): Features {
+/**
+ * Features of one device.
+ *
+ * @param denied receives the names of the features NVML refused to this user (NVML_ERROR_NO_PERMISSION)
+ */
+export function detectFeatures(nvml: Nvml, d: DeviceHandle, denied: string[] = []): Features {
   const clocks = [NVML.CLOCK_GRAPHICS, NVML.CLOCK_SM, NVML.CLOCK_MEM, NVML.CLOCK_VIDEO];
+  const has = (name: string, f: () => unknown) => supported(f, name, denied);
   return {
-    energy: supported(() => nvml.totalEnergy(d)),
-    powerField: supported(() => nvml.instantPower(d)),
-    powerUsage: supported(() => nvml.powerUsage(d)),
-    temperature: supported(() => nvml.temperature(d)),
-    utilization: supported(() => nvml.utilization(d)),
-    memory: supported(() => nvml.memoryInfo(d)),
-    clocks: clocks.every((c) => supported(() => nvml.clock(d, c))),
-    encoder: supported(() => nvml.codecUtilization(d, "encoder")),
-    decoder: supported(() => nvml.codecUtilization(d, "decoder")),
-    processUtilization: supported(() => nvml.processUtilization(d, 0n)),
-    compute: supported(() => nvml.runningProcesses(d, "compute")),
-    graphics: supported(() => nvml.runningProcesses(d, "graphics")),
+    energy: has("total_energy_consumption", () => nvml.totalEnergy(d)),
+    // the field's own nvmlReturn only says "no instant field" (NvmlFieldError); the call's may fail the device
+    powerField: has("instant_power(field)", () => nvml.instantPower(d)),
+    powerUsage: has("instant_power", () => nvml.powerUsage(d)),
+    temperature: has("temperature_gpu", () => nvml.temperature(d)),
+    utilization: has("major_utilization", () => nvml.utilization(d)),
+    memory: has("memory_info", () => nvml.memoryInfo(d)),
+    clocks: clocks.every((c) => has("clock_info", () => nvml.clock(d, c))),
+    encoder: has("encoder_utilization", () => nvml.codecUtilization(d, "encoder")),
+    decoder: has("decoder_utilization", () => nvml.codecUtilization(d, "decoder")),
+    processUtilization: has("process_utilization_stats", () => nvml.processUtilization(d, 0n)),
+    compute: has("running_compute_processes", () => nvml.runningProcesses(d, "compute")),
+    graphics: has("running_graphics_processes", () => nvml.runningProcesses(d, "graphics")),
   };
 }
 
@@ -145,7 +162,8 @@ export function probeDevice(nvml: Nvml, index: number): DeviceInfo {
       if (!(e instanceof NvmlError) || e.code !== NVML.ERROR_NOT_SUPPORTED) throw e;
     }
   }
-  const features = detectFeatures(nvml, d);
+  const denied: string[] = [];
+  const features = detectFeatures(nvml, d, denied);
   const pciDevice = pciDeviceId >>> 16;
   const mig: MigInfo[] = [];
   if (nvml.migEnabled(d)) {
@@ -153,8 +171,12 @@ export function probeDevice(nvml: Nvml, index: number): DeviceInfo {
       mig.push({
         index: m.index,
         gpuInstanceId: m.gpuInstanceId,
-        memory: supported(() => nvml.memoryInfo(m.handle)),
-        compute: supported(() => nvml.runningProcesses(m.handle, "compute")),
+        memory: supported(() => nvml.memoryInfo(m.handle), "memory_info (MIG)", denied),
+        compute: supported(
+          () => nvml.runningProcesses(m.handle, "compute"),
+          "running_compute_processes (MIG)",
+          denied,
+        ),
       });
     }
   }
@@ -167,6 +189,7 @@ export function probeDevice(nvml: Nvml, index: number): DeviceInfo {
     features,
     powerReading: features.powerField ? "instant" : powerUsageReading(architecture, pciDevice),
     mig,
+    denied,
   };
 }
 

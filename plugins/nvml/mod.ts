@@ -20,7 +20,7 @@ import { NVML_ENERGY_METRICS, NVML_FULL_METRICS } from "./metrics.ts";
 import type { NvmlMetricIds, NvmlSourceConfig } from "./source.ts";
 
 export * from "./metrics.ts";
-export { NVML, Nvml, NVML_ENV, NVML_SYMBOLS, NvmlError, nvmlSpec } from "./nvml.ts";
+export { NVML, Nvml, NVML_ENV, NVML_SYMBOLS, NvmlError, NvmlFieldError, nvmlSpec } from "./nvml.ts";
 export { type DeviceInfo, type Features, isGa100, type PowerReading, powerUsageReading } from "./device.ts";
 export { createSource, NvmlSource, type NvmlSourceConfig } from "./source.ts";
 
@@ -84,9 +84,34 @@ export function describeMissing(missing: readonly string[]): string | undefined 
 
 class NvmlPlugin implements Plugin {
   readonly #config: NvmlConfig;
+  /**
+   * The discovery handle, kept open until the sources have started (postStart) or the plugin stops: while one
+   * handle is open, the Workers' nvmlInit_v2 only counts a reference, where a last nvmlShutdown would make
+   * them initialise the driver again (seconds on an 8-GPU node without persistence mode).
+   */
+  #discovery: Nvml | undefined;
 
   constructor(config: NvmlConfig) {
     this.#config = config;
+  }
+
+  #closeDiscovery(): void {
+    const nvml = this.#discovery;
+    this.#discovery = undefined;
+    nvml?.close();
+  }
+
+  postStart(): void {
+    this.#closeDiscovery();
+  }
+
+  stop(): void {
+    this.#closeDiscovery();
+  }
+
+  [Symbol.asyncDispose](): Promise<void> {
+    this.#closeDiscovery();
+    return Promise.resolve();
   }
 
   start(ctx: StartContext): void {
@@ -108,6 +133,7 @@ class NvmlPlugin implements Plugin {
       throw e;
     }
     let devices: DeviceInfo[];
+    let keep = false;
     try {
       const missing = describeMissing(nvml.missing);
       if (missing !== undefined) ctx.log.warn(`${missing}; ${nvml.path}`);
@@ -134,10 +160,22 @@ class NvmlPlugin implements Plugin {
         ctx.log.warn(`${probed.found} GPU(s) found by NVML, none working (see above); no GPU is measured`);
         return;
       }
+      keep = true;
     } finally {
-      // The sources open NVML again in their Workers; this one was for discovery.
-      nvml.close();
+      // The sources open NVML again in their Workers; this one, for discovery, stays open until they have.
+      if (keep) this.#discovery = nvml;
+      else nvml.close();
     }
+    try {
+      this.#addSources(ctx, devices, nvml.path);
+    } catch (e) {
+      this.#closeDiscovery();
+      throw e;
+    }
+  }
+
+  #addSources(ctx: StartContext, devices: DeviceInfo[], libraryPath: string): void {
+    const config = this.#config;
     if (config.mode === "minimal") {
       devices = devices.filter((d) => {
         if (d.features.powerField || d.features.powerUsage) return true;
@@ -162,8 +200,14 @@ class NvmlPlugin implements Plugin {
           describeFeatures(d.features, d.powerReading)
         }${mig}`,
       );
+      if (d.denied.length > 0) {
+        ctx.log.warn(
+          `GPU ${d.busId}: ${d.denied.join(", ")} need root (NVML_ERROR_NO_PERMISSION): ` +
+            "run the agent as root to measure them",
+        );
+      }
       const sourceConfig: NvmlSourceConfig = {
-        libraryPath: nvml.path,
+        libraryPath,
         device: d,
         mode: config.mode,
         metrics,

@@ -107,6 +107,16 @@ export const NVML_SYMBOLS = {
     result: "i32",
     ...opt,
   },
+  /**
+   * nvmlReturn_t nvmlDeviceGetConfComputeMemSizeInfo(nvmlDevice_t, nvmlConfComputeMemSizeInfo_t *) (R525+):
+   * never called, its presence tells the driver branch (see {@linkcode Nvml.processInfoStride}).
+   */
+  nvmlDeviceGetConfComputeMemSizeInfo: { parameters: ["pointer", "buffer"], result: "i32", ...opt },
+  /**
+   * nvmlReturn_t nvmlDeviceGetRunningProcessDetailList(nvmlDevice_t, nvmlProcessDetailList_t *) (R535+):
+   * never called, its presence tells the driver branch.
+   */
+  nvmlDeviceGetRunningProcessDetailList: { parameters: ["pointer", "buffer"], result: "i32", ...opt },
   /** nvmlReturn_t nvmlDeviceGetMigMode(nvmlDevice_t device, unsigned int *currentMode, unsigned int *pendingMode) */
   nvmlDeviceGetMigMode: { parameters: ["pointer", "buffer", "buffer"], result: "i32", ...opt },
   /** nvmlReturn_t nvmlDeviceGetMaxMigDeviceCount(nvmlDevice_t device, unsigned int *count) */
@@ -161,8 +171,21 @@ export const LAYOUT = {
   memoryV2: { size: 40, version: 0, total: 8, reserved: 16, free: 24, used: 32 },
   /** nvmlFieldValue_t: fieldId, scopeId, timestamp (i64), latencyUsec (i64), valueType, nvmlReturn, value (union) */
   fieldValue: { size: 40, fieldId: 0, valueType: 24, nvmlReturn: 28, value: 32 },
-  /** nvmlProcessInfo_t (= _v2_t): pid, (pad), usedGpuMemory (u64), gpuInstanceId, computeInstanceId */
-  processInfo: { size: 24, pid: 0, usedGpuMemory: 8, gpuInstanceId: 16, computeInstanceId: 20 },
+  /**
+   * nvmlProcessInfo_v2_t: pid, (pad), usedGpuMemory (u64), gpuInstanceId, computeInstanceId: 24 bytes. The
+   * _v3 queries fill nvmlProcessInfo_t, the same 24 bytes since R535, but 32 on R525–R530 (CUDA 12.0/12.1
+   * headers: a fourth field, `unsigned long long usedGpuCcProtectedMemory`). The plugin's buffer always has
+   * `slot` (32) bytes an entry, so that no driver writes past its end, and reads with the driver's stride.
+   */
+  processInfo: {
+    size: 24,
+    sizeR525: 32,
+    slot: 32,
+    pid: 0,
+    usedGpuMemory: 8,
+    gpuInstanceId: 16,
+    computeInstanceId: 20,
+  },
   /** nvmlProcessUtilizationSample_t: pid, (pad), timeStamp (u64 µs), smUtil, memUtil, encUtil, decUtil */
   processSample: { size: 32, pid: 0, timeStamp: 8, smUtil: 16, memUtil: 20, encUtil: 24, decUtil: 28 },
 } as const;
@@ -183,6 +206,21 @@ export class NvmlError extends AlumetError {
     this.code = code;
   }
 }
+
+/**
+ * A field of nvmlDeviceGetFieldValues that came back with an error in its own `nvmlReturn` (the call itself
+ * succeeded): the driver does not have that field (pre-R525 drivers answer an unknown field id with
+ * NOT_SUPPORTED, or another error).
+ */
+export class NvmlFieldError extends NvmlError {
+  override name = "NvmlFieldError";
+}
+
+/** Optional symbols looked up only to tell the driver branch: not "missing" features. */
+const PROBE_ONLY = new Set<string>([
+  "nvmlDeviceGetConfComputeMemSizeInfo",
+  "nvmlDeviceGetRunningProcessDetailList",
+]);
 
 /** An opaque nvmlDevice_t. */
 export type DeviceHandle = Deno.PointerValue;
@@ -238,14 +276,26 @@ export class Nvml {
   readonly #memView = new DataView(this.#mem.buffer);
   readonly #field = new Uint8Array(LAYOUT.fieldValue.size);
   readonly #fieldView = new DataView(this.#field.buffer);
-  #procs = new Uint8Array(LAYOUT.processInfo.size * 16);
+  #procs = new Uint8Array(LAYOUT.processInfo.slot * 16);
+  /** Bytes per entry the _v3 process queries write; `_v2` always writes 24. */
+  readonly #v3Stride: number;
   #samples = new Uint8Array(LAYOUT.processSample.size * 16);
 
   private constructor(lib: Deno.DynamicLibrary<typeof NVML_SYMBOLS>, path: string) {
     this.#lib = lib;
     this.#s = lib.symbols;
     this.path = path;
-    this.missing = Object.keys(NVML_SYMBOLS).filter((k) => (this.#s as Record<string, unknown>)[k] === null);
+    this.missing = Object.keys(NVML_SYMBOLS).filter((k) =>
+      (this.#s as Record<string, unknown>)[k] === null && !PROBE_ONLY.has(k)
+    );
+    // nvitop's rule (libnvml.py): _v3 and nvmlDeviceGetConfComputeMemSizeInfo (R525+) without
+    // nvmlDeviceGetRunningProcessDetailList (R535+, which moved usedGpuCcProtectedMemory into
+    // nvmlProcessDetail_v1_t and gave nvmlProcessInfo_t its 24 bytes back) is an R525–R530 library.
+    const s = this.#s;
+    this.#v3Stride = s.nvmlDeviceGetComputeRunningProcesses_v3 !== null &&
+        s.nvmlDeviceGetConfComputeMemSizeInfo !== null && s.nvmlDeviceGetRunningProcessDetailList === null
+      ? LAYOUT.processInfo.sizeR525
+      : LAYOUT.processInfo.size;
   }
 
   /**
@@ -353,7 +403,8 @@ export class Nvml {
 
   /**
    * The instantaneous power (mW) through nvmlDeviceGetFieldValues and NVML_FI_DEV_POWER_INSTANT; the
-   * field's own nvmlReturn is thrown when it is not NVML_SUCCESS (NOT_SUPPORTED on drivers before R525).
+   * field's own nvmlReturn, when not NVML_SUCCESS (drivers before R525 do not know the field), is thrown as
+   * an {@linkcode NvmlFieldError}, the call's own as an {@linkcode NvmlError}.
    */
   instantPower(d: DeviceHandle): number {
     const f = this.#s.nvmlDeviceGetFieldValues;
@@ -363,7 +414,14 @@ export class Nvml {
     this.#field.fill(0);
     v.setUint32(L.fieldId, NVML.FI_DEV_POWER_INSTANT, true);
     this.#check("nvmlDeviceGetFieldValues", f(d, 1, this.#field));
-    this.#check("nvmlDeviceGetFieldValues(NVML_FI_DEV_POWER_INSTANT)", v.getInt32(L.nvmlReturn, true));
+    const fr = v.getInt32(L.nvmlReturn, true);
+    if (fr !== NVML.SUCCESS) {
+      throw new NvmlFieldError(
+        "nvmlDeviceGetFieldValues(NVML_FI_DEV_POWER_INSTANT)",
+        fr,
+        this.errorString(fr),
+      );
+    }
     // nvmlValueType_t: 0 double, 1 uint, 2 ulong, 3 ulonglong, 4 sll, 5 int, 6 ushort
     switch (v.getInt32(L.valueType, true)) {
       case 0:
@@ -463,8 +521,18 @@ export class Nvml {
   }
 
   /**
+   * Bytes an entry of the process queries this library has: 32 for the _v3 queries of an R525–R530 library,
+   * 24 otherwise.
+   */
+  processInfoStride(context: "compute" | "graphics"): number {
+    return this.processesVersion(context) === "v3" ? this.#v3Stride : LAYOUT.processInfo.size;
+  }
+
+  /**
    * The processes running on a device (or a MIG device) in a context: nvmlDeviceGet{Compute,Graphics}
-   * RunningProcesses_v3, or _v2 (same struct layout). The buffer grows on NVML_ERROR_INSUFFICIENT_SIZE.
+   * RunningProcesses_v3, or _v2, read with {@linkcode processInfoStride}. The buffer has 32 bytes an entry
+   * whatever the stride and NVML is told that many entries, so no driver writes past its end; it grows on
+   * NVML_ERROR_INSUFFICIENT_SIZE.
    */
   runningProcesses(d: DeviceHandle, context: "compute" | "graphics"): ProcessInfo[] {
     const s = this.#s;
@@ -476,22 +544,24 @@ export class Nvml {
       : "nvmlDeviceGetGraphicsRunningProcesses";
     if (f === null) throw this.#absent(call);
     const L = LAYOUT.processInfo;
+    const stride = this.processInfoStride(context);
     for (let attempt = 0;; attempt++) {
-      this.#u32[0] = this.#procs.length / L.size;
+      const room = Math.floor(this.#procs.length / L.slot);
+      this.#u32[0] = room;
       const r = f(d, this.#u32, this.#procs);
       if (r === NVML.ERROR_INSUFFICIENT_SIZE && attempt < 3) {
         // A process may start between the two calls: room for a few more.
-        this.#procs = new Uint8Array(L.size * (this.#u32[0]! + 8));
+        this.#procs = new Uint8Array(L.slot * (Math.max(this.#u32[0]!, room) + 8));
         continue;
       }
       this.#check(call, r);
       break;
     }
-    const n = this.#u32[0]!;
+    const n = Math.min(this.#u32[0]!, Math.floor(this.#procs.length / stride));
     const v = new DataView(this.#procs.buffer);
     const out: ProcessInfo[] = [];
     for (let i = 0; i < n; i++) {
-      const o = i * L.size;
+      const o = i * stride;
       const mem = v.getBigUint64(o + L.usedGpuMemory, true);
       out.push({
         pid: v.getUint32(o + L.pid, true),

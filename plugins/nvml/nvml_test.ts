@@ -20,15 +20,27 @@ const H100 = "00000000:17:00.0";
 const LOST = "00000000:65:00.0";
 const A100 = "00000000:B1:00.0";
 
-let built: { current: string; old: string } | undefined;
+interface Standins {
+  /** An R535+ driver's library. */
+  current: string;
+  /** An R418-era driver's. */
+  old: string;
+  /** An R525–R530 driver's: 32-byte nvmlProcessInfo_t for the _v3 process queries. */
+  r525: string;
+  /** The current build again, at another path (its own state: a GPU can be lost in it alone). */
+  lossy: string;
+}
 
-/** Compiles the two stand-ins once: a current driver's library and an old one's. */
-async function standins(): Promise<{ current: string; old: string }> {
+let built: Standins | undefined;
+
+/** Compiles the stand-ins once. */
+async function standins(): Promise<Standins> {
   if (built) return built;
   const dir = await Deno.makeTempDir({ prefix: "nvml-standin-" });
   const src = new URL("./testdata/nvml_standin.c", import.meta.url).pathname;
   const out: Record<string, string> = {};
-  for (const [name, flags] of [["current", []], ["old", ["-DOLD_DRIVER"]]] as const) {
+  const variants = [["current", []], ["old", ["-DOLD_DRIVER"]], ["r525", ["-DR525"]], ["lossy", []]] as const;
+  for (const [name, flags] of variants) {
     await Deno.mkdir(`${dir}/${name}`);
     const path = `${dir}/${name}/libnvidia-ml.so.1`;
     const r = await new Deno.Command("gcc", {
@@ -38,8 +50,28 @@ async function standins(): Promise<{ current: string; old: string }> {
     if (!r.success) throw new Error(`gcc failed: ${new TextDecoder().decode(r.stderr)}`);
     out[name] = path;
   }
-  built = { current: out.current!, old: out.old! };
+  built = { current: out.current!, old: out.old!, r525: out.r525!, lossy: out.lossy! };
   return built;
+}
+
+/** The stand-in's test controls (same file, so the same loaded library and state as the plugin's). */
+function controls(path: string) {
+  const lib = Deno.dlopen(path, {
+    nvml_standin_lose: { parameters: ["i32"], result: "void" },
+    nvml_standin_last_seen: { parameters: [], result: "u64" },
+    nvml_standin_cold_inits: { parameters: [], result: "i32" },
+  });
+  return { symbols: lib.symbols, [Symbol.dispose]: () => lib.close() };
+}
+
+/** Runs `f` with environment variables set (the stand-in reads them in nvmlInit_v2). */
+async function withEnv<T>(vars: Record<string, string>, f: () => Promise<T>): Promise<T> {
+  for (const [k, v] of Object.entries(vars)) Deno.env.set(k, v);
+  try {
+    return await f();
+  } finally {
+    for (const k of Object.keys(vars)) Deno.env.delete(k);
+  }
 }
 
 function captureLogs(): { lines: string[] } & Disposable {
@@ -133,6 +165,10 @@ testWith(gcc, "nvml reads every metric of the stand-in through the real FFI path
     assert.equal(one(p, "nvml_sm_utilization", H100, { consumer: "process/4243" }).value, 7);
     assert.equal(one(p, "nvml_memory_utilization", H100, { consumer: "process/4243" }).value, 11);
     assert.equal(one(p, "nvml_decoder_utilization", H100, { consumer: "process/4243" }).value, 0);
+    // the window's start went to NVML in µs since the epoch (the stand-in answers NOT_FOUND otherwise)
+    using lib = controls(current);
+    const lastSeenUs = Number(lib.symbols.nvml_standin_last_seen());
+    assert.ok(Math.abs(lastSeenUs - Date.now() * 1000) < 60e6, `lastSeenTimeStamp ${lastSeenUs}`);
   });
 
   await t.step(
@@ -318,6 +354,125 @@ testWith(gcc, "nvml sources run as blocking sources in their own Workers in a re
   }
   assert.ok(polls >= 10, `only ${polls} polls in 300 ms at 100 Hz`);
   assert.ok(energy >= 250 * 5, `energy points: ${energy / 250}`);
+});
+
+/** Every process of the H100 with NVML_STANDIN_PROCESSES=n: pid 6000+i using (i+1) MiB. */
+async function checkManyProcesses(path: string, n: number): Promise<void> {
+  await withEnv({ NVML_STANDIN_PROCESSES: String(n) }, async () => {
+    await using h = await testPlugin(nvmlPlugin, { library_path: path });
+    for (let round = 0; round < 2; round++) { // the second poll reuses the grown buffer
+      const p = pointsOf(await h.poll(`device_${H100}`), h.metrics);
+      assert.equal(one(p, "nvml_n_compute_processes", H100).value, n);
+      const used = p.filter((x) => x.metric === "nvml_used_gpu_memory");
+      assert.equal(used.length, n);
+      for (let i = 0; i < n; i++) {
+        const point = one(p, "nvml_used_gpu_memory", H100, { consumer: `process/${6000 + i}` });
+        assert.equal(point.value, (i + 1) * MIB, `pid ${6000 + i}`);
+        assert.deepEqual(point.attributes, { context: "compute" });
+      }
+    }
+  });
+}
+
+testWith(
+  gcc,
+  "nvml reads 32-byte process entries from an R525 library (more than 16 processes: the buffer grows)",
+  async () => {
+    const { r525 } = await standins();
+    await checkManyProcesses(r525, 20);
+    await checkManyProcesses(r525, 16);
+    await checkManyProcesses(r525, 100);
+  },
+);
+
+testWith(
+  gcc,
+  "nvml reads 24-byte process entries from an R535+ library, and _v2 from an old one",
+  async () => {
+    const { current, old } = await standins();
+    await checkManyProcesses(current, 20);
+    await checkManyProcesses(old, 20);
+  },
+);
+
+testWith(
+  gcc,
+  "nvml: a MIG parent that refuses a non-root caller (NO_PERMISSION) keeps its energy and power",
+  async () => {
+    const { current } = await standins();
+    await withEnv({ NVML_STANDIN_NO_PERMISSION: "1" }, async () => {
+      using logs = captureLogs();
+      await using h = await testPlugin(nvmlPlugin, { library_path: current });
+      assert.ok(h.sources.has(`device_${A100}`), logs.lines.join("\n"));
+      const root = logs.lines.filter((l) => l.includes("root"));
+      assert.deepEqual(root, [
+        `warn nvml: GPU ${A100}: memory_info, running_compute_processes, running_graphics_processes need ` +
+        "root (NVML_ERROR_NO_PERMISSION): run the agent as root to measure them",
+      ]);
+      await h.poll(`device_${A100}`);
+      const p = pointsOf(await h.poll(`device_${A100}`), h.metrics);
+      assert.equal(one(p, "nvml_energy_consumption", A100).value, 100);
+      assert.equal(one(p, "nvml_instant_power", A100).value, 250_000);
+      assert.equal(p.filter((x) => x.resource[1] === A100 && x.metric === "nvml_gpu_memory_info").length, 0);
+      // the MIG devices still answer
+      assert.equal(one(p, "nvml_n_compute_processes", `${A100}/1`).value, 1);
+    });
+  },
+);
+
+testWith(
+  gcc,
+  "nvml: an instant-power field that fails in its own nvmlReturn falls back to nvmlDeviceGetPowerUsage",
+  async () => {
+    const { current } = await standins();
+    await withEnv({ NVML_STANDIN_FIELD_RETURN: "2" }, async () => { // NVML_ERROR_INVALID_ARGUMENT
+      using logs = captureLogs();
+      await using h = await testPlugin(nvmlPlugin, { library_path: current });
+      assert.ok(h.sources.has(`device_${H100}`), logs.lines.join("\n"));
+      const p = pointsOf(await h.poll(`device_${H100}`), h.metrics);
+      const power = one(p, "nvml_instant_power", H100);
+      assert.equal(power.value, 300_000);
+      assert.deepEqual(power.attributes, { power_reading: "average_1s" }); // Hopper
+    });
+  },
+);
+
+testWith(gcc, "nvml: a GPU lost mid-run stops its source with one line; the other goes on", async () => {
+  const { lossy } = await standins();
+  using logs = captureLogs();
+  using lib = controls(lossy);
+  let before = 0;
+  let a100Before = 0;
+  let a100After = 0;
+  let h100After = 0;
+  {
+    await using agent = new Agent({
+      plugins: [{
+        plugin: nvmlPlugin,
+        config: { library_path: lossy, poll_interval: "10ms", flush_interval: "20ms" },
+      }],
+    });
+    await agent.start();
+    // the discovery handle stayed open while the Workers initialised: the "driver" started once
+    assert.equal(lib.symbols.nvml_standin_cold_inits(), 1);
+    await new Promise((r) => setTimeout(r, 150));
+    lib.symbols.nvml_standin_lose(0);
+    await new Promise((r) => setTimeout(r, 100));
+    const stats = () => agent.stats()!.sources;
+    before = stats().get(`source/nvml/device_${H100}`)!.polls;
+    a100Before = stats().get(`source/nvml/device_${A100}`)!.polls;
+    await new Promise((r) => setTimeout(r, 200));
+    h100After = stats().get(`source/nvml/device_${H100}`)!.polls;
+    a100After = stats().get(`source/nvml/device_${A100}`)!.polls;
+  }
+  assert.equal(h100After, before, "the lost GPU's source kept polling");
+  assert.ok(a100After >= a100Before + 5, `A100 polls ${a100Before} -> ${a100After}`);
+  const lost = logs.lines.filter((l) => l.includes(H100) && l.includes("GPU is lost"));
+  assert.equal(lost.length, 1, logs.lines.join("\n"));
+  assert.match(
+    lost[0]!,
+    /^error .*Stopped after an error.*GPU 00000000:17:00\.0: .*GPU is lost \(NVML error 15\)/,
+  );
 });
 
 Deno.test("power_reading follows NVML's rule: a 1 s average on Ampere and newer except GA100", () => {

@@ -24,10 +24,40 @@
  *   gcc -shared -fPIC -DOLD_DRIVER -o libnvidia-ml.so.1 nvml_standin.c  (an old driver: no field values, no
  *       _v3 process queries, no nvmlDeviceGetMemoryInfo_v2, no MIG, no nvmlDeviceGetArchitecture, no
  *       nvmlDeviceGetPciInfo_v3: the symbols R418-era drivers lack)
- * NVML_STANDIN_NO_GPU=1 in the environment makes nvmlInit_v2 return NVML_ERROR_DRIVER_NOT_LOADED.
+ *   gcc -shared -fPIC -DR525 -o libnvidia-ml.so.1 nvml_standin.c        (an R525-R530 driver, CUDA 12.0/12.1
+ *       header: nvmlProcessInfo_t, the struct of the _v3 process queries, has a fourth 64-bit field
+ *       usedGpuCcProtectedMemory, so 32 bytes an entry where R535+ and _v2 use 24; the library exports
+ *       nvmlDeviceGetConfComputeMemSizeInfo but not nvmlDeviceGetRunningProcessDetailList (R535+, which moved
+ *       usedGpuCcProtectedMemory into nvmlProcessDetail_v1_t). nvitop's libnvml.py tells this case apart by
+ *       those two exports.)
+ *   The current build models R535+: it exports both, and its nvmlProcessInfo_t is 24 bytes (== _v2).
+ *
+ * Environment switches (read by nvmlInit_v2, so set them before the plugin starts):
+ *   NVML_STANDIN_NO_GPU=1        nvmlInit_v2 returns NVML_ERROR_DRIVER_NOT_LOADED.
+ *   NVML_STANDIN_PROCESSES=<n>   the H100 runs n compute processes, pid 6000+i using (i+1) MiB each (and, in
+ *                                the R525 layout, usedGpuCcProtectedMemory 0xDEADBEEF, which no reader should
+ *                                take for a pid or a memory size), instead of the two below.
+ *   NVML_STANDIN_NO_PERMISSION=1 the MIG-enabled A100's parent handle answers nvmlDeviceGet{Compute,Graphics}
+ *                                RunningProcesses and nvmlDeviceGetMemoryInfo(_v2) with NVML_ERROR_NO_PERMISSION,
+ *                                as NVML does for a non-root caller on a MIG-enabled GPU.
+ *   NVML_STANDIN_FIELD_RETURN=<r> the H100's NVML_FI_DEV_POWER_INSTANT field comes back with nvmlReturn r (the
+ *                                call itself succeeds), as a pre-R525 driver may answer an unknown field id.
+ * Test controls (exported, not NVML's; called by the tests through their own dlopen of the same file):
+ *   nvml_standin_lose(i)        from now on GPU i answers NVML_ERROR_GPU_IS_LOST (a GPU lost mid-run).
+ *   nvml_standin_last_seen()    the lastSeenTimeStamp of the last nvmlDeviceGetProcessUtilization call.
+ *   nvml_standin_cold_inits()   how many nvmlInit_v2 calls found NVML not initialised (each one is a driver
+ *                               initialisation on a real machine without persistence mode: seconds on 8 GPUs).
+ * nvmlDeviceGetProcessUtilization returns NVML_ERROR_NOT_FOUND unless lastSeenTimeStamp is 0 or looks like
+ * µs since the epoch (between 1e15, Sept. 2001, and 1e17), so a ms or ns value fails the tests.
  */
 #include <stdlib.h>
 #include <string.h>
+
+#ifdef R525
+#ifdef OLD_DRIVER
+#error "R525 and OLD_DRIVER are exclusive"
+#endif
+#endif
 
 /* ---- from nvml.h ---- */
 typedef enum nvmlReturn_enum {
@@ -114,11 +144,24 @@ typedef struct nvmlFieldValue_st {
 #define NVML_FI_DEV_POWER_AVERAGE 185
 #define NVML_FI_DEV_POWER_INSTANT 186
 
+/* _v2 (all drivers since R470): 24 bytes */
+typedef struct nvmlProcessInfo_v2_st {
+    unsigned int pid;
+    unsigned long long usedGpuMemory;
+    unsigned int gpuInstanceId;
+    unsigned int computeInstanceId;
+} nvmlProcessInfo_v2_t;
+
+/* What the _v3 process queries fill: CUDA 12.0/12.1 headers (R525-R530) added usedGpuCcProtectedMemory;
+ * R535 took it out again (nvmlProcessInfo_t == nvmlProcessInfo_v2_t since). */
 typedef struct nvmlProcessInfo_st {
     unsigned int pid;
     unsigned long long usedGpuMemory;
     unsigned int gpuInstanceId;
     unsigned int computeInstanceId;
+#ifdef R525
+    unsigned long long usedGpuCcProtectedMemory;
+#endif
 } nvmlProcessInfo_t;
 
 typedef struct nvmlProcessUtilizationSample_st {
@@ -149,6 +192,20 @@ static struct nvmlDevice_st migs[2] = {{2, 0, 1}, {2, 1, 2}};
 static unsigned long long energy[3] = {1000000ULL, 0ULL, 500000ULL};
 static const unsigned long long energy_step[3] = {250ULL, 0ULL, 100ULL};
 static int initialized = 0;
+static volatile int lost[3] = {0, 1, 0};
+static volatile unsigned long long last_seen = 0;
+static unsigned int n_processes = 2;
+static int custom_processes = 0;
+static int no_permission = 0;
+static int field_return = 0;
+
+void nvml_standin_lose(int index) {
+    if (index >= 0 && index < 3) lost[index] = 1;
+}
+unsigned long long nvml_standin_last_seen(void) { return last_seen; }
+/* How many times the "driver" was initialised from nothing (nvmlInit_v2 with no other handle open). */
+static volatile int cold_inits = 0;
+int nvml_standin_cold_inits(void) { return cold_inits; }
 
 #define GIB (1024ULL * 1024ULL * 1024ULL)
 
@@ -157,7 +214,7 @@ static int initialized = 0;
     do {                                                         \
         if (!initialized) return NVML_ERROR_UNINITIALIZED;       \
         if ((dev) == NULL) return NVML_ERROR_INVALID_ARGUMENT;   \
-        if ((dev)->mig < 0 && (dev)->index == 1) return NVML_ERROR_GPU_IS_LOST; \
+        if ((dev)->mig < 0 && lost[(dev)->index]) return NVML_ERROR_GPU_IS_LOST; \
     } while (0)
 #define PHYSICAL_ONLY(dev) \
     do { if ((dev)->mig >= 0) return NVML_ERROR_NOT_SUPPORTED; } while (0)
@@ -165,13 +222,21 @@ static int initialized = 0;
 nvmlReturn_t nvmlInit_v2(void) {
     const char *nogpu = getenv("NVML_STANDIN_NO_GPU");
     if (nogpu != NULL && strcmp(nogpu, "1") == 0) return NVML_ERROR_DRIVER_NOT_LOADED;
-    initialized++;
+    const char *procs = getenv("NVML_STANDIN_PROCESSES");
+    custom_processes = procs != NULL && *procs != 0;
+    n_processes = custom_processes ? (unsigned int)strtoul(procs, NULL, 10) : 2;
+    const char *perm = getenv("NVML_STANDIN_NO_PERMISSION");
+    no_permission = perm != NULL && strcmp(perm, "1") == 0;
+    const char *field = getenv("NVML_STANDIN_FIELD_RETURN");
+    field_return = field != NULL && *field != 0 ? atoi(field) : 0;
+    /* Workers initialise concurrently: atomic, as NVML's own reference count */
+    if (__atomic_fetch_add(&initialized, 1, __ATOMIC_SEQ_CST) == 0) __atomic_fetch_add(&cold_inits, 1, __ATOMIC_SEQ_CST);
     return NVML_SUCCESS;
 }
 
 nvmlReturn_t nvmlShutdown(void) {
     if (!initialized) return NVML_ERROR_UNINITIALIZED;
-    initialized--;
+    __atomic_fetch_sub(&initialized, 1, __ATOMIC_SEQ_CST);
     return NVML_SUCCESS;
 }
 
@@ -181,6 +246,7 @@ const char *nvmlErrorString(nvmlReturn_t result) {
     case NVML_ERROR_UNINITIALIZED: return "Uninitialized";
     case NVML_ERROR_INVALID_ARGUMENT: return "Invalid Argument";
     case NVML_ERROR_NOT_SUPPORTED: return "Not Supported";
+    case NVML_ERROR_NO_PERMISSION: return "Insufficient Permissions";
     case NVML_ERROR_NOT_FOUND: return "Not Found";
     case NVML_ERROR_INSUFFICIENT_SIZE: return "Insufficient Size";
     case NVML_ERROR_DRIVER_NOT_LOADED: return "Driver Not Loaded";
@@ -264,7 +330,7 @@ nvmlReturn_t nvmlDeviceGetFieldValues(nvmlDevice_t device, int valuesCount, nvml
             (v->fieldId == NVML_FI_DEV_POWER_INSTANT || v->fieldId == NVML_FI_DEV_POWER_AVERAGE)) {
             v->valueType = NVML_VALUE_TYPE_UNSIGNED_INT;
             v->value.uiVal = v->fieldId == NVML_FI_DEV_POWER_INSTANT ? 312500 : 300000;
-            v->nvmlReturn = NVML_SUCCESS;
+            v->nvmlReturn = v->fieldId == NVML_FI_DEV_POWER_INSTANT ? (nvmlReturn_t)field_return : NVML_SUCCESS;
         } else {
             v->nvmlReturn = NVML_ERROR_NOT_SUPPORTED;
         }
@@ -306,9 +372,13 @@ static void memory_of(nvmlDevice_t device, unsigned long long *total, unsigned l
     }
 }
 
+/* The MIG-enabled A100's parent handle, for a non-root caller with NVML_STANDIN_NO_PERMISSION=1. */
+#define DENIED(dev) (no_permission && (dev)->mig < 0 && (dev)->index == 2)
+
 nvmlReturn_t nvmlDeviceGetMemoryInfo(nvmlDevice_t device, nvmlMemory_t *memory) {
     unsigned long long total, reserved, used;
     CHECK(device);
+    if (DENIED(device)) return NVML_ERROR_NO_PERMISSION;
     memory_of(device, &total, &reserved, &used);
     memory->total = total;
     memory->used = used + reserved; /* v1 counts the reserved memory as used */
@@ -320,6 +390,7 @@ nvmlReturn_t nvmlDeviceGetMemoryInfo(nvmlDevice_t device, nvmlMemory_t *memory) 
 nvmlReturn_t nvmlDeviceGetMemoryInfo_v2(nvmlDevice_t device, nvmlMemory_v2_t *memory) {
     unsigned long long total, reserved, used;
     CHECK(device);
+    if (DENIED(device)) return NVML_ERROR_NO_PERMISSION;
     if (memory->version != nvmlMemory_v2) return 25; /* NVML_ERROR_ARGUMENT_VERSION_MISMATCH */
     memory_of(device, &total, &reserved, &used);
     memory->total = total;
@@ -355,17 +426,30 @@ nvmlReturn_t nvmlDeviceGetDecoderUtilization(nvmlDevice_t device, unsigned int *
     return NVML_SUCCESS;
 }
 
-/* Compute processes: two on the H100, one on MIG device 0 of the A100; graphics processes: none. */
-static nvmlReturn_t compute_processes(nvmlDevice_t device, unsigned int *count, nvmlProcessInfo_t *infos) {
-    nvmlProcessInfo_t list[2];
+/*
+ * Compute processes: two on the H100 (or NVML_STANDIN_PROCESSES), one on MIG device 0 of the A100; graphics
+ * processes: none. The list is written with the struct of the version called: 24-byte _v2 entries, or
+ * nvmlProcessInfo_t for _v3 (32 bytes in the R525 build). *count is the room the caller gives, in entries.
+ */
+#define MAX_PROCESSES 256
+static nvmlReturn_t compute_processes(nvmlDevice_t device, unsigned int *count, void *infos, int v3) {
+    static nvmlProcessInfo_v2_t list[MAX_PROCESSES];
     unsigned int n = 0;
     CHECK(device);
+    if (DENIED(device)) return NVML_ERROR_NO_PERMISSION;
     if (device->mig < 0 && device->index == 0) {
-        list[0] = (nvmlProcessInfo_t){4242, 8 * GIB, 0xFFFFFFFF, 0xFFFFFFFF};
-        list[1] = (nvmlProcessInfo_t){4243, 2 * GIB, 0xFFFFFFFF, 0xFFFFFFFF};
-        n = 2;
+        if (custom_processes) {
+            n = n_processes > MAX_PROCESSES ? MAX_PROCESSES : n_processes;
+            for (unsigned int i = 0; i < n; i++) {
+                list[i] = (nvmlProcessInfo_v2_t){6000 + i, (i + 1) * 1024ULL * 1024ULL, 0xFFFFFFFF, 0xFFFFFFFF};
+            }
+        } else {
+            list[0] = (nvmlProcessInfo_v2_t){4242, 8 * GIB, 0xFFFFFFFF, 0xFFFFFFFF};
+            list[1] = (nvmlProcessInfo_v2_t){4243, 2 * GIB, 0xFFFFFFFF, 0xFFFFFFFF};
+            n = 2;
+        }
     } else if (device->mig == 0) {
-        list[0] = (nvmlProcessInfo_t){5001, 1 * GIB, device->gi, 0};
+        list[0] = (nvmlProcessInfo_v2_t){5001, 1 * GIB, device->gi, 0};
         n = 1;
     }
     if (*count < n || (n > 0 && infos == NULL)) {
@@ -373,29 +457,57 @@ static nvmlReturn_t compute_processes(nvmlDevice_t device, unsigned int *count, 
         return NVML_ERROR_INSUFFICIENT_SIZE;
     }
     *count = n;
-    for (unsigned int i = 0; i < n; i++) infos[i] = list[i];
+    for (unsigned int i = 0; i < n; i++) {
+        if (v3) {
+            nvmlProcessInfo_t *e = &((nvmlProcessInfo_t *)infos)[i];
+            memset(e, 0, sizeof *e);
+            e->pid = list[i].pid;
+            e->usedGpuMemory = list[i].usedGpuMemory;
+            e->gpuInstanceId = list[i].gpuInstanceId;
+            e->computeInstanceId = list[i].computeInstanceId;
+#ifdef R525
+            e->usedGpuCcProtectedMemory = 0xDEADBEEFULL;
+#endif
+        } else {
+            ((nvmlProcessInfo_v2_t *)infos)[i] = list[i];
+        }
+    }
     return NVML_SUCCESS;
 }
 
-static nvmlReturn_t graphics_processes(nvmlDevice_t device, unsigned int *count, nvmlProcessInfo_t *infos) {
+static nvmlReturn_t graphics_processes(nvmlDevice_t device, unsigned int *count, void *infos) {
     (void)infos;
     CHECK(device);
+    if (DENIED(device)) return NVML_ERROR_NO_PERMISSION;
     *count = 0;
     return NVML_SUCCESS;
 }
 
 #ifndef OLD_DRIVER
 nvmlReturn_t nvmlDeviceGetComputeRunningProcesses_v3(nvmlDevice_t d, unsigned int *c, nvmlProcessInfo_t *i) {
-    return compute_processes(d, c, i);
+    return compute_processes(d, c, i, 1);
 }
 nvmlReturn_t nvmlDeviceGetGraphicsRunningProcesses_v3(nvmlDevice_t d, unsigned int *c, nvmlProcessInfo_t *i) {
     return graphics_processes(d, c, i);
 }
-#endif
-nvmlReturn_t nvmlDeviceGetComputeRunningProcesses_v2(nvmlDevice_t d, unsigned int *c, nvmlProcessInfo_t *i) {
-    return compute_processes(d, c, i);
+/* Exported only so that the library looks like its driver branch (its argument types are not used). */
+nvmlReturn_t nvmlDeviceGetConfComputeMemSizeInfo(nvmlDevice_t d, void *memInfo) {
+    (void)memInfo;
+    CHECK(d);
+    return NVML_ERROR_NOT_SUPPORTED;
 }
-nvmlReturn_t nvmlDeviceGetGraphicsRunningProcesses_v2(nvmlDevice_t d, unsigned int *c, nvmlProcessInfo_t *i) {
+#ifndef R525
+nvmlReturn_t nvmlDeviceGetRunningProcessDetailList(nvmlDevice_t d, void *plist) {
+    (void)plist;
+    CHECK(d);
+    return NVML_ERROR_NOT_SUPPORTED;
+}
+#endif
+#endif
+nvmlReturn_t nvmlDeviceGetComputeRunningProcesses_v2(nvmlDevice_t d, unsigned int *c, nvmlProcessInfo_v2_t *i) {
+    return compute_processes(d, c, i, 0);
+}
+nvmlReturn_t nvmlDeviceGetGraphicsRunningProcesses_v2(nvmlDevice_t d, unsigned int *c, nvmlProcessInfo_v2_t *i) {
     return graphics_processes(d, c, i);
 }
 
@@ -408,6 +520,12 @@ nvmlReturn_t nvmlDeviceGetProcessUtilization(nvmlDevice_t device, nvmlProcessUti
                                              unsigned long long lastSeenTimeStamp) {
     CHECK(device);
     if (device->mig >= 0 || device->index != 0) return NVML_ERROR_NOT_SUPPORTED;
+    last_seen = lastSeenTimeStamp;
+    /* µs since the epoch (nvml.h: "timestamp in CPU microseconds"), or 0 for every sample */
+    if (lastSeenTimeStamp != 0 && (lastSeenTimeStamp < 1000000000000000ULL ||
+                                   lastSeenTimeStamp >= 100000000000000000ULL)) {
+        return NVML_ERROR_NOT_FOUND;
+    }
     if (utilization == NULL || *processSamplesCount < 2) {
         *processSamplesCount = 2;
         return NVML_ERROR_INSUFFICIENT_SIZE;
