@@ -204,8 +204,12 @@ export const graceHopperConfigSchema = z.strictObject({
 /** The validated `[plugins.grace-hopper]` table. */
 export type GraceHopperConfig = z.infer<typeof graceHopperConfigSchema>;
 
-const GRACE_FIX = "on a Grace or Grace Hopper machine, load acpi_power_meter (CONFIG_SENSORS_ACPI_POWER=m) " +
-  "with the kernel parameter acpi_power_meter.force_cap_on=y; elsewhere, remove [plugins.grace-hopper]";
+// Telemetry needs only the acpi_power_meter driver bound to the ACPI000D meters and its files readable:
+// its force_cap_on parameter enables power *capping* (kernel Documentation/hwmon/acpi_power_meter.rst,
+// "Forcefully enable the power capping feature"), not the power1_average readings.
+const GRACE_FIX = "on a Grace or Grace Hopper machine, load the ACPI power meter driver (modprobe " +
+  "acpi_power_meter; kernel CONFIG_SENSORS_ACPI_POWER) and check that hwmon*/device/power1_average is " +
+  "readable by this user; elsewhere, remove [plugins.grace-hopper]";
 
 /** The grace-hopper plugin instance. */
 export class GraceHopperPlugin implements Plugin {
