@@ -1,0 +1,526 @@
+/**
+ * Delivery that loses nothing, for network outputs: every batch is first appended to a bounded on-disk journal,
+ * then sent, in order, by one background pump that batches records, retries with exponential back-off and
+ * jitter, and moves its acknowledgement cursor past what the backend accepted. What could not be sent stays in
+ * the journal and is replayed in order when the backend is back, and again after an agent restart.
+ *
+ * The journal is a directory: append-only segment files (`<seq>.seg`, 12 digits) of length-prefixed records
+ * (`u32` payload bytes, `u32` points, little-endian, then the payload), an `ack` file (`<seq> <offset>`: where
+ * the unsent records begin) and a `lock` file (`flock`, so that two agents never share a journal).
+ *
+ * - **fsync policy**: with `fsync: "batch"` (the default) each appended record is `fdatasync`ed before
+ *   {@linkcode Delivery.append} returns, so that a crash or a power cut loses no accepted batch; with `"none"`
+ *   the kernel writes it back when it likes (a process crash loses nothing, a power cut may lose the last
+ *   seconds). The `ack` file is rewritten (not synced) after each delivery: a crash may re-send the last
+ *   delivered batch, never skip one (at-least-once).
+ * - **Full journal**: when appending would make the segments exceed `maxBytes`, the oldest segment is deleted
+ *   and its unsent points are counted in {@linkcode Delivery.droppedPoints} and logged.
+ * - **Torn tail**: a record cut short by a crash is cut off the segment when the journal is opened.
+ * - **A backend down at start** is no error: records accumulate in the journal and the pump keeps trying.
+ * - **Shutdown** ({@linkcode Delivery.close}): one bounded final attempt (`finalAttemptMs`, 5 s by default);
+ *   what is still unsent stays in the journal and one log line says how much.
+ *
+ * @example
+ * ```ts
+ * import { Delivery } from "./delivery.ts";
+ * import assert from "node:assert/strict";
+ * const dir = await Deno.makeTempDir();
+ * const got: string[] = [];
+ * const d = new Delivery({
+ *   journalPath: dir,
+ *   send: (payloads) => { got.push(...payloads.map((p) => new TextDecoder().decode(p))); },
+ * });
+ * d.open();
+ * d.append(new TextEncoder().encode("a"), 1);
+ * await d.close();
+ * assert.deepEqual(got, ["a"]);
+ * await Deno.remove(dir, { recursive: true });
+ * ```
+ *
+ * @module
+ */
+import { AlumetError, messageOf } from "../errors.ts";
+import { Logger } from "../log.ts";
+
+/** Sends records to the backend; throws on failure. `signal` aborts at the final attempt's deadline. */
+export type Sender = (payloads: readonly Uint8Array[], signal: AbortSignal) => void | Promise<void>;
+
+/**
+ * Thrown by a {@linkcode Sender} when the backend refused the data for good (a 400: malformed, a type
+ * conflict): retrying would fail forever and block everything after it, so the records are dropped and counted.
+ */
+export class RejectedError extends AlumetError {
+  override name = "RejectedError";
+}
+
+/** How a {@linkcode Delivery} journals and sends. */
+export interface DeliveryOptions {
+  /** The journal's directory (created if missing). */
+  readonly journalPath: string;
+  /** Sends a group of records, in order. */
+  readonly send: Sender;
+  /** Most bytes the journal's segments may hold. Default 64 MiB. */
+  readonly maxBytes?: number;
+  /** Bytes after which a new segment file begins. Default `maxBytes / 8` (at least 1 KiB). */
+  readonly segmentBytes?: number;
+  /** `"batch"`: fdatasync each appended record (default); `"none"`: leave it to the kernel. */
+  readonly fsync?: "batch" | "none";
+  /** Most payload bytes in one send. Default 1 MiB (a record bigger than that goes alone). */
+  readonly maxSendBytes?: number;
+  /** First back-off after a failure, ms. Default 100. */
+  readonly minBackoffMs?: number;
+  /** Longest back-off, ms. Default 5000. */
+  readonly maxBackoffMs?: number;
+  /** How long the final attempt at shutdown may take, ms. Default 5000. */
+  readonly finalAttemptMs?: number;
+  /** Where to log. Default a logger scoped `delivery`. */
+  readonly log?: Logger;
+  /** What the backend is, for log lines (a URL). Default `"the backend"`. */
+  readonly target?: string;
+  /** Called with the points of each record dropped (journal full, or rejected by the backend). */
+  readonly onDrop?: (points: number, why: string) => void;
+}
+
+/** Bytes of a record's header: payload length, points. */
+const HEADER = 8;
+/** How long a warning about an unreachable backend stays quiet before it is repeated, ms. */
+const REPEAT_WARN_MS = 60_000;
+
+interface Rec {
+  readonly seg: number;
+  /** Offset just past the record in its segment. */
+  readonly end: number;
+  readonly payload: Uint8Array;
+  readonly points: number;
+}
+
+interface Segment {
+  readonly seq: number;
+  size: number;
+}
+
+/**
+ * A journal plus a sending pump (see the module doc). `open` before `append`; `close` once. Not safe for
+ * two writers at once; `append` is synchronous.
+ */
+export class Delivery {
+  readonly #dir: string;
+  readonly #send: Sender;
+  readonly #maxBytes: number;
+  readonly #segmentBytes: number;
+  readonly #fsync: boolean;
+  readonly #maxSendBytes: number;
+  readonly #minBackoff: number;
+  readonly #maxBackoff: number;
+  readonly #finalMs: number;
+  readonly #log: Logger;
+  readonly #target: string;
+  readonly #onDrop: ((points: number, why: string) => void) | undefined;
+
+  #lock: Deno.FsFile | undefined;
+  #tail: Deno.FsFile | undefined;
+  #segments: Segment[] = [];
+  /** Unsent records, oldest first (the journal's content past the ack cursor). */
+  #queue: Rec[] = [];
+  #head = 0;
+  #pendingPoints = 0;
+  #pendingBytes = 0;
+  #wake: (() => void) | undefined;
+  #pump: Promise<void> | undefined;
+  #closing = false;
+  #deadline = Infinity;
+  #abort = new AbortController();
+  #failingSince: number | undefined;
+  #lastWarn = -Infinity;
+  #failures = 0;
+
+  /** Points delivered (acknowledged by the backend). */
+  deliveredPoints = 0;
+  /** Points dropped: the oldest when the journal was full, and those the backend rejected for good. */
+  droppedPoints = 0;
+  /** Points found in the journal when it was opened (left by an earlier run). */
+  replayedPoints = 0;
+
+  constructor(options: DeliveryOptions) {
+    this.#dir = options.journalPath;
+    this.#send = options.send;
+    this.#maxBytes = options.maxBytes ?? 64 * 1024 * 1024;
+    if (!(this.#maxBytes >= 4096)) {
+      throw new RangeError(`The journal's size must be at least 4 KiB: ${this.#maxBytes}`);
+    }
+    this.#segmentBytes = options.segmentBytes ?? Math.max(1024, Math.floor(this.#maxBytes / 8));
+    this.#fsync = (options.fsync ?? "batch") === "batch";
+    this.#maxSendBytes = options.maxSendBytes ?? 1024 * 1024;
+    this.#minBackoff = options.minBackoffMs ?? 100;
+    this.#maxBackoff = Math.max(this.#minBackoff, options.maxBackoffMs ?? 5000);
+    this.#finalMs = options.finalAttemptMs ?? 5000;
+    this.#log = options.log ?? new Logger("delivery");
+    this.#target = options.target ?? "the backend";
+    this.#onDrop = options.onDrop;
+  }
+
+  /** Points waiting in the journal (appended, not yet delivered). */
+  get pendingPoints(): number {
+    return this.#pendingPoints;
+  }
+
+  /** Payload bytes waiting in the journal. */
+  get pendingBytes(): number {
+    return this.#pendingBytes;
+  }
+
+  /** Bytes of the journal's segment files. */
+  get journalBytes(): number {
+    return this.#segments.reduce((t, s) => t + s.size, 0);
+  }
+
+  /**
+   * Opens (or creates) the journal, locks it, reads what an earlier run left unsent, and starts the pump.
+   * Throws an {@linkcode AlumetError} naming the path when the directory cannot be used or another agent holds
+   * it. The backend is not contacted here: one that is down is no start error.
+   */
+  open(): void {
+    if (this.#lock !== undefined) return;
+    try {
+      Deno.mkdirSync(this.#dir, { recursive: true });
+      this.#lock = Deno.openSync(`${this.#dir}/lock`, { write: true, create: true });
+    } catch (e) {
+      throw new AlumetError(`Cannot open the journal "${this.#dir}": ${messageOf(e)}`, { cause: e });
+    }
+    if (!this.#lock.tryLockSync(true)) {
+      this.#lock.close();
+      this.#lock = undefined;
+      throw new AlumetError(
+        `Cannot use the journal "${this.#dir}": another agent is using it (it is locked); give each agent its own`,
+      );
+    }
+    try {
+      this.#load();
+    } catch (e) {
+      this.#lock.close();
+      this.#lock = undefined;
+      throw new AlumetError(`Cannot read the journal "${this.#dir}": ${messageOf(e)}`, { cause: e });
+    }
+    if (this.#pendingPoints > 0) {
+      this.replayedPoints = this.#pendingPoints;
+      this.#log.info(
+        `The journal ${this.#dir} holds ${this.#pendingPoints} points not yet delivered to ${this.#target}; ` +
+          `sending them first`,
+      );
+    }
+    this.#pump = this.#run();
+  }
+
+  #load(): void {
+    let ackSeq = 0;
+    let ackOff = 0;
+    try {
+      const [a, b] = Deno.readTextFileSync(`${this.#dir}/ack`).trim().split(/\s+/);
+      ackSeq = Number(a) || 0;
+      ackOff = Number(b) || 0;
+    } catch (e) {
+      if (!(e instanceof Deno.errors.NotFound)) throw e;
+    }
+    const seqs: number[] = [];
+    for (const entry of Deno.readDirSync(this.#dir)) {
+      const m = /^(\d{12})\.seg$/.exec(entry.name);
+      if (m && entry.isFile) seqs.push(Number(m[1]));
+    }
+    seqs.sort((x, y) => x - y);
+    for (const seq of seqs) {
+      const path = this.#segPath(seq);
+      if (seq < ackSeq) {
+        Deno.removeSync(path);
+        continue;
+      }
+      const bytes = Deno.readFileSync(path);
+      const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+      let off = 0;
+      while (off + HEADER <= bytes.length) {
+        const len = view.getUint32(off, true);
+        const points = view.getUint32(off + 4, true);
+        if (off + HEADER + len > bytes.length) break;
+        const end = off + HEADER + len;
+        if (seq > ackSeq || end > ackOff) {
+          this.#queue.push({ seg: seq, end, payload: bytes.slice(off + HEADER, end), points });
+          this.#pendingPoints += points;
+          this.#pendingBytes += len;
+        }
+        off = end;
+      }
+      if (off < bytes.length) {
+        this.#log.warn(
+          `The journal segment ${path} ends with a record cut short (${
+            bytes.length - off
+          } bytes, from a crash); ` +
+            `cutting it off`,
+        );
+        Deno.truncateSync(path, off);
+      }
+      this.#segments.push({ seq, size: off });
+    }
+  }
+
+  #segPath(seq: number): string {
+    return `${this.#dir}/${String(seq).padStart(12, "0")}.seg`;
+  }
+
+  /**
+   * Appends one record (a payload of `points` points) to the journal, syncs it (with `fsync: "batch"`), and
+   * wakes the pump. When the journal would grow past its size, the oldest segment is dropped first and its
+   * unsent points counted. On a failed write the segment is cut back and the error rethrown (nothing half
+   * written stays).
+   */
+  append(payload: Uint8Array, points: number): void {
+    if (this.#lock === undefined) throw new Error(`The journal "${this.#dir}" is not open`);
+    if (this.#closing) throw new Error(`The journal "${this.#dir}" is closed`);
+    const size = HEADER + payload.length;
+    if (size > this.#maxBytes / 2) {
+      this.#drop(points, `a record of ${size} bytes is more than half the journal's size`);
+      return;
+    }
+    let cur = this.#segments.at(-1);
+    // After a restart the last segment is left as it is: new records go to a new one.
+    if (
+      cur === undefined || this.#tail === undefined || (cur.size > 0 && cur.size + size > this.#segmentBytes)
+    ) {
+      cur = this.#rotate();
+    }
+    while (this.journalBytes + size > this.#maxBytes && this.#segments.length > 1) this.#dropOldestSegment();
+    const record = new Uint8Array(size);
+    const view = new DataView(record.buffer);
+    view.setUint32(0, payload.length, true);
+    view.setUint32(4, points, true);
+    record.set(payload, HEADER);
+    const file = this.#tail!;
+    const before = cur.size;
+    try {
+      let done = 0;
+      while (done < size) done += file.writeSync(record.subarray(done));
+      if (this.#fsync) file.syncDataSync();
+    } catch (e) {
+      try {
+        file.truncateSync(before);
+        file.seekSync(before, Deno.SeekMode.Start);
+      } catch {
+        // the error below says what failed first
+      }
+      throw e;
+    }
+    cur.size = before + size;
+    this.#queue.push({ seg: cur.seq, end: cur.size, payload, points });
+    this.#pendingPoints += points;
+    this.#pendingBytes += payload.length;
+    this.#wake?.();
+  }
+
+  /** Starts a new segment file and makes it the tail. */
+  #rotate(): Segment {
+    this.#tail?.close();
+    const seq = (this.#segments.at(-1)?.seq ?? 0) + 1;
+    const path = this.#segPath(seq);
+    this.#tail = Deno.openSync(path, { write: true, create: true, truncate: true });
+    if (this.#fsync) {
+      // The new file's directory entry: without it a power cut could lose the whole segment.
+      try {
+        const d = Deno.openSync(this.#dir, { read: true });
+        try {
+          d.syncSync();
+        } finally {
+          d.close();
+        }
+      } catch {
+        // Some file systems cannot sync a directory; the records themselves are still synced.
+      }
+    }
+    const seg = { seq, size: 0 };
+    this.#segments.push(seg);
+    return seg;
+  }
+
+  /** Deletes the oldest segment (not the tail), counting its unsent records as dropped. */
+  #dropOldestSegment(): void {
+    const seg = this.#segments.shift()!;
+    let points = 0;
+    let records = 0;
+    // A record the pump is sending right now may be dropped too (and counted): it was not acknowledged yet.
+    while (this.#head < this.#queue.length && this.#queue[this.#head]!.seg === seg.seq) {
+      const r = this.#queue[this.#head]!;
+      this.#queue[this.#head++] = undefined as unknown as Rec;
+      points += r.points;
+      records++;
+      this.#pendingPoints -= r.points;
+      this.#pendingBytes -= r.payload.length;
+    }
+    this.#compact();
+    try {
+      Deno.removeSync(this.#segPath(seg.seq));
+    } catch (e) {
+      this.#log.warn(`Cannot delete the journal segment ${this.#segPath(seg.seq)}: ${messageOf(e)}`);
+    }
+    if (points > 0) {
+      this.#drop(
+        points,
+        `the journal ${this.#dir} is full (${this.#maxBytes} bytes) while ${this.#target} is unreachable: ` +
+          `dropped its oldest ${records} batches`,
+      );
+    }
+  }
+
+  #drop(points: number, why: string): void {
+    this.droppedPoints += points;
+    this.#log.warn(`Dropped ${points} points: ${why}; ${this.droppedPoints} points lost so far`);
+    this.#onDrop?.(points, why);
+  }
+
+  #compact(): void {
+    if (this.#head > 1024 && this.#head * 2 > this.#queue.length) {
+      this.#queue = this.#queue.slice(this.#head);
+      this.#head = 0;
+    }
+  }
+
+  /** Records from the head, up to `maxSendBytes` (at least one). */
+  #take(): Rec[] {
+    const out: Rec[] = [];
+    let bytes = 0;
+    for (let i = this.#head; i < this.#queue.length; i++) {
+      const r = this.#queue[i]!;
+      if (out.length > 0 && bytes + r.payload.length > this.#maxSendBytes) break;
+      out.push(r);
+      bytes += r.payload.length;
+    }
+    return out;
+  }
+
+  /** Marks the first `n` records (those just taken) as done: delivered, or dropped when rejected. */
+  #ack(taken: readonly Rec[]): void {
+    // The records may have been dropped meanwhile (journal full): only those still at the head are acked.
+    for (const r of taken) {
+      if (this.#queue[this.#head] !== r) continue;
+      this.#queue[this.#head++] = undefined as unknown as Rec;
+      this.#pendingPoints -= r.points;
+      this.#pendingBytes -= r.payload.length;
+    }
+    this.#compact();
+    const last = taken.at(-1)!;
+    try {
+      const tmp = `${this.#dir}/ack.tmp`;
+      Deno.writeTextFileSync(tmp, `${last.seg} ${last.end}\n`);
+      Deno.renameSync(tmp, `${this.#dir}/ack`);
+    } catch (e) {
+      this.#log.warn(
+        `Cannot update ${this.#dir}/ack (a restart will send some points again): ${messageOf(e)}`,
+      );
+    }
+    // Segments wholly acknowledged, except the tail, are deleted.
+    const next = this.#queue[this.#head];
+    while (this.#segments.length > 1 && this.#segments[0]!.seq < (next?.seg ?? this.#segments.at(-1)!.seq)) {
+      const seg = this.#segments.shift()!;
+      try {
+        Deno.removeSync(this.#segPath(seg.seq));
+      } catch (e) {
+        this.#log.warn(`Cannot delete the journal segment ${this.#segPath(seg.seq)}: ${messageOf(e)}`);
+      }
+    }
+  }
+
+  async #run(): Promise<void> {
+    let delay = this.#minBackoff;
+    for (;;) {
+      if (this.#head >= this.#queue.length) {
+        if (this.#closing) return;
+        await new Promise<void>((r) => (this.#wake = r));
+        this.#wake = undefined;
+        continue;
+      }
+      if (performance.now() >= this.#deadline) return;
+      const taken = this.#take();
+      try {
+        await this.#send(taken.map((r) => r.payload), this.#abort.signal);
+      } catch (e) {
+        if (e instanceof RejectedError) {
+          const points = taken.reduce((t, r) => t + r.points, 0);
+          this.#ack(taken);
+          this.#drop(points, `${this.#target} rejected them: ${messageOf(e)}`);
+          continue;
+        }
+        this.#failures++;
+        const now = performance.now();
+        if (this.#failingSince === undefined) this.#failingSince = now;
+        if (now - this.#lastWarn >= REPEAT_WARN_MS) {
+          this.#lastWarn = now;
+          this.#log.warn(
+            `Cannot deliver to ${this.#target}: ${messageOf(e)}; ${this.#pendingPoints} points kept in the ` +
+              `journal ${this.#dir}, retrying (back-off up to ${this.#maxBackoff / 1000} s)`,
+          );
+        } else this.#log.debug(`Delivery to ${this.#target} failed again: ${messageOf(e)}`);
+        if (this.#closing && performance.now() >= this.#deadline) return;
+        // Equal jitter: half the delay fixed, half random, so that agents that lost the same backend spread out.
+        await this.#sleep(delay / 2 + Math.random() * delay / 2);
+        delay = Math.min(delay * 2, this.#maxBackoff);
+        continue;
+      }
+      delay = this.#minBackoff;
+      this.deliveredPoints += taken.reduce((t, r) => t + r.points, 0);
+      this.#ack(taken);
+      if (this.#failingSince !== undefined) {
+        const secs = ((performance.now() - this.#failingSince) / 1000).toFixed(1);
+        this.#log.info(
+          `Delivering to ${this.#target} again after ${secs} s and ${this.#failures} failed attempts; ` +
+            `${this.#pendingPoints} points still to replay from the journal`,
+        );
+        this.#failingSince = undefined;
+        this.#failures = 0;
+        this.#lastWarn = -Infinity;
+      }
+    }
+  }
+
+  /** Waits `ms`, or until the close wakes it (then at most until the final deadline). */
+  async #sleep(ms: number): Promise<void> {
+    if (this.#closing) ms = Math.max(0, Math.min(ms, this.#deadline - performance.now()));
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    await new Promise<void>((resolve) => {
+      this.#wake = resolve;
+      timer = setTimeout(resolve, ms);
+    });
+    clearTimeout(timer);
+    this.#wake = undefined;
+  }
+
+  /**
+   * Stops taking records, gives the pump one bounded final attempt (`finalAttemptMs`), then closes the
+   * journal: what is still unsent stays there for the next start, and one line says how much. Idempotent.
+   *
+   * @returns the points left in the journal
+   */
+  async close(): Promise<number> {
+    if (this.#lock === undefined) return this.#pendingPoints;
+    if (!this.#closing) {
+      this.#closing = true;
+      this.#deadline = performance.now() + this.#finalMs;
+      const timer = setTimeout(() => {
+        this.#abort.abort(new AlumetError(`the final attempt's ${this.#finalMs} ms ran out`));
+        this.#wake?.();
+      }, this.#finalMs);
+      this.#wake?.();
+      try {
+        await this.#pump;
+      } finally {
+        clearTimeout(timer);
+      }
+    }
+    this.#tail?.close();
+    this.#tail = undefined;
+    this.#lock.close();
+    this.#lock = undefined;
+    if (this.#pendingPoints > 0) {
+      this.#log.warn(
+        `${this.#pendingPoints} points (${this.#pendingBytes} bytes) not delivered to ${this.#target} wait in ` +
+          `the journal ${this.#dir}: they are sent when the agent starts again with this journal`,
+      );
+    }
+    return this.#pendingPoints;
+  }
+}

@@ -1,0 +1,199 @@
+import assert from "node:assert/strict";
+import { Delivery, type DeliveryOptions, RejectedError } from "./delivery.ts";
+import { type LogSink, setLogSink } from "../log.ts";
+
+function captureLogs(): { lines: string[]; text(): string; [Symbol.dispose](): void } {
+  const lines: string[] = [];
+  const prev = setLogSink((level, scope, msg) => lines.push(`${level} ${scope}: ${msg}`));
+  return { lines, text: () => lines.join("\n"), [Symbol.dispose]: () => void setLogSink(prev as LogSink) };
+}
+
+const enc = new TextEncoder();
+const dec = new TextDecoder();
+
+/** A fake backend: `down` while true (each send throws), records what it got, in order. */
+class FakeBackend {
+  got: string[] = [];
+  calls = 0;
+  down = false;
+  failNext = 0;
+  reject: string | undefined;
+  send = (payloads: readonly Uint8Array[]) => {
+    this.calls++;
+    if (this.down) throw new Error("connection refused");
+    if (this.failNext > 0) {
+      this.failNext--;
+      throw new Error("503 service unavailable");
+    }
+    if (this.reject !== undefined && payloads.some((p) => dec.decode(p) === this.reject)) {
+      throw new RejectedError("400 bad line");
+    }
+    for (const p of payloads) this.got.push(dec.decode(p));
+  };
+}
+
+async function until(cond: () => boolean, what: string, ms = 10_000): Promise<void> {
+  const end = performance.now() + ms;
+  while (!cond()) {
+    if (performance.now() > end) throw new Error(`Timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
+
+function make(dir: string, backend: FakeBackend, more: Partial<DeliveryOptions> = {}): Delivery {
+  return new Delivery({
+    journalPath: dir,
+    send: backend.send,
+    minBackoffMs: 2,
+    maxBackoffMs: 20,
+    finalAttemptMs: 200,
+    ...more,
+  });
+}
+
+Deno.test("Delivery retries a failing send with back-off and delivers each record once, in order", async () => {
+  using _logs = captureLogs();
+  const dir = await Deno.makeTempDir();
+  try {
+    const backend = new FakeBackend();
+    backend.failNext = 3;
+    const d = make(dir, backend);
+    d.open();
+    for (let i = 0; i < 5; i++) d.append(enc.encode(`r${i}`), 2);
+    await until(() => backend.got.length === 5, "5 records");
+    assert.deepEqual(backend.got, ["r0", "r1", "r2", "r3", "r4"]);
+    assert.ok(backend.calls >= 4);
+    assert.equal(await d.close(), 0);
+    assert.equal(d.deliveredPoints, 10);
+    assert.equal(d.droppedPoints, 0);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("Delivery journals while the backend is down and replays in order once it is back", async () => {
+  using logs = captureLogs();
+  const dir = await Deno.makeTempDir();
+  try {
+    const backend = new FakeBackend();
+    backend.down = true; // down at start: no error
+    const d = make(dir, backend);
+    d.open();
+    for (let i = 0; i < 50; i++) d.append(enc.encode(`r${i}`), 1);
+    await until(() => backend.calls >= 3, "some failed attempts");
+    assert.equal(d.pendingPoints, 50);
+    assert.ok(logs.text().includes("Cannot deliver to"), logs.text());
+    backend.down = false;
+    await until(() => backend.got.length === 50, "the replay");
+    assert.deepEqual(backend.got, Array.from({ length: 50 }, (_, i) => `r${i}`));
+    assert.ok(logs.text().includes("again after"), logs.text());
+    assert.equal(await d.close(), 0);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("Delivery keeps what the final attempt could not send and replays it after a restart", async () => {
+  using logs = captureLogs();
+  const dir = await Deno.makeTempDir();
+  try {
+    const backend = new FakeBackend();
+    backend.down = true;
+    const d1 = make(dir, backend, { segmentBytes: 64 });
+    d1.open();
+    for (let i = 0; i < 30; i++) d1.append(enc.encode(`first-${i}`), 1);
+    const t0 = performance.now();
+    assert.equal(await d1.close(), 30);
+    assert.ok(performance.now() - t0 < 2000, "the final attempt is bounded");
+    assert.match(logs.text(), /30 points \(\d+ bytes\) not delivered .* wait in the journal/);
+
+    // A torn record at the end of the last segment, as a crash mid-append leaves it, is cut off.
+    const segs = [...Deno.readDirSync(dir)].map((e) => e.name).filter((n) => n.endsWith(".seg")).sort();
+    Deno.writeFileSync(`${dir}/${segs.at(-1)}`, new Uint8Array([200, 0, 0, 0, 1, 0, 0, 0, 65]), {
+      append: true,
+    });
+
+    backend.down = false;
+    const d2 = make(dir, backend);
+    d2.open();
+    assert.equal(d2.replayedPoints, 30);
+    d2.append(enc.encode("second-0"), 1);
+    await until(() => backend.got.length === 31, "the replay after the restart");
+    assert.deepEqual(backend.got, [...Array.from({ length: 30 }, (_, i) => `first-${i}`), "second-0"]);
+    assert.ok(logs.text().includes("cut short"), logs.text());
+    assert.equal(await d2.close(), 0);
+
+    // A third start finds nothing left to send.
+    const d3 = make(dir, backend);
+    d3.open();
+    assert.equal(d3.replayedPoints, 0);
+    await d3.close();
+    assert.equal(backend.got.length, 31);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("Delivery drops the oldest records when the journal is full, and counts and logs them", async () => {
+  using logs = captureLogs();
+  const dir = await Deno.makeTempDir();
+  try {
+    const backend = new FakeBackend();
+    backend.down = true;
+    const drops: number[] = [];
+    const d = make(dir, backend, { maxBytes: 8192, onDrop: (n) => drops.push(n) });
+    d.open();
+    const payload = (i: number) => enc.encode(`${String(i).padStart(4, "0")}:${"x".repeat(92)}`); // 100 B
+    for (let i = 0; i < 200; i++) d.append(payload(i), 3); // 200 × 108 B: far more than 8 KiB
+    assert.ok(d.journalBytes <= 8192, `journal ${d.journalBytes} B`);
+    assert.ok(d.droppedPoints > 0);
+    assert.equal(d.droppedPoints + d.pendingPoints, 600);
+    assert.equal(drops.reduce((a, b) => a + b, 0), d.droppedPoints);
+    assert.ok(logs.text().includes("is full"), logs.text());
+    backend.down = false;
+    await until(() => d.pendingPoints === 0, "the rest");
+    // What is left is the newest, in order, ending with the last appended.
+    const kept = backend.got.map((s) => Number(s.slice(0, 4)));
+    assert.equal(kept.at(-1), 199);
+    assert.deepEqual(kept, kept.toSorted((a, b) => a - b));
+    assert.equal(kept.length * 3, 600 - d.droppedPoints);
+    await d.close();
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("Delivery drops and counts a batch the backend rejects for good, and goes on", async () => {
+  using _logs = captureLogs();
+  const dir = await Deno.makeTempDir();
+  try {
+    const backend = new FakeBackend();
+    backend.reject = "bad";
+    const d = make(dir, backend, { maxSendBytes: 1 });
+    d.open();
+    d.append(enc.encode("a"), 1);
+    d.append(enc.encode("bad"), 4);
+    d.append(enc.encode("b"), 1);
+    await until(() => d.pendingPoints === 0, "all handled");
+    assert.deepEqual(backend.got, ["a", "b"]);
+    assert.equal(d.droppedPoints, 4);
+    await d.close();
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("Delivery refuses a journal another agent holds", async () => {
+  using _logs = captureLogs();
+  const dir = await Deno.makeTempDir();
+  try {
+    const backend = new FakeBackend();
+    const a = make(dir, backend);
+    a.open();
+    const b = make(dir, backend);
+    assert.throws(() => b.open(), /another agent is using it/);
+    await a.close();
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
