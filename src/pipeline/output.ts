@@ -199,6 +199,26 @@ export class OutputTask {
     this.done = this.#run();
   }
 
+  /** What `Output.lostPoints` reported at the last {@linkcode syncLosses}. */
+  #outputLost = 0;
+
+  /**
+   * Adds to `droppedPoints` what the output says it lost on its own since the last call (`Output.lostPoints`:
+   * a full journal, a rejected batch). The pipeline calls it before it reads the statistics.
+   */
+  syncLosses(): void {
+    let lost: number;
+    try {
+      lost = this.#output.lostPoints?.() ?? 0;
+    } catch {
+      return;
+    }
+    if (lost > this.#outputLost) {
+      this.stats.droppedPoints += lost - this.#outputLost;
+      this.#outputLost = lost;
+    }
+  }
+
   /** `running`, `paused` or `stopped`; `paused` too while a write is blocked (a full disk). */
   get state(): ElementState {
     return this.#blocked !== undefined && this.#state === "running" ? "paused" : this.#state;

@@ -345,3 +345,19 @@ Deno.test("OutputTask: a close that fails for lack of space is retried within th
   assert.equal(closeAttempts, 3);
   assert.equal(t2.stats.droppedPoints, 0);
 });
+
+Deno.test("OutputTask: points an output loses on its own (Output.lostPoints) count in droppedPoints, once each", async () => {
+  const { m } = setup();
+  let lost = 0;
+  const output: Output = { write() {}, lostPoints: () => lost };
+  const t = task(output);
+  t.offer(batchOf(m, 1, 2));
+  lost = 5; // e.g. a journal that was full dropped its oldest 5 points
+  t.syncLosses();
+  t.syncLosses(); // read twice: counted once
+  assert.equal(t.stats.droppedPoints, 5);
+  lost = 7;
+  t.syncLosses();
+  assert.equal(t.stats.droppedPoints, 7);
+  await withTimeout(t.closeInput(), LIMIT, "closeInput");
+});

@@ -389,6 +389,7 @@ export class Pipeline {
 
   #pollSelf(batch: Batch): void {
     for (const o of this.#outputs.values()) {
+      o.syncLosses();
       if (o.stats.droppedPoints > 0) {
         batch.push(this.#droppedMetric, o.stats.droppedPoints, { attributes: o.dropAttributes });
       }
@@ -489,7 +490,10 @@ export class Pipeline {
         ...[...this.#sources].map(([k, s]) => [k, s.stats] as const),
         ...(this.#retired.polls > 0 ? [[RETIRED, this.#retired] as const] : []),
       ]),
-      outputs: new Map([...this.#outputs].map(([k, o]) => [k, o.stats])),
+      outputs: new Map([...this.#outputs].map(([k, o]) => {
+        o.syncLosses();
+        return [k, o.stats] as const;
+      })),
     };
   }
 

@@ -169,6 +169,12 @@ export interface Output {
    * `exec` prints it in its summary.
    */
   describe?(): string;
+  /**
+   * Points this output lost on its own after `write` accepted them (a network output's journal that was full
+   * and dropped its oldest data, a batch the backend rejected), since the start. The pipeline adds them to
+   * the output's `droppedPoints`, so that they count in `alumet_dropped_points` and `Agent.losses()`.
+   */
+  lostPoints?(): number;
 }
 
 /** What an output does when its queue is full. */
