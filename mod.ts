@@ -70,3 +70,6 @@ export { graceHopperPlugin, hwmonPlugin, jetsonPlugin } from "./plugins/hwmon/mo
 export { cgroupsPlugin } from "./plugins/cgroups/mod.ts";
 export { csvPlugin } from "./plugins/csv/mod.ts";
 export { logPlugin } from "./plugins/log/mod.ts";
+export { sqlitePlugin } from "./plugins/sqlite/mod.ts";
+export { prometheusExporterPlugin } from "./plugins/prometheus-exporter/mod.ts";
+export { influxdbPlugin } from "./plugins/influxdb/mod.ts";

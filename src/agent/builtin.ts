@@ -27,6 +27,16 @@ export const BUILTIN_LOADERS: ReadonlyMap<string, () => Promise<PluginMetadata<u
     () => import("../../plugins/hwmon/mod.ts").then((m) => m.jetsonPlugin as PluginMetadata<unknown>),
   ],
   ["csv", () => import("../../plugins/csv/mod.ts").then((m) => m.default as PluginMetadata<unknown>)],
+  ["sqlite", () => import("../../plugins/sqlite/mod.ts").then((m) => m.default as PluginMetadata<unknown>)],
+  [
+    "prometheus-exporter",
+    () =>
+      import("../../plugins/prometheus-exporter/mod.ts").then((m) => m.default as PluginMetadata<unknown>),
+  ],
+  [
+    "influxdb",
+    () => import("../../plugins/influxdb/mod.ts").then((m) => m.default as PluginMetadata<unknown>),
+  ],
   ["log", () => import("../../plugins/log/mod.ts").then((m) => m.default as PluginMetadata<unknown>)],
 ]);
 
