@@ -73,3 +73,4 @@ export { logPlugin } from "./plugins/log/mod.ts";
 export { sqlitePlugin } from "./plugins/sqlite/mod.ts";
 export { prometheusExporterPlugin } from "./plugins/prometheus-exporter/mod.ts";
 export { influxdbPlugin } from "./plugins/influxdb/mod.ts";
+export { opentelemetryPlugin } from "./plugins/opentelemetry/mod.ts";

@@ -37,6 +37,10 @@ export const BUILTIN_LOADERS: ReadonlyMap<string, () => Promise<PluginMetadata<u
     "influxdb",
     () => import("../../plugins/influxdb/mod.ts").then((m) => m.default as PluginMetadata<unknown>),
   ],
+  [
+    "opentelemetry",
+    () => import("../../plugins/opentelemetry/mod.ts").then((m) => m.default as PluginMetadata<unknown>),
+  ],
   ["log", () => import("../../plugins/log/mod.ts").then((m) => m.default as PluginMetadata<unknown>)],
 ]);
 
