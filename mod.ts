@@ -70,7 +70,8 @@ export { graceHopperPlugin, hwmonPlugin, jetsonPlugin } from "./plugins/hwmon/mo
 export { cgroupsPlugin } from "./plugins/cgroups/mod.ts";
 export { csvPlugin } from "./plugins/csv/mod.ts";
 export { logPlugin } from "./plugins/log/mod.ts";
-export { sqlitePlugin } from "./plugins/sqlite/mod.ts";
 export { prometheusExporterPlugin } from "./plugins/prometheus-exporter/mod.ts";
+// Outputs whose dependencies cost start-up (node:sqlite; protobuf and snappy from npm) are not re-exported here,
+// so that a script importing this module does not pay for them: import `…/plugins/sqlite`,
+// `…/plugins/prometheus-remote-write` or `…/plugins/opentelemetry` (the agent loads them only when enabled).
 export { influxdbPlugin } from "./plugins/influxdb/mod.ts";
-export { opentelemetryPlugin } from "./plugins/opentelemetry/mod.ts";

@@ -34,6 +34,13 @@ export const BUILTIN_LOADERS: ReadonlyMap<string, () => Promise<PluginMetadata<u
       import("../../plugins/prometheus-exporter/mod.ts").then((m) => m.default as PluginMetadata<unknown>),
   ],
   [
+    "prometheus-remote-write",
+    () =>
+      import("../../plugins/prometheus-remote-write/mod.ts").then((m) =>
+        m.default as PluginMetadata<unknown>
+      ),
+  ],
+  [
     "influxdb",
     () => import("../../plugins/influxdb/mod.ts").then((m) => m.default as PluginMetadata<unknown>),
   ],
