@@ -187,7 +187,7 @@ export class Delivery {
     } catch (e) {
       throw new AlumetError(`Cannot open the journal "${this.#dir}": ${messageOf(e)}`, { cause: e });
     }
-    if (!this.#lock.tryLockSync(true)) {
+    if (!tryLockFor(this.#lock, LOCK_WAIT_MS)) {
       this.#lock.close();
       this.#lock = undefined;
       throw new AlumetError(
@@ -522,5 +522,24 @@ export class Delivery {
       );
     }
     return this.#pendingPoints;
+  }
+}
+
+/**
+ * How long `open` keeps trying a lock that another holder has, ms. A journal this process has just closed can
+ * stay locked for a moment when a child process was being forked at that instant (the child holds a copy of the
+ * descriptor until its exec closes it), which a busy machine makes longer; another agent holds it for good.
+ */
+const LOCK_WAIT_MS = 1000;
+
+const NAP = new Int32Array(new SharedArrayBuffer(4));
+
+/** `tryLockSync(true)`, again every 10 ms for up to `ms`. */
+function tryLockFor(file: Deno.FsFile, ms: number): boolean {
+  const deadline = performance.now() + ms;
+  for (;;) {
+    if (file.tryLockSync(true)) return true;
+    if (performance.now() >= deadline) return false;
+    Atomics.wait(NAP, 0, 0, 10);
   }
 }
