@@ -552,23 +552,43 @@ export class RemoteWriteOutput implements Output {
     if (out.samples > 0) this.#delivery.append(out.bytes, out.samples);
   }
 
+  /**
+   * How far a send of the journal's records got before a later request of it failed, keyed by its first record
+   * (the journal retries from the same records, maybe with more after them: the requests cut greedily from the
+   * start are the same). Those requests are not sent again: a receiver would refuse them as duplicates.
+   */
+  readonly #progress = new WeakMap<
+    Uint8Array,
+    { requests: number; refused: { samples: number; why: string[] } }
+  >();
+
   async #send(payloads: readonly Uint8Array[], signal: AbortSignal): Promise<void> {
     const spans = payloads.flatMap((p) => seriesSpans(p));
     const total = spans.reduce((t, s) => t + s.samples, 0);
-    const refused: { samples: number; why: string[] } = { samples: 0, why: [] };
+    const key = payloads[0];
+    const progress = (key && this.#progress.get(key)) || { requests: 0, refused: { samples: 0, why: [] } };
+    const refused = progress.refused;
+    let request = 0;
+    const deliver = async (chunk: Span[]) => {
+      if (request++ < progress.requests) return; // delivered by an earlier try of these records
+      await this.#deliver(chunk, signal, refused);
+      progress.requests = request;
+      if (key) this.#progress.set(key, progress);
+    };
     // Requests of at most batchPoints samples (a series with more goes alone), in order.
     let chunk: Span[] = [];
     let n = 0;
     for (const s of spans) {
       if (chunk.length > 0 && n + s.samples > this.#batchPoints) {
-        await this.#deliver(chunk, signal, refused);
+        await deliver(chunk);
         chunk = [];
         n = 0;
       }
       chunk.push(s);
       n += s.samples;
     }
-    if (chunk.length > 0) await this.#deliver(chunk, signal, refused);
+    if (chunk.length > 0) await deliver(chunk);
+    if (key) this.#progress.delete(key);
     if (refused.samples === 0) return;
     const why = refused.why.slice(0, 3).join("; ") + (refused.why.length > 3 ? `; …` : "");
     if (refused.samples >= total) throw new RejectedError(why);

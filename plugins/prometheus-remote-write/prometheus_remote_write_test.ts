@@ -541,3 +541,34 @@ testWith(
     }
   },
 );
+
+Deno.test("RemoteWriteOutput: a retry after a partly delivered batch does not send its delivered requests again", async () => {
+  // batch_points 3 splits 8 samples into 3 requests; the 2nd fails once (503): the retry must send the 2nd and
+  // 3rd only. Sent again, the 1st would be a duplicate a real Prometheus refuses (400), counted as lost.
+  using _logs = captureLogs();
+  const { power, ctx } = setup();
+  let calls = 0;
+  const rx = fakeReceiver(() => (++calls === 2 ? 503 : 204));
+  const dir = await Deno.makeTempDir({ prefix: "alumet-rw-" });
+  try {
+    const out = new RemoteWriteOutput({
+      endpoint: rx.url,
+      journalPath: dir,
+      batchPoints: 3,
+      minBackoffMs: 10,
+      maxBackoffMs: 50,
+    });
+    out.open();
+    const b = new Batch();
+    for (let i = 0; i < 8; i++) b.push(power, i, { timestamp: ms(100 + i), attributes: { n: i } });
+    out.write(b, ctx);
+    await until(() => out.delivery.pendingPoints === 0, "delivery");
+    await out.close();
+    const delivered = rx.got.flatMap((r) => r.series.map((s) => s.samples[0]![0])).sort();
+    assert.deepEqual(delivered, [0, 1, 2, 3, 4, 5, 6, 7], "each sample delivered once");
+    assert.equal(out.lostPoints(), 0);
+  } finally {
+    await rx.server.shutdown();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
