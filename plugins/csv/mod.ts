@@ -11,6 +11,7 @@
  */
 import { z } from "../../src/plugin/schema.ts";
 import { definePlugin } from "../../src/plugin/define.ts";
+import { diagnoseOutputFile } from "../../src/plugin/output_file.ts";
 import type { Diagnosis, ElementContext, Output, Plugin, StartContext } from "../../src/plugin/plugin.ts";
 import type { Attributes, AttributeValue, Batch } from "../../src/model/batch.ts";
 import type { Metric } from "../../src/model/metrics.ts";
@@ -561,21 +562,7 @@ export const csvPlugin = definePlugin({
   description: "Writes the measurements to a CSV file, in the format of Alumet's csv plugin",
   config: csvConfigSchema,
   outputFileKey: "output_path",
-  diagnose: function diagnoseCsv(config: CsvConfig): Diagnosis[] {
-    const path = config.output_path;
-    const dir = path.includes("/") ? path.slice(0, path.lastIndexOf("/")) || "/" : ".";
-    try {
-      Deno.removeSync(Deno.makeTempFileSync({ dir, prefix: ".alumet-doctor-" }));
-      return [{ check: "output file", ok: true, detail: `${path} can be written` }];
-    } catch (e) {
-      return [{
-        check: "output file",
-        ok: false,
-        detail: `cannot write in ${dir}: ${messageOf(e)}`,
-        fix: "set plugins.csv.output_path (or --output-file) to a writable place",
-      }];
-    }
-  },
+  diagnose: (config: CsvConfig): Diagnosis[] => diagnoseOutputFile(config.output_path, "csv"),
   init: function initCsv(config: CsvConfig): Plugin {
     const output = new CsvOutput(config.output_path, {
       forceFlush: config.force_flush,

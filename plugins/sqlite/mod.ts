@@ -14,6 +14,7 @@
 import { DatabaseSync, type SQLInputValue, type StatementSync } from "node:sqlite";
 import { z } from "../../src/plugin/schema.ts";
 import { definePlugin } from "../../src/plugin/define.ts";
+import { diagnoseOutputFile } from "../../src/plugin/output_file.ts";
 import type { Diagnosis, ElementContext, Output, Plugin, StartContext } from "../../src/plugin/plugin.ts";
 import type { Attributes, Batch } from "../../src/model/batch.ts";
 import type { Metric } from "../../src/model/metrics.ts";
@@ -431,22 +432,7 @@ export const sqlitePlugin = definePlugin({
   description: "Writes the measurements to an SQLite database file, queryable with the sqlite3 shell",
   config: sqliteConfigSchema,
   outputFileKey: "output_path",
-  diagnose: function diagnoseSqlite(config: SqliteConfig): Diagnosis[] {
-    const path = config.output_path;
-    const dir = path.includes("/") ? path.slice(0, path.lastIndexOf("/")) || "/" : ".";
-    try {
-      // SQLite writes its -wal and -shm files next to the database: the directory must be writable.
-      Deno.removeSync(Deno.makeTempFileSync({ dir, prefix: ".alumet-doctor-" }));
-      return [{ check: "output file", ok: true, detail: `${path} can be written` }];
-    } catch (e) {
-      return [{
-        check: "output file",
-        ok: false,
-        detail: `cannot write in ${dir}: ${messageOf(e)}`,
-        fix: "set plugins.sqlite.output_path (or --output-file) to a writable place",
-      }];
-    }
-  },
+  diagnose: (config: SqliteConfig): Diagnosis[] => diagnoseOutputFile(config.output_path, "sqlite"),
   init: function initSqlite(config: SqliteConfig): Plugin {
     const output = new SqliteOutput(config.output_path, { append: config.append });
     return {
