@@ -14,7 +14,10 @@
  *   seconds). The `ack` file is rewritten (not synced) after each delivery: a crash may re-send the last
  *   delivered batch, never skip one (at-least-once).
  * - **Full journal**: when appending would make the segments exceed `maxBytes`, the oldest segment is deleted
- *   and its unsent points are counted in {@linkcode Delivery.droppedPoints} and logged.
+ *   and its unsent points are counted in {@linkcode Delivery.droppedPoints} and logged. A point counts as
+ *   delivered only when the backend acknowledged its record, and as dropped only when it was dropped without
+ *   that: records of the deleted segment that are being sent at that moment stay in memory until the send ends,
+ *   and are counted delivered if it succeeds, dropped if it fails (never both).
  * - **Torn tail**: a record cut short by a crash is cut off the segment when the journal is opened.
  * - **A backend down at start** is no error: records accumulate in the journal and the pump keeps trying.
  * - **Shutdown** ({@linkcode Delivery.close}): one bounded final attempt (`finalAttemptMs`, 5 s by default);
@@ -133,6 +136,10 @@ export class Delivery {
   #failingSince: number | undefined;
   #lastWarn = -Infinity;
   #failures = 0;
+  /** The records of the send in progress. */
+  #inflight = new Set<Rec>();
+  /** Records in flight whose segment the full journal dropped: lost if their send fails. */
+  #doomed = new Set<Rec>();
 
   /** Points delivered (acknowledged by the backend). */
   deliveredPoints = 0;
@@ -338,13 +345,47 @@ export class Delivery {
     return seg;
   }
 
-  /** Deletes the oldest segment (not the tail), counting its unsent records as dropped. */
+  /**
+   * Deletes the oldest segment (not the tail), counting its unsent records as dropped. Records of it that the
+   * pump is sending right now are not counted yet: they are delivered if that send succeeds, and dropped (and
+   * counted) only if it fails — never both.
+   */
   #dropOldestSegment(): void {
     const seg = this.#segments.shift()!;
+    let i = this.#head;
+    // The records in flight are the first ones of the queue.
+    while (i < this.#queue.length && this.#queue[i]!.seg === seg.seq && this.#inflight.has(this.#queue[i]!)) {
+      this.#doomed.add(this.#queue[i]!);
+      i++;
+    }
+    let j = i;
+    let points = 0;
+    while (j < this.#queue.length && this.#queue[j]!.seg === seg.seq) {
+      const r = this.#queue[j++]!;
+      points += r.points;
+      this.#pendingPoints -= r.points;
+      this.#pendingBytes -= r.payload.length;
+    }
+    if (j > i) this.#queue.splice(i, j - i);
+    try {
+      Deno.removeSync(this.#segPath(seg.seq));
+    } catch (e) {
+      this.#log.warn(`Cannot delete the journal segment ${this.#segPath(seg.seq)}: ${messageOf(e)}`);
+    }
+    if (points > 0) this.#drop(points, this.#fullWhy(j - i));
+  }
+
+  #fullWhy(records: number): string {
+    return `the journal ${this.#dir} is full (${this.#maxBytes} bytes) while ${this.#target} is unreachable: ` +
+      `dropped its oldest ${records} batches`;
+  }
+
+  /** After a failed send: the records in flight whose segment was dropped meanwhile are dropped now. */
+  #dropDoomed(): void {
+    if (this.#doomed.size === 0) return;
     let points = 0;
     let records = 0;
-    // A record the pump is sending right now may be dropped too (and counted): it was not acknowledged yet.
-    while (this.#head < this.#queue.length && this.#queue[this.#head]!.seg === seg.seq) {
+    while (this.#head < this.#queue.length && this.#doomed.has(this.#queue[this.#head]!)) {
       const r = this.#queue[this.#head]!;
       this.#queue[this.#head++] = undefined as unknown as Rec;
       points += r.points;
@@ -352,19 +393,9 @@ export class Delivery {
       this.#pendingPoints -= r.points;
       this.#pendingBytes -= r.payload.length;
     }
+    this.#doomed.clear();
     this.#compact();
-    try {
-      Deno.removeSync(this.#segPath(seg.seq));
-    } catch (e) {
-      this.#log.warn(`Cannot delete the journal segment ${this.#segPath(seg.seq)}: ${messageOf(e)}`);
-    }
-    if (points > 0) {
-      this.#drop(
-        points,
-        `the journal ${this.#dir} is full (${this.#maxBytes} bytes) while ${this.#target} is unreachable: ` +
-          `dropped its oldest ${records} batches`,
-      );
-    }
+    if (points > 0) this.#drop(points, this.#fullWhy(records));
   }
 
   #drop(points: number, why: string): void {
@@ -436,15 +467,19 @@ export class Delivery {
       }
       if (performance.now() >= this.#deadline) return;
       const taken = this.#take();
+      this.#inflight = new Set(taken);
       try {
         await this.#send(taken.map((r) => r.payload), this.#abort.signal);
       } catch (e) {
+        this.#inflight.clear();
         if (e instanceof RejectedError) {
           const points = taken.reduce((t, r) => t + r.points, 0);
+          this.#doomed.clear();
           this.#ack(taken);
           this.#drop(points, `${this.#target} rejected them: ${messageOf(e)}`);
           continue;
         }
+        this.#dropDoomed();
         this.#failures++;
         const now = performance.now();
         if (this.#failingSince === undefined) this.#failingSince = now;
@@ -461,6 +496,9 @@ export class Delivery {
         delay = Math.min(delay * 2, this.#maxBackoff);
         continue;
       }
+      this.#inflight.clear();
+      // Records whose segment was dropped during the send were delivered all the same: not lost.
+      this.#doomed.clear();
       delay = this.#minBackoff;
       this.deliveredPoints += taken.reduce((t, r) => t + r.points, 0);
       this.#ack(taken);

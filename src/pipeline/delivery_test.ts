@@ -197,3 +197,58 @@ Deno.test("Delivery refuses a journal another agent holds", async () => {
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("Delivery counts a record dropped from a full journal while it is being sent either delivered or dropped, never both", async (t) => {
+  using _logs = captureLogs();
+  for (const outcome of ["accepted", "failed"] as const) {
+    await t.step(`the send in flight is ${outcome}`, async () => {
+      const dir = await Deno.makeTempDir();
+      try {
+        let release: ((ok: boolean) => void) | undefined;
+        let sends = 0;
+        const got: string[] = [];
+        let fail = outcome === "failed";
+        const d = new Delivery({
+          journalPath: dir,
+          maxBytes: 8192,
+          minBackoffMs: 2,
+          maxBackoffMs: 20,
+          finalAttemptMs: 200,
+          maxSendBytes: 250, // two records per send
+          send: async (payloads) => {
+            sends++;
+            if (sends === 1) {
+              // The first send hangs until the journal has dropped the segment it is sending.
+              const ok = await new Promise<boolean>((r) => (release = r));
+              if (!ok) throw new Error("connection reset");
+            } else if (fail) throw new Error("still down");
+            for (const p of payloads) got.push(dec.decode(p));
+          },
+        });
+        d.open();
+        const payload = (i: number) => enc.encode(`${String(i).padStart(4, "0")}:${"x".repeat(92)}`);
+        d.append(payload(0), 3);
+        await until(() => release !== undefined, "the first send");
+        // 200 more records of 100 B: the journal (8 KiB) drops its oldest segments, the one in flight included.
+        for (let i = 1; i <= 200; i++) d.append(payload(i), 3);
+        assert.ok(d.droppedPoints + d.pendingPoints <= 603);
+        release!(outcome === "accepted");
+        fail = false;
+        await until(() => d.pendingPoints === 0, "the rest");
+        const delivered = new Set(got.map((s) => Number(s.slice(0, 4))));
+        assert.equal(d.deliveredPoints, got.length * 3, "delivered = what the backend got");
+        assert.equal(delivered.size, got.length, "each record delivered once");
+        assert.equal(
+          d.deliveredPoints + d.droppedPoints,
+          603,
+          "every point counted once: delivered or dropped",
+        );
+        if (outcome === "accepted") assert.ok(delivered.has(0), "the record in flight was delivered");
+        else assert.ok(!delivered.has(0));
+        await d.close();
+      } finally {
+        await Deno.remove(dir, { recursive: true });
+      }
+    });
+  }
+});
