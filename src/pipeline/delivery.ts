@@ -8,11 +8,16 @@
  * (`u32` payload bytes, `u32` points, little-endian, then the payload), an `ack` file (`<seq> <offset>`: where
  * the unsent records begin) and a `lock` file (`flock`, so that two agents never share a journal).
  *
- * - **fsync policy**: with `fsync: "batch"` (the default) each appended record is `fdatasync`ed before
- *   {@linkcode Delivery.append} returns, so that a crash or a power cut loses no accepted batch; with `"none"`
- *   the kernel writes it back when it likes (a process crash loses nothing, a power cut may lose the last
- *   seconds). The `ack` file is rewritten (not synced) after each delivery: a crash may re-send the last
- *   delivered batch, never skip one (at-least-once).
+ * - **fsync policy** (`fsync`): with `"batch"` (the default) each appended record is `fdatasync`ed before
+ *   {@linkcode Delivery.append} returns (and a new segment's directory entry is synced), and after each
+ *   acknowledged send the `ack` file is written to `ack.tmp`, `fdatasync`ed, renamed over `ack` and the
+ *   directory synced, before acknowledged segments are deleted. So a process crash or a power cut loses no
+ *   accepted record, and resends at most the records of one send (the one whose acknowledgement had not reached
+ *   the disk: at most `maxSendBytes` of payload, or one larger record). With `"none"` nothing is synced: a
+ *   process crash loses nothing either (the kernel holds the writes) and resends at most one send's records,
+ *   but a power cut loses the records appended in the last seconds before it (until the kernel writes them
+ *   back: about 30 s on Linux by default, `vm.dirty_expire_centisecs`) and resends those delivered in that
+ *   time. Either way nothing is skipped: at-least-once.
  * - **Full journal**: when appending would make the segments exceed `maxBytes`, the oldest segment is deleted
  *   and its unsent points are counted in {@linkcode Delivery.droppedPoints} and logged. A point counts as
  *   delivered only when the backend acknowledged its record, and as dropped only when it was dropped without
@@ -141,6 +146,8 @@ export class Delivery {
   /** Records in flight whose segment the full journal dropped: lost if their send fails. */
   #doomed = new Set<Rec>();
 
+  #syncs = 0;
+
   /** Points delivered (acknowledged by the backend). */
   deliveredPoints = 0;
   /** Points dropped: the oldest when the journal was full, and those the backend rejected for good. */
@@ -174,6 +181,11 @@ export class Delivery {
   /** Payload bytes waiting in the journal. */
   get pendingBytes(): number {
     return this.#pendingBytes;
+  }
+
+  /** `fdatasync`/`fsync` calls made so far (records, `ack`, the directory): 0 with `fsync: "none"`. */
+  get syncCount(): number {
+    return this.#syncs;
   }
 
   /** Bytes of the journal's segment files. */
@@ -304,7 +316,10 @@ export class Delivery {
     try {
       let done = 0;
       while (done < size) done += file.writeSync(record.subarray(done));
-      if (this.#fsync) file.syncDataSync();
+      if (this.#fsync) {
+        file.syncDataSync();
+        this.#syncs++;
+      }
     } catch (e) {
       try {
         file.truncateSync(before);
@@ -327,22 +342,49 @@ export class Delivery {
     const seq = (this.#segments.at(-1)?.seq ?? 0) + 1;
     const path = this.#segPath(seq);
     this.#tail = Deno.openSync(path, { write: true, create: true, truncate: true });
-    if (this.#fsync) {
-      // The new file's directory entry: without it a power cut could lose the whole segment.
-      try {
-        const d = Deno.openSync(this.#dir, { read: true });
-        try {
-          d.syncSync();
-        } finally {
-          d.close();
-        }
-      } catch {
-        // Some file systems cannot sync a directory; the records themselves are still synced.
-      }
-    }
+    // The new file's directory entry: without it a power cut could lose the whole segment.
+    this.#syncDir();
     const seg = { seq, size: 0 };
     this.#segments.push(seg);
     return seg;
+  }
+
+  /** With `fsync: "batch"`, syncs the journal's directory (its entries: a new segment, a renamed `ack`). */
+  #syncDir(): void {
+    if (!this.#fsync) return;
+    try {
+      const d = Deno.openSync(this.#dir, { read: true });
+      try {
+        d.syncSync();
+        this.#syncs++;
+      } finally {
+        d.close();
+      }
+    } catch {
+      // Some file systems cannot sync a directory; the files themselves are still synced.
+    }
+  }
+
+  /**
+   * Records where the unsent records begin, atomically (write `ack.tmp`, rename it over `ack`); with
+   * `fsync: "batch"` the file and then the directory are synced, so a power cut cannot bring back an older ack.
+   */
+  #writeAck(seg: number, end: number): void {
+    const tmp = `${this.#dir}/ack.tmp`;
+    const f = Deno.openSync(tmp, { write: true, create: true, truncate: true });
+    try {
+      const text = new TextEncoder().encode(`${seg} ${end}\n`);
+      let done = 0;
+      while (done < text.length) done += f.writeSync(text.subarray(done));
+      if (this.#fsync) {
+        f.syncDataSync();
+        this.#syncs++;
+      }
+    } finally {
+      f.close();
+    }
+    Deno.renameSync(tmp, `${this.#dir}/ack`);
+    this.#syncDir();
   }
 
   /**
@@ -436,9 +478,7 @@ export class Delivery {
     this.#compact();
     const last = taken.at(-1)!;
     try {
-      const tmp = `${this.#dir}/ack.tmp`;
-      Deno.writeTextFileSync(tmp, `${last.seg} ${last.end}\n`);
-      Deno.renameSync(tmp, `${this.#dir}/ack`);
+      this.#writeAck(last.seg, last.end);
     } catch (e) {
       this.#log.warn(
         `Cannot update ${this.#dir}/ack (a restart will send some points again): ${messageOf(e)}`,
