@@ -31,6 +31,8 @@ export const influxdbConfigSchema = z.strictObject({
   attributes_as_fields: z.array(z.string()).default([]),
   api_version: z.enum(["auto", "v1", "v2"]).default("auto"),
   database: z.string().default(""),
+  username: z.string().default(""),
+  password: z.string().default(""),
   timeout: duration().prefault("10s"),
   journal_path: z.string().min(1).default("alumet-influxdb-journal"),
   journal_max_mib: z.int().positive().default(64),
@@ -50,11 +52,19 @@ const RESERVED_TAGS: ReadonlySet<string> = new Set([
   "resource_consumer_id",
 ]);
 
+/** Keys InfluxDB refuses as tag keys (`time` in 1.x and 2.x; `_measurement`, `_field` in 2.x) or as field keys. */
+const RESERVED_TAG_KEYS: ReadonlySet<string> = new Set(["time", "_measurement", "_field"]);
+const RESERVED_FIELD_KEYS: ReadonlySet<string> = new Set(["time", "value"]);
+const ATTRIBUTE_PREFIX = "alumet_attribute__";
+
+const I64_MIN = -(1n << 63n);
 const I64_MAX = (1n << 63n) - 1n;
+const U64_MAX = (1n << 64n) - 1n;
 
 /**
  * Escapes a measurement name: commas and spaces get a backslash; a line break (which line protocol cannot
- * carry) becomes an escaped space.
+ * carry) becomes an escaped space; trailing backslashes are removed (line protocol would read the next
+ * separator as escaped, and InfluxDB refuses the line).
  *
  * @example
  * ```ts
@@ -65,21 +75,25 @@ const I64_MAX = (1n << 63n) - 1n;
  * ```
  */
 export function escapeMeasurement(s: string): string {
+  if (s.endsWith("\\")) s = s.replace(/\\+$/, "");
   return /[, \r\n]/.test(s) ? s.replace(/[\r\n]/g, " ").replace(/[, ]/g, "\\$&") : s;
 }
 
 /**
  * Escapes a tag key, a tag value or a field key: commas, equals signs and spaces get a backslash; a line break
- * becomes an escaped space.
+ * becomes an escaped space; trailing backslashes are removed (a name ending with a backslash cannot be written
+ * in line protocol: InfluxDB would read the separator after it as escaped and refuse the line).
  *
  * @example
  * ```ts
  * import { escapeKey } from "./mod.ts";
  * import assert from "node:assert/strict";
  * assert.equal(escapeKey("a b,c=d"), "a\\ b\\,c\\=d");
+ * assert.equal(escapeKey("C:\\"), "C:");
  * ```
  */
 export function escapeKey(s: string): string {
+  if (s.endsWith("\\")) s = s.replace(/\\+$/, "");
   return /[,= \r\n]/.test(s) ? s.replace(/[\r\n]/g, " ").replace(/[,= ]/g, "\\$&") : s;
 }
 
@@ -99,7 +113,10 @@ export function quoteString(s: string): string {
 
 /** How {@linkcode LineProtocolEncoder} writes points. */
 export interface EncoderOptions {
-  /** `"v1"`: u64 as `123i` (InfluxDB 1.x has no `u`); `"v2"`: `123u`. Default `"v2"`. */
+  /**
+   * `"v1"`: u64 as `123i` (InfluxDB 1.x has no `u`; a value above 2^63 − 1 cannot be stored and its point is
+   * left out and counted); `"v2"`: `123u`. Default `"v2"`.
+   */
   readonly version?: "v1" | "v2";
   /** Attributes become fields (default, as in Alumet) or tags. */
   readonly attributesAs?: "field" | "tag";
@@ -113,7 +130,8 @@ export interface EncoderOptions {
  * Turns batches into line protocol, as Alumet's influxdb plugin does: the measurement is the metric's name;
  * tags `resource_kind`, `resource_id`, `resource_consumer_kind`, `resource_consumer_id` (empty ones left out);
  * attributes as fields or tags (a reserved tag name, or the field name `value`, gets the prefix
- * `alumet_attribute__`); the value in the field `value`; the timestamp in nanoseconds.
+ * `alumet_attribute__`; so do the keys InfluxDB refuses: `time`, and the tag keys `_measurement` and `_field`;
+ * a tag whose value is empty is left out); the value in the field `value`; the timestamp in nanoseconds.
  *
  * @example
  * ```ts
@@ -142,8 +160,16 @@ export class LineProtocolEncoder {
   /** Tags of resources and of consumers (apart: the local machine is one object for both), by identity. */
   #resourceTags = new WeakMap<object, string>();
   #consumerTags = new WeakMap<object, string>();
-  /** `[tags, fields]` of an attribute set: `,k=v…` and `k=v,…` (fields end with a comma when non-empty). */
-  #attrs = new WeakMap<object, [string, string]>();
+  /**
+   * `[tags, fields]` of an attribute set: `,k=v…` and `k=v,…` (fields end with a comma when non-empty); null
+   * when a value cannot be written (an integer out of InfluxDB's range).
+   */
+  #attrs = new WeakMap<object, [string, string] | null>();
+
+  /** The API version the lines are written for. */
+  get version(): "v1" | "v2" {
+    return this.#v1 ? "v1" : "v2";
+  }
 
   constructor(options: EncoderOptions = {}) {
     this.#v1 = options.version === "v1";
@@ -153,7 +179,8 @@ export class LineProtocolEncoder {
   }
 
   /**
-   * Encodes a batch; points whose value InfluxDB cannot store (NaN, ±Infinity) are left out and counted.
+   * Encodes a batch; points whose value InfluxDB cannot store (NaN, ±Infinity; for v1 an integer above
+   * 2^63 − 1, in the value or in an attribute) are left out and counted.
    *
    * @returns the lines (each ending with `\n`), the points written and the points left out
    */
@@ -163,12 +190,16 @@ export class LineProtocolEncoder {
     let skipped = 0;
     for (let i = 0; i < batch.length; i++) {
       const v = batch.valueAt(i);
-      let value: string;
+      let value: string | undefined;
       if (typeof v === "bigint" || ctx.metric(batch.metricAt(i)).valueType === "u64") {
         value = this.#integer(BigInt(v));
       } else if (Number.isFinite(v)) {
         value = String(v);
-      } else {
+      }
+      const a = batch.attributesAt(i);
+      let at = this.#attrs.get(a);
+      if (at === undefined) this.#attrs.set(a, at = this.#attributes(a));
+      if (value === undefined || at === null) {
         skipped++;
         continue;
       }
@@ -187,53 +218,66 @@ export class LineProtocolEncoder {
           ct = tag("resource_consumer_kind", c.kind) + tag("resource_consumer_id", c.id),
         );
       }
-      const a = batch.attributesAt(i);
-      let at = this.#attrs.get(a);
-      if (at === undefined) this.#attrs.set(a, at = this.#attributes(a));
       text += m + rt + ct + at[0] + " " + at[1] + "value=" + value + " " + batch.timestampAt(i) + "\n";
       points++;
     }
     return { text, points, skipped };
   }
 
-  #integer(v: bigint): string {
-    if (!this.#v1) return v + "u";
-    // InfluxDB 1.x stores signed 64-bit integers: beyond, the value goes as a float (rounded), never wrapped.
-    return v <= I64_MAX ? v + "i" : String(Number(v));
+  /** A non-negative integer value (u64): `123u` (v2), `123i` (v1), or undefined when v1 cannot store it. */
+  #integer(v: bigint): string | undefined {
+    if (!this.#v1) return v <= U64_MAX ? v + "u" : undefined;
+    // InfluxDB 1.x stores signed 64-bit integers only. Written as a float, a larger value would conflict with
+    // the field's integer type (InfluxDB refuses the point): it is left out and counted instead of wrapped.
+    return v <= I64_MAX ? v + "i" : undefined;
   }
 
-  #attributes(a: Readonly<Record<string, AttributeValue>>): [string, string] {
+  #attributes(a: Readonly<Record<string, AttributeValue>>): [string, string] | null {
     let tags = "";
     let fields = "";
     for (const key in a) {
       const v = a[key]!;
       const isTag = this.#asTag ? !this.#fields.has(key) : this.#tags.has(key);
-      if (isTag) tags += tag(RESERVED_TAGS.has(key) ? "alumet_attribute__" + key : key, attributeText(v));
-      else {
-        const k = key === "value" ? "alumet_attribute__value" : key;
-        fields += escapeKey(k) + "=" + this.#fieldValue(v) + ",";
+      if (isTag) {
+        const k = RESERVED_TAGS.has(key) || RESERVED_TAG_KEYS.has(key) ? ATTRIBUTE_PREFIX + key : key;
+        tags += tag(k, attributeText(v));
+      } else {
+        const value = this.#fieldValue(v);
+        if (value === undefined) return null;
+        fields += fieldKey(RESERVED_FIELD_KEYS.has(key) ? ATTRIBUTE_PREFIX + key : key) + "=" + value + ",";
       }
     }
     return [tags, fields];
   }
 
-  #fieldValue(v: AttributeValue): string {
+  #fieldValue(v: AttributeValue): string | undefined {
     switch (typeof v) {
       case "string":
         return quoteString(v);
       case "boolean":
         return v ? "T" : "F";
       case "bigint":
-        return v >= 0n ? this.#integer(v) : v + "i";
+        if (v >= 0n) return this.#integer(v);
+        return v >= I64_MIN ? v + "i" : undefined;
       default:
         return Number.isFinite(v) ? String(v) : quoteString(String(v));
     }
   }
 }
 
-/** `,key=value`, or nothing for an empty value (line protocol has no empty tag value). */
+/** A field key, escaped; one that would be empty (`""`, or only backslashes) gets the attribute prefix. */
+function fieldKey(key: string): string {
+  return escapeKey(key) || ATTRIBUTE_PREFIX;
+}
+
+/**
+ * `,key=value`, or nothing when the value is empty once escaped (line protocol has no empty tag value, and
+ * InfluxDB refuses the whole line: the tag is left out, the point kept). An empty key gets the attribute prefix.
+ */
 function tag(key: string, value: string): string {
-  return value === "" ? "" : "," + escapeKey(key) + "=" + escapeKey(value);
+  const v = escapeKey(value);
+  if (v === "") return "";
+  return "," + (escapeKey(key) || ATTRIBUTE_PREFIX) + "=" + v;
 }
 
 function attributeText(v: AttributeValue): string {
@@ -244,8 +288,15 @@ function attributeText(v: AttributeValue): string {
 export interface InfluxdbOutputOptions {
   readonly host: string;
   readonly version: "v1" | "v2";
-  /** v2: the token (`Authorization: Token …`); v1: sent the same way when not empty (`user:password`). */
+  /**
+   * v2: the token (`Authorization: Token …`). v1: `user:password` is sent as Basic authentication (what
+   * InfluxDB 1.x reads), any other token as `Authorization: Token …` (InfluxDB 1.8+, 3.x). Empty or
+   * `"FILL ME"`: none.
+   */
   readonly token: string;
+  /** v1: Basic authentication (InfluxDB 1.x's user and password), instead of the token. */
+  readonly username?: string;
+  readonly password?: string;
   readonly org: string;
   readonly bucket: string;
   /** v1: the database. */
@@ -255,17 +306,53 @@ export interface InfluxdbOutputOptions {
   readonly journalPath: string;
   readonly journalMaxBytes: number;
   readonly journalFsync: "batch" | "none";
+  /** First back-off after a failure, ms (default 100). */
+  readonly minBackoffMs?: number;
   readonly maxBackoffMs: number;
   readonly finalAttemptMs: number;
+  /** Most payload bytes per request (default 1 MiB). */
+  readonly maxSendBytes?: number;
   readonly encoder: EncoderOptions;
   readonly log?: Logger;
+}
+
+/**
+ * Parses `host` as InfluxDB's base URL; an {@linkcode AlumetError} names the key and the value otherwise.
+ *
+ * @example
+ * ```ts
+ * import { parseHost } from "./mod.ts";
+ * import assert from "node:assert/strict";
+ * assert.equal(parseHost("http://db:8086/").href, "http://db:8086/");
+ * assert.throws(() => parseHost("db:8086"), /plugins.influxdb.host/);
+ * ```
+ */
+export function parseHost(host: string): URL {
+  let url: URL | undefined;
+  try {
+    url = new URL(host);
+  } catch {
+    // below
+  }
+  if (url === undefined || (url.protocol !== "http:" && url.protocol !== "https:") || url.hostname === "") {
+    throw new AlumetError(
+      `plugins.influxdb.host must be InfluxDB's http or https URL, such as "http://localhost:8086": "${host}"`,
+    );
+  }
+  if (url.search !== "" || url.hash !== "" || url.username !== "" || url.password !== "") {
+    throw new AlumetError(
+      `plugins.influxdb.host must be a base URL without query, fragment or credentials ` +
+        `(use token, or username and password): "${host}"`,
+    );
+  }
+  return url;
 }
 
 /** The write URL for these options: v2 `/api/v2/write?org=…&bucket=…&precision=ns`, v1 `/write?db=…&precision=ns`. */
 export function writeUrl(
   o: Pick<InfluxdbOutputOptions, "host" | "version" | "org" | "bucket" | "database">,
 ): URL {
-  const base = o.host.replace(/\/+$/, "");
+  const base = parseHost(o.host).href.replace(/\/+$/, "");
   if (o.version === "v1") {
     const url = new URL(base + "/write");
     url.searchParams.set("db", o.database);
@@ -279,13 +366,118 @@ export function writeUrl(
   return url;
 }
 
+/** The `Authorization` header for these options, or undefined for none. */
+export function authorizationOf(
+  o: Pick<InfluxdbOutputOptions, "version" | "token" | "username" | "password">,
+): string | undefined {
+  const basic = (user: string, password: string) => {
+    const raw = encoder.encode(`${user}:${password}`);
+    let bin = "";
+    for (const b of raw) bin += String.fromCharCode(b);
+    return `Basic ${btoa(bin)}`;
+  };
+  const token = o.token === FILL_ME ? "" : o.token;
+  if (o.version === "v1") {
+    if ((o.username ?? "") !== "" || (o.password ?? "") !== "") {
+      return basic(o.username ?? "", o.password ?? "");
+    }
+    const colon = token.indexOf(":");
+    if (colon > 0) return basic(token.slice(0, colon), token.slice(colon + 1));
+  }
+  return token !== "" ? `Token ${token}` : undefined;
+}
+
 const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+const NEWLINE = 10;
+
+/** How often a warning about refused points may repeat, ms. */
+const WARN_EVERY_MS = 10_000;
+
+/** InfluxDB's answer to a request it refused for good (400, 413, 422). */
+interface Refusal {
+  readonly status: number;
+  /** Status and the server's message, shortened, for log lines. */
+  readonly message: string;
+  /** The points InfluxDB dropped when it stored the others (a partial write), else undefined. */
+  readonly dropped: number | undefined;
+}
+
+/**
+ * Reads a refusal's body. InfluxDB 1.x and 2.x store the valid points of a batch and answer
+ * `partial write: <why> dropped=N` (1.x: `{"error": …}`, 400; 2.x: `{"message": …}`, 422); 1.x lists each
+ * line it could not parse (`unable to parse '…'`) with `dropped=0`. InfluxDB 3 answers
+ * `{"error":"partial write of line protocol occurred","data":[{line_number…}, …]}`, one entry per refused line.
+ */
+export function readRefusal(status: number, statusText: string, body: string): Refusal {
+  let text = body.trim();
+  let dropped: number | undefined;
+  try {
+    const json = JSON.parse(text);
+    if (json !== null && typeof json === "object") {
+      const m = json.error ?? json.message;
+      if (typeof m === "string") {
+        if (/^partial write of line protocol/i.test(m) && Array.isArray(json.data)) {
+          dropped = json.data.length;
+        }
+        text = m + (dropped !== undefined ? ` (${dropped} lines)` : "");
+      }
+    }
+  } catch {
+    // not JSON: the text as it is
+  }
+  const partial = /\bpartial write: ([\s\S]*)\bdropped=(\d+)\s*$/.exec(text);
+  if (partial) {
+    const unparsed = partial[1]!.split("unable to parse '").length - 1;
+    dropped = Number(partial[2]) + unparsed;
+  }
+  const short = text.length > 300 ? text.slice(0, 300) + "…" : text;
+  return { status, dropped, message: `${status} ${statusText}${short ? `: ${short}` : ""}` };
+}
+
+/** The lines of `payloads` (each with its `\n`), in order. */
+function splitLines(payloads: readonly Uint8Array[]): Uint8Array[] {
+  const lines: Uint8Array[] = [];
+  for (const p of payloads) {
+    let start = 0;
+    while (start < p.length) {
+      let end = p.indexOf(NEWLINE, start);
+      end = end < 0 ? p.length : end + 1;
+      lines.push(p.subarray(start, end));
+      start = end;
+    }
+  }
+  return lines;
+}
+
+function concat(parts: readonly Uint8Array[]): Uint8Array<ArrayBuffer> {
+  let size = 0;
+  for (const p of parts) size += p.length;
+  const body = new Uint8Array(size);
+  let off = 0;
+  for (const p of parts) {
+    body.set(p, off);
+    off += p.length;
+  }
+  return body;
+}
+
+/** What a send of the journal's records has settled so far: its first `done` lines (sent or refused). */
+interface Progress {
+  done: number;
+  refused: number;
+  why: string[];
+}
 
 /**
  * The influxdb output: `write` encodes a batch and appends it to the journal (synchronously, synced to disk by
- * default); the journal's pump sends it (see {@linkcode Delivery}). `close` makes one bounded final attempt and
- * leaves what is unsent in the journal for the next start. {@linkcode InfluxdbOutput.lostPoints} counts the
- * points lost: dropped from a full journal, rejected by InfluxDB (400), or not representable (NaN, ±Infinity).
+ * default); the journal's pump sends it (see {@linkcode Delivery}). A request InfluxDB refuses for good is
+ * split: on a 413 (too large) it is halved until each part passes (and later requests are cut below that
+ * size); on a 400 or 422 it is bisected until only the refused lines are left, which are dropped and counted,
+ * the others delivered. A partial write (InfluxDB stored the other lines and says how many it dropped) counts
+ * those and sends nothing again. `close` makes one bounded final attempt and leaves what is unsent in the
+ * journal for the next start. {@linkcode InfluxdbOutput.lostPoints} counts the points lost: dropped from a full
+ * journal, refused by InfluxDB, or not representable (NaN, ±Infinity, u64 above 2^63 − 1 for v1).
  */
 export class InfluxdbOutput implements Output {
   readonly url: URL;
@@ -296,6 +488,12 @@ export class InfluxdbOutput implements Output {
   readonly #log: Logger;
   #skipped = 0;
   #lastSkipLog = -Infinity;
+  #refused = 0;
+  #lastRefuseLog = -Infinity;
+  /** Bytes above which a request is cut, learnt from a 413. */
+  #maxBody = Infinity;
+  /** Settled lines of a send that a retriable failure interrupted, keyed by its first record. */
+  readonly #progress = new WeakMap<Uint8Array, Progress>();
 
   constructor(options: InfluxdbOutputOptions) {
     this.url = writeUrl(options);
@@ -303,18 +501,19 @@ export class InfluxdbOutput implements Output {
     this.#timeoutMs = options.timeoutMs;
     this.#log = options.log ?? new Logger("influxdb");
     this.#headers = new Headers({ "content-type": "text/plain; charset=utf-8", accept: "application/json" });
-    if (options.token !== "" && options.token !== FILL_ME) {
-      this.#headers.set("authorization", `Token ${options.token}`);
-    }
+    const auth = authorizationOf(options);
+    if (auth !== undefined) this.#headers.set("authorization", auth);
     this.#delivery = new Delivery({
       journalPath: options.journalPath,
       maxBytes: options.journalMaxBytes,
       fsync: options.journalFsync,
+      ...(options.minBackoffMs !== undefined ? { minBackoffMs: options.minBackoffMs } : {}),
       maxBackoffMs: options.maxBackoffMs,
       finalAttemptMs: options.finalAttemptMs,
+      ...(options.maxSendBytes !== undefined ? { maxSendBytes: options.maxSendBytes } : {}),
       log: this.#log,
       target: this.url.origin + this.url.pathname,
-      send: (payloads, signal) => this.#post(payloads, signal),
+      send: (payloads, signal) => this.#send(payloads, signal),
     });
   }
 
@@ -323,9 +522,12 @@ export class InfluxdbOutput implements Output {
     return this.#delivery;
   }
 
-  /** Points lost so far: dropped from a full journal, rejected by the server, or NaN/±Infinity values. */
+  /**
+   * Points lost so far: dropped from a full journal, refused by the server, or not representable (NaN,
+   * ±Infinity, for v1 integers above 2^63 − 1).
+   */
   lostPoints(): number {
-    return this.#delivery.droppedPoints + this.#skipped;
+    return this.#delivery.droppedPoints + this.#skipped + this.#refused;
   }
 
   /** Opens the journal (and replays what an earlier run left there). The server is not contacted. */
@@ -338,31 +540,139 @@ export class InfluxdbOutput implements Output {
     if (skipped > 0) {
       this.#skipped += skipped;
       const t = performance.now();
-      if (t - this.#lastSkipLog > 10_000) {
+      if (t - this.#lastSkipLog > WARN_EVERY_MS) {
         this.#lastSkipLog = t;
         this.#log.warn(
-          `Left out ${skipped} points whose value is NaN or infinite (InfluxDB cannot store them)`,
+          `Left out ${skipped} points whose value InfluxDB cannot store (NaN, infinite` +
+            `${this.#encoder.version === "v1" ? ", or an integer above 2^63 - 1 for InfluxDB 1.x" : ""}); ` +
+            `${this.#skipped} left out so far`,
         );
       }
     }
     if (points > 0) this.#delivery.append(encoder.encode(text), points);
   }
 
-  async #post(payloads: readonly Uint8Array[], signal: AbortSignal): Promise<void> {
+  /**
+   * Sends the journal's records. Accepted whole: done. Refused: split (see the class doc). A retriable failure
+   * (unreachable, 5xx, 401…) throws, and the journal retries the same records: the lines settled before it are
+   * not sent again. Every line refused: RejectedError (the journal drops and counts the records).
+   */
+  async #send(payloads: readonly Uint8Array[], signal: AbortSignal): Promise<void> {
+    const key = payloads[0]!;
+    let progress = this.#progress.get(key);
     let size = 0;
     for (const p of payloads) size += p.length;
-    const body = new Uint8Array(size);
-    let off = 0;
-    for (const p of payloads) {
-      body.set(p, off);
-      off += p.length;
+    if (progress === undefined && size <= this.#maxBody) {
+      const refusal = await this.#post(payloads, size, signal);
+      if (refusal === undefined) return;
+      progress = { done: 0, refused: 0, why: [] };
+      this.#progress.set(key, progress);
+      const lines = splitLines(payloads);
+      await this.#settle(lines, 0, lines.length, refusal, progress, signal);
+      return this.#finish(key, lines.length, progress);
     }
+    progress ??= { done: 0, refused: 0, why: [] };
+    this.#progress.set(key, progress);
+    const lines = splitLines(payloads);
+    await this.#deliverCut(lines, progress.done, lines.length, progress, signal);
+    return this.#finish(key, lines.length, progress);
+  }
+
+  /** Sends lines `[lo, hi)` in requests of at most #maxBody bytes (a longer line goes alone), in order. */
+  async #deliverCut(
+    lines: readonly Uint8Array[],
+    lo: number,
+    hi: number,
+    progress: Progress,
+    signal: AbortSignal,
+  ): Promise<void> {
+    let from = lo;
+    while (from < hi) {
+      // #maxBody may shrink during the loop (a 413): each request is cut with the latest.
+      let to = from + 1;
+      let bytes = lines[from]!.length;
+      while (to < hi && bytes + lines[to]!.length <= this.#maxBody) bytes += lines[to++]!.length;
+      await this.#deliver(lines, from, to, progress, signal);
+      from = to;
+    }
+  }
+
+  #finish(key: Uint8Array, total: number, progress: Progress): void {
+    this.#progress.delete(key);
+    if (progress.refused === 0) return;
+    const why = progress.why.slice(0, 3).join("; ") + (progress.why.length > 3 ? "; …" : "");
+    if (progress.refused >= total) throw new RejectedError(why);
+    this.#refused += progress.refused;
+    const t = performance.now();
+    if (t - this.#lastRefuseLog >= WARN_EVERY_MS) {
+      this.#lastRefuseLog = t;
+      this.#log.warn(
+        `Dropped ${progress.refused} of ${total} points: InfluxDB refused them (${why}); the others were ` +
+          `delivered; ${this.#refused} refused so far`,
+      );
+    }
+  }
+
+  /** Sends lines `[lo, hi)`, splitting them when refused. */
+  async #deliver(
+    lines: readonly Uint8Array[],
+    lo: number,
+    hi: number,
+    progress: Progress,
+    signal: AbortSignal,
+  ): Promise<void> {
+    const part = lines.slice(lo, hi);
+    let size = 0;
+    for (const l of part) size += l.length;
+    const refusal = await this.#post(part, size, signal);
+    if (refusal === undefined) progress.done = hi;
+    else await this.#settle(lines, lo, hi, refusal, progress, signal);
+  }
+
+  /** Lines `[lo, hi)` were refused: count what InfluxDB dropped of them, or split them and send the halves. */
+  async #settle(
+    lines: readonly Uint8Array[],
+    lo: number,
+    hi: number,
+    refusal: Refusal,
+    progress: Progress,
+    signal: AbortSignal,
+  ): Promise<void> {
+    if (refusal.status === 413 && hi - lo > 1) {
+      // Too large: halve the size of requests from now on, and send these lines again cut to it.
+      let size = 0;
+      for (let i = lo; i < hi; i++) size += lines[i]!.length;
+      this.#maxBody = Math.min(this.#maxBody, Math.max(1, Math.floor(size / 2)));
+      return this.#deliverCut(lines, lo, hi, progress, signal);
+    }
+    if (refusal.dropped !== undefined || hi - lo === 1) {
+      // A partial write (the other lines are stored), or one line refused.
+      const n = Math.min(hi - lo, refusal.dropped ?? 1);
+      progress.refused += n;
+      if (n > 0) {
+        progress.why.push(
+          hi - lo === 1
+            ? `${decoder.decode(lines[lo]!).trimEnd().slice(0, 200)}: ${refusal.message}`
+            : refusal.message,
+        );
+      }
+      progress.done = hi;
+      return;
+    }
+    const mid = (lo + hi) >>> 1;
+    await this.#deliver(lines, lo, mid, progress, signal);
+    await this.#deliver(lines, mid, hi, progress, signal);
+  }
+
+  /** One request: undefined when accepted, the refusal when InfluxDB refused it for good; throws else. */
+  async #post(parts: readonly Uint8Array[], size: number, signal: AbortSignal): Promise<Refusal | undefined> {
+    const body = parts.length === 1 && parts[0]!.length === size ? parts[0]! : concat(parts);
     let res: Response;
     try {
       res = await fetch(this.url, {
         method: "POST",
         headers: this.#headers,
-        body,
+        body: body as Uint8Array<ArrayBuffer>,
         signal: AbortSignal.any([signal, AbortSignal.timeout(this.#timeoutMs)]),
       });
     } catch (e) {
@@ -372,14 +682,15 @@ export class InfluxdbOutput implements Output {
     }
     if (res.ok) {
       await res.body?.cancel();
-      return;
+      return undefined;
     }
-    const detail = (await res.text().catch(() => "")).trim().slice(0, 300);
-    const message = `InfluxDB answered ${res.status} ${res.statusText}${detail ? `: ${detail}` : ""}`;
-    // 400 (bad line, type conflict) and 413 (too large) fail the same way every time: retrying would block the
-    // journal for good. Auth, a missing database (404), 429 and 5xx can be fixed on the server: keep retrying.
-    if (res.status === 400 || res.status === 413 || res.status === 422) throw new RejectedError(message);
-    throw new AlumetError(message);
+    const text = await res.text().catch(() => "");
+    // 400 (bad line, type conflict), 413 (too large) and 422 (v2: unprocessable) fail the same way every time:
+    // retrying would block the journal for good. Auth, a missing database (404), 429 and 5xx can be fixed on
+    // the server: keep retrying.
+    const refusal = readRefusal(res.status, res.statusText, text);
+    if (res.status === 400 || res.status === 413 || res.status === 422) return refusal;
+    throw new AlumetError(`InfluxDB answered ${refusal.message}`);
   }
 
   /** One bounded final attempt; what is unsent stays in the journal. */
@@ -417,9 +728,23 @@ export const influxdbPlugin = definePlugin({
   config: influxdbConfigSchema,
   init: function initInfluxdb(config: InfluxdbConfig): Plugin {
     const version = apiVersionOf(config);
-    if (version === "v1" && config.database === "" && config.bucket === FILL_ME) {
+    parseHost(config.host);
+    const unset = (v: string) => v === "" || v === FILL_ME;
+    if (version === "v2" && (unset(config.org) || unset(config.bucket))) {
+      const missing = [unset(config.org) ? "org" : "", unset(config.bucket) ? "bucket" : ""].filter(Boolean);
+      throw new AlumetError(
+        `plugins.influxdb: the v2 API needs org and bucket: set plugins.influxdb.${missing.join(" and ")} ` +
+          `(InfluxDB 3 ignores org: any name will do), or database for InfluxDB 1.x`,
+      );
+    }
+    if (version === "v1" && config.database === "" && unset(config.bucket)) {
       throw new AlumetError(
         `plugins.influxdb: api_version = "v1" needs a database: set plugins.influxdb.database`,
+      );
+    }
+    if (version === "v2" && (config.username !== "" || config.password !== "")) {
+      throw new AlumetError(
+        `plugins.influxdb: username and password are for InfluxDB 1.x (v1 API); the v2 API takes token`,
       );
     }
     let output: InfluxdbOutput | undefined;
@@ -429,6 +754,8 @@ export const influxdbPlugin = definePlugin({
           host: config.host,
           version,
           token: config.token,
+          username: config.username,
+          password: config.password,
           org: config.org,
           bucket: config.bucket,
           database: config.database !== "" ? config.database : config.bucket,
