@@ -343,3 +343,120 @@ setInterval(() => {}, 1000);
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+/** A journal of one segment holding records `rec-0`…`rec-9` (17 bytes each after the 8-byte segment header), record k of k + 1 points. */
+async function tenRecords(dir: string): Promise<string> {
+  const backend = new FakeBackend();
+  backend.down = true;
+  const d = make(dir, backend, { finalAttemptMs: 20 });
+  d.open();
+  for (let k = 0; k < 10; k++) d.append(enc.encode(`rec-${k}`), k + 1);
+  await d.close();
+  const segs = [...Deno.readDirSync(dir)].map((e) => e.name).filter((n) => n.endsWith(".seg"));
+  assert.equal(segs.length, 1);
+  const path = `${dir}/${segs[0]}`;
+  assert.equal(Deno.statSync(path).size, 8 + 10 * 17);
+  return path;
+}
+
+/** Reopens the journal, lets it deliver, and says what was delivered and lost. */
+async function replay(dir: string): Promise<{ got: string[]; replayed: number; dropped: number }> {
+  const backend = new FakeBackend();
+  const d = make(dir, backend);
+  d.open();
+  await until(() => d.pendingPoints === 0, "the replay");
+  await d.close();
+  return { got: backend.got, replayed: d.replayedPoints, dropped: d.droppedPoints };
+}
+
+const recs = (...ks: number[]) => ks.map((k) => `rec-${k}`);
+
+Deno.test("Delivery checks each record's CRC32 on replay: a damaged or torn record is skipped and counted, the rest replayed", async (t) => {
+  await t.step("crc32 is zlib's", async () => {
+    const { crc32: zlibCrc32 } = await import("node:zlib");
+    const { crc32 } = await import("./delivery.ts");
+    const data = new Uint8Array(10_000).map((_, i) => (i * 7919) % 251);
+    assert.equal(crc32(data), zlibCrc32(data));
+    assert.equal(crc32(data.subarray(5000), crc32(data.subarray(0, 5000))), zlibCrc32(data));
+    assert.equal(crc32(new Uint8Array()), 0);
+  });
+
+  await t.step("a byte of a payload flipped", async () => {
+    using logs = captureLogs();
+    const dir = await Deno.makeTempDir();
+    try {
+      const path = await tenRecords(dir);
+      const bytes = Deno.readFileSync(path);
+      bytes[8 + 3 * 17 + 12 + 2]! ^= 0x01; // record 3's payload
+      Deno.writeFileSync(path, bytes);
+      const r = await replay(dir);
+      assert.deepEqual(r.got, recs(0, 1, 2, 4, 5, 6, 7, 8, 9));
+      assert.equal(r.dropped, 4, "record 3's 4 points are lost");
+      const warnings = logs.lines.filter((l) => l.includes(path));
+      assert.equal(warnings.length, 1, logs.text());
+      assert.match(
+        warnings[0]!,
+        /^warn .*Dropped 4 points: .*1 damaged records.*the records after them are replayed/,
+      );
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  });
+
+  await t.step("a record's length damaged: the next good record is found by its checksum", async () => {
+    using logs = captureLogs();
+    const dir = await Deno.makeTempDir();
+    try {
+      const path = await tenRecords(dir);
+      const bytes = Deno.readFileSync(path);
+      bytes[8 + 5 * 17]! = 200; // record 5's length
+      Deno.writeFileSync(path, bytes);
+      const r = await replay(dir);
+      assert.deepEqual(r.got, recs(0, 1, 2, 3, 4, 6, 7, 8, 9));
+      assert.equal(logs.lines.filter((l) => l.includes(path)).length, 1, logs.text());
+      assert.match(logs.text(), /1 damaged records/);
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  });
+
+  await t.step("the last record cut short (a crash during its write)", async () => {
+    using logs = captureLogs();
+    const dir = await Deno.makeTempDir();
+    try {
+      const path = await tenRecords(dir);
+      Deno.truncateSync(path, 8 + 9 * 17 + 14); // record 9: header and 2 of its 5 payload bytes
+      const r = await replay(dir);
+      assert.deepEqual(r.got, recs(0, 1, 2, 3, 4, 5, 6, 7, 8));
+      assert.equal(r.dropped, 10);
+      assert.equal(r.replayed, 45);
+      const warnings = logs.lines.filter((l) => l.includes(path));
+      assert.equal(warnings.length, 1, logs.text());
+      assert.match(warnings[0]!, /cut short by a crash \(14 bytes\)/);
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  });
+
+  await t.step("an earlier format without checksums is still read; a newer one is refused", async () => {
+    using logs = captureLogs();
+    const dir = await Deno.makeTempDir();
+    try {
+      const v1 = [...recs(0, 1)].flatMap((p, k) => [5, 0, 0, 0, k + 1, 0, 0, 0, ...enc.encode(p)]);
+      Deno.writeFileSync(`${dir}/000000000001.seg`, new Uint8Array(v1));
+      const r = await replay(dir);
+      assert.deepEqual(r.got, recs(0, 1));
+      assert.equal(r.replayed, 3);
+      assert.match(logs.text(), /format of an earlier version/);
+
+      Deno.writeFileSync(`${dir}/000000000009.seg`, new Uint8Array([0x41, 0x4a, 0x4e, 0x4c, 3, 0, 0, 0]));
+      const d = make(dir, new FakeBackend());
+      assert.throws(
+        () => d.open(),
+        /000000000009\.seg has journal format 3, which this version .* move the journal away/,
+      );
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  });
+});
