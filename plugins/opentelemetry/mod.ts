@@ -16,7 +16,12 @@ import type { Metric, MetricId } from "../../src/model/metrics.ts";
 import type { Consumer, Resource } from "../../src/model/resources.ts";
 import type { Unit } from "../../src/model/units.ts";
 import { AlumetError, messageOf } from "../../src/errors.ts";
-import { Delivery, RejectedError } from "../../src/pipeline/delivery.ts";
+import {
+  Delivery,
+  deliveryOptions,
+  type JournalOptions,
+  RejectedError,
+} from "../../src/pipeline/delivery.ts";
 import { Logger } from "../../src/log.ts";
 import { BinaryReader, BinaryWriter, WireType } from "./deps.ts";
 
@@ -651,17 +656,15 @@ function errorDetail(body: Uint8Array, contentType: string): string {
 
 // ---- the output ----
 
-/** Where and how an {@linkcode OpentelemetryOutput} sends. */
-export interface OpentelemetryOutputOptions {
+/**
+ * Where and how an {@linkcode OpentelemetryOutput} sends; the journal's options (`journalPath`, `maxBytes`,
+ * `fsync`, back-off, final attempt) are {@linkcode Delivery}'s.
+ */
+export interface OpentelemetryOutputOptions extends JournalOptions {
   readonly endpoint: ResolvedEndpoint;
   readonly encoder: OtlpEncoderOptions;
   /** Per request, ms. */
   readonly timeoutMs: number;
-  readonly journalPath: string;
-  readonly journalMaxBytes: number;
-  readonly journalFsync: "batch" | "none";
-  readonly maxBackoffMs: number;
-  readonly finalAttemptMs: number;
   readonly log?: Logger;
 }
 
@@ -694,11 +697,7 @@ export class OpentelemetryOutput implements Output {
     this.#log = options.log ?? new Logger("opentelemetry");
     this.#headers = { ...options.endpoint.headers };
     this.#delivery = new Delivery({
-      journalPath: options.journalPath,
-      maxBytes: options.journalMaxBytes,
-      fsync: options.journalFsync,
-      maxBackoffMs: options.maxBackoffMs,
-      finalAttemptMs: options.finalAttemptMs,
+      ...options,
       log: this.#log,
       target: this.url.origin + this.url.pathname,
       send: (payloads, signal) => this.#send(payloads, signal),
@@ -849,11 +848,7 @@ export const opentelemetryPlugin = definePlugin({
             addAttributesToLabels: config.add_attributes_to_labels,
           },
           timeoutMs: config.timeout,
-          journalPath: config.journal_path,
-          journalMaxBytes: config.journal_max_mib * 1024 * 1024,
-          journalFsync: config.journal_fsync,
-          maxBackoffMs: config.max_backoff,
-          finalAttemptMs: config.final_attempt,
+          ...deliveryOptions(config),
           log: ctx.log,
         });
         output.open();

@@ -414,8 +414,8 @@ Deno.test("opentelemetry output: a 400 and a partial success count as lost point
     encoder: {},
     timeoutMs: 5000,
     journalPath: `${dir}/journal`,
-    journalMaxBytes: 1 << 20,
-    journalFsync: "none",
+    maxBytes: 1 << 20,
+    fsync: "none",
     maxBackoffMs: 100,
     finalAttemptMs: 3000,
   });

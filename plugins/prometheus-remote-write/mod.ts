@@ -22,7 +22,12 @@ import type { Attributes, Batch } from "../../src/model/batch.ts";
 import type { Metric, MetricKind } from "../../src/model/metrics.ts";
 import type { Consumer, Resource } from "../../src/model/resources.ts";
 import { AlumetError, messageOf } from "../../src/errors.ts";
-import { Delivery, RejectedError } from "../../src/pipeline/delivery.ts";
+import {
+  Delivery,
+  deliveryOptions,
+  type JournalOptions,
+  RejectedError,
+} from "../../src/pipeline/delivery.ts";
 import { Logger } from "../../src/log.ts";
 import { exportedName, labelName, promUnit, sanitizeName } from "../prometheus-exporter/mod.ts";
 import { BinaryReader, BinaryWriter, SnappyJS, WireType } from "./deps.ts";
@@ -426,8 +431,11 @@ function seriesText(body: Uint8Array): string {
   return `${labels.__name__ ?? ""}{${rest.join(",")}}`;
 }
 
-/** Where and how a {@linkcode RemoteWriteOutput} sends. */
-export interface RemoteWriteOutputOptions {
+/**
+ * Where and how a {@linkcode RemoteWriteOutput} sends; the journal's options (`journalPath`, `maxBytes`,
+ * `fsync`, back-off, final attempt) are {@linkcode Delivery}'s.
+ */
+export interface RemoteWriteOutputOptions extends JournalOptions {
   /** The receiver's write URL (`http://host:9090/api/v1/write`, `http://host:8428/api/v1/write`…). */
   readonly endpoint: string;
   /** Headers added to every request (`X-Scope-OrgID` for Mimir…). */
@@ -438,12 +446,6 @@ export interface RemoteWriteOutputOptions {
   readonly batchPoints?: number;
   /** Per request, ms. Default 10 s. */
   readonly timeoutMs?: number;
-  readonly journalPath: string;
-  readonly journalMaxBytes?: number;
-  readonly journalFsync?: "batch" | "none";
-  readonly minBackoffMs?: number;
-  readonly maxBackoffMs?: number;
-  readonly finalAttemptMs?: number;
   readonly encoder?: RemoteWriteEncoderOptions;
   readonly log?: Logger;
 }
@@ -500,12 +502,7 @@ export class RemoteWriteOutput implements Output {
       this.#headers.set("authorization", `Basic ${btoa(String.fromCharCode(...raw))}`);
     } else if (bearer !== "") this.#headers.set("authorization", `Bearer ${bearer}`);
     this.#delivery = new Delivery({
-      journalPath: options.journalPath,
-      ...(options.journalMaxBytes !== undefined ? { maxBytes: options.journalMaxBytes } : {}),
-      ...(options.journalFsync !== undefined ? { fsync: options.journalFsync } : {}),
-      ...(options.minBackoffMs !== undefined ? { minBackoffMs: options.minBackoffMs } : {}),
-      ...(options.maxBackoffMs !== undefined ? { maxBackoffMs: options.maxBackoffMs } : {}),
-      ...(options.finalAttemptMs !== undefined ? { finalAttemptMs: options.finalAttemptMs } : {}),
+      ...options,
       log: this.#log,
       target: this.url.origin + this.url.pathname,
       send: (payloads, signal) => this.#send(payloads, signal),
@@ -709,11 +706,7 @@ export const prometheusRemoteWritePlugin = definePlugin({
           bearerToken: config.bearer_token,
           batchPoints: config.batch_points,
           timeoutMs: config.timeout,
-          journalPath: config.journal_path,
-          journalMaxBytes: config.journal_max_mib * 1024 * 1024,
-          journalFsync: config.journal_fsync,
-          maxBackoffMs: config.max_backoff,
-          finalAttemptMs: config.final_attempt,
+          ...deliveryOptions(config),
           encoder: {
             prefix: config.prefix,
             suffix: config.suffix,

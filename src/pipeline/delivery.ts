@@ -97,6 +97,48 @@ export interface DeliveryOptions {
   readonly onDrop?: (points: number, why: string) => void;
 }
 
+/** The options of a {@linkcode Delivery} that a config sets: all but `send`, `log`, `target` and `onDrop`. */
+export type JournalOptions = Omit<DeliveryOptions, "send" | "log" | "target" | "onDrop">;
+
+/**
+ * The journal and retry keys the network outputs' configs share, as their schemas validate them (durations in
+ * ms): `journal_path`, `journal_max_mib`, `journal_fsync`, `max_backoff`, `final_attempt`.
+ */
+export interface DeliveryConfig {
+  readonly journal_path: string;
+  readonly journal_max_mib: number;
+  readonly journal_fsync: "batch" | "none";
+  readonly max_backoff: number;
+  readonly final_attempt: number;
+}
+
+/**
+ * Maps the journal and retry keys of a network output's config to {@linkcode Delivery} options.
+ *
+ * @example
+ * ```ts
+ * import { deliveryOptions } from "./delivery.ts";
+ * import assert from "node:assert/strict";
+ * const config = { journal_path: "j", journal_max_mib: 2, journal_fsync: "none", max_backoff: 5000, final_attempt: 1000 } as const;
+ * assert.deepEqual(deliveryOptions(config), {
+ *   journalPath: "j",
+ *   maxBytes: 2 * 1024 * 1024,
+ *   fsync: "none",
+ *   maxBackoffMs: 5000,
+ *   finalAttemptMs: 1000,
+ * });
+ * ```
+ */
+export function deliveryOptions(config: DeliveryConfig): JournalOptions {
+  return {
+    journalPath: config.journal_path,
+    maxBytes: config.journal_max_mib * 1024 * 1024,
+    fsync: config.journal_fsync,
+    maxBackoffMs: config.max_backoff,
+    finalAttemptMs: config.final_attempt,
+  };
+}
+
 /** A segment's first bytes: `AJNL` and the format version (u32, little-endian). */
 const MAGIC = [0x41, 0x4a, 0x4e, 0x4c] as const;
 /** The format written: 2 (records with a CRC32). Version 1 (no segment header, no CRC) is still read. */
