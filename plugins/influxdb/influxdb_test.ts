@@ -3,6 +3,7 @@ import {
   apiVersionOf,
   escapeKey,
   escapeMeasurement,
+  InfluxdbOutput,
   influxdbPlugin,
   LineProtocolEncoder,
   quoteString,
@@ -107,7 +108,8 @@ class Influxd {
   #child: Deno.ChildProcess | undefined;
   readonly url: string;
   readonly #config: string;
-  constructor(readonly dir: string) {
+  /** With `auth`, `[http] auth-enabled`: the first user must be created with {@linkcode Influxd.createAdmin}. */
+  constructor(readonly dir: string, readonly auth?: { user: string; password: string }) {
     const http = freePort();
     const rpc = freePort();
     this.url = `http://127.0.0.1:${http}`;
@@ -125,6 +127,7 @@ bind-address = "127.0.0.1:${rpc}"
 [http]
   bind-address = "127.0.0.1:${http}"
   log-enabled = false
+  auth-enabled = ${auth !== undefined}
 [monitor]
   store-enabled = false
 `,
@@ -170,9 +173,33 @@ bind-address = "127.0.0.1:${rpc}"
     clearTimeout(killer);
   }
 
+  /** Runs a statement that returns no series (CREATE …), as the admin when auth is on. */
+  async exec(q: string): Promise<void> {
+    const url = new URL(`${this.url}/query`);
+    url.searchParams.set("q", q);
+    if (this.auth) url.searchParams.set("u", this.auth.user), url.searchParams.set("p", this.auth.password);
+    const r = await fetch(url, { method: "POST" });
+    const text = await r.text();
+    assert.equal(r.status, 200, text);
+    assert.equal(JSON.parse(text).results[0].error, undefined, text);
+  }
+
+  /** With auth on: creates the admin user (InfluxDB allows it without credentials while there is no user). */
+  async createAdmin(): Promise<void> {
+    const a = this.auth!;
+    const r = await fetch(
+      `${this.url}/query?q=${
+        encodeURIComponent(`CREATE USER "${a.user}" WITH PASSWORD '${a.password}' WITH ALL PRIVILEGES`)
+      }`,
+      { method: "POST" },
+    );
+    assert.equal(r.status, 200, await r.text());
+  }
+
   async query(db: string, q: string): Promise<{ columns: string[]; values: unknown[][] } | undefined> {
     const url = new URL(`${this.url}/query`);
     url.searchParams.set("db", db);
+    if (this.auth) url.searchParams.set("u", this.auth.user), url.searchParams.set("p", this.auth.password);
     url.searchParams.set("q", q);
     url.searchParams.set("epoch", "ns");
     const r = await fetch(url, { method: "POST" });
@@ -296,6 +323,186 @@ testWith(
       assert.equal(Number(tagged!.values[0]![1]), produced);
       assert.ok(logs.lines.some((l) => l.includes("Cannot deliver to")), logs.lines.join("\n"));
       assert.ok(logs.lines.some((l) => l.includes("again after")), logs.lines.join("\n"));
+    } finally {
+      await server.stop();
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+);
+
+/** A v1 output on `server`, writing `batch`es straight (no agent), closed by the caller. */
+function v1Output(
+  server: Influxd,
+  journalPath: string,
+  extra: { username?: string; password?: string; attributesAs?: "tag" | "field"; finalAttemptMs?: number } =
+    {},
+): InfluxdbOutput {
+  const out = new InfluxdbOutput({
+    host: server.url,
+    version: "v1",
+    token: "",
+    username: extra.username ?? "",
+    password: extra.password ?? "",
+    org: "",
+    bucket: "",
+    database: "edge",
+    timeoutMs: 30_000,
+    journalPath,
+    journalMaxBytes: 16 << 20,
+    journalFsync: "none",
+    minBackoffMs: 20,
+    maxBackoffMs: 200,
+    finalAttemptMs: extra.finalAttemptMs ?? 30_000,
+    encoder: { attributesAs: extra.attributesAs ?? "field" },
+  });
+  out.open();
+  return out;
+}
+
+testWith(
+  [needs.command("influxd")],
+  "influxdb output against InfluxDB 1.6.7: Basic auth, a field type conflict loses exactly the conflicting points, escaping edge cases",
+  async (t) => {
+    using logs = captureLogs();
+    const dir = await Deno.makeTempDir({ prefix: "alumet-influx-edge-" });
+    const server = new Influxd(dir, { user: "admin", password: "s3cret:pw" });
+    try {
+      await server.start();
+      await server.createAdmin();
+      await server.exec('CREATE DATABASE "edge"');
+      const registry = new MetricRegistry();
+      const power = registry.register("t", { name: "conflict", unit: unit("W"), valueType: "f64" });
+      const big = registry.register("t", { name: "big", unit: unit("J"), valueType: "u64" });
+      const tagged = registry.register("t", { name: "edge_tags", unit: unit("W"), valueType: "f64" });
+      const fields = registry.register("t", { name: "edge_fields", unit: unit("W"), valueType: "f64" });
+      const ctx = { metric: (id: number) => registry.get(id) };
+      const journal = `${dir}/journal`;
+      const count = async (m: string) =>
+        Number((await server.query("edge", `SELECT count("value") FROM "${m}"`))?.values[0]?.[1] ?? 0);
+      const times = async (m: string) =>
+        ((await server.query("edge", `SELECT "value" FROM "${m}"`))?.values ?? []).map((r) => String(r[0]));
+
+      await t.step(
+        "a wrong password is retried (401), not dropped; the right one delivers the journal",
+        async () => {
+          const wrong = v1Output(server, journal, {
+            username: "admin",
+            password: "nope",
+            finalAttemptMs: 300,
+          });
+          const batch = new Batch();
+          for (let i = 0; i < 5; i++) batch.push(big, i, { timestamp: tsOf(i) });
+          wrong.write(batch, ctx);
+          await until(() => logs.lines.some((l) => l.includes("401")), "the 401 warning");
+          await wrong.close();
+          assert.equal(wrong.delivery.pendingPoints, 5);
+          assert.equal(wrong.lostPoints(), 0);
+          assert.equal(await count("big"), 0);
+          const right = v1Output(server, journal, { username: "admin", password: "s3cret:pw" });
+          await right.close();
+          assert.equal(right.lostPoints(), 0);
+          assert.equal(await count("big"), 5);
+        },
+      );
+
+      await t.step(
+        "u64 above 2^63 - 1: that point left out and counted, the others stored as integers",
+        async () => {
+          const out = v1Output(server, journal, { username: "admin", password: "s3cret:pw" });
+          const batch = new Batch();
+          batch.push(big, (1n << 63n) - 1n, { timestamp: tsOf(5) });
+          batch.push(big, 1n << 63n, { timestamp: tsOf(6) });
+          batch.push(big, 7, { timestamp: tsOf(7) });
+          out.write(batch, ctx);
+          await out.close();
+          assert.equal(out.lostPoints(), 1);
+          assert.deepEqual(await times("big"), [0, 1, 2, 3, 4, 5, 7].map((i) => String(tsOf(i))));
+          const max = await server.query("edge", `SELECT max("value") FROM "big"`);
+          assert.equal(max!.values[0]![1], 9223372036854775807); // JSON's number for 2^63-1: stored as an integer
+        },
+      );
+
+      // note is a float in most points, a string in every tenth (3, 13, …): those conflict with the float
+      // field, in the batch that creates it (InfluxDB refuses the whole request) and in later batches (it
+      // stores the others and answers a partial write).
+      const conflicting = (i: number) => i % 10 === 3;
+      const writeConflicts = (out: InfluxdbOutput, from: number, to: number) => {
+        const batch = new Batch();
+        for (let i = from; i < to; i++) {
+          batch.push(power, i, {
+            timestamp: tsOf(i),
+            attributes: { note: conflicting(i) ? "text" : i + 0.5 },
+          });
+        }
+        out.write(batch, ctx);
+      };
+      await t.step("a field type conflict: exactly the conflicting points are lost and counted", async () => {
+        const out = v1Output(server, journal, { username: "admin", password: "s3cret:pw" });
+        writeConflicts(out, 0, 40); // creates the field: the whole request is refused, then bisected
+        await until(() => out.delivery.pendingPoints === 0, "the first batch");
+        writeConflicts(out, 40, 60); // the field exists: a partial write
+        await out.close();
+        const expected = Array.from({ length: 60 }, (_, i) => i).filter((i) => !conflicting(i));
+        assert.equal(out.lostPoints(), 6);
+        assert.deepEqual(await times("conflict"), expected.map((i) => String(tsOf(i))));
+        assert.ok(logs.lines.some((l) => l.includes("field type conflict")), logs.lines.join("\n"));
+      });
+
+      await t.step("escaping edge cases: every point stored", async () => {
+        const asTags = v1Output(server, journal, {
+          username: "admin",
+          password: "s3cret:pw",
+          attributesAs: "tag",
+        });
+        const b1 = new Batch();
+        const tagCases = [
+          { nl: "line\nbreak" },
+          { path: "C:\\" },
+          { empty: "", other: "x" },
+          { only: "\\" },
+          { time: "t" },
+          { _field: "f", _measurement: "m" },
+          { "": "nameless" },
+          { "k,e y=": "v,a l=u e" },
+        ];
+        tagCases.forEach((attributes, i) => b1.push(tagged, i, { timestamp: tsOf(i), attributes }));
+        asTags.write(b1, ctx);
+        await asTags.close();
+        assert.equal(asTags.lostPoints(), 0);
+        assert.equal(await count("edge_tags"), tagCases.length);
+        const rows = await server.query("edge", 'SELECT * FROM "edge_tags"');
+        const col = (name: string, i: number) => rows!.values[i]![rows!.columns.indexOf(name)];
+        assert.equal(col("nl", 0), "line break");
+        assert.equal(col("path", 1), "C:");
+        assert.ok(!rows!.columns.includes("empty") && !rows!.columns.includes("only"), "empty tags left out");
+        assert.equal(col("other", 2), "x");
+        assert.equal(col("alumet_attribute__time", 4), "t");
+        assert.equal(col("alumet_attribute___field", 5), "f"); // refused as a tag key by InfluxDB 2
+        assert.equal(col("alumet_attribute__", 6), "nameless");
+        assert.equal(col("k,e y=", 7), "v,a l=u e");
+
+        const asFields = v1Output(server, journal, { username: "admin", password: "s3cret:pw" });
+        const b2 = new Batch();
+        b2.push(fields, 1, {
+          timestamp: tsOf(0),
+          attributes: { time: 5, "": "x", "k\\": 2, s: 'a\nb "q" \\' },
+        });
+        asFields.write(b2, ctx);
+        await asFields.close();
+        assert.equal(asFields.lostPoints(), 0);
+        const f = await server.query("edge", 'SELECT * FROM "edge_fields"');
+        const row = Object.fromEntries(f!.columns.map((c, k) => [c, f!.values[0]![k]]));
+        assert.deepEqual(row, {
+          time: String(tsOf(0)),
+          alumet_attribute__time: 5,
+          alumet_attribute__: "x",
+          k: 2,
+          resource_consumer_kind: "local_machine",
+          resource_kind: "local_machine",
+          s: 'a\nb "q" \\',
+          value: 1,
+        });
+      });
     } finally {
       await server.stop();
       await Deno.remove(dir, { recursive: true });
