@@ -1,12 +1,14 @@
 import assert from "node:assert/strict";
 import {
   apiVersionOf,
+  authorizationOf,
   escapeKey,
   escapeMeasurement,
   InfluxdbOutput,
   influxdbPlugin,
   LineProtocolEncoder,
   quoteString,
+  readRefusal,
   writeUrl,
 } from "./mod.ts";
 import { Agent } from "../../src/agent/agent.ts";
@@ -38,6 +40,36 @@ Deno.test("line protocol escaping", async (t) => {
   await t.step("tag keys, tag values, field keys: commas, equals, spaces", () => {
     assert.equal(escapeKey("k e=y,z"), "k\\ e\\=y\\,z");
     assert.equal(escapeKey("plain"), "plain");
+  });
+  await t.step("trailing backslashes, line breaks, empty and reserved keys", () => {
+    assert.equal(escapeKey("C:\\"), "C:", "a trailing backslash would escape the separator after it");
+    assert.equal(escapeKey("a\\b"), "a\\b");
+    assert.equal(escapeMeasurement("m\\\\"), "m");
+    assert.equal(escapeKey("a\r\nb"), "a\\ \\ b");
+    const registry = new MetricRegistry();
+    const m = registry.register("t", { name: "m", unit: unit("W"), valueType: "f64" });
+    const ctx = { metric: (id: number) => registry.get(id) };
+    const batch = new Batch();
+    batch.push(m, 1, {
+      timestamp: 1n,
+      attributes: { empty: "", slash: "\\", time: "t", _field: "f", "": "n" },
+    });
+    batch.push(m, 2, { timestamp: 2n, attributes: { time: 5, value: 6, "": 7, big: 1n << 63n } });
+    const tags = new LineProtocolEncoder({ attributesAs: "tag" }).encode(batch, ctx);
+    assert.equal(
+      tags.text.split("\n")[0],
+      "m,resource_kind=local_machine,resource_consumer_kind=local_machine,alumet_attribute__time=t," +
+        "alumet_attribute___field=f,alumet_attribute__=n value=1 1",
+    );
+    const v2 = new LineProtocolEncoder().encode(batch, ctx);
+    assert.equal(
+      v2.text.split("\n")[1],
+      "m,resource_kind=local_machine,resource_consumer_kind=local_machine " +
+        "alumet_attribute__time=5,alumet_attribute__value=6,alumet_attribute__=7,big=9223372036854775808u,value=2 2",
+    );
+    const v1 = new LineProtocolEncoder({ version: "v1" }).encode(batch, ctx);
+    assert.equal(v1.points, 1, "v1: an attribute above 2^63 - 1 cannot be written: its point is left out");
+    assert.equal(v1.skipped, 1);
   });
   await t.step("string fields: double quotes and backslashes", () => {
     assert.equal(quoteString('a "b" c\\d'), '"a \\"b\\" c\\\\d"');
@@ -93,6 +125,92 @@ Deno.test("LineProtocolEncoder writes points as Alumet does, per API version", a
     assert.equal(apiVersionOf({ api_version: "auto", database: "db" }), "v1");
     assert.equal(apiVersionOf({ api_version: "v2", database: "db" }), "v2");
   });
+});
+
+Deno.test("influxdb configuration mistakes give one clear line", async (t) => {
+  const init = (c: Record<string, unknown>) => () =>
+    influxdbPlugin.init(influxdbPlugin.configSchema.parse(c));
+  const oneLine = (re: RegExp) => (e: unknown) => {
+    assert.ok(e instanceof Error && !e.message.includes("\n"), String(e));
+    assert.match((e as Error).message, re);
+    return true;
+  };
+  await t.step("a host that is not an http(s) URL", () => {
+    for (const host of ["localhost:8086", "not a url", "ftp://h:8086", "http://h:8086/?db=x"]) {
+      assert.throws(init({ host, org: "o", bucket: "b" }), oneLine(/^plugins\.influxdb\.host must be/));
+    }
+  });
+  await t.step("v2 without org or bucket", () => {
+    assert.throws(
+      init({}),
+      oneLine(/v2 API needs org and bucket: set plugins\.influxdb\.org and bucket|org and/),
+    );
+    assert.throws(init({ org: "o" }), oneLine(/set plugins\.influxdb\.bucket /));
+    assert.throws(init({ bucket: "b", org: "" }), oneLine(/set plugins\.influxdb\.org /));
+  });
+  await t.step("v1 without a database; username on v2", () => {
+    assert.throws(init({ api_version: "v1" }), oneLine(/needs a database/));
+    assert.throws(init({ org: "o", bucket: "b", username: "u" }), oneLine(/username and password are for/));
+  });
+  await t.step("valid settings pass", () => {
+    influxdbPlugin.init(influxdbPlugin.configSchema.parse({ org: "o", bucket: "b" }));
+    influxdbPlugin.init(influxdbPlugin.configSchema.parse({ database: "d", username: "u", password: "p" }));
+  });
+});
+
+Deno.test("influxdb authentication per API version", () => {
+  const basic = (s: string) => `Basic ${btoa(s)}`;
+  assert.equal(authorizationOf({ version: "v2", token: "abc" }), "Token abc");
+  assert.equal(authorizationOf({ version: "v2", token: "FILL ME" }), undefined);
+  assert.equal(authorizationOf({ version: "v1", token: "" }), undefined);
+  assert.equal(authorizationOf({ version: "v1", token: "", username: "u", password: "p:w" }), basic("u:p:w"));
+  assert.equal(authorizationOf({ version: "v1", token: "u:p" }), basic("u:p"), "1.x's user:password token");
+  assert.equal(authorizationOf({ version: "v1", token: "abc" }), "Token abc", "1.8+ and 3.x tokens");
+});
+
+Deno.test("influxdb refusals: partial writes are read from each version's answer", () => {
+  const v1 = readRefusal(
+    400,
+    "Bad Request",
+    '{"error":"partial write: field type conflict: input field \\"v\\" on measurement \\"m\\" is type string, already exists as type float dropped=3"}',
+  );
+  assert.equal(v1.dropped, 3);
+  assert.match(v1.message, /^400 Bad Request: partial write: field type conflict/);
+  const unparsed = readRefusal(
+    400,
+    "Bad Request",
+    JSON.stringify({ error: "partial write: unable to parse 'a b': x\nunable to parse 'c d': y dropped=0" }),
+  );
+  assert.equal(unparsed.dropped, 2, "1.x lists the lines it could not parse with dropped=0");
+  const v2 = readRefusal(
+    422,
+    "Unprocessable Entity",
+    JSON.stringify({
+      code: "unprocessable entity",
+      message: "failure writing points to database: partial write: field type conflict dropped=1",
+    }),
+  );
+  assert.equal(v2.dropped, 1);
+  const v3 = readRefusal(
+    400,
+    "Bad Request",
+    JSON.stringify({
+      error: "partial write of line protocol occurred",
+      data: [{ original_line: "x", line_number: 2, error_message: "bad" }],
+    }),
+  );
+  assert.equal(v3.dropped, 1);
+  const whole = readRefusal(
+    400,
+    "Bad Request",
+    JSON.stringify({ code: "invalid", message: "unable to parse" }),
+  );
+  assert.equal(whole.dropped, undefined, "not a partial write: the request is bisected");
+  // Long answers are cut to 300 characters and an ellipsis.
+  assert.equal(
+    readRefusal(413, "Payload Too Large", "x".repeat(1000)).message,
+    `413 Payload Too Large: ${"x".repeat(300)}…`,
+  );
 });
 
 // ---- against a real InfluxDB 1.6.7 ----
