@@ -299,6 +299,8 @@ export interface Setup {
   readonly fromFile: boolean;
   /** `source_channel_size`, if set. */
   readonly sourceChannelSize: number | undefined;
+  /** The names of every plugin the config has a section for, enabled or not (`exec` leaves those alone). */
+  readonly configured: ReadonlySet<string>;
 }
 
 /** The metadata of each section's plugin, loaded once. */
@@ -501,6 +503,7 @@ async function loadSetup(v: CommandContext["options"], logger: Logger): Promise<
     source: raw.source,
     fromFile: raw.fromFile,
     sourceChannelSize: alumetOptions.sourceChannelSize ?? raw.general.sourceChannelSize,
+    configured: new Set(raw.sections.map((s) => s.name)),
   };
 }
 

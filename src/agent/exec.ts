@@ -436,3 +436,90 @@ export async function waitUntilStopped(pid: number, timeoutMs: number): Promise<
     file.close();
   }
 }
+
+/** Plugins that measure or estimate energy (a plugin given by `module` may too: it counts as one). */
+export const ENERGY_SOURCES: ReadonlySet<string> = new Set([
+  "rapl",
+  "nvml",
+  "hwmon",
+  "grace-hopper",
+  "jetson",
+  "energy-estimation-tdp",
+]);
+
+/** Transforms that use energy series: the estimate and the attribution go before them. */
+const ENERGY_TRANSFORMS = ["energy-attribution", "energy-to-carbon", "filter", "aggregation"];
+
+/** A plugin section as {@linkcode energyDefaults} reads and adds them. */
+export interface SectionLike {
+  readonly name: string;
+  readonly enabled: boolean;
+  readonly table: Record<string, unknown>;
+  readonly module?: string;
+}
+
+/** What {@linkcode energyDefaults} decided. */
+export interface EnergyDefaults<S extends SectionLike> {
+  /** The sections to run, in start order (the transform order): those given, plus the ones added. */
+  readonly sections: S[];
+  /** The plugins added, in order. */
+  readonly added: string[];
+}
+
+/**
+ * The energy plugins `exec` adds so that a plain `alumet exec -- PROG` reports the program's joules:
+ * - `energy-estimation-tdp` when no energy source is enabled (no rapl, nvml, hwmon, grace-hopper, jetson, nor
+ *   any plugin given by `module`), unless `noEstimate`: an estimate from CPU time × TDP, labelled as such;
+ * - `energy-attribution` when an energy source is enabled or the estimate was added, to share the energy
+ *   among consumers per interval (the program's own share among them).
+ * Nothing is added when `only` (`--plugins`: exactly those), when procfs (the CPU time both need) is not
+ * enabled, for a plugin that is not built in (`available`), nor for one the config has a section for, enabled
+ * or not (`configured`: the user's choice stands). Each goes before the transforms that use energy
+ * (`energy-to-carbon`, `filter`, `aggregation`; the estimate before `energy-attribution` too).
+ *
+ * @example
+ * ```ts
+ * import { energyDefaults } from "./exec.ts";
+ * import assert from "node:assert/strict";
+ * const s = (name: string) => ({ name, enabled: true, table: {} });
+ * const options = { configured: new Set<string>(), only: false, noEstimate: false, available: () => true };
+ * assert.deepEqual(
+ *   energyDefaults([s("procfs"), s("csv")], options).added,
+ *   ["energy-estimation-tdp", "energy-attribution"],
+ * );
+ * assert.deepEqual(energyDefaults([s("procfs"), s("rapl"), s("csv")], options).added, ["energy-attribution"]);
+ * assert.deepEqual(energyDefaults([s("procfs")], { ...options, only: true }).added, []);
+ * ```
+ */
+export function energyDefaults<S extends SectionLike>(
+  sections: readonly S[],
+  options: {
+    readonly configured: ReadonlySet<string>;
+    readonly only: boolean;
+    readonly noEstimate: boolean;
+    readonly available: (name: string) => boolean;
+  },
+  make: (name: string) => S = (name) => ({ name, enabled: true, table: {} }) as unknown as S,
+): EnergyDefaults<S> {
+  const out = [...sections];
+  const added: string[] = [];
+  const procfs = sections.some((s) => s.name === "procfs" && s.module === undefined);
+  if (options.only || !procfs) return { sections: out, added };
+  const has = (name: string) => out.some((s) => s.name === name);
+  const free = (name: string) => !has(name) && !options.configured.has(name) && options.available(name);
+  const insert = (name: string, before: readonly string[]) => {
+    const at = out.findIndex((s) => before.includes(s.name));
+    out.splice(at < 0 ? out.length : at, 0, make(name));
+    added.push(name);
+  };
+  const source = sections.some((s) => ENERGY_SOURCES.has(s.name) || s.module !== undefined);
+  let estimate = false;
+  if (!source && !options.noEstimate && free("energy-estimation-tdp")) {
+    insert("energy-estimation-tdp", ENERGY_TRANSFORMS);
+    estimate = true;
+  }
+  if ((source || estimate) && free("energy-attribution")) {
+    insert("energy-attribution", ENERGY_TRANSFORMS.slice(1));
+  }
+  return { sections: out, added };
+}

@@ -3,13 +3,21 @@
  *
  * @module
  */
-import { UsageError } from "../../errors.ts";
+import { AlumetError, messageOf, UsageError } from "../../errors.ts";
 import { ffiAvailable, getrusage, type Rusage, RUSAGE_CHILDREN } from "../../ffi/libc.ts";
-import { logLevel } from "../../log.ts";
+import { type Logger, logLevel } from "../../log.ts";
+import { parseDuration } from "../../model/duration.ts";
 import { Consumer } from "../../model/resources.ts";
 import { now } from "../../model/timestamp.ts";
+import type { PluginMetadata } from "../../plugin/plugin.ts";
+import { definePlugin } from "../agent.ts";
+import type { Agent } from "../agent.ts";
+import { BUILTIN_LOADERS } from "../builtin.ts";
+import type { Setup } from "../cli.ts";
+import type { PluginSection } from "../config.ts";
 import {
   cpuTimeNs,
+  energyDefaults,
   exitCodeOf,
   followProgramOnly,
   peakRssOf,
@@ -24,8 +32,54 @@ import {
 } from "../exec.ts";
 import { reportLosses } from "../losses.ts";
 import { countCpus } from "../../sys/system.ts";
-import { EXEC_SUMMARY_PLUGIN, ExecSummary, outputLabels } from "../summary.ts";
+import {
+  type CpuTime,
+  EXEC_SUMMARY_PLUGIN,
+  ExecSummary,
+  formatRepeat,
+  outputLabels,
+  type RepeatOutcome,
+  repeatReport,
+  type RunReport,
+  type SummaryOptions,
+} from "../summary.ts";
+import type { Batch } from "../../model/batch.ts";
+import type { ElementContext } from "../../plugin/plugin.ts";
+import type { CommandContext } from "./define.ts";
 import { defineCommand } from "./define.ts";
+
+/** The most runs `--repeat` takes. */
+const MAX_REPEAT = 100_000;
+
+/** The longest `--baseline`. */
+const MAX_BASELINE_MS = 3_600_000;
+
+const OPTIONS = {
+  "ignore-exit-code": {
+    type: "boolean",
+    help: "Exit with 0 whatever the program's exit code (with --repeat: run every time even after a failure)",
+  },
+  repeat: {
+    type: "string",
+    short: "r",
+    valueName: "N",
+    help: "Run the program N times in one agent; report mean ± standard deviation and range [default: 1]",
+  },
+  json: {
+    type: "string",
+    valueName: "PATH",
+    help: "Also write the summary as one JSON document to PATH (- for stdout, after the program's output)",
+  },
+  baseline: {
+    type: "string",
+    valueName: "DUR",
+    help: "Measure the machine idle for DUR (e.g. 2s) just before the program; report the energy above idle",
+  },
+  "no-estimate": {
+    type: "boolean",
+    help: "Without an energy source, do not estimate the energy from CPU time × TDP",
+  },
+} as const;
 
 /** `alumet exec`. */
 export const command = defineCommand({
@@ -42,10 +96,31 @@ Ctrl-C reaches the program; the agent keeps measuring until the program is gone.
 stderr: the program's CPU time, CPU share and peak memory (from the kernel's accounting), the elapsed time,
 what each series measured, the energy of the machine and its devices during the run (joules per domain and
 device, from the poll at the program's start to the poll at its end, and the mean power over that interval),
-and where the series were written (or how many points were lost).`,
-  options: {
-    "ignore-exit-code": { type: "boolean", help: "Exit with 0 whatever the program's exit code" },
-  },
+the energy of the program and its children next to the machine's with the method named (the energy-attribution
+transform's share of CPU time per interval, or, without it, the program's share of the machine's CPU time over
+the run from the kernel's rusage), and where the series were written (or how many points were lost).
+
+Energy without a sensor: when no energy source is enabled (no rapl, nvml, hwmon, grace-hopper, jetson, nor a
+plugin given by module), no --plugins is given and procfs is enabled, exec enables energy-estimation-tdp (CPU
+time × TDP, every figure labelled as an estimate; the TDP assumed is printed: set yours with
+--config-override plugins.energy-estimation-tdp.tdp=WATTS) and energy-attribution; with an energy source, it
+enables energy-attribution. A plugin the config has a section for, enabled or not, is left as the config says;
+--no-estimate turns the estimate off.
+
+--repeat N runs the program N times, one after the other in the same agent, each between its own start and end
+polls, and reports each figure's mean ± sample standard deviation (in % of the mean) and its range [min … max],
+as perf stat -r does. It stops at the first run that fails (exits non-zero or is killed) and exits with that
+run's code; otherwise with the last run's (the summary says which). With --ignore-exit-code every run is done and
+the exit code is 0.
+
+--baseline DUR polls every source, waits DUR with nothing started, polls again: the machine's idle power per
+series. The summary then gives each series' energy above idle (its energy − idle power × its interval), and the
+program's (its energy − the idle power × its CPU time ÷ the CPUs: its CPU-time share of the idle power).
+
+--json PATH writes the same summary as one JSON document (units in the keys: elapsed_s, joules…; with --repeat,
+"statistics" with mean, stddev, min and max of every figure and "results" with each run's); the text still goes
+to stderr. PATH - writes it to stdout once the program has ended.`,
+  options: OPTIONS,
   runsProgram: true,
   async run(ctx) {
     const logger = ctx.logger;
@@ -53,168 +128,415 @@ and where the series were written (or how many points were lost).`,
     if (program === undefined) {
       throw new UsageError("`alumet exec` needs a program: alumet exec -- PROGRAM [ARGS]...");
     }
+    const repeat = repeatOf(ctx.options.repeat);
+    const baselineMs = baselineOf(ctx.options.baseline);
+    const ignoreExit = ctx.options["ignore-exit-code"] === true;
     const cwd = Deno.cwd();
     resolveProgram(program, cwd); // a clear error (127, 126) before anything starts
-    const setup = await ctx.setup();
-    await followProgramOnly(setup.sections);
-    // From here until the last point is written, signals do not kill the agent: Ctrl-C goes to the whole
-    // foreground process group, so the program gets it from the terminal and the agent measures until it is
-    // gone; SIGTERM/SIGHUP sent to the agent alone are passed on to the program.
-    let pid: number | undefined;
-    let reaped = false; // once the program is reaped its pid may be another process's: nothing more is sent
-    const onInterrupt = () =>
-      logger.info(
-        pid ? `Waiting for ${program} (pid ${pid}) to end` : "Interrupted: starting, then stopping",
-      );
-    const forward = (sig: Deno.Signal) => () => {
-      if (pid === undefined || reaped) return;
-      try {
-        Deno.kill(pid, sig);
-      } catch {
-        // already gone
-      }
-    };
-    const handlers: [Deno.Signal, () => void][] = [
-      ["SIGINT", onInterrupt],
-      ["SIGTERM", forward("SIGTERM")],
-      ["SIGHUP", forward("SIGHUP")],
-    ];
-    for (const [s, h] of handlers) Deno.addSignalListener(s, h);
+    const json = ctx.options.json === undefined ? undefined : openJson(ctx.options.json);
     try {
-      const summary = new ExecSummary();
-      await using agent = await ctx.agent(setup, [summary.plugin()]);
-      await agent.start();
-      // No live status line: the program writes to the same terminal, and a redrawn line would overwrite
-      // (or be cut by) its output. The summary comes at the end.
-      // Every managed source (energy sources included, those in a Worker too) is polled here, just before the
-      // program starts, and again just after it ends: the energy summed covers the polls after this one up to
-      // that one, which is exactly the run (the deltas reported up to this poll cover time before it).
-      const startPollFrom = now();
-      await agent.control.triggerNow();
-      summary.startPolled(startPollFrom, now());
-      // Start the program stopped before its first instruction (a shell that stops itself, then execs it: the
-      // program gets argv[0] as typed), tell the plugins its pid (so that they arm their counters on it), then
-      // let it run: nothing of its start-up escapes the measurement. What the shell used before its exec is
-      // taken out of the program's CPU time.
-      // Best: the program is not forked from the agent (see startReaped), and the agent reaps it itself: the
-      // kernel's rusage of it is exact, peak memory included. Else, a child forked from the agent, whose
-      // ru_maxrss starts at the agent's own peak.
-      let why = reapedStartUnavailable();
-      const started = performance.now();
-      let reapedProgram: ReapedProgram | undefined;
-      let child: Deno.ChildProcess | undefined;
-      let before: Rusage | undefined;
-      let stopped: boolean;
-      if (why === undefined) {
-        try {
-          reapedProgram = await startReaped(program, args, cwd);
-        } catch (e) {
-          if (!(e instanceof ReapedStartUnavailable)) throw e;
-          why = e.message;
-        }
+      const given = await ctx.setup();
+      await followProgramOnly(given.sections);
+      const energy = energyDefaults(given.sections as PluginSection[], {
+        configured: given.configured,
+        only: ctx.options.plugins !== undefined,
+        noEstimate: ctx.options["no-estimate"] === true,
+        available: (name) => BUILTIN_LOADERS.has(name),
+      });
+      const setup: Setup = { ...given, sections: energy.sections };
+      if (energy.added.length > 0) {
+        logger.debug(`exec enables ${energy.added.join(" and ")} (no such section in the config)`);
       }
-      if (reapedProgram !== undefined) {
-        pid = reapedProgram.pid;
-        stopped = reapedProgram.stopped;
-      } else {
-        logger.debug(`The program is started as the agent's child (${why}): its peak memory is sampled`);
-        before = ffiAvailable() ? getrusage(RUSAGE_CHILDREN) : undefined;
-        child = spawnStopped(program, args, cwd);
-        pid = child.pid;
-        stopped = await waitForStoppedStart(pid);
-      }
-      summary.pid = String(pid);
-      let wrapperNs = 0;
-      if (stopped) {
-        wrapperNs = cpuTimeNs(pid) ?? 0;
-        logger.debug(`The stopped-start shell used ${(wrapperNs / 1000).toFixed(0)} µs of CPU: not counted`);
-      } else if (agent.armsBeforeExec) {
-        logger.warn(`${program} (pid ${pid}) did not reach its stopped start; measuring it anyway`);
-      }
-      await agent.events.publish("startConsumerMeasurement", [Consumer.process(pid)]);
-      if (stopped) Deno.kill(pid, "SIGCONT");
-      let code: number;
-      let signal: string | null;
-      let cpu: { userNs: number; systemNs: number } | undefined;
-      let peakRssBytes: number | undefined;
-      let peakSource: string | undefined;
-      if (reapedProgram !== undefined) {
-        // The kernel's accounting of the program (and of the children it waited for), read as it is reaped:
-        // its /proc entry is then gone, and this is the only record of its CPU time up to its last instruction.
-        const exit = await reapedProgram.wait().finally(() => reaped = true);
-        code = exit.code;
-        signal = exit.signal;
-        cpu = withoutWrapper(
-          { userNs: exit.rusage.userUs * 1000, systemNs: exit.rusage.systemUs * 1000 },
-          wrapperNs,
-        );
-        peakRssBytes = exit.rusage.maxRssKiB * 1024;
-      } else {
-        const p = pid;
-        let sampledPeak = 0;
-        const sampler = setInterval(() => sampledPeak = Math.max(sampledPeak, peakRssOf(p) ?? 0), 100);
-        const status = await child!.status.finally(() => {
-          clearInterval(sampler);
-          reaped = true;
-        });
-        code = exitCodeOf(status);
-        signal = status.signal;
-        if (before !== undefined) {
-          const after = getrusage(RUSAGE_CHILDREN);
-          cpu = withoutWrapper({
-            userNs: (after.userUs - before.userUs) * 1000,
-            systemNs: (after.systemUs - before.systemUs) * 1000,
-          }, wrapperNs);
-          peakRssBytes = after.maxRssKiB * 1024;
-          // ru_maxrss of a child counts the memory of the process it was forked from (the kernel keeps the old
-          // memory's high-water mark across exec): this agent's, here. Only a peak above ours is the program's.
-          if (peakRssBytes <= (peakRssOf("self") ?? 0)) {
-            peakRssBytes = sampledPeak;
-            peakSource = "the program's own VmHWM, sampled";
-          }
-        }
-      }
-      const elapsedMs = performance.now() - started;
-      if (cpu !== undefined) {
-        await agent.events.publish("processExit", {
-          pid,
-          ...cpu,
-          maxRssBytes: peakRssBytes ?? 0,
-          exitCode: code,
-          timestamp: now(),
-        });
-      } else {
-        logger.warn(
-          "Native calls are not allowed (--allow-ffi): the program's CPU time after its last poll is not counted",
-        );
-      }
-      await agent.control.triggerNow();
-      summary.endPolled(now());
-      await agent.events.publish("endConsumerMeasurement", [Consumer.process(pid)]);
-      const described = agent.outputs();
-      await agent.stop();
-      const lost = reportLosses(agent, logger);
-      // Only the outputs that wrote points: one that lost them all did not get "the others".
-      const outputs = outputLabels(described, [EXEC_SUMMARY_PLUGIN], agent.stats()?.outputs ?? new Map());
-      if (logLevel() !== "off") {
-        ctx.write(
-          summary.format({
-            command: [program, ...args],
-            elapsedMs,
-            outputs,
-            nCpus: countCpus(),
-            lost,
-            ...(cpu !== undefined ? { cpu } : {}),
-            ...(peakRssBytes !== undefined ? { peakRssBytes } : {}),
-            ...(peakSource !== undefined ? { peakSource } : {}),
-          }),
-          Deno.stderr,
-        );
-      }
-      if (signal !== null) logger.info(`${program} was killed by ${signal}`);
-      return ctx.options["ignore-exit-code"] ? 0 : code;
+      const estimateNote = await estimateNoteOf(ctx, setup, energy.added);
+      return await measure({
+        ctx,
+        logger,
+        setup,
+        command: [program, ...args],
+        cwd,
+        repeat,
+        baselineMs,
+        ignoreExit,
+        json,
+        ...(estimateNote !== undefined ? { estimateNote } : {}),
+      });
     } finally {
-      for (const [s, h] of handlers) Deno.removeSignalListener(s, h);
+      json?.file?.close();
     }
   },
 });
+
+type ExecContext = CommandContext<typeof OPTIONS>;
+
+/** `--repeat N`: a positive integer. */
+function repeatOf(text: string | undefined): number {
+  if (text === undefined) return 1;
+  const n = /^\s*\d+\s*$/.test(text) ? Number(text) : NaN;
+  if (!(Number.isSafeInteger(n) && n >= 1 && n <= MAX_REPEAT)) {
+    throw new UsageError(`Option --repeat needs a number of runs from 1 to ${MAX_REPEAT}, not "${text}"`);
+  }
+  return n;
+}
+
+/** `--baseline DUR`: a duration, in ms. */
+function baselineOf(text: string | undefined): number | undefined {
+  if (text === undefined) return undefined;
+  const ms = parseDuration(text);
+  if (ms === undefined || !(ms > 0) || ms > MAX_BASELINE_MS) {
+    throw new UsageError(
+      `Option --baseline needs a duration from 1ms to 1h, such as "2s" or "500ms", not "${text}"`,
+    );
+  }
+  return ms;
+}
+
+/** Where `--json` writes: stdout, or a file opened (created, emptied) before anything runs. */
+interface JsonTarget {
+  readonly path: string;
+  readonly file: Deno.FsFile | undefined;
+}
+
+function openJson(path: string): JsonTarget {
+  if (path === "") throw new UsageError("Option --json needs a path (or - for stdout)");
+  if (path === "-") return { path, file: undefined };
+  try {
+    return { path, file: Deno.openSync(path, { write: true, create: true, truncate: true }) };
+  } catch (e) {
+    throw new AlumetError(`Cannot write the JSON summary to ${path}: ${messageOf(e)}`);
+  }
+}
+
+function writeJson(target: JsonTarget, value: unknown, ctx: ExecContext): void {
+  const text = JSON.stringify(value, null, 2) + "\n";
+  if (target.file === undefined) {
+    ctx.write(text, Deno.stdout);
+    return;
+  }
+  try {
+    const bytes = new TextEncoder().encode(text);
+    let off = 0;
+    while (off < bytes.length) off += target.file.writeSync(bytes.subarray(off));
+  } catch (e) {
+    throw new AlumetError(`Cannot write the JSON summary to ${target.path}: ${messageOf(e)}`);
+  }
+}
+
+/**
+ * The sentence that goes with an estimate: the TDP assumed and how to set it, from the estimate's config
+ * (its defaults under the config's table); undefined when the estimate is not enabled.
+ */
+async function estimateNoteOf(
+  ctx: ExecContext,
+  setup: Setup,
+  added: readonly string[],
+): Promise<string | undefined> {
+  const section = setup.sections.find((s) => s.name === "energy-estimation-tdp" && s.module === undefined);
+  if (section === undefined) return undefined;
+  let defaults: Record<string, unknown> = {};
+  try {
+    defaults = (await ctx.plugin(section)).defaultConfig?.() ?? {};
+  } catch {
+    // the agent names a plugin that does not load
+  }
+  const table = { ...defaults, ...section.table };
+  const tdp = Number(table.tdp ?? 100);
+  const vcpu = Number(table.nb_vcpu ?? 1);
+  const nbCpu = table.nb_cpu === undefined ? countCpus() : Number(table.nb_cpu);
+  const perCpu = tdp * vcpu / nbCpu;
+  const auto = added.includes("energy-estimation-tdp")
+    ? "No energy source is enabled, so exec enabled energy-estimation-tdp (--no-estimate turns it off): "
+    : "";
+  const set = section.table.tdp === undefined
+    ? `the default TDP, not this CPU's: set yours with --config-override plugins.energy-estimation-tdp.tdp=WATTS`
+    : `set in the config`;
+  return `${auto}the energy marked as an estimate is CPU time × ${
+    perCpu.toFixed(1)
+  } W per busy CPU (TDP ${tdp} W × nb_vcpu ${vcpu} ÷ nb_cpu ${nbCpu}; ${set}). It is not a measurement.`;
+}
+
+interface MeasureOptions {
+  readonly ctx: ExecContext;
+  readonly logger: Logger;
+  readonly setup: Setup;
+  readonly command: readonly string[];
+  readonly cwd: string;
+  readonly repeat: number;
+  readonly baselineMs: number | undefined;
+  readonly ignoreExit: boolean;
+  readonly json: JsonTarget | undefined;
+  readonly estimateNote?: string;
+}
+
+/** One run of the program, as {@linkcode runOnce} measured it. */
+interface RunResult {
+  readonly summary: ExecSummary;
+  readonly code: number;
+  readonly signal: string | null;
+  readonly elapsedMs: number;
+  readonly cpu: CpuTime | undefined;
+  readonly peakRssBytes: number | undefined;
+  readonly peakSource: string | undefined;
+}
+
+/** Every summary being fed: the baseline's and each run's (a run's last points may come after the next began). */
+function collector(summaries: readonly ExecSummary[]): PluginMetadata {
+  return definePlugin({
+    name: EXEC_SUMMARY_PLUGIN,
+    start: (ctx) =>
+      ctx.addOutput("summary", {
+        write: (b: Batch, c: ElementContext) => {
+          for (const s of summaries) s.collect(b, c);
+        },
+      }),
+  }) as PluginMetadata;
+}
+
+async function measure(o: MeasureOptions): Promise<number> {
+  const { ctx, logger } = o;
+  const [program, ...args] = o.command as [string, ...string[]];
+  // From here until the last point is written, signals do not kill the agent: Ctrl-C goes to the whole
+  // foreground process group, so the program gets it from the terminal and the agent measures until it is
+  // gone; SIGTERM/SIGHUP sent to the agent alone are passed on to the program.
+  const state: { pid: number | undefined; reaped: boolean; interrupted: boolean } = {
+    pid: undefined,
+    reaped: false, // once the program is reaped its pid may be another process's: nothing more is sent
+    interrupted: false,
+  };
+  const onInterrupt = () => {
+    state.interrupted = true;
+    logger.info(
+      state.pid ? `Waiting for ${program} (pid ${state.pid}) to end` : "Interrupted: starting, then stopping",
+    );
+  };
+  const forward = (sig: Deno.Signal) => () => {
+    state.interrupted = true;
+    if (state.pid === undefined || state.reaped) return;
+    try {
+      Deno.kill(state.pid, sig);
+    } catch {
+      // already gone
+    }
+  };
+  const handlers: [Deno.Signal, () => void][] = [
+    ["SIGINT", onInterrupt],
+    ["SIGTERM", forward("SIGTERM")],
+    ["SIGHUP", forward("SIGHUP")],
+  ];
+  for (const [s, h] of handlers) Deno.addSignalListener(s, h);
+  try {
+    const summaries: ExecSummary[] = [];
+    await using agent = await ctx.agent(o.setup, [collector(summaries)]);
+    await agent.start();
+    // No live status line: the program writes to the same terminal, and a redrawn line would overwrite
+    // (or be cut by) its output. The summary comes at the end.
+    let baseline: { summary: ExecSummary; seconds: number } | undefined;
+    if (o.baselineMs !== undefined) {
+      const summary = new ExecSummary();
+      summaries.push(summary);
+      logger.info(`Measuring the machine idle for ${o.baselineMs / 1000} s before ${program}`);
+      const from = now();
+      await agent.control.triggerNow();
+      const started = performance.now();
+      summary.startPolled(from, now());
+      await new Promise((r) => setTimeout(r, o.baselineMs));
+      await agent.control.triggerNow();
+      summary.endPolled(now());
+      baseline = { summary, seconds: (performance.now() - started) / 1000 };
+    }
+    const runs: RunResult[] = [];
+    let outcome: RepeatOutcome | undefined;
+    for (let i = 1; i <= o.repeat; i++) {
+      const summary = new ExecSummary();
+      summaries.push(summary);
+      state.pid = undefined;
+      state.reaped = false;
+      const r = await runOnce(agent, summary, program, args, o.cwd, logger, state);
+      runs.push(r);
+      if (r.signal !== null) logger.info(`${program} was killed by ${r.signal}`);
+      if (r.code !== 0 && !o.ignoreExit) {
+        outcome = {
+          asked: o.repeat,
+          done: i,
+          exitCode: r.code,
+          exitCodeOf: { run: i, why: "first failure" },
+          ...(i < o.repeat
+            ? { stopped: `Stopped after run ${i} of ${o.repeat}: it exited with ${r.code}.` }
+            : {}),
+        };
+        break;
+      }
+      if (state.interrupted && i < o.repeat) {
+        outcome = {
+          asked: o.repeat,
+          done: i,
+          exitCode: r.code,
+          exitCodeOf: { run: i, why: "last run" },
+          stopped: `Stopped after run ${i} of ${o.repeat}: interrupted.`,
+        };
+        break;
+      }
+    }
+    outcome ??= {
+      asked: o.repeat,
+      done: runs.length,
+      exitCode: runs.at(-1)!.code,
+      exitCodeOf: { run: runs.length, why: "last run" },
+    };
+    const described = agent.outputs();
+    await agent.stop();
+    const lost = reportLosses(agent, logger);
+    // Only the outputs that wrote points: one that lost them all did not get "the others".
+    const outputs = outputLabels(described, [EXEC_SUMMARY_PLUGIN], agent.stats()?.outputs ?? new Map());
+    const nCpus = countCpus();
+    const baselineLines = baseline === undefined
+      ? undefined
+      : { seconds: baseline.seconds, lines: baseline.summary.energy() };
+    const optionsOf = (r: RunResult): SummaryOptions => ({
+      command: o.command,
+      elapsedMs: r.elapsedMs,
+      outputs,
+      nCpus,
+      lost,
+      exitCode: r.code,
+      signal: r.signal,
+      ...(r.cpu !== undefined ? { cpu: r.cpu } : {}),
+      ...(r.peakRssBytes !== undefined ? { peakRssBytes: r.peakRssBytes } : {}),
+      ...(r.peakSource !== undefined ? { peakSource: r.peakSource } : {}),
+      ...(baselineLines !== undefined ? { baseline: baselineLines } : {}),
+      ...(o.estimateNote !== undefined ? { estimateNote: o.estimateNote } : {}),
+    });
+    const single = o.repeat === 1;
+    const reports: RunReport[] = runs.map((r) => r.summary.report(optionsOf(r)));
+    if (logLevel() !== "off") {
+      const text = single
+        ? runs[0]!.summary.format(optionsOf(runs[0]!))
+        : formatRepeat({ command: o.command, outcome, reports, outputs, lost });
+      ctx.write(text, Deno.stderr);
+    }
+    if (o.json !== undefined) {
+      writeJson(o.json, single ? reports[0] : repeatReport(o.command, reports, outcome), ctx);
+    }
+    return o.ignoreExit ? 0 : outcome.exitCode;
+  } finally {
+    for (const [s, h] of handlers) Deno.removeSignalListener(s, h);
+  }
+}
+
+/** Runs the program once, between a start poll and an end poll of every source. */
+async function runOnce(
+  agent: Agent,
+  summary: ExecSummary,
+  program: string,
+  args: readonly string[],
+  cwd: string,
+  logger: Logger,
+  state: { pid: number | undefined; reaped: boolean },
+): Promise<RunResult> {
+  // Every managed source (energy sources included, those in a Worker too) is polled here, just before the
+  // program starts, and again just after it ends: the energy summed covers the polls after this one up to
+  // that one, which is exactly the run (the deltas reported up to this poll cover time before it).
+  const startPollFrom = now();
+  await agent.control.triggerNow();
+  summary.startPolled(startPollFrom, now());
+  // Start the program stopped before its first instruction (a shell that stops itself, then execs it: the
+  // program gets argv[0] as typed), tell the plugins its pid (so that they arm their counters on it), then
+  // let it run: nothing of its start-up escapes the measurement. What the shell used before its exec is
+  // taken out of the program's CPU time.
+  // Best: the program is not forked from the agent (see startReaped), and the agent reaps it itself: the
+  // kernel's rusage of it is exact, peak memory included. Else, a child forked from the agent, whose
+  // ru_maxrss starts at the agent's own peak.
+  let why = reapedStartUnavailable();
+  const started = performance.now();
+  let reapedProgram: ReapedProgram | undefined;
+  let child: Deno.ChildProcess | undefined;
+  let before: Rusage | undefined;
+  let stopped: boolean;
+  if (why === undefined) {
+    try {
+      reapedProgram = await startReaped(program, args, cwd);
+    } catch (e) {
+      if (!(e instanceof ReapedStartUnavailable)) throw e;
+      why = e.message;
+    }
+  }
+  let pid: number;
+  if (reapedProgram !== undefined) {
+    pid = reapedProgram.pid;
+    stopped = reapedProgram.stopped;
+  } else {
+    logger.debug(`The program is started as the agent's child (${why}): its peak memory is sampled`);
+    before = ffiAvailable() ? getrusage(RUSAGE_CHILDREN) : undefined;
+    child = spawnStopped(program, args, cwd);
+    pid = child.pid;
+    stopped = await waitForStoppedStart(pid);
+  }
+  state.pid = pid;
+  summary.pid = String(pid);
+  let wrapperNs = 0;
+  if (stopped) {
+    wrapperNs = cpuTimeNs(pid) ?? 0;
+    logger.debug(`The stopped-start shell used ${(wrapperNs / 1000).toFixed(0)} µs of CPU: not counted`);
+  } else if (agent.armsBeforeExec) {
+    logger.warn(`${program} (pid ${pid}) did not reach its stopped start; measuring it anyway`);
+  }
+  await agent.events.publish("startConsumerMeasurement", [Consumer.process(pid)]);
+  if (stopped) Deno.kill(pid, "SIGCONT");
+  let code: number;
+  let signal: string | null;
+  let cpu: CpuTime | undefined;
+  let peakRssBytes: number | undefined;
+  let peakSource: string | undefined;
+  if (reapedProgram !== undefined) {
+    // The kernel's accounting of the program (and of the children it waited for), read as it is reaped:
+    // its /proc entry is then gone, and this is the only record of its CPU time up to its last instruction.
+    const exit = await reapedProgram.wait().finally(() => state.reaped = true);
+    code = exit.code;
+    signal = exit.signal;
+    cpu = withoutWrapper(
+      { userNs: exit.rusage.userUs * 1000, systemNs: exit.rusage.systemUs * 1000 },
+      wrapperNs,
+    );
+    peakRssBytes = exit.rusage.maxRssKiB * 1024;
+  } else {
+    let sampledPeak = 0;
+    const sampler = setInterval(() => sampledPeak = Math.max(sampledPeak, peakRssOf(pid) ?? 0), 100);
+    const status = await child!.status.finally(() => {
+      clearInterval(sampler);
+      state.reaped = true;
+    });
+    code = exitCodeOf(status);
+    signal = status.signal;
+    if (before !== undefined) {
+      const after = getrusage(RUSAGE_CHILDREN);
+      cpu = withoutWrapper({
+        userNs: (after.userUs - before.userUs) * 1000,
+        systemNs: (after.systemUs - before.systemUs) * 1000,
+      }, wrapperNs);
+      peakRssBytes = after.maxRssKiB * 1024;
+      // ru_maxrss of a child counts the memory of the process it was forked from (the kernel keeps the old
+      // memory's high-water mark across exec): this agent's, here. Only a peak above ours is the program's.
+      if (peakRssBytes <= (peakRssOf("self") ?? 0)) {
+        peakRssBytes = sampledPeak;
+        peakSource = "the program's own VmHWM, sampled";
+      }
+    }
+  }
+  const elapsedMs = performance.now() - started;
+  if (cpu !== undefined) {
+    await agent.events.publish("processExit", {
+      pid,
+      ...cpu,
+      maxRssBytes: peakRssBytes ?? 0,
+      exitCode: code,
+      timestamp: now(),
+    });
+  } else {
+    logger.warn(
+      "Native calls are not allowed (--allow-ffi): the program's CPU time after its last poll is not counted",
+    );
+  }
+  await agent.control.triggerNow();
+  summary.endPolled(now());
+  await agent.events.publish("endConsumerMeasurement", [Consumer.process(pid)]);
+  return { summary, code, signal, elapsedMs, cpu, peakRssBytes, peakSource };
+}
