@@ -13,6 +13,10 @@
  * newest of its series, so the output sends each series in time order and never older than what it already
  * sent; a request refused all the same is split until only the offending series are dropped (and counted).
  *
+ * The counters' running sums survive an agent restart on the same journal: the last value the receiver
+ * acknowledged of each counter series is kept in `remote-write-counters.json` in the journal's directory, and
+ * the next agent continues from it (or from newer samples still in the journal), so Prometheus sees no reset.
+ *
  * @module
  */
 import { duration, z } from "../../src/plugin/schema.ts";
@@ -171,6 +175,7 @@ export class RemoteWriteEncoder {
   readonly #consumerLabels = new WeakMap<object, [string, string][]>();
   readonly #attributeLabels = new WeakMap<Attributes, [string, string][]>();
   #lastPrune = 0;
+  #restored: ReadonlyMap<string, CounterState> = new Map();
 
   constructor(options: RemoteWriteEncoderOptions = {}) {
     this.#prefix = options.prefix ?? "";
@@ -180,6 +185,15 @@ export class RemoteWriteEncoder {
     this.#ttl = options.seriesTtlMs ?? 300_000;
     this.#now = options.now ?? (() => performance.now());
     this.#log = options.log;
+  }
+
+  /**
+   * Counter states to continue from (an earlier run's, see {@linkcode RemoteWriteOutput.open}), keyed by
+   * {@linkcode seriesKey}: a series created after this starts its running sum (a `delta` metric) from the
+   * state's total and sends nothing older than its timestamp.
+   */
+  restore(states: ReadonlyMap<string, CounterState>): void {
+    this.#restored = states;
   }
 
   /** The number of series held. */
@@ -322,12 +336,13 @@ export class RemoteWriteEncoder {
           .tag(2, WireType.LengthDelimited).string(v)
           .join();
       }
+      const restored = family.kind === "gauge" ? undefined : this.#restored.get(seriesKey(labels));
       s = {
         labels,
         labelBytes: lw.finish(),
         kind: family.kind,
-        lastMs: -Infinity,
-        total: 0,
+        lastMs: restored?.lastMs ?? -Infinity,
+        total: family.kind === "delta" ? restored?.total ?? 0 : 0,
         updated: now,
         local: c.kind === "local_machine",
       };
@@ -336,6 +351,26 @@ export class RemoteWriteEncoder {
     s.updated = now;
     return s;
   }
+}
+
+/** Where a counter series stands: its last value sent (a `delta` metric's running sum) and its time, ms. */
+export interface CounterState {
+  readonly total: number;
+  readonly lastMs: number;
+}
+
+/**
+ * The identity of a series across runs: its labels (`__name__` included), sorted by name.
+ *
+ * @example
+ * ```ts
+ * import { seriesKey } from "./mod.ts";
+ * import assert from "node:assert/strict";
+ * assert.equal(seriesKey([["b", "2"], ["a", "x y"]]), seriesKey([["a", "x y"], ["b", "2"]]));
+ * ```
+ */
+export function seriesKey(labels: readonly (readonly [string, string])[]): string {
+  return JSON.stringify(labels.toSorted((x, y) => (x[0] < y[0] ? -1 : x[0] > y[0] ? 1 : 0)));
 }
 
 /** One `TimeSeries` of a `WriteRequest`, decoded (for tests, and for log lines about a refused series). */
@@ -450,6 +485,20 @@ export interface RemoteWriteOutputOptions extends JournalOptions {
   readonly log?: Logger;
 }
 
+/** The file in the journal's directory where the counters' last acknowledged values are kept. */
+const COUNTERS_FILE = "remote-write-counters.json";
+/** How long a counter series not sent any more is remembered, ms. */
+const COUNTERS_KEEP_MS = 24 * 3_600_000;
+
+/** A counter series' key and where it stands after the samples of `span` (undefined for a gauge). */
+function counterOf(span: Span): { key: string; total: number; lastMs: number } | undefined {
+  const { labels, samples } = decodeSeries(span.body);
+  if (!(labels.__name__ ?? "").endsWith("_total") || samples.length === 0) return undefined;
+  let last = samples[0]!;
+  for (const s of samples) if (s[1] >= last[1]) last = s;
+  return { key: seriesKey(Object.entries(labels)), total: last[0], lastMs: last[1] };
+}
+
 /** How often a warning about dropped or refused samples may repeat, ms. */
 const WARN_EVERY_MS = 10_000;
 
@@ -473,6 +522,11 @@ export class RemoteWriteOutput implements Output {
   #folded = 0;
   #lastDropWarn = -Infinity;
   #lastRejectWarn = -Infinity;
+  readonly #countersPath: string;
+  readonly #fsync: boolean;
+  /** Counter series as the receiver has them (or refused them): key → [total, ms, saved at (wall ms)]. */
+  readonly #counters = new Map<string, [number, number, number]>();
+  #lastCountersWarn = -Infinity;
 
   constructor(options: RemoteWriteOutputOptions) {
     try {
@@ -501,6 +555,8 @@ export class RemoteWriteOutput implements Output {
       const raw = textEncoder.encode(`${basic.username}:${basic.password}`);
       this.#headers.set("authorization", `Basic ${btoa(String.fromCharCode(...raw))}`);
     } else if (bearer !== "") this.#headers.set("authorization", `Bearer ${bearer}`);
+    this.#countersPath = `${options.journalPath}/${COUNTERS_FILE}`;
+    this.#fsync = (options.fsync ?? "batch") === "batch";
     this.#delivery = new Delivery({
       ...options,
       log: this.#log,
@@ -527,9 +583,100 @@ export class RemoteWriteOutput implements Output {
     return this.#folded;
   }
 
-  /** Opens the journal (and replays what an earlier run left there). The receiver is not contacted. */
+  /**
+   * Opens the journal (and replays what an earlier run left there), and continues the counters of an earlier
+   * run on this journal: each counter series starts from the last value the receiver acknowledged (the
+   * journal's counters file), or, when the journal still holds newer samples of it (sent first), from the
+   * newest of those. So a restart is no counter reset. The receiver is not contacted.
+   */
   open(): void {
     this.#delivery.open();
+    this.#loadCounters();
+    const states = new Map<string, CounterState>();
+    for (const [key, [total, lastMs]] of this.#counters) states.set(key, { total, lastMs });
+    for (const payload of this.#delivery.unsentPayloads()) {
+      for (const span of seriesSpans(payload)) {
+        const c = counterOf(span);
+        if (c !== undefined) states.set(c.key, c);
+      }
+    }
+    this.encoder.restore(states);
+  }
+
+  #loadCounters(): void {
+    let text: string;
+    try {
+      text = Deno.readTextFileSync(this.#countersPath);
+    } catch (e) {
+      if (!(e instanceof Deno.errors.NotFound)) {
+        this.#log.warn(
+          `Cannot read ${this.#countersPath}: ${messageOf(e)}; energy counters start again from 0`,
+        );
+      }
+      return;
+    }
+    try {
+      const data = JSON.parse(text);
+      if (data?.format !== 1 || typeof data.series !== "object" || data.series === null) {
+        throw new Error("unknown format");
+      }
+      for (const [key, v] of Object.entries(data.series)) {
+        if (Array.isArray(v) && v.length === 3 && v.every((x) => typeof x === "number")) {
+          this.#counters.set(key, v as [number, number, number]);
+        }
+      }
+    } catch (e) {
+      this.#log.warn(
+        `Cannot read ${this.#countersPath} (${
+          messageOf(e)
+        }): energy counters start again from 0 (a counter ` +
+          `reset to the receiver); the file is rewritten at the next delivery`,
+      );
+    }
+  }
+
+  /**
+   * After a send of `spans` is done (delivered, or refused for good), records where their counter series stand,
+   * before the journal moves its ack past them; synced to disk with `fsync: "batch"`. Entries not updated for
+   * a day are forgotten.
+   */
+  #saveCounters(spans: readonly Span[]): void {
+    const now = Date.now();
+    let changed = false;
+    for (const span of spans) {
+      const c = counterOf(span);
+      if (c === undefined) continue;
+      this.#counters.set(c.key, [c.total, c.lastMs, now]);
+      changed = true;
+    }
+    if (!changed) return;
+    for (const [key, v] of this.#counters) if (now - v[2] > COUNTERS_KEEP_MS) this.#counters.delete(key);
+    const tmp = `${this.#countersPath}.tmp`;
+    try {
+      const bytes = textEncoder.encode(
+        JSON.stringify({ format: 1, series: Object.fromEntries(this.#counters) }),
+      );
+      const f = Deno.openSync(tmp, { write: true, create: true, truncate: true });
+      try {
+        let done = 0;
+        while (done < bytes.length) done += f.writeSync(bytes.subarray(done));
+        if (this.#fsync) f.syncDataSync();
+      } finally {
+        f.close();
+      }
+      Deno.renameSync(tmp, this.#countersPath);
+    } catch (e) {
+      const t = performance.now();
+      if (t - this.#lastCountersWarn >= WARN_EVERY_MS) {
+        this.#lastCountersWarn = t;
+        this.#log.warn(
+          `Cannot write ${this.#countersPath}: ${
+            messageOf(e)
+          }; after a restart the energy counters would start ` +
+            `again from 0`,
+        );
+      }
+    }
   }
 
   write(batch: Batch, ctx: ElementContext): void {
@@ -586,6 +733,7 @@ export class RemoteWriteOutput implements Output {
     }
     if (chunk.length > 0) await deliver(chunk);
     if (key) this.#progress.delete(key);
+    this.#saveCounters(spans);
     if (refused.samples === 0) return;
     const why = refused.why.slice(0, 3).join("; ") + (refused.why.length > 3 ? `; …` : "");
     if (refused.samples >= total) throw new RejectedError(why);

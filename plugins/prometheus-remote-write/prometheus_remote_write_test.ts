@@ -436,7 +436,7 @@ testWith(
 
       // A series the receiver already has newer samples of (another writer, or an agent restarted on an
       // older clock): Prometheus refuses the whole request with 400; only that series is lost.
-      const { power: gauge, ctx } = setup();
+      const { power: gauge, energy: energyMetric, ctx } = setup();
       const now = Date.now();
       const first = new RemoteWriteOutput({ endpoint, journalPath: `${dir}/j1`, encoder: { suffix: "" } });
       first.open();
@@ -465,6 +465,27 @@ testWith(
         logs.lines.some((l) => /Dropped 1 of 6 samples.*out of order/.test(l)),
         logs.lines.join("\n"),
       );
+
+      // A second output on the same journal (an agent restarted) continues the energy counter: no reset.
+      const sendEnergy = async (from: number, to: number) => {
+        const out = new RemoteWriteOutput({ endpoint, journalPath: `${dir}/j3`, encoder: { suffix: "" } });
+        out.open();
+        const b = new Batch();
+        for (let i = from; i <= to; i++) b.push(energyMetric, 1000 * i, { timestamp: ms(now + i) });
+        out.write(b, ctx);
+        await out.close();
+        assert.equal(out.delivery.pendingPoints + out.lostPoints(), 0);
+      };
+      await sendEnergy(1, 3);
+      await sendEnergy(4, 5);
+      const [restarted] = await rangeQuery("energy_joules_total");
+      assert.deepEqual(restarted!.values.map(([, v]) => Number(v)), [1, 3, 6, 10, 15]);
+      const resets = await fetch(
+        `${server.url}/api/v1/query?query=${encodeURIComponent("resets(energy_joules_total[1h])")}&time=${
+          Date.now() / 1000 + 60
+        }`,
+      ).then((r) => r.json());
+      assert.equal(resets.data.result[0].value[1], "0", "Prometheus sees no counter reset");
     } finally {
       await server.stop();
       await Deno.remove(dir, { recursive: true });
@@ -571,4 +592,96 @@ Deno.test("RemoteWriteOutput: a retry after a partly delivered batch does not se
     await rx.server.shutdown();
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+Deno.test("RemoteWriteOutput: an agent started again on the same journal continues the energy counters", async (t) => {
+  using logs = captureLogs();
+  const { energy, power, ctx } = setup();
+  const deltas = (out: RemoteWriteOutput, from: number, to: number) => {
+    const b = new Batch();
+    for (let i = from; i <= to; i++) {
+      b.push(energy, 1000 * i, { timestamp: ms(i) }); // i J at i ms
+      b.push(power, i, { timestamp: ms(i) });
+    }
+    out.write(b, ctx);
+  };
+  const totals = (rx: ReturnType<typeof fakeReceiver>) =>
+    rx.got.flatMap((r) => r.series.filter((s) => s.labels.__name__ === "energy_joules_total"))
+      .flatMap((s) => s.samples);
+
+  await t.step("after a clean stop (everything acknowledged)", async () => {
+    const rx = fakeReceiver();
+    const dir = await Deno.makeTempDir({ prefix: "alumet-rw-" });
+    try {
+      const options = { endpoint: rx.url, journalPath: dir, minBackoffMs: 10, encoder: { suffix: "" } };
+      const first = new RemoteWriteOutput(options);
+      first.open();
+      deltas(first, 1, 3);
+      await first.close();
+      assert.equal(first.delivery.pendingPoints, 0);
+      const second = new RemoteWriteOutput(options);
+      second.open();
+      deltas(second, 4, 5);
+      await second.close();
+      assert.deepEqual(totals(rx), [[1, 1], [3, 2], [6, 3], [10, 4], [15, 5]]);
+      assert.equal(first.lostPoints() + second.lostPoints(), 0);
+    } finally {
+      await rx.server.shutdown();
+      await Deno.remove(dir, { recursive: true });
+    }
+  });
+
+  await t.step("after a stop with samples left in the journal (the receiver was down)", async () => {
+    let up = false;
+    const rx = fakeReceiver(() => (up ? 204 : 503));
+    const dir = await Deno.makeTempDir({ prefix: "alumet-rw-" });
+    try {
+      const options = { endpoint: rx.url, journalPath: dir, minBackoffMs: 10, encoder: { suffix: "" } };
+      up = true;
+      const first = new RemoteWriteOutput({ ...options, finalAttemptMs: 100 });
+      first.open();
+      deltas(first, 1, 2);
+      await until(() => first.delivery.pendingPoints === 0, "the first samples");
+      up = false;
+      deltas(first, 3, 4);
+      await first.close();
+      assert.equal(first.delivery.pendingPoints, 4, "the samples at 3 and 4 ms wait in the journal");
+      up = true;
+      const second = new RemoteWriteOutput(options);
+      second.open();
+      deltas(second, 5, 5);
+      await until(() => second.delivery.pendingPoints === 0, "the replay and the new samples");
+      await second.close();
+      assert.deepEqual(totals(rx), [[1, 1], [3, 2], [6, 3], [10, 4], [15, 5]]);
+      // An older point of a series the receiver has newer samples of is folded into the sum, not sent.
+      const third = new RemoteWriteOutput(options);
+      third.open();
+      deltas(third, 5, 6);
+      await third.close();
+      assert.deepEqual(totals(rx).slice(5), [[26, 6]]);
+      assert.equal(third.foldedPoints, 1);
+    } finally {
+      await rx.server.shutdown();
+      await Deno.remove(dir, { recursive: true });
+    }
+  });
+
+  await t.step("an unreadable counters file: one warning, the counters start from 0", async () => {
+    const rx = fakeReceiver();
+    const dir = await Deno.makeTempDir({ prefix: "alumet-rw-" });
+    try {
+      Deno.writeTextFileSync(`${dir}/remote-write-counters.json`, "{not json");
+      const out = new RemoteWriteOutput({ endpoint: rx.url, journalPath: dir, encoder: { suffix: "" } });
+      out.open();
+      deltas(out, 1, 1);
+      await out.close();
+      assert.deepEqual(totals(rx), [[1, 1]]);
+      assert.equal(logs.lines.filter((l) => l.includes("remote-write-counters.json")).length, 1);
+      const saved = JSON.parse(Deno.readTextFileSync(`${dir}/remote-write-counters.json`));
+      assert.equal(Object.keys(saved.series).length, 1, "only the counter series is kept");
+    } finally {
+      await rx.server.shutdown();
+      await Deno.remove(dir, { recursive: true });
+    }
+  });
 });

@@ -246,6 +246,11 @@ export class Delivery {
     return this.#syncs;
   }
 
+  /** The payloads of the unsent records, oldest first (after `open`: what an earlier run left, then more). */
+  *unsentPayloads(): IterableIterator<Uint8Array> {
+    for (let i = this.#head; i < this.#queue.length; i++) yield this.#queue[i]!.payload;
+  }
+
   /** Bytes of the journal's segment files. */
   get journalBytes(): number {
     return this.#segments.reduce((t, s) => t + s.size, 0);
