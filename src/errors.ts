@@ -85,10 +85,38 @@ export class NormalStop extends AlumetError {
   override name = "NormalStop";
 }
 
-/** The message of anything thrown, without its stack. */
+/**
+ * The message of anything thrown, without its stack, followed by its causes (`error.cause`) when they add
+ * something: Deno's `fetch` throws a bare "fetch failed" and keeps the reason (refused, TLS, DNS) in `cause`.
+ * The "error sending request for url (…): " that Deno puts before a cause is left out (the caller names the
+ * URL).
+ *
+ * @example
+ * ```ts
+ * import { messageOf } from "./errors.ts";
+ * import assert from "node:assert/strict";
+ * const refused = new TypeError("fetch failed", {
+ *   cause: new Error("error sending request for url (http://127.0.0.1:9/): client error (Connect): tcp connect error: Connection refused (os error 111)"),
+ * });
+ * assert.equal(
+ *   messageOf(refused),
+ *   "fetch failed: client error (Connect): tcp connect error: Connection refused (os error 111)",
+ * );
+ * assert.equal(messageOf(new Error("a", { cause: new Error("a") })), "a");
+ * assert.equal(messageOf(42), "42");
+ * ```
+ */
 export function messageOf(e: unknown): string {
-  if (e instanceof Error) return e.message;
-  return String(e);
+  if (!(e instanceof Error)) return String(e);
+  let message = e.message;
+  let cause: unknown = e.cause;
+  for (let depth = 0; depth < 4 && cause !== undefined && cause !== null; depth++) {
+    const text = (cause instanceof Error ? cause.message : String(cause))
+      .replace(/^error sending request for url \([^)]*\): /, "");
+    if (text !== "" && !message.includes(text)) message += `: ${text}`;
+    cause = cause instanceof Error ? cause.cause : undefined;
+  }
+  return message;
 }
 
 /**
