@@ -283,3 +283,214 @@ Deno.test("ExecSummary: a series shorter than the block by a little at each end 
   assert.match(text, /\[cpu_package 0\]$/m, text);
   assert.match(text, /\[cpu_package 1\] {3}\(over 0\.999 s\)$/m, text);
 });
+
+// --- The program's energy ------------------------------------------------------------------------------------
+
+/** A summary fed with `rapl_consumed_energy` (id 2), `attributed_energy` (id 10), `estimated_consumed_energy` (12). */
+function attributionSummary() {
+  const metrics = new Map<number, Metric>([
+    [2, metricOf(2, "rapl_consumed_energy", unit("J"), "delta")],
+    [10, metricOf(10, "attributed_energy", unit("J"), "delta")],
+    [12, metricOf(12, "estimated_consumed_energy", unit("J"), "delta")],
+  ]);
+  const s = new ExecSummary();
+  s.pid = "42";
+  const ctx = { metric: (id: MetricId) => metrics.get(id)! };
+  const feed = (points: [number, bigint, number, PointContext?][]) => {
+    const b = new Batch();
+    for (const [id, ts, v, c] of points) b.push(id as MetricId<"f64">, v, { ...c, timestamp: ts });
+    s.collect(b, ctx);
+  };
+  return { s, feed };
+}
+
+const pkg = (n: number, domain = "package"): PointContext => ({
+  resource: Resource.cpuPackage(n),
+  attributes: { domain },
+});
+const share = (n: number, consumer: Consumer, extra: Record<string, unknown> = {}): PointContext => ({
+  resource: Resource.cpuPackage(n),
+  consumer,
+  attributes: {
+    source_metric: "rapl_consumed_energy",
+    domain: "package",
+    method: "cpu_time_share",
+    ...extra,
+  },
+});
+const PROGRAM = Consumer.process(42);
+const UNATTRIBUTED = Consumer.custom("unattributed", "");
+
+Deno.test("ExecSummary gives the program's attributed energy next to the machine's, with the method", async (t) => {
+  await t.step("the program's share over the run, per source, summed over sockets; the rest said", () => {
+    const { s, feed } = attributionSummary();
+    feed([[2, T0, 999, pkg(0)], [10, T0, 999, share(0, PROGRAM)]]); // the start poll's deltas: before the run
+    s.startPolled(T0, T0 + 1000n);
+    feed([
+      [2, T0 + SEC, 30, pkg(0)],
+      [2, T0 + SEC, 10, pkg(1)],
+      [10, T0 + SEC, 9, share(0, PROGRAM)],
+      [10, T0 + SEC, 1, share(1, PROGRAM)],
+      [10, T0 + SEC, 6, share(0, Consumer.process(7))],
+      [10, T0 + SEC, 24, share(1, UNATTRIBUTED)],
+      [10, T0 + SEC, 0, share(0, UNATTRIBUTED)],
+    ]);
+    s.endPolled(T0 + SEC + 1000n);
+    feed([[10, T0 + 2n * SEC, 500, share(0, PROGRAM)]]); // after the end poll
+    const p = s.programEnergy({ nCpus: 2 })!;
+    assert.equal(p.method, "cpu_time_share");
+    assert.equal(p.description, "measured, share of CPU time, per interval (energy-attribution)");
+    assert.equal(p.estimated, false);
+    assert.equal(p.joules, 10);
+    assert.equal(p.machineJoules, 40);
+    assert.deepEqual(p.sources, [{
+      metric: "rapl_consumed_energy",
+      domain: "package",
+      joules: 10,
+      machineJoules: 40,
+      unattributedJoules: 24,
+      otherJoules: 6,
+      estimated: false,
+    }]);
+    // The machine's block does not list the attributed series.
+    assert.ok(s.energy().every((l) => l.metric === "rapl_consumed_energy"));
+    const text = s.format({ elapsedMs: 1000, outputs: [], nCpus: 2 });
+    assert.match(
+      text,
+      /^ Energy of the program and its children \(measured, share of CPU time, per interval \(energy-attribution\)\):$/m,
+    );
+    assert.match(
+      text,
+      /^\s+10\.000000 J   of\s+40\.000000 J \(25\.0 %\)\s+rapl_consumed_energy \(domain=package\)   \(the rest: 24\.000000 J unattributed, 6\.000000 J other consumers\)$/m,
+      text,
+    );
+    assert.doesNotMatch(text, /attributed_energy/);
+    const json = s.report({ elapsedMs: 1000, outputs: [], nCpus: 2 });
+    assert.equal(json.program_energy!.joules, 10);
+    assert.equal(json.program_energy!.share_percent, 25);
+    assert.equal(json.energy!.series.length, 2);
+  });
+  await t.step("an estimate is named so, and idle time's estimate is not the machine's", () => {
+    const { s, feed } = attributionSummary();
+    const est = (state: string, consumer?: Consumer): PointContext => ({
+      ...(consumer ? { consumer } : {}),
+      attributes: consumer
+        ? {
+          source_metric: "estimated_consumed_energy",
+          cpu_state: state,
+          method: "cpu_time_share",
+          estimated: true,
+        }
+        : { cpu_state: state, estimated: true },
+    });
+    s.startPolled(T0, T0 + 1000n);
+    feed([
+      [12, T0 + SEC, 5, est("user")],
+      [12, T0 + SEC, 3, est("system")],
+      [12, T0 + SEC, 90, est("idle")],
+      [10, T0 + SEC, 4, est("user", PROGRAM)],
+      [10, T0 + SEC, 1, est("user", UNATTRIBUTED)],
+      [10, T0 + SEC, 2, est("system", PROGRAM)],
+      [10, T0 + SEC, 1, est("system", UNATTRIBUTED)],
+      [10, T0 + SEC, 90, est("idle", UNATTRIBUTED)],
+    ]);
+    s.endPolled(T0 + SEC + 1000n);
+    const lines = s.energy();
+    assert.deepEqual(lines.map((l) => [l.label, l.joules, l.estimated]), [
+      ["estimated_consumed_energy (cpu_state=user+system, estimated=true)", 8, true],
+    ]);
+    const p = s.programEnergy({ nCpus: 2 })!;
+    assert.equal(p.estimated, true);
+    assert.equal(p.description, "TDP estimate, share of CPU time, per interval (energy-attribution)");
+    assert.equal(p.joules, 6);
+    assert.equal(p.machineJoules, 8);
+    assert.equal(p.sources[0]!.unattributedJoules, 2);
+    const text = s.format({ elapsedMs: 1000, outputs: [], nCpus: 2, estimateNote: "TDP 100 W assumed." });
+    assert.match(
+      text,
+      /estimated_consumed_energy \(cpu_state=user\+system, estimated=true\)   \(an estimate, not a measurement\)$/m,
+    );
+    assert.match(text, /^ TDP 100 W assumed\.$/m);
+  });
+  await t.step("without attribution: the program's rusage share of the machine's CPU energy, said so", () => {
+    const { s, feed } = attributionSummary();
+    s.startPolled(T0, T0 + 1000n);
+    feed([
+      [2, T0 + 2n * SEC, 40, pkg(0)],
+      [2, T0 + 2n * SEC, 8, pkg(0, "dram")],
+      [2, T0 + 2n * SEC, 20, pkg(0, "pp0")],
+    ]);
+    s.endPolled(T0 + 2n * SEC + 1000n);
+    // 1 s of CPU time on 2 CPUs over 2 s: a quarter of the CPU time available.
+    const p = s.programEnergy({ nCpus: 2, cpu: { userNs: 0.75e9, systemNs: 0.25e9 } })!;
+    assert.equal(p.method, "rusage_cpu_share");
+    assert.match(
+      p.description,
+      /^measured, share of the machine's CPU time over the whole run \(kernel rusage/,
+    );
+    assert.deepEqual(p.sources.map((x) => [x.domain, x.joules, x.machineJoules]), [
+      ["dram", 2, 8],
+      ["package", 10, 40],
+      ["pp0", 5, 20],
+    ]);
+    // pp0 is part of the package: not added to the total.
+    assert.deepEqual(p.added, [
+      "rapl_consumed_energy (domain=dram)",
+      "rapl_consumed_energy (domain=package)",
+    ]);
+    assert.equal(p.joules, 12);
+    assert.equal(p.machineJoules, 48);
+    const text = s.format({
+      elapsedMs: 2000,
+      outputs: [],
+      nCpus: 2,
+      cpu: { userNs: 0.75e9, systemNs: 0.25e9 },
+    });
+    assert.match(
+      text,
+      /^\s+12\.000000 J   of\s+48\.000000 J \(25\.0 %\)\s+total \(rapl_consumed_energy \(domain=dram\) \+ rapl_consumed_energy \(domain=package\)\)$/m,
+      text,
+    );
+  });
+  await t.step("no energy: nothing said", () => {
+    const { s } = attributionSummary();
+    assert.equal(s.programEnergy({ nCpus: 2, cpu: { userNs: 1e9, systemNs: 0 } }), undefined);
+  });
+});
+
+Deno.test("ExecSummary gives the energy above idle from a baseline measured before the program", () => {
+  const { s: idle, feed: feedIdle } = attributionSummary();
+  idle.startPolled(T0, T0 + 1000n);
+  feedIdle([[2, T0 + 2n * SEC, 20, pkg(0)]]); // 10 W idle
+  idle.endPolled(T0 + 2n * SEC + 1000n);
+  const { s, feed } = attributionSummary();
+  s.startPolled(T0 + 3n * SEC, T0 + 3n * SEC + 1000n);
+  feed([[2, T0 + 3n * SEC, 999, pkg(0)], [2, T0 + 7n * SEC, 100, pkg(0)]]); // 4 s at 25 W
+  s.endPolled(T0 + 7n * SEC + 1000n);
+  const cpu = { userNs: 2e9, systemNs: 0 };
+  const baseline = { seconds: 2, lines: idle.energy() };
+  const above = s.aboveIdle(baseline, { cpu, nCpus: 2, program: s.programEnergy({ cpu, nCpus: 2 }) });
+  assert.equal(above.lines[0]!.aboveJoules, 100 - 10 * 4);
+  assert.equal(above.machineAboveJoules, 60);
+  // The program: 2 s of CPU on 2 CPUs over 4 s is a quarter: 25 J; its share of the idle power: 10 W × 2 s ÷ 2.
+  assert.deepEqual(above.program, { joules: 25, idleWatts: 10, cpuSeconds: 2, aboveJoules: 15 });
+  const text = s.format({ elapsedMs: 4000, outputs: [], nCpus: 2, cpu, baseline });
+  assert.match(
+    text,
+    /^ Energy above idle \(the machine measured idle for 2\.000 s just before the program; /m,
+  );
+  assert.match(
+    text,
+    /^\s+60\.000000 J   \(100\.000000 J − 10\.000 W × 4\.000 s\)   rapl_consumed_energy/m,
+    text,
+  );
+  assert.match(
+    text,
+    /^\s+15\.000000 J   the program, above idle \(25\.000000 J − 10\.000 W idle × 2\.000 s CPU time ÷ CPUs\)$/m,
+  );
+  assert.equal(
+    s.report({ elapsedMs: 4000, outputs: [], nCpus: 2, cpu, baseline }).above_idle!.program!
+      .above_idle_joules,
+    15,
+  );
+});
