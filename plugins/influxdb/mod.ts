@@ -26,7 +26,7 @@ export const influxdbConfigSchema = z.strictObject({
   token: z.string().default(FILL_ME),
   org: z.string().default(FILL_ME),
   bucket: z.string().default(FILL_ME),
-  attributes_as: z.enum(["field", "tag"]).default("field"),
+  attributes_as: z.enum(["field", "tag"]).default("tag"),
   attributes_as_tags: z.array(z.string()).default([]),
   attributes_as_fields: z.array(z.string()).default([]),
   api_version: z.enum(["auto", "v1", "v2"]).default("auto"),
@@ -717,7 +717,7 @@ export function apiVersionOf(config: Pick<InfluxdbConfig, "api_version" | "datab
  * import { influxdbPlugin } from "./mod.ts";
  * import assert from "node:assert/strict";
  * assert.equal(influxdbPlugin.defaultConfig().host, "http://localhost:8086");
- * assert.equal(influxdbPlugin.configSchema.parse({}).attributes_as, "field");
+ * assert.equal(influxdbPlugin.configSchema.parse({}).attributes_as, "tag");
  * ```
  */
 export const influxdbPlugin = definePlugin({
