@@ -32,11 +32,12 @@ import { command as watch } from "./commands/watch.ts";
 import { command as config } from "./commands/config.ts";
 import { command as plugins } from "./commands/plugins.ts";
 import { command as doctor } from "./commands/doctor.ts";
+import { command as report } from "./commands/report.ts";
 
 const VERSION = "0.1.0";
 
 /** The commands, in the order `alumet --help` lists them; the first is the default. */
-const COMMANDS: readonly Command[] = [run, exec, watch, config, plugins, doctor];
+const COMMANDS: readonly Command[] = [run, exec, watch, config, plugins, doctor, report];
 
 const BY_NAME: ReadonlyMap<string, Command> = new Map(COMMANDS.map((c) => [c.name, c]));
 
