@@ -158,18 +158,6 @@ interface BadCase {
   cause: RegExp;
   /** The points are refused for good (a 400): lost, exit code 3; else they wait in the journal, exit code 0. */
   lost?: boolean;
-  /**
-   * Checks that fail today because of a defect in the outputs (reported, not worked around here): each is
-   * registered as an ignored step whose name gives the reason, so that the defect stays visible. Remove the
-   * entry when the defect is fixed.
-   */
-  known?: { cause?: string; once?: string };
-}
-
-/** Registers a step, or an ignored one with the reason in its name. */
-async function step(t: Deno.TestContext, name: string, ignored: string | undefined, fn: () => void) {
-  if (ignored === undefined) await t.step(name, fn);
-  else await t.step({ name: `${name} — IGNORED, known defect: ${ignored}`, ignore: true, fn });
 }
 
 /**
@@ -218,11 +206,11 @@ async function badEndpoint(t: Deno.TestContext, c: BadCase): Promise<void> {
       const target = OUTPUTS[n].target(endpoints[n].base);
       const problems = agent.lines(new RegExp(`(WARN|ERROR) +${n}: .*${literal(target)}`))
         .filter((l) => !/ wait in the journal /.test(l));
-      await step(t, `${n}: a warning names the endpoint and says the cause`, c.known?.cause, () => {
+      await t.step(`${n}: a warning names the endpoint and says the cause`, () => {
         assert.ok(problems.length >= 1, `${n}: a warning naming ${target}${context}`);
         assert.match(problems[0]!, c.cause, `${n}: the warning says the cause${context}`);
       });
-      await step(t, `${n}: one warning for all the failed attempts`, c.known?.once, () => {
+      await t.step(`${n}: one warning for all the failed attempts`, () => {
         assert.ok(attempts(n) >= 4, `${n}: ${attempts(n)} attempts`);
         assert.equal(
           problems.length,
@@ -286,9 +274,6 @@ Deno.test("network outputs, a server answering 400: the points are refused, coun
     endpoint: () => answering(400, "malformed input"),
     cause: /400.*malformed input/,
     lost: true,
-    known: {
-      once: 'each refused batch logs its own "Dropped N points: … rejected them" warning (10 a second here)',
-    },
   });
 });
 

@@ -14,7 +14,12 @@ import { definePlugin } from "../../src/plugin/define.ts";
 import type { ElementContext, Output, Plugin, StartContext } from "../../src/plugin/plugin.ts";
 import type { AttributeValue, Batch } from "../../src/model/batch.ts";
 import { AlumetError, messageOf } from "../../src/errors.ts";
-import { Delivery, RejectedError } from "../../src/pipeline/delivery.ts";
+import {
+  Delivery,
+  deliveryOptions,
+  type JournalOptions,
+  RejectedError,
+} from "../../src/pipeline/delivery.ts";
 import { Logger } from "../../src/log.ts";
 
 /** Alumet's placeholder for the keys a user must fill. */
@@ -285,7 +290,7 @@ function attributeText(v: AttributeValue): string {
 }
 
 /** Where and how an {@linkcode InfluxdbOutput} writes. */
-export interface InfluxdbOutputOptions {
+export interface InfluxdbOutputOptions extends JournalOptions {
   readonly host: string;
   readonly version: "v1" | "v2";
   /**
@@ -303,15 +308,6 @@ export interface InfluxdbOutputOptions {
   readonly database: string;
   /** Per request, ms. */
   readonly timeoutMs: number;
-  readonly journalPath: string;
-  readonly journalMaxBytes: number;
-  readonly journalFsync: "batch" | "none";
-  /** First back-off after a failure, ms (default 100). */
-  readonly minBackoffMs?: number;
-  readonly maxBackoffMs: number;
-  readonly finalAttemptMs: number;
-  /** Most payload bytes per request (default 1 MiB). */
-  readonly maxSendBytes?: number;
   readonly encoder: EncoderOptions;
   readonly log?: Logger;
 }
@@ -503,14 +499,9 @@ export class InfluxdbOutput implements Output {
     this.#headers = new Headers({ "content-type": "text/plain; charset=utf-8", accept: "application/json" });
     const auth = authorizationOf(options);
     if (auth !== undefined) this.#headers.set("authorization", auth);
+    const journal: JournalOptions = options; // Delivery reads its own keys of these options, no others
     this.#delivery = new Delivery({
-      journalPath: options.journalPath,
-      maxBytes: options.journalMaxBytes,
-      fsync: options.journalFsync,
-      ...(options.minBackoffMs !== undefined ? { minBackoffMs: options.minBackoffMs } : {}),
-      maxBackoffMs: options.maxBackoffMs,
-      finalAttemptMs: options.finalAttemptMs,
-      ...(options.maxSendBytes !== undefined ? { maxSendBytes: options.maxSendBytes } : {}),
+      ...journal,
       log: this.#log,
       target: this.url.origin + this.url.pathname,
       send: (payloads, signal) => this.#send(payloads, signal),
@@ -760,11 +751,7 @@ export const influxdbPlugin = definePlugin({
           bucket: config.bucket,
           database: config.database !== "" ? config.database : config.bucket,
           timeoutMs: config.timeout,
-          journalPath: config.journal_path,
-          journalMaxBytes: config.journal_max_mib * 1024 * 1024,
-          journalFsync: config.journal_fsync,
-          maxBackoffMs: config.max_backoff,
-          finalAttemptMs: config.final_attempt,
+          ...deliveryOptions(config),
           encoder: {
             attributesAs: config.attributes_as,
             attributesAsTags: config.attributes_as_tags,

@@ -198,6 +198,8 @@ export class Delivery {
   #abort = new AbortController();
   #failingSince: number | undefined;
   #lastWarn = -Infinity;
+  #lastDropWarn = -Infinity;
+  #quietDrops = 0;
   #failures = 0;
   /** The records of the send in progress. */
   #inflight = new Set<Rec>();
@@ -516,9 +518,24 @@ export class Delivery {
     if (points > 0) this.#drop(points, this.#fullWhy(records));
   }
 
+  /**
+   * Counts a loss. Warned at most once a minute (a backend that refuses every batch would otherwise print a
+   * line per batch); the drops in between are logged at debug level and summed in the next warning.
+   */
   #drop(points: number, why: string): void {
     this.droppedPoints += points;
-    this.#log.warn(`Dropped ${points} points: ${why}; ${this.droppedPoints} points lost so far`);
+    const now = performance.now();
+    if (now - this.#lastDropWarn >= REPEAT_WARN_MS) {
+      const since = this.#quietDrops > 0
+        ? ` (${this.#quietDrops} drops since the last warning, logged at debug level)`
+        : "";
+      this.#lastDropWarn = now;
+      this.#quietDrops = 0;
+      this.#log.warn(`Dropped ${points} points: ${why}; ${this.droppedPoints} points lost so far${since}`);
+    } else {
+      this.#quietDrops++;
+      this.#log.debug(`Dropped ${points} points: ${why}; ${this.droppedPoints} points lost so far`);
+    }
     this.#onDrop?.(points, why);
   }
 
