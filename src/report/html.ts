@@ -92,7 +92,8 @@ const PAGE_SCRIPT = `
     }));
     new uPlot({
       width: width, height: 300, series: series,
-      scales: { x: { time: true } },
+      // Every time chart spans the whole run, so that the charts line up (and a partial line shows as one).
+      scales: { x: { time: true, range: [data.start, data.end] } },
       axes: [{}, { label: c.unit, size: 70 }],
       legend: { live: false },
       hooks: { draw: [marker(div, c.lines.map(function (l) { return l.color; }))] },
@@ -180,7 +181,8 @@ export function renderHtml(m: ReportModel, generatedAt: Date = new Date()): stri
 <p>${m.malformed} row${m.malformed === 1 ? "" : "s"} skipped; the first ones:</p>
 ${table(["Line", "Why", "Text"], m.malformedExamples.map((x) => [String(x.line), x.reason, x.text]))}`;
   const charts = [...m.powerCharts, ...m.consumerCharts, ...m.programCharts];
-  const data = { start: Number.isFinite(m.start) ? m.start : 0, charts };
+  const start = Number.isFinite(m.start) ? m.start : 0;
+  const data = { start, end: start + Math.max(m.duration, 1), charts };
   const section = (title: string, cs: readonly Chart[], empty: string) =>
     `<h2>${title}</h2>\n${cs.length > 0 ? chartDivs(cs) : `<p class="note">${escapeHtml(empty)}</p>`}`;
   return `<!DOCTYPE html>
