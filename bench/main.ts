@@ -11,6 +11,7 @@ import { runExec } from "./exec.ts";
 import { runPerfBench } from "./perf.ts";
 import { runSyscalls } from "./syscalls.ts";
 import { nvmlCost, raplPerfCost, raplPowercapCost } from "./energy.ts";
+import { runReportBench } from "./report.ts";
 
 interface Row {
   name: string;
@@ -238,6 +239,21 @@ if (want("perf")) {
       unit: "µs",
       runs: both.map((r) => r.agentUsPerTick),
     });
+  }
+}
+
+if (want("report")) {
+  const dir = await Deno.makeTempDir({ prefix: "alumet-bench-" });
+  try {
+    const n = QUICK ? 50_000 : 500_000;
+    say(`report: alumet report on a ${n.toLocaleString("en-US")}-row csv…`);
+    const rs = await repeat(RUNS, () => runReportBench(dir, n));
+    const what = `alumet report, ${n.toLocaleString("en-US")}-row csv`;
+    rows.push({ name: `${what}, end to end (Deno start included)`, unit: "ms", runs: rs.map((r) => r.ms) });
+    rows.push({ name: `${what}: page size`, unit: "KiB", runs: rs.map((r) => r.pageBytes / 1024) });
+    rows.push({ name: `${what}: peak RSS`, unit: "MiB", runs: rs.map((r) => r.peakMiB) });
+  } finally {
+    await Deno.remove(dir, { recursive: true });
   }
 }
 
