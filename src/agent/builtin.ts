@@ -49,6 +49,33 @@ export const BUILTIN_LOADERS: ReadonlyMap<string, () => Promise<PluginMetadata<u
     () => import("../../plugins/opentelemetry/mod.ts").then((m) => m.default as PluginMetadata<unknown>),
   ],
   ["log", () => import("../../plugins/log/mod.ts").then((m) => m.default as PluginMetadata<unknown>)],
+  [
+    "energy-estimation-tdp",
+    () =>
+      import("../../plugins/energy-estimation-tdp/mod.ts").then((m) =>
+        m.energyEstimationTdpPlugin as PluginMetadata<unknown>
+      ),
+  ],
+  [
+    "energy-attribution",
+    () => import("../../plugins/energy-attribution/mod.ts").then((m) => m.default as PluginMetadata<unknown>),
+  ],
+  [
+    "energy-to-carbon",
+    () =>
+      import("../../plugins/energy-to-carbon/mod.ts").then((m) =>
+        m.energyToCarbonPlugin as PluginMetadata<unknown>
+      ),
+  ],
+  [
+    "filter",
+    () => import("../../plugins/filter/mod.ts").then((m) => m.filterPlugin as PluginMetadata<unknown>),
+  ],
+  [
+    "aggregation",
+    () =>
+      import("../../plugins/aggregation/mod.ts").then((m) => m.aggregationPlugin as PluginMetadata<unknown>),
+  ],
 ]);
 
 /** The names of the built-in plugins. */

@@ -361,7 +361,7 @@ Deno.test("ExecSummary gives the program's attributed energy next to the machine
     );
     assert.match(
       text,
-      /^\s+10\.000000 J   of\s+40\.000000 J \(25\.0 %\)\s+rapl_consumed_energy \(domain=package\)   \(the rest: 24\.000000 J unattributed, 6\.000000 J other consumers\)$/m,
+      /^\s+10\.000000 J {3}of\s+40\.000000 J \(25\.0 %\)\s+rapl_consumed_energy \(domain=package\) {3}\(the rest: 24\.000000 J unattributed, 6\.000000 J other consumers\)$/m,
       text,
     );
     assert.doesNotMatch(text, /attributed_energy/);
@@ -408,7 +408,7 @@ Deno.test("ExecSummary gives the program's attributed energy next to the machine
     const text = s.format({ elapsedMs: 1000, outputs: [], nCpus: 2, estimateNote: "TDP 100 W assumed." });
     assert.match(
       text,
-      /estimated_consumed_energy \(cpu_state=user\+system, estimated=true\)   \(an estimate, not a measurement\)$/m,
+      /estimated_consumed_energy \(cpu_state=user\+system, estimated=true\) {3}\(an estimate, not a measurement\)$/m,
     );
     assert.match(text, /^ TDP 100 W assumed\.$/m);
   });
@@ -448,7 +448,7 @@ Deno.test("ExecSummary gives the program's attributed energy next to the machine
     });
     assert.match(
       text,
-      /^\s+12\.000000 J   of\s+48\.000000 J \(25\.0 %\)\s+total \(rapl_consumed_energy \(domain=dram\) \+ rapl_consumed_energy \(domain=package\)\)$/m,
+      /^\s+12\.000000 J {3}of\s+48\.000000 J \(25\.0 %\)\s+total \(rapl_consumed_energy \(domain=dram\) \+ rapl_consumed_energy \(domain=package\)\)$/m,
       text,
     );
   });
@@ -481,12 +481,12 @@ Deno.test("ExecSummary gives the energy above idle from a baseline measured befo
   );
   assert.match(
     text,
-    /^\s+60\.000000 J   \(100\.000000 J − 10\.000 W × 4\.000 s\)   rapl_consumed_energy/m,
+    /^\s+60\.000000 J {3}\(100\.000000 J − 10\.000 W × 4\.000 s\) {3}rapl_consumed_energy/m,
     text,
   );
   assert.match(
     text,
-    /^\s+15\.000000 J   the program, above idle \(25\.000000 J − 10\.000 W idle × 2\.000 s CPU time ÷ CPUs\)$/m,
+    /^\s+15\.000000 J {3}the program, above idle \(25\.000000 J − 10\.000 W idle × 2\.000 s CPU time ÷ CPUs\)$/m,
   );
   assert.equal(
     s.report({ elapsedMs: 4000, outputs: [], nCpus: 2, cpu, baseline }).above_idle!.program!
