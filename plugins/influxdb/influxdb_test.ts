@@ -20,6 +20,9 @@ import { checkConfigBlock } from "../../src/testing/readme.ts";
 import { needs, testWith } from "../../src/testing/needs.ts";
 import { type LogSink, setLogSink } from "../../src/log.ts";
 
+/** How long the backend is down in the outage tests (the issue: 30 s, many back-off cycles). */
+const OUTAGE_MS = 30_000;
+
 function captureLogs(): { lines: string[]; [Symbol.dispose](): void } {
   const lines: string[] = [];
   const prev = setLogSink((level, scope, msg) => lines.push(`${level} ${scope}: ${msg}`));
@@ -403,6 +406,7 @@ testWith(
         // Outage: stop the server while the agent runs, let points journal, start it again on the same data.
         await server.stop();
         const before = n;
+        await new Promise((r) => setTimeout(r, OUTAGE_MS)); // as long as the issue asks: many back-off cycles
         await until(() => n >= before + 20, "points produced during the outage");
         await server.start();
         await until(async () => (await countOf("det_count")) >= before + 20, "the replay");

@@ -15,6 +15,9 @@ import { checkConfigBlock } from "../../src/testing/readme.ts";
 import { needs, testWith } from "../../src/testing/needs.ts";
 import { type LogSink, setLogSink } from "../../src/log.ts";
 
+/** How long the backend is down in the outage tests (the issue: 30 s, many back-off cycles). */
+const OUTAGE_MS = 30_000;
+
 function captureLogs(): { lines: string[]; [Symbol.dispose](): void } {
   const lines: string[] = [];
   const prev = setLogSink((level, scope, msg) => lines.push(`${level} ${scope}: ${msg}`));
@@ -367,6 +370,7 @@ async function runWithOutage(
     await until(async () => (await count()) >= 5, "the first points");
     await server.stop();
     const before = counter.n;
+    await new Promise((r) => setTimeout(r, OUTAGE_MS)); // as long as the issue asks: many back-off cycles
     await until(() => counter.n >= before + 25, "points produced during the outage");
     await server.start();
     await until(async () => (await count()) >= before + 25, "the replay");
