@@ -12,6 +12,7 @@ import { runPerfBench } from "./perf.ts";
 import { runSyscalls } from "./syscalls.ts";
 import { nvmlCost, raplPerfCost, raplPowercapCost } from "./energy.ts";
 import { runReportBench } from "./report.ts";
+import { attributionCost } from "./attribution.ts";
 
 interface Row {
   name: string;
@@ -240,6 +241,22 @@ if (want("perf")) {
       runs: both.map((r) => r.agentUsPerTick),
     });
   }
+}
+
+if (want("attribution")) {
+  say("attribution: 1 000 processes at 1 s, RAPL package + dram…");
+  const rs = await repeat(RUNS, () => Promise.resolve(attributionCost(1000, QUICK ? 10 : 60)));
+  rows.push({
+    name: "energy-attribution, 1 000 processes at 1 s: CPU per interval",
+    unit: "ms",
+    runs: rs.map((r) => r.cpuMsPerInterval),
+  });
+  rows.push({
+    name: "energy-attribution: largest conservation error over the run",
+    unit: "%",
+    runs: rs.map((r) => r.maxConservationError * 100),
+    target: { op: "<=", value: 1 },
+  });
 }
 
 if (want("report")) {
