@@ -626,15 +626,24 @@ export class EnergyAttributor {
       }
       const available = (s.gpu ? 1 : this.nCpus) * dt;
       let denominator = Math.max(available, sum);
-      if (this.#o.idle === "spread" && sum > 0) {
+      const estimated = !s.gpu && s.attributes["estimated"] === true;
+      if (estimated) {
+        // An estimate (energy-estimation-tdp: CPU time × watts per CPU) has no idle power: the estimate of an
+        // idle state is nobody's use (all unattributed), and that of the busy states is shared by busy time, so
+        // that a consumer gets its own CPU time × watts per CPU whatever the rest of the machine does.
+        const state = s.attributes["cpu_state"];
+        if (typeof state === "string" && !BUSY_STATES.has(state)) {
+          usage.length = 0;
+          sum = 0;
+        } else {
+          const busy = this.#machineBusy(e0, p.e1);
+          if (busy !== undefined) denominator = Math.max(sum, busy);
+        }
+      } else if (this.#o.idle === "spread" && sum > 0) {
         // The idle share (available − busy) goes to the consumers, in proportion to their usage; busy time of
         // consumers nobody follows (known from kernel_cpu_time) stays unattributed. Each consumer gets
         // E × (u/available) × (1 + idle/Σu) = E × u / (available × Σu / (Σu + idle)).
-        let busy = sum;
-        const m = s.gpu ? undefined : this.#groups.get("machine|cpu")?.series.get(`local_machine\u0000`);
-        if (m !== undefined && m.ts.length > 0 && m.ts[0]! <= e0) {
-          busy = Math.max(sum, valueAt(m, p.e1) - valueAt(m, e0));
-        }
+        const busy = Math.max(sum, (s.gpu ? undefined : this.#machineBusy(e0, p.e1)) ?? sum);
         const idle = Math.max(0, available - busy);
         denominator = Math.max(sum, available * sum / (sum + idle));
       }
@@ -655,6 +664,13 @@ export class EnergyAttributor {
       });
       this.#check(p, view, attributed, rest);
     }
+  }
+
+  /** The machine's busy CPU time over [t0, t1] (from `kernel_cpu_time`), s; undefined when not known. */
+  #machineBusy(t0: number, t1: number): number | undefined {
+    const m = this.#groups.get("machine|cpu")?.series.get(`local_machine\u0000`);
+    if (m === undefined || m.ts.length === 0 || m.ts[0]! > t0) return undefined;
+    return Math.max(0, valueAt(m, t1) - valueAt(m, t0));
   }
 
   /** The conservation invariant: Σ attributed + unattributed = measured (1 %), nothing negative. */

@@ -587,6 +587,53 @@ Deno.test("estimated energy keeps estimated = true and its attributes", () => {
   ]);
 });
 
+Deno.test("a TDP estimate is shared by busy time: a consumer gets its CPU time × watts per CPU; idle's is nobody's", () => {
+  const { r, ctx, out } = registry();
+  const est = r.register("energy-estimation-tdp", {
+    name: "estimated_consumed_energy",
+    unit: unit("J"),
+    valueType: "f64",
+    kind: "delta",
+  });
+  const cpu = r.register("procfs", CPU_TIME_DELTA);
+  const km = createKernelMetrics((spec) => r.register("procfs", spec));
+  const a = new EnergyAttributor({ output: out, nCpus: 2, maxWaitMs: 5000, clock: () => 0 });
+  // 2 CPUs × 1 s; the machine: user 0.6 s, system 0.4 s, idle 1 s; at 50 W per busy CPU the estimate is
+  // user 30 J, system 20 J, idle 50 J. The program (pid 7) used 0.5 s: 25 J of the 50 J the machine's use cost.
+  const states: [string, number, number][] = [["user", 600, 30], ["system", 400, 20], ["idle", 1000, 50]];
+  let last = new Batch();
+  for (const k of [0, 1]) {
+    const b = new Batch();
+    const ts = T0 + BigInt(k) * S;
+    b.push(km.procsRunning, 1, { timestamp: ts });
+    b.push(cpu, k === 0 ? 0 : 500_000_000, {
+      consumer: Consumer.process(7),
+      attributes: { kind: "user" },
+      timestamp: ts,
+    });
+    for (const [state, ms, joules] of states) {
+      if (k > 0) b.push(km.cpuTime, ms, { attributes: { cpu_state: state }, timestamp: ts });
+      b.push(est, joules, { attributes: { cpu_state: state, estimated: true }, timestamp: ts });
+    }
+    a.ingest(b, ctx);
+    last = new Batch();
+    a.emit(last, k === 1);
+  }
+  const got: Record<string, number> = {};
+  for (const p of last) {
+    if (p.timestamp !== T0 + S || r.get(p.metric).name !== "attributed_energy") continue;
+    const key = `${p.attributes.cpu_state}/${consumerName(p.consumer)}`;
+    got[key] = Math.round((p.value as number) * 1e6) / 1e6;
+  }
+  assert.deepEqual(got, {
+    "user/7": 15,
+    "user/unattributed": 15,
+    "system/7": 10,
+    "system/unattributed": 10,
+    "idle/unattributed": 50,
+  });
+});
+
 // Alumet's README example (plugins/energy-attribution/README.md), as a user writes it.
 const ALUMET_EXAMPLE = `
 [plugins.energy-attribution.formulas.attributed_energy]
