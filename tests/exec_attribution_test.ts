@@ -69,12 +69,15 @@ Deno.test("exec without an energy source estimates the program's joules from CPU
         assert.equal(p.estimated, true);
         assert.match(p.description, /^TDP estimate, share of CPU time/);
         assertConserved(p);
-        // The estimate is CPU time × TDP ÷ CPUs (100 W, this machine's CPUs): the program's share can be at most
-        // its CPU time × 100 W ÷ CPUs (energy-attribution shares by the CPU time available, all CPUs × the interval,
-        // so a machine not fully busy leaves part of the estimate unattributed), and the machine's mean power at
-        // most the TDP (all CPUs busy; /proc/stat counts in ticks of 10 ms, hence the margin).
+        // The estimate is CPU time × TDP ÷ CPUs (100 W, this machine's CPUs), and energy-attribution shares an
+        // estimate by the machine's busy time: the program gets its own CPU time × 100 W ÷ CPUs, whatever else
+        // runs (/proc counts in ticks of 10 ms and the kernel's rusage is exact, hence the margins). The machine's
+        // mean power is at most the TDP (all CPUs busy).
         const most = j.cpu!.total_s * 100 / nCpus();
-        assert.ok(p.joules > 0 && p.joules <= 1.05 * most + 0.5, `${p.joules} J, at most ${most} J`);
+        assert.ok(
+          p.joules >= 0.75 * most - 0.5 && p.joules <= 1.05 * most + 0.5,
+          `${p.joules} J, expected about ${most} J`,
+        );
         assertPowerAtMost(j, 100);
         assert.match(r.stderr, /^ Energy of the program and its children \(TDP estimate, share of CPU time/m);
         assert.match(r.stderr, /\(an estimate, not a measurement\)$/m);
@@ -102,7 +105,10 @@ Deno.test("exec without an energy source estimates the program's joules from CPU
       const p = j.program_energy!;
       assertConserved(p);
       const most = j.cpu!.total_s * 20 / nCpus();
-      assert.ok(p.joules > 0 && p.joules <= 1.05 * most + 0.1, `${p.joules} J, at most ${most} J`);
+      assert.ok(
+        p.joules >= 0.75 * most - 0.1 && p.joules <= 1.05 * most + 0.1,
+        `${p.joules} J, expected about ${most} J`,
+      );
       assertPowerAtMost(j, 20);
       assert.match(r.stderr, /TDP 20 W .*set in the config/);
       assert.doesNotMatch(r.stderr, /No energy source is enabled/);

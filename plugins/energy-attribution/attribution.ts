@@ -666,10 +666,14 @@ export class EnergyAttributor {
     }
   }
 
-  /** The machine's busy CPU time over [t0, t1] (from `kernel_cpu_time`), s; undefined when not known. */
+  /**
+   * The machine's busy CPU time over [t0, t1] (from `kernel_cpu_time`), s; undefined when not known. A series
+   * that starts within [t0, t1] gives the busy time from its start (an energy series' first interval is a
+   * guess: one poll period before its first point).
+   */
   #machineBusy(t0: number, t1: number): number | undefined {
     const m = this.#groups.get("machine|cpu")?.series.get(`local_machine\u0000`);
-    if (m === undefined || m.ts.length === 0 || m.ts[0]! > t0) return undefined;
+    if (m === undefined || m.ts.length === 0 || m.ts[0]! >= t1) return undefined;
     return Math.max(0, valueAt(m, t1) - valueAt(m, t0));
   }
 
