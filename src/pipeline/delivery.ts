@@ -33,6 +33,12 @@
  *   naming the file. A damaged record left in the journal is skipped, and counted, again by each start that
  *   finds it still unsent.
  * - **A backend down at start** is no error: records accumulate in the journal and the pump keeps trying.
+ * - **Back-off**: after a failed send the pump waits (equal jitter: half the delay fixed, half random) from
+ *   `minBackoffMs`, doubling up to `maxBackoffMs`; new records do not cut a back-off short (a down backend is
+ *   not retried at the sources' rate), only the close does, for its final attempt.
+ * - **Memory**: the journal is on disk; the agent holds the payloads of the newest records up to two sends'
+ *   worth (`2 × maxSendBytes`), plus those of the send in progress. Older ones are read back from their
+ *   segment when their turn comes, so a long outage grows the journal, not the agent.
  * - **Shutdown** ({@linkcode Delivery.close}): one bounded final attempt (`finalAttemptMs`, 5 s by default);
  *   what is still unsent stays in the journal and one log line says how much.
  *
@@ -154,9 +160,15 @@ const REPEAT_WARN_MS = 60_000;
 
 interface Rec {
   readonly seg: number;
-  /** Offset just past the record in its segment. */
+  /** Offset just past the record in its segment (its payload is the `len` bytes before). */
   readonly end: number;
-  readonly payload: Uint8Array;
+  /** Payload bytes. */
+  readonly len: number;
+  /**
+   * The payload, when held in memory: the newest records up to `#memCap` bytes and those being sent (kept
+   * across retries, so that a sender sees the same objects); else read from the segment when taken.
+   */
+  payload: Uint8Array | undefined;
   readonly points: number;
 }
 
@@ -203,6 +215,12 @@ export class Delivery {
   #failures = 0;
   /** The records of the send in progress. */
   #inflight = new Set<Rec>();
+  /** Payload bytes held in memory by queued records. */
+  #memBytes = 0;
+  /** Most payload bytes held in memory beyond a send's: the rest of the journal stays on disk only. */
+  readonly #memCap: number;
+  /** Wakes the back-off sleep: only the close does (new records do not cut a back-off short). */
+  #wakeSleep: (() => void) | undefined;
   /** Records in flight whose segment the full journal dropped: lost if their send fails. */
   #doomed = new Set<Rec>();
 
@@ -225,6 +243,7 @@ export class Delivery {
     this.#segmentBytes = options.segmentBytes ?? Math.max(1024, Math.floor(this.#maxBytes / 8));
     this.#fsync = (options.fsync ?? "batch") === "batch";
     this.#maxSendBytes = options.maxSendBytes ?? 1024 * 1024;
+    this.#memCap = Math.min(this.#maxBytes, 2 * this.#maxSendBytes);
     this.#minBackoff = options.minBackoffMs ?? 100;
     this.#maxBackoff = Math.max(this.#minBackoff, options.maxBackoffMs ?? 5000);
     this.#finalMs = options.finalAttemptMs ?? 5000;
@@ -248,9 +267,61 @@ export class Delivery {
     return this.#syncs;
   }
 
-  /** The payloads of the unsent records, oldest first (after `open`: what an earlier run left, then more). */
+  /**
+   * The payloads of the unsent records, oldest first (after `open`: what an earlier run left, then more); those
+   * not held in memory are read from their segment, one at a time.
+   */
   *unsentPayloads(): IterableIterator<Uint8Array> {
-    for (let i = this.#head; i < this.#queue.length; i++) yield this.#queue[i]!.payload;
+    for (let i = this.#head; i < this.#queue.length; i++) {
+      const r = this.#queue[i]!;
+      yield r.payload ?? this.#readPayloads([r])[0]!;
+    }
+  }
+
+  /** Payload bytes of the unsent records held in memory (the rest is on disk only). */
+  get memoryBytes(): number {
+    return this.#memBytes;
+  }
+
+  /** Reads records' payloads from their segments (records of one segment through one open file). */
+  #readPayloads(records: readonly Rec[]): Uint8Array[] {
+    const out: Uint8Array[] = [];
+    let file: Deno.FsFile | undefined;
+    let seg = -1;
+    try {
+      for (const r of records) {
+        if (r.seg !== seg) {
+          file?.close();
+          file = Deno.openSync(this.#segPath(r.seg), { read: true });
+          seg = r.seg;
+        }
+        const buf = new Uint8Array(r.len);
+        file!.seekSync(r.end - r.len, Deno.SeekMode.Start);
+        let done = 0;
+        while (done < r.len) {
+          const n = file!.readSync(buf.subarray(done));
+          if (n === null || n === 0) throw new Error(`${this.#segPath(r.seg)} ends before its record`);
+          done += n;
+        }
+        out.push(buf);
+      }
+    } finally {
+      file?.close();
+    }
+    return out;
+  }
+
+  /** Keeps a record's payload in memory while under the cap. */
+  #hold(r: Rec, payload: Uint8Array): void {
+    if (this.#memBytes + r.len <= this.#memCap) {
+      r.payload = payload;
+      this.#memBytes += r.len;
+    }
+  }
+
+  /** A record leaves the queue: its payload no longer counts in memory. */
+  #release(r: Rec): void {
+    if (r.payload !== undefined) this.#memBytes -= r.len;
   }
 
   /** Bytes of the journal's segment files. */
@@ -326,9 +397,17 @@ export class Delivery {
       }
       for (const r of scan.records) {
         if (seq > ackSeq || r.end > ackOff) {
-          this.#queue.push({ seg: seq, end: r.end, payload: r.payload, points: r.points });
+          const rec: Rec = {
+            seg: seq,
+            end: r.end,
+            len: r.payload.length,
+            payload: undefined,
+            points: r.points,
+          };
+          this.#hold(rec, r.payload);
+          this.#queue.push(rec);
           this.#pendingPoints += r.points;
-          this.#pendingBytes += r.payload.length;
+          this.#pendingBytes += rec.len;
         }
       }
       if (scan.damaged > 0 || scan.tornBytes > 0) {
@@ -402,7 +481,9 @@ export class Delivery {
       throw e;
     }
     cur.size = before + size;
-    this.#queue.push({ seg: cur.seq, end: cur.size, payload, points });
+    const rec: Rec = { seg: cur.seq, end: cur.size, len: payload.length, payload: undefined, points };
+    this.#hold(rec, payload);
+    this.#queue.push(rec);
     this.#pendingPoints += points;
     this.#pendingBytes += payload.length;
     this.#wake?.();
@@ -484,7 +565,8 @@ export class Delivery {
       const r = this.#queue[j++]!;
       points += r.points;
       this.#pendingPoints -= r.points;
-      this.#pendingBytes -= r.payload.length;
+      this.#pendingBytes -= r.len;
+      this.#release(r);
     }
     if (j > i) this.#queue.splice(i, j - i);
     try {
@@ -511,7 +593,8 @@ export class Delivery {
       points += r.points;
       records++;
       this.#pendingPoints -= r.points;
-      this.#pendingBytes -= r.payload.length;
+      this.#pendingBytes -= r.len;
+      this.#release(r);
     }
     this.#doomed.clear();
     this.#compact();
@@ -547,16 +630,44 @@ export class Delivery {
   }
 
   /** Records from the head, up to `maxSendBytes` (at least one). */
+  /**
+   * The records of the next send, from the head, up to `maxSendBytes`, with their payloads in memory (read
+   * from the segments when not held; kept until acknowledged). A record that cannot be read back is dropped and
+   * counted (its segment was damaged or removed under the agent).
+   */
   #take(): Rec[] {
-    const out: Rec[] = [];
-    let bytes = 0;
-    for (let i = this.#head; i < this.#queue.length; i++) {
-      const r = this.#queue[i]!;
-      if (out.length > 0 && bytes + r.payload.length > this.#maxSendBytes) break;
-      out.push(r);
-      bytes += r.payload.length;
+    for (;;) {
+      const out: Rec[] = [];
+      let bytes = 0;
+      for (let i = this.#head; i < this.#queue.length; i++) {
+        const r = this.#queue[i]!;
+        if (out.length > 0 && bytes + r.len > this.#maxSendBytes) break;
+        out.push(r);
+        bytes += r.len;
+      }
+      const missing = out.filter((r) => r.payload === undefined);
+      if (missing.length === 0) return out;
+      try {
+        const payloads = this.#readPayloads(missing);
+        missing.forEach((r, i) => {
+          r.payload = payloads[i]!;
+          this.#memBytes += r.len;
+        });
+        return out;
+      } catch (e) {
+        // Drop the first unreadable record and try again.
+        const bad = missing[0]!;
+        const at = this.#queue.indexOf(bad, this.#head);
+        this.#queue.splice(at, 1);
+        this.#pendingPoints -= bad.points;
+        this.#pendingBytes -= bad.len;
+        this.#drop(
+          bad.points,
+          `a journal record cannot be read back from ${this.#segPath(bad.seg)}: ${messageOf(e)}`,
+        );
+        if (this.#head >= this.#queue.length) return [];
+      }
     }
-    return out;
   }
 
   /** Marks the first `n` records (those just taken) as done: delivered, or dropped when rejected. */
@@ -566,7 +677,8 @@ export class Delivery {
       if (this.#queue[this.#head] !== r) continue;
       this.#queue[this.#head++] = undefined as unknown as Rec;
       this.#pendingPoints -= r.points;
-      this.#pendingBytes -= r.payload.length;
+      this.#pendingBytes -= r.len;
+      this.#release(r);
     }
     this.#compact();
     const last = taken.at(-1)!;
@@ -600,9 +712,10 @@ export class Delivery {
       }
       if (performance.now() >= this.#deadline) return;
       const taken = this.#take();
+      if (taken.length === 0) continue;
       this.#inflight = new Set(taken);
       try {
-        await this.#send(taken.map((r) => r.payload), this.#abort.signal);
+        await this.#send(taken.map((r) => r.payload!), this.#abort.signal);
       } catch (e) {
         this.#inflight.clear();
         if (e instanceof RejectedError) {
@@ -653,11 +766,11 @@ export class Delivery {
     if (this.#closing) ms = Math.max(0, Math.min(ms, this.#deadline - performance.now()));
     let timer: ReturnType<typeof setTimeout> | undefined;
     await new Promise<void>((resolve) => {
-      this.#wake = resolve;
+      this.#wakeSleep = resolve;
       timer = setTimeout(resolve, ms);
     });
     clearTimeout(timer);
-    this.#wake = undefined;
+    this.#wakeSleep = undefined;
   }
 
   /**
@@ -674,8 +787,10 @@ export class Delivery {
       const timer = setTimeout(() => {
         this.#abort.abort(new AlumetError(`the final attempt's ${this.#finalMs} ms ran out`));
         this.#wake?.();
+        this.#wakeSleep?.();
       }, this.#finalMs);
       this.#wake?.();
+      this.#wakeSleep?.();
       try {
         await this.#pump;
       } finally {

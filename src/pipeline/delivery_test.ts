@@ -460,3 +460,56 @@ Deno.test("Delivery checks each record's CRC32 on replay: a damaged or torn reco
     }
   });
 });
+
+Deno.test("Delivery keeps its back-off while new records arrive (a down backend is not retried per append)", async () => {
+  using _logs = captureLogs();
+  const dir = await Deno.makeTempDir();
+  try {
+    const backend = new FakeBackend();
+    backend.down = true;
+    const d = make(dir, backend, { minBackoffMs: 100, maxBackoffMs: 400, fsync: "none" });
+    d.open();
+    // 100 appends, 10 ms apart (about 1 s): with back-offs of 50–100, 100–200, then 200–400 ms, at most 8
+    // attempts fit in that second (one per append before the fix: ~100).
+    for (let i = 0; i < 100; i++) {
+      d.append(enc.encode(`r${i}`), 1);
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    assert.ok(backend.calls >= 1 && backend.calls <= 8, `${backend.calls} attempts for 100 appends`);
+    backend.down = false;
+    await until(() => backend.got.length === 100, "the replay");
+    assert.deepEqual(backend.got, Array.from({ length: 100 }, (_, i) => `r${i}`));
+    assert.equal(await d.close(), 0);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("Delivery holds at most a few sends' payloads in memory: the rest of the journal is read back from disk", async () => {
+  using _logs = captureLogs();
+  const dir = await Deno.makeTempDir();
+  try {
+    const backend = new FakeBackend();
+    backend.down = true;
+    const payload = (i: number) => `r${String(i).padStart(4, "0")}${"x".repeat(495)}`; // 500 bytes
+    let d = make(dir, backend, { maxSendBytes: 1000, fsync: "none" });
+    d.open();
+    for (let i = 0; i < 200; i++) d.append(enc.encode(payload(i)), 1);
+    // 100 KB journaled; memory: the cap (2 sends: 2000 bytes) plus the send being retried (1000 bytes).
+    assert.ok(d.memoryBytes <= 3000, `${d.memoryBytes} bytes in memory`);
+    assert.equal(d.pendingBytes, 200 * 500);
+    assert.equal(await d.close(), 200);
+    // A restart reads the journal without holding it either, and replays every record, in order, intact.
+    d = make(dir, backend, { maxSendBytes: 1000, fsync: "none" });
+    d.open();
+    assert.ok(d.memoryBytes <= 3000, `${d.memoryBytes} bytes in memory after open`);
+    assert.equal([...d.unsentPayloads()].length, 200);
+    backend.down = false;
+    await until(() => backend.got.length === 200, "the replay");
+    assert.deepEqual(backend.got, Array.from({ length: 200 }, (_, i) => payload(i)));
+    assert.equal(d.memoryBytes, 0);
+    assert.equal(await d.close(), 0);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
