@@ -56,10 +56,13 @@ export class PluginError extends AlumetError {
   override name = "PluginError";
   readonly plugin: string;
   readonly phase: PluginPhase;
+  /** The cause's exit code when it is an {@linkcode AlumetError} (a `ConfigError` thrown by `init`: 2), else 1. */
+  override readonly exitCode: number;
   constructor(plugin: string, phase: PluginPhase, cause: unknown) {
     super(`Plugin "${plugin}" failed in ${phase}: ${messageOf(cause)}`, { cause });
     this.plugin = plugin;
     this.phase = phase;
+    this.exitCode = cause instanceof AlumetError ? cause.exitCode : 1;
   }
 }
 
