@@ -536,3 +536,48 @@ Deno.test("the inlined uPlot is the npm package's file, unedited", async () => {
   assert.equal(UPLOT_CSS_SHA256, "df630c6a8d6f8eeaff264b50f73ce5b114f646ffd9a0bb74f049b0a00135fa04");
   assert.ok(!UPLOT_JS.includes("</script"), "the script can be inlined");
 });
+
+// --- Small hand-written runs (review of the report) ---------------------------------------------------------
+
+const HEAD =
+  "metric;timestamp;value;resource_kind;resource_id;consumer_kind;consumer_id;domain;__late_attributes\n";
+/** A row of a csv with the columns of {@linkcode HEAD}: `late` is the `__late_attributes` cell. */
+const row = (metric: string, second: number, value: number, target: string, domain: string, late = "") =>
+  `${metric};2024-05-01T12:00:${String(second).padStart(2, "0")}Z;${value};${target};${domain};${late}\n`;
+const PKG0 = "cpu_package;0;local_machine;";
+
+Deno.test("report: the process and cgroup views of attributed_energy are separate attributions, never summed", async () => {
+  await withDir(async (dir) => {
+    const att = (s: number, v: number, consumer: string, view: string) =>
+      row(
+        "attributed_energy_J",
+        s,
+        v,
+        `cpu_package;0;${consumer}`,
+        "package",
+        `source_metric=rapl_consumed_energy,method=cpu_time_share,view=${view}`,
+      );
+    let text = HEAD;
+    for (let s = 0; s < 4; s++) {
+      text += row("rapl_consumed_energy_J", s, 10, PKG0, "package");
+      if (s === 0) continue;
+      text += att(s, 6, "process;1", "process") + att(s, 4, "unattributed;", "process");
+      text += att(s, 7, "cgroup;/a", "cgroup") + att(s, 3, "unattributed;", "cgroup");
+    }
+    await Deno.writeTextFile(`${dir}/views.csv`, text);
+    const { model } = await buildReport(`${dir}/views.csv`);
+    assert.deepEqual(
+      model.attributions.map((
+        a,
+      ) => [a.view, a.total, a.unattributed, a.rows.map((r) => [r.consumer, r.joules])]),
+      [
+        ["process", 30, 12, [["process 1", 18]]],
+        ["cgroup", 30, 9, [["cgroup /a", 21]]],
+      ],
+    );
+    assert.deepEqual(model.consumerCharts.map((c) => c.title), [
+      "Energy per process: rapl_consumed_energy package",
+      "Energy per cgroup: rapl_consumed_energy package",
+    ]);
+  });
+});

@@ -49,9 +49,14 @@ export interface SourceRow {
   readonly estimated: boolean;
 }
 
-/** The energy attributed to consumers from one source (a metric and domain). */
+/**
+ * The energy attributed to consumers from one source (a metric and domain) in one view: energy-attribution's
+ * `process` and `cgroup` views are two separate attributions of the same joules, never added together.
+ */
 export interface Attribution {
   readonly source: string;
+  /** The attribute `view` (`process`, `cgroup`), "" when the file has none. */
+  readonly view: string;
   readonly rows: { readonly consumer: string; readonly joules: number }[];
   readonly unattributed: number;
   /** Σ consumers + unattributed. */
@@ -260,16 +265,21 @@ export function analyze(
         "(enable the energy-attribution plugin with an energy source and procfs or cgroups).",
     );
   } else {
+    // Per view, source metric and domain: each view shares the same joules (never summed across views).
     const bySource = new Map<string, Series[]>();
     for (const s of attributed) {
       const d = domainOf(s).replace(/_total$/, "");
-      const key = `${s.attributes.source_metric ?? "energy"}\0${d}`;
+      const key = `${s.attributes.view ?? ""}\0${s.attributes.source_metric ?? "energy"}\0${d}`;
       const list = bySource.get(key) ?? [];
       list.push(s);
       bySource.set(key, list);
     }
-    for (const [key, list] of bySource) {
-      const [metric, domain] = key.split("\0") as [string, string];
+    // The process view first (and a file without views), then the cgroup view, then any other.
+    const viewRank = (key: string) => ["", "process", "cgroup"].indexOf(key.split("\0")[0]!) >>> 0;
+    const keys = [...bySource.keys()].sort((a, b) => viewRank(a) - viewRank(b));
+    for (const key of keys) {
+      const list = bySource.get(key)!;
+      const [view, metric, domain] = key.split("\0") as [string, string, string];
       const perConsumer = new Map<string, number>();
       let unattributed = 0;
       for (const s of list) {
@@ -299,6 +309,7 @@ export function analyze(
       );
       attributions.push({
         source,
+        view,
         rows,
         unattributed,
         total,
@@ -313,7 +324,7 @@ export function analyze(
       consumerCharts.push({
         kind: "bars",
         id: nextId(),
-        title: `Energy per consumer: ${source}${estimated ? " (estimate)" : ""}`,
+        title: `Energy per ${view === "" ? "consumer" : view}: ${source}${estimated ? " (estimate)" : ""}`,
         unit: "J",
         categories,
         values: [...rows.map((r) => sig(r.joules)), sig(unattributed)],

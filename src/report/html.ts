@@ -166,11 +166,11 @@ export function renderHtml(m: ReportModel, generatedAt: Date = new Date()): stri
       }; attributed + unattributed: ${joules(a.total)} (${
         a.measured > 0 ? `${signed(100 * (a.total - a.measured) / a.measured)} %` : "–"
       }).`;
-    return `<h3>${escapeHtml(a.source)}${a.estimated ? " (estimate)" : ""}: ${a.consumers} consumer${
-      a.consumers === 1 ? "" : "s"
-    }</h3>\n${table(["Consumer", "Energy", "Share"], rows, [false, true, true])}\n<p>${
-      escapeHtml(check)
-    }</p>`;
+    return `<h3>${escapeHtml(a.source)}${a.estimated ? " (estimate)" : ""}${
+      a.view === "" ? "" : `, ${escapeHtml(a.view)} view`
+    }: ${a.consumers} consumer${a.consumers === 1 ? "" : "s"}</h3>\n${
+      table(["Consumer", "Energy", "Share"], rows, [false, true, true])
+    }\n<p>${escapeHtml(check)}</p>`;
   }).join("\n");
   const metrics = table(
     ["Metric", "Unit", "Series", "Points"],
