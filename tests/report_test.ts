@@ -207,7 +207,7 @@ Deno.test("report of the fixture csv: energy per source, attribution shares, pow
     assert.ok(near(top2.rows[2]!.joules / top2.total, SHARES["103"], 1e-6));
     assert.match(
       html,
-      /Measured by rapl_consumed_energy package on cpu_package 0 after its first interval: 3.587 kJ; attributed \+ unattributed: 3.587 kJ \(0.00 %\)/,
+      /Measured by rapl_consumed_energy package on cpu_package 0 at the 119 attributed timestamps: 3.587 kJ; attributed \+ unattributed: 3.587 kJ \(0.00 %\)/,
     );
   });
 });
@@ -575,9 +575,58 @@ Deno.test("report: the process and cgroup views of attributed_energy are separat
         ["cgroup", 30, 9, [["cgroup /a", 21]]],
       ],
     );
+    assert.deepEqual(model.attributions.map((a) => a.measured), [30, 30]);
     assert.deepEqual(model.consumerCharts.map((c) => c.title), [
       "Energy per process: rapl_consumed_energy package",
       "Energy per cgroup: rapl_consumed_energy package",
     ]);
+  });
+});
+
+Deno.test("report: the conservation check compares the attribution with the energy measured at the same timestamps", async (t) => {
+  await withDir(async (dir) => {
+    const att = (s: number, v: number, consumer: string) =>
+      row(
+        "attributed_energy_J",
+        s,
+        v,
+        `cpu_package;0;${consumer}`,
+        "package",
+        "source_metric=rapl_consumed_energy",
+      );
+    await t.step(
+      "the first point is attributed too (its interval guessed), the last one not yet",
+      async () => {
+        let text = HEAD;
+        for (let s = 0; s < 5; s++) {
+          text += row("rapl_consumed_energy_J", s, 100 + s, PKG0, "package");
+          if (s < 4) text += att(s, 60 + s, "process;7") + att(s, 40, "unattributed;");
+        }
+        await Deno.writeTextFile(`${dir}/first.csv`, text);
+        const r = await buildReport(`${dir}/first.csv`);
+        const a = r.model.attributions[0]!;
+        assert.equal(a.measured, 100 + 101 + 102 + 103);
+        assert.equal(a.total, 406);
+        assert.equal(a.intervals, 4);
+        assert.match(
+          await Deno.readTextFile(r.path),
+          /at the 4 attributed timestamps: 406\.0 J; attributed \+ unattributed: 406\.0 J \(0\.00 %\)/,
+        );
+      },
+    );
+    await t.step("a short exec run: one energy point, attributed", async () => {
+      await Deno.writeTextFile(
+        `${dir}/short.csv`,
+        HEAD + row("rapl_consumed_energy_J", 0, 12.5, PKG0, "package") + att(0, 10, "process;7") +
+          att(0, 2.5, "unattributed;"),
+      );
+      const r = await buildReport(`${dir}/short.csv`);
+      const html = await Deno.readTextFile(r.path);
+      assert.match(
+        html,
+        /at the 1 attributed timestamp: 12\.50 J; attributed \+ unattributed: 12\.50 J \(0\.00 %\)/,
+      );
+      assert.doesNotMatch(html, /Measured[^<]*0\.000 J/);
+    });
   });
 });

@@ -62,10 +62,12 @@ export interface Attribution {
   /** Σ consumers + unattributed. */
   readonly total: number;
   /**
-   * What the source measured on the same resources and domains after its first point (whose interval precedes
-   * any attribution), when the file has it.
+   * What the source measured on the same resources and domains at the timestamps of the attribution's points
+   * (its `unattributed` points: one per interval), when the file has it.
    */
   readonly measured: number | undefined;
+  /** The timestamps of the attribution's intervals (those of {@linkcode Attribution.measured}). */
+  readonly intervals: number;
   /** The resources of {@linkcode Attribution.measured}. */
   readonly measuredOn: string[];
   readonly estimated: boolean;
@@ -301,21 +303,34 @@ export function analyze(
       const total = ranked.reduce((a, r) => a + r[1], 0) + unattributed;
       const source = domain === "" ? metric : `${metric} ${domain}`;
       const estimated = list.some(isEstimated);
-      // What the source measured on the same resources and domains, from its second point on (the first
-      // delta covers an interval before the first CPU reading: attribution cannot split it).
-      const targets = new Set(list.map((s) => `${s.resourceKind}\0${s.resourceId}\0${domainOf(s)}`));
-      const measuredSeries = energy.filter((s) =>
-        s.metric.name === metric && targets.has(`${s.resourceKind}\0${s.resourceId}\0${domainOf(s)}`)
-      );
+      // The conservation check: what the source measured on the same resources, domains and timestamps as
+      // the attribution's points (energy-attribution gives every interval an `unattributed` point, even 0;
+      // the source's first point, a baseline, has none).
+      const target = (s: Series) =>
+        `${s.resourceKind}\0${s.resourceId}\0${domainOf(s)}\0${s.attributes.cpu_state ?? ""}`;
+      const intervals = new Map<string, Set<number>>();
+      for (const s of list) {
+        if (s.log === undefined) continue;
+        const set = intervals.get(target(s)) ?? new Set<number>();
+        for (let i = 0; i < s.log.n; i++) set.add(s.log.t[i]!);
+        intervals.set(target(s), set);
+      }
+      const measuredSeries = energy.filter((s) => s.metric.name === metric && intervals.has(target(s)));
+      let measured = 0;
+      for (const s of measuredSeries) {
+        const times = intervals.get(target(s))!;
+        for (let i = 0; i < s.log!.n; i++) if (times.has(s.log!.t[i]!)) measured += s.log!.v[i]!;
+      }
+      const allTimes = new Set<number>();
+      for (const set of intervals.values()) for (const t of set) allTimes.add(t);
       attributions.push({
         source,
         view,
         rows,
         unattributed,
         total,
-        measured: measuredSeries.length === 0
-          ? undefined
-          : measuredSeries.reduce((a, s) => a + s.sum - (s.first === s.first ? s.first : 0), 0),
+        measured: measuredSeries.length === 0 ? undefined : measured,
+        intervals: allTimes.size,
         measuredOn: [...new Set(measuredSeries.map((s) => resourceLabel(s.resourceKind, s.resourceId)))],
         estimated,
         consumers: ranked.length,

@@ -35,6 +35,30 @@ export interface Series extends SeriesDesc {
   prevT: number;
   /** The downsampled chart line (power in W for energy, %, bytes…); undefined for a series not charted. */
   sampler: Sampler | undefined;
+  /**
+   * Every point, kept for the conservation check of attributions: the energy series' (time, joules) and the
+   * `unattributed` consumer's times (one point per attributed interval); undefined for the other series.
+   */
+  log: PointLog | undefined;
+}
+
+/** The points of a series, kept whole: times (seconds since 1970) and converted values, 16 bytes a point. */
+export class PointLog {
+  t = new Float64Array(16);
+  v = new Float64Array(16);
+  n = 0;
+
+  push(t: number, v: number): void {
+    if (this.n === this.t.length) {
+      const t2 = new Float64Array(this.n * 2), v2 = new Float64Array(this.n * 2);
+      t2.set(this.t);
+      v2.set(this.v);
+      this.t = t2;
+      this.v = v2;
+    }
+    this.t[this.n] = t;
+    this.v[this.n++] = v;
+  }
 }
 
 /** A row that was skipped, for the page. */
@@ -87,6 +111,10 @@ export class Collector {
       t1: -Infinity,
       prevT: NaN,
       sampler: charted ? new Sampler(this.#buckets) : undefined,
+      log: desc.metric.role === "energy" ||
+          (desc.metric.role === "attributed" && desc.consumerKind === "unattributed")
+        ? new PointLog()
+        : undefined,
     };
     this.#byKey.set(key, s);
     this.series.push(s);
@@ -106,6 +134,7 @@ export class Collector {
     if (finite) {
       s.sum += v;
       if (s.count === 1) s.first = v;
+      s.log?.push(t, v);
     }
     const sampler = s.sampler;
     if (sampler !== undefined && finite) {

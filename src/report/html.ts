@@ -160,12 +160,12 @@ export function renderHtml(m: ReportModel, generatedAt: Date = new Date()): stri
       ["total", joules(a.total), "100 %"],
     ];
     const check = a.measured === undefined
-      ? "The measured energy of this source is not in the file."
-      : `Measured by ${a.source} on ${a.measuredOn.join(", ")} after its first interval: ${
-        joules(a.measured)
-      }; attributed + unattributed: ${joules(a.total)} (${
-        a.measured > 0 ? `${signed(100 * (a.total - a.measured) / a.measured)} %` : "–"
-      }).`;
+      ? "The measured energy at the attributed intervals is not in the file (no unattributed points, or " +
+        "not the source's series), so the attribution cannot be checked against it."
+      : `Measured by ${a.source} on ${a.measuredOn.join(", ")} at the ${a.intervals} attributed ` +
+        `timestamp${a.intervals === 1 ? "" : "s"}: ${joules(a.measured)}; attributed + unattributed: ${
+          joules(a.total)
+        } (${a.measured > 0 ? `${signed(100 * (a.total - a.measured) / a.measured)} %` : "–"}).`;
     return `<h3>${escapeHtml(a.source)}${a.estimated ? " (estimate)" : ""}${
       a.view === "" ? "" : `, ${escapeHtml(a.view)} view`
     }: ${a.consumers} consumer${a.consumers === 1 ? "" : "s"}</h3>\n${
