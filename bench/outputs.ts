@@ -772,218 +772,224 @@ export async function runOutputsBench(options: OutputsBenchOptions = {}): Promis
   const dir = await Deno.makeTempDir({ prefix: "alumet-bench-outputs-" });
   const servers: Server[] = [];
   try {
-    // Servers, started together.
-    const wanted: [string, (dir: string) => Server][] = [
-      ["influxd", influxd],
-      ["prometheus", prometheus],
-      ["victoria-metrics", victoriaMetrics],
-    ];
-    const up = new Map<string, Server>();
-    const version = new Map<string, string>();
-    await Promise.all(wanted.map(async ([bin, make]) => {
-      if (!onPath(bin)) {
-        say(
-          `outputs: ${bin} skipped: not on PATH (Debian: apt-get install --no-install-recommends ${
-            bin === "influxd" ? "influxdb" : bin
-          })`,
-        );
-        return;
-      }
-      const s = make(dir);
-      try {
-        await s.start();
-        servers.push(s);
-        up.set(bin, s);
-      } catch (e) {
-        await s.stop();
-        say(`outputs: ${bin} skipped: ${(e as Error).message}`);
-      }
-    }));
-    let rx: Server | undefined = receiver(dir);
     try {
-      await rx.start();
-      servers.push(rx);
-    } catch (e) {
-      say(`outputs: OTLP and the receiver's figures skipped: ${(e as Error).message}`);
-      rx = undefined;
-    }
-    if (up.has("prometheus")) {
-      const m = /version (\S+)/.exec(await commandText("prometheus", ["--version"]));
-      version.set("prometheus", m ? m[1]!.replace(/\+.*/, "") : "(version unknown)");
-    }
-    if (up.has("influxd")) {
-      const m = /InfluxDB v(\S+)/.exec(await commandText("influxd", ["version"]));
-      version.set("influxd", m ? m[1]! : "(version unknown)");
-      await getJson(`${up.get("influxd")!.url}/query?q=${encodeURIComponent("CREATE DATABASE bench")}`, {
-        method: "POST",
-      });
-    }
-    if (up.has("victoria-metrics")) {
-      const v = (await commandText("dpkg-query", ["-W", "-f", "${Version}", "victoria-metrics"])).trim();
-      version.set("victoria-metrics", /^\d/.test(v) ? v.replace(/\+.*/, "") : "(version unknown)");
-    }
-    say(
-      `outputs: servers on loopback: ${
-        [...up.keys()].map((b) => `${b} ${version.get(b)}`).join(", ") || "none"
-      }; OTLP: this bench's receiver (no Collector here)`,
-    );
+      // Servers, started together.
+      const wanted: [string, (dir: string) => Server][] = [
+        ["influxd", influxd],
+        ["prometheus", prometheus],
+        ["victoria-metrics", victoriaMetrics],
+      ];
+      const up = new Map<string, Server>();
+      const version = new Map<string, string>();
+      await Promise.all(wanted.map(async ([bin, make]) => {
+        if (!onPath(bin)) {
+          say(
+            `outputs: ${bin} skipped: not on PATH (Debian: apt-get install --no-install-recommends ${
+              bin === "influxd" ? "influxdb" : bin
+            })`,
+          );
+          return;
+        }
+        const s = make(dir);
+        try {
+          await s.start();
+          servers.push(s);
+          up.set(bin, s);
+        } catch (e) {
+          await s.stop();
+          say(`outputs: ${bin} skipped: ${(e as Error).message}`);
+        }
+      }));
+      let rx: Server | undefined = receiver(dir);
+      try {
+        await rx.start();
+        servers.push(rx);
+      } catch (e) {
+        say(`outputs: OTLP and the receiver's figures skipped: ${(e as Error).message}`);
+        rx = undefined;
+      }
+      if (up.has("prometheus")) {
+        const m = /version (\S+)/.exec(await commandText("prometheus", ["--version"]));
+        version.set("prometheus", m ? m[1]!.replace(/\+.*/, "") : "(version unknown)");
+      }
+      if (up.has("influxd")) {
+        const m = /InfluxDB v(\S+)/.exec(await commandText("influxd", ["version"]));
+        version.set("influxd", m ? m[1]! : "(version unknown)");
+        await getJson(`${up.get("influxd")!.url}/query?q=${encodeURIComponent("CREATE DATABASE bench")}`, {
+          method: "POST",
+        });
+      }
+      if (up.has("victoria-metrics")) {
+        const v = (await commandText("dpkg-query", ["-W", "-f", "${Version}", "victoria-metrics"])).trim();
+        version.set("victoria-metrics", /^\d/.test(v) ? v.replace(/\+.*/, "") : "(version unknown)");
+      }
+      say(
+        `outputs: servers on loopback: ${
+          [...up.keys()].map((b) => `${b} ${version.get(b)}`).join(", ") || "none"
+        }; OTLP: this bench's receiver (no Collector here)`,
+      );
 
-    const targets: Target[] = [];
-    const influx = up.get("influxd");
-    if (influx) {
-      targets.push({
-        label: `influxdb v1 /write → influxd ${version.get("influxd")}`,
-        plugin: influxdbPlugin,
-        config: (d) => ({ host: influx.url, database: "bench", journal_path: `${d}/journal`, ...DELIVERY }),
-        count: (tag) => influxCount(influx.url, "bench", tag),
-      });
-    }
-    const vm = up.get("victoria-metrics");
-    if (vm) {
-      targets.push({
-        label: `influxdb v2 /api/v2/write → VictoriaMetrics ${version.get("victoria-metrics")}`,
-        plugin: influxdbPlugin,
-        config: (d) => ({
-          host: vm.url,
-          org: "bench",
-          bucket: "bench",
-          journal_path: `${d}/journal`,
-          ...DELIVERY,
-        }),
-        // VictoriaMetrics names a field `<measurement>_<field>`: the value is `…_value`.
-        count: (tag) => vmCount(vm.url, `{__name__=~"bench_${tag}_.+_value"}`),
-      });
-    }
-    const prom = up.get("prometheus");
-    if (prom) {
-      targets.push({
-        label: `prometheus-remote-write → Prometheus ${version.get("prometheus")}`,
-        plugin: prometheusRemoteWritePlugin,
-        config: (d) => ({ endpoint: `${prom.url}/api/v1/write`, journal_path: `${d}/journal`, ...DELIVERY }),
-        count: (tag) => promCount(prom.url, `{__name__=~"bench_${tag}_.+"}`),
-      });
-    }
-    if (vm) {
-      targets.push({
-        label: `prometheus-remote-write → VictoriaMetrics ${version.get("victoria-metrics")}`,
-        plugin: prometheusRemoteWritePlugin,
-        config: (d) => ({ endpoint: `${vm.url}/api/v1/write`, journal_path: `${d}/journal`, ...DELIVERY }),
-        count: (tag) => vmCount(vm.url, `{__name__=~"bench_${tag}_.+"}`),
-      });
-    }
-    if (rx) {
-      const url = rx.url;
-      const received = (protocol: "otlp" | "rw" | "lp") => async (tag: string) => {
-        const c = await getJson(`${url}/count`) as {
-          points: Record<string, Record<string, number>>;
-          undecodable: number;
+      const targets: Target[] = [];
+      const influx = up.get("influxd");
+      if (influx) {
+        targets.push({
+          label: `influxdb v1 /write → influxd ${version.get("influxd")}`,
+          plugin: influxdbPlugin,
+          config: (d) => ({ host: influx.url, database: "bench", journal_path: `${d}/journal`, ...DELIVERY }),
+          count: (tag) => influxCount(influx.url, "bench", tag),
+        });
+      }
+      const vm = up.get("victoria-metrics");
+      if (vm) {
+        targets.push({
+          label: `influxdb v2 /api/v2/write → VictoriaMetrics ${version.get("victoria-metrics")}`,
+          plugin: influxdbPlugin,
+          config: (d) => ({
+            host: vm.url,
+            org: "bench",
+            bucket: "bench",
+            journal_path: `${d}/journal`,
+            ...DELIVERY,
+          }),
+          // VictoriaMetrics names a field `<measurement>_<field>`: the value is `…_value`.
+          count: (tag) => vmCount(vm.url, `{__name__=~"bench_${tag}_.+_value"}`),
+        });
+      }
+      const prom = up.get("prometheus");
+      if (prom) {
+        targets.push({
+          label: `prometheus-remote-write → Prometheus ${version.get("prometheus")}`,
+          plugin: prometheusRemoteWritePlugin,
+          config: (d) => ({
+            endpoint: `${prom.url}/api/v1/write`,
+            journal_path: `${d}/journal`,
+            ...DELIVERY,
+          }),
+          count: (tag) => promCount(prom.url, `{__name__=~"bench_${tag}_.+"}`),
+        });
+      }
+      if (vm) {
+        targets.push({
+          label: `prometheus-remote-write → VictoriaMetrics ${version.get("victoria-metrics")}`,
+          plugin: prometheusRemoteWritePlugin,
+          config: (d) => ({ endpoint: `${vm.url}/api/v1/write`, journal_path: `${d}/journal`, ...DELIVERY }),
+          count: (tag) => vmCount(vm.url, `{__name__=~"bench_${tag}_.+"}`),
+        });
+      }
+      if (rx) {
+        const url = rx.url;
+        const received = (protocol: "otlp" | "rw" | "lp") => async (tag: string) => {
+          const c = await getJson(`${url}/count`) as {
+            points: Record<string, Record<string, number>>;
+            undecodable: number;
+          };
+          if (c.undecodable > 0) {
+            throw new Error(`the bench's receiver could not decode ${c.undecodable} requests`);
+          }
+          return c.points[protocol]?.[tag] ?? 0;
         };
-        if (c.undecodable > 0) {
-          throw new Error(`the bench's receiver could not decode ${c.undecodable} requests`);
-        }
-        return c.points[protocol]?.[tag] ?? 0;
-      };
+        targets.push({
+          label: "opentelemetry OTLP/HTTP → bench's receiver (no Collector)",
+          plugin: opentelemetryPlugin,
+          config: (d) => ({ collector_host: rx.url, journal_path: `${d}/journal`, ...DELIVERY }),
+          count: received("otlp"),
+        });
+        targets.push({
+          label: "prometheus-remote-write → bench's receiver (no storage)",
+          plugin: prometheusRemoteWritePlugin,
+          config: (d) => ({ endpoint: `${url}/api/v1/write`, journal_path: `${d}/journal`, ...DELIVERY }),
+          count: received("rw"),
+        });
+        targets.push({
+          label: "influxdb v2 → bench's receiver (no storage)",
+          plugin: influxdbPlugin,
+          config: (d) => ({
+            host: rx.url,
+            org: "bench",
+            bucket: "bench",
+            journal_path: `${d}/journal`,
+            ...DELIVERY,
+          }),
+          count: received("lp"),
+        });
+      }
       targets.push({
-        label: "opentelemetry OTLP/HTTP → bench's receiver (no Collector)",
-        plugin: opentelemetryPlugin,
-        config: (d) => ({ collector_host: rx.url, journal_path: `${d}/journal`, ...DELIVERY }),
-        count: received("otlp"),
+        label: "sqlite file (reference)",
+        plugin: sqlite,
+        config: (d) => ({ output_path: `${d}/out.sqlite` }),
+        count: (tag, d) => Promise.resolve(sqliteCount(`${d}/out.sqlite`, tag)),
       });
       targets.push({
-        label: "prometheus-remote-write → bench's receiver (no storage)",
-        plugin: prometheusRemoteWritePlugin,
-        config: (d) => ({ endpoint: `${url}/api/v1/write`, journal_path: `${d}/journal`, ...DELIVERY }),
-        count: received("rw"),
+        label: "csv file (reference)",
+        plugin: csv,
+        config: (d) => ({ output_path: `${d}/out.csv` }),
+        count: (tag, d) => Promise.resolve(lineCount(`${d}/out.csv`, `bench_${tag}_`)),
       });
+      // The exporter keeps one value per series: the batches it folded are counted from what a scrape serves
+      // (each batch adds a known amount to the energy counters), times the points of a batch; the scrape must
+      // also serve one series per point of a batch.
+      const folded = new Map<string, number>();
       targets.push({
-        label: "influxdb v2 → bench's receiver (no storage)",
-        plugin: influxdbPlugin,
-        config: (d) => ({
-          host: rx.url,
-          org: "bench",
-          bucket: "bench",
-          journal_path: `${d}/journal`,
-          ...DELIVERY,
-        }),
-        count: received("lp"),
+        label: "prometheus-exporter, folded into its state",
+        plugin: prometheusExporterPlugin,
+        config: () => ({ port: 0 }),
+        beforeStop: async (agent, tag) => {
+          const url = agent.outputs()[0]!.description;
+          const text = await (await fetch(url)).text();
+          const series = text.split("\n").filter((l) => l.startsWith(`bench_${tag}_`));
+          const joules = series.filter((l) => l.startsWith(`bench_${tag}_energy_`))
+            .reduce((t, l) => t + Number(l.slice(l.lastIndexOf(" ") + 1)), 0);
+          let perBatch = 0;
+          for (let i = 0; i < POINTS; i += 4) perBatch += 0.5 + (i % 7) * 0.01;
+          const batchesFolded = Math.round(joules / perBatch);
+          folded.set(tag, series.length === POINTS ? batchesFolded * POINTS : series.length);
+        },
+        count: (tag) => Promise.resolve(folded.get(tag) ?? 0),
       });
-    }
-    targets.push({
-      label: "sqlite file (reference)",
-      plugin: sqlite,
-      config: (d) => ({ output_path: `${d}/out.sqlite` }),
-      count: (tag, d) => Promise.resolve(sqliteCount(`${d}/out.sqlite`, tag)),
-    });
-    targets.push({
-      label: "csv file (reference)",
-      plugin: csv,
-      config: (d) => ({ output_path: `${d}/out.csv` }),
-      count: (tag, d) => Promise.resolve(lineCount(`${d}/out.csv`, `bench_${tag}_`)),
-    });
-    // The exporter keeps one value per series: the batches it folded are counted from what a scrape serves
-    // (each batch adds a known amount to the energy counters), times the points of a batch; the scrape must
-    // also serve one series per point of a batch.
-    const folded = new Map<string, number>();
-    targets.push({
-      label: "prometheus-exporter, folded into its state",
-      plugin: prometheusExporterPlugin,
-      config: () => ({ port: 0 }),
-      beforeStop: async (agent, tag) => {
-        const url = agent.outputs()[0]!.description;
-        const text = await (await fetch(url)).text();
-        const series = text.split("\n").filter((l) => l.startsWith(`bench_${tag}_`));
-        const joules = series.filter((l) => l.startsWith(`bench_${tag}_energy_`))
-          .reduce((t, l) => t + Number(l.slice(l.lastIndexOf(" ") + 1)), 0);
-        let perBatch = 0;
-        for (let i = 0; i < POINTS; i += 4) perBatch += 0.5 + (i % 7) * 0.01;
-        const batchesFolded = Math.round(joules / perBatch);
-        folded.set(tag, series.length === POINTS ? batchesFolded * POINTS : series.length);
-      },
-      count: (tag) => Promise.resolve(folded.get(tag) ?? 0),
-    });
 
-    let mismatched = 0;
-    for (const t of targets) {
-      say(`outputs: ${t.label}…`);
-      const results = [];
-      for (let r = 0; r <= runs; r++) {
-        const res = await throughputRun(t, dir, r === 0 ? Math.max(10, batches / 5) : batches);
-        if (res.found !== res.sent || res.lost > 0) {
-          mismatched += Math.abs(res.sent - res.found) + res.lost;
-          say(`outputs: ${t.label}: sent ${res.sent}, found ${res.found} by query, ${res.lost} counted lost`);
+      let mismatched = 0;
+      for (const t of targets) {
+        say(`outputs: ${t.label}…`);
+        const results = [];
+        for (let r = 0; r <= runs; r++) {
+          const res = await throughputRun(t, dir, r === 0 ? Math.max(10, batches / 5) : batches);
+          if (res.found !== res.sent || res.lost > 0) {
+            mismatched += Math.abs(res.sent - res.found) + res.lost;
+            say(
+              `outputs: ${t.label}: sent ${res.sent}, found ${res.found} by query, ${res.lost} counted lost`,
+            );
+          }
+          if (r > 0) results.push(res); // run 0 warms up the JIT
         }
-        if (r > 0) results.push(res); // run 0 warms up the JIT
+        rows.push({
+          name: `${t.label}, ${POINTS}-pt batches`,
+          unit: "points/s",
+          runs: results.map((r) => r.pps),
+        });
       }
       rows.push({
-        name: `${t.label}, ${POINTS}-pt batches`,
-        unit: "points/s",
-        runs: results.map((r) => r.pps),
+        name: "points sent but not found by query (or found twice), all runs above",
+        unit: "points",
+        runs: [mismatched],
+        target: { op: "<=", value: 0 },
       });
-    }
-    rows.push({
-      name: "points sent but not found by query (or found twice), all runs above",
-      unit: "points",
-      runs: [mismatched],
-      target: { op: "<=", value: 0 },
-    });
 
-    for (const series of [1000, 10_000]) {
-      say(`outputs: prometheus-exporter, GET /metrics with ${series} series…`);
-      const rs = [];
-      for (let r = 0; r < runs; r++) rs.push(await scrapeCost(series, quick ? 5 : 20));
-      rows.push({
-        name: `prometheus-exporter: GET /metrics, ${series.toLocaleString("en-US")} series (${
-          Math.round(rs[0]!.bytes / 1024)
-        } KiB)`,
-        unit: "ms",
-        runs: rs.map((r) => r.ms),
-      });
+      for (const series of [1000, 10_000]) {
+        say(`outputs: prometheus-exporter, GET /metrics with ${series} series…`);
+        const rs = [];
+        for (let r = 0; r < runs; r++) rs.push(await scrapeCost(series, quick ? 5 : 20));
+        rows.push({
+          name: `prometheus-exporter: GET /metrics, ${series.toLocaleString("en-US")} series (${
+            Math.round(rs[0]!.bytes / 1024)
+          } KiB)`,
+          unit: "ms",
+          runs: rs.map((r) => r.ms),
+        });
+      }
+    } finally {
+      await Promise.all(servers.map((s) => s.stop()));
     }
-  } finally {
-    await Promise.all(servers.map((s) => s.stop()));
-  }
 
-  try {
     // The journal.
     say("outputs: journal append cost…");
     const budget = quick ? 150 : 400;
