@@ -13,6 +13,7 @@ import { runSyscalls } from "./syscalls.ts";
 import { nvmlCost, raplPerfCost, raplPowercapCost } from "./energy.ts";
 import { runReportBench } from "./report.ts";
 import { attributionCost } from "./attribution.ts";
+import { runOutputsBench } from "./outputs.ts";
 
 interface Row {
   name: string;
@@ -241,6 +242,11 @@ if (want("perf")) {
       runs: both.map((r) => r.agentUsPerTick),
     });
   }
+}
+
+if (want("outputs")) {
+  say("outputs: each output to its real server on loopback, the journal, import costs…");
+  rows.push(...await runOutputsBench({ runs: RUNS, quick: QUICK, say }));
 }
 
 if (want("attribution")) {
