@@ -630,3 +630,44 @@ Deno.test("report: the conservation check compares the attribution with the ener
     });
   });
 });
+
+Deno.test("report: an estimate per cpu_state counts the busy states only, merged, as exec's summary does", async () => {
+  const { BUSY_CPU_STATES: execBusy } = await import("../src/agent/summary.ts");
+  const { BUSY_CPU_STATES: reportBusy } = await import("../src/report/collect.ts");
+  assert.deepEqual([...reportBusy], [...execBusy]);
+  await withDir(async (dir) => {
+    const head =
+      "metric;timestamp;value;resource_kind;resource_id;consumer_kind;consumer_id;cpu_state;__late_attributes\n";
+    const r = (metric: string, s: number, v: number, consumer: string, state: string, late: string) =>
+      `${metric};2024-05-01T12:00:0${s}Z;${v};local_machine;;${consumer};${state};${late}\n`;
+    const states = { user: 2, system: 1, idle: 5, iowait: 0.5, steal: 0.25 } as const;
+    let text = head;
+    for (let s = 0; s < 4; s++) {
+      for (const [state, j] of Object.entries(states)) {
+        text += r("estimated_consumed_energy_J", s, j, "local_machine;", state, "estimated=true");
+        if (s === 0) continue;
+        const late = "source_metric=estimated_consumed_energy,view=process,estimated=true";
+        const busy = state === "user" || state === "system";
+        if (busy) text += r("attributed_energy_J", s, j - 0.5, "process;7", state, late);
+        text += r("attributed_energy_J", s, busy ? 0.5 : j, "unattributed;", state, late);
+      }
+    }
+    await Deno.writeTextFile(`${dir}/tdp.csv`, text);
+    const { model } = await buildReport(`${dir}/tdp.csv`);
+    assert.equal(model.sources.length, 1);
+    const src = model.sources[0]!;
+    assert.equal(src.joules, 12); // (2 + 1) J × 4 points: idle, iowait and steal left out
+    assert.equal(src.meanWatts, 3);
+    assert.match(src.what, /busy CPU states: user, system/);
+    assert.ok(
+      model.notes.some((n) => /cpu_state idle, iowait, steal\) is left out/.test(n)),
+      model.notes.join(),
+    );
+    const power = model.powerCharts[0]!;
+    assert.ok(power.kind === "lines");
+    assert.deepEqual(power.lines.map((l) => [l.label, l.v]), [["machine · busy (estimate)", [3, 3, 3]]]);
+    const a = model.attributions[0]!;
+    assert.deepEqual([a.total, a.unattributed, a.measured, a.intervals], [9, 3, 9, 3]);
+    assert.deepEqual(a.rows, [{ consumer: "process 7", joules: 6 }]);
+  });
+});

@@ -186,7 +186,20 @@ export function analyze(
 
   // Energy per source: per metric and domain; a `<domain>_total` series (a sum over sockets) stands for its
   // per-socket series, never added to them.
-  const energy = c.series.filter((s) => s.metric.role === "energy");
+  c.finish();
+  const energy = c.series.filter((s) => s.metric.role === "energy" && !s.idle);
+  const idleStates = [
+    ...new Set(c.series.filter((s) => s.idle).map((s) => s.attributes.cpu_state!)),
+  ];
+  if (idleStates.length > 0) {
+    notes.push(
+      `The energy of idle CPU states (cpu_state ${
+        idleStates.join(", ")
+      }) is left out, as in exec's summary: ` +
+        "an estimate for idle time is not the machine's use. The busy states' series are shown merged " +
+        "(cpu_state busy).",
+    );
+  }
   const groups = new Map<string, { metric: string; domain: string; totals: Series[]; parts: Series[] }>();
   for (const s of energy) {
     const d = domainOf(s);
@@ -208,10 +221,11 @@ export function analyze(
         resources.size === 1 ? "" : "s"
       })`
       : [...resources].join(", ");
+    const states = [...new Set(used.flatMap((s) => s.states ?? []))];
     sources.push({
       metric: g.metric,
       domain: g.domain,
-      what,
+      what: states.length > 0 ? `${what} (busy CPU states: ${states.join(", ")})` : what,
       joules,
       meanWatts: watts,
       estimated: used.some(isEstimated),
@@ -258,7 +272,7 @@ export function analyze(
   }
 
   // Energy per consumer, from attributed_energy, per source metric and domain.
-  const attributed = c.series.filter((s) => s.metric.role === "attributed");
+  const attributed = c.series.filter((s) => s.metric.role === "attributed" && !s.idle);
   const attributions: Attribution[] = [];
   const consumerCharts: Chart[] = [];
   if (attributed.length === 0) {

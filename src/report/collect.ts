@@ -31,8 +31,22 @@ export interface Series extends SeriesDesc {
   /** First and last timestamps, seconds since 1970. */
   t0: number;
   t1: number;
-  /** The previous point's timestamp (power = energy ÷ interval since it). */
+  /** The previous timestamp drawn (power = energy ÷ interval since it). */
   prevT: number;
+  /** An energy series' joules at its latest timestamp, not drawn yet (points of merged states add up). */
+  pendT: number;
+  pendV: number;
+  /**
+   * The busy CPU states (`user`, `system`…) of an energy series split by `cpu_state` that this series merges
+   * (its attribute `cpu_state` is then `busy`); undefined for the others.
+   */
+  readonly states: string[] | undefined;
+  /**
+   * True for an energy or attributed_energy series of an idle CPU state (`idle`, `iowait`, `steal`, `guest`…):
+   * counted in the points per metric, left out of the energy (an estimate for idle time is not the machine's
+   * use).
+   */
+  readonly idle: boolean;
   /** The downsampled chart line (power in W for energy, %, bytes…); undefined for a series not charted. */
   sampler: Sampler | undefined;
   /**
@@ -70,6 +84,14 @@ export interface Malformed {
   readonly text: string;
 }
 
+/**
+ * The CPU states whose time is the machine's busy time (`/proc/stat`), as exec's summary
+ * (`BUSY_CPU_STATES` of src/agent/summary.ts) and energy-estimation-tdp (`ACTIVE_CPU_STATES`) count them:
+ * `idle` and `iowait` are idle, `steal` is other machines' time, `guest` and `guest_nice` are already in
+ * `user` and `nice`.
+ */
+export const BUSY_CPU_STATES: ReadonlySet<string> = new Set(["user", "nice", "system", "irq", "softirq"]);
+
 /** How many malformed rows are shown as examples. */
 const EXAMPLES = 5;
 
@@ -77,6 +99,8 @@ const EXAMPLES = 5;
 export class Collector {
   readonly series: Series[] = [];
   readonly #byKey = new Map<string, Series | null>();
+  /** The merged busy-state series, by their description without `cpu_state`. */
+  readonly #busy = new Map<string, Series>();
   readonly #buckets: number;
   /** Rows read, malformed ones included. */
   rows = 0;
@@ -101,8 +125,46 @@ export class Collector {
       this.#byKey.set(key, null);
       return null;
     }
-    const charted = desc.metric.role !== "other" && desc.metric.role !== "attributed";
-    const s: Series = {
+    const role = desc.metric.role;
+    const state = desc.attributes.cpu_state;
+    let idle = false;
+    if ((role === "energy" || role === "attributed") && state !== undefined) {
+      if (!BUSY_CPU_STATES.has(state)) idle = true;
+      else {
+        // One series for the busy states (as exec's summary): their points at a timestamp add up.
+        const { cpu_state: _, ...rest } = desc.attributes;
+        const busyKey = JSON.stringify([
+          desc.metric.name,
+          desc.metric.unit,
+          desc.resourceKind,
+          desc.resourceId,
+          desc.consumerKind,
+          desc.consumerId,
+          Object.entries(rest).sort(),
+        ]);
+        const merged = this.#busy.get(busyKey);
+        if (merged !== undefined) {
+          if (!merged.states!.includes(state)) merged.states!.push(state);
+          this.#byKey.set(key, merged);
+          return merged;
+        }
+        const s = this.#create({ ...desc, attributes: { ...rest, cpu_state: "busy" } }, false, [state]);
+        this.#busy.set(busyKey, s);
+        this.#byKey.set(key, s);
+        this.series.push(s);
+        return s;
+      }
+    }
+    const s = this.#create(desc, idle, undefined);
+    this.#byKey.set(key, s);
+    this.series.push(s);
+    return s;
+  }
+
+  #create(desc: SeriesDesc, idle: boolean, states: string[] | undefined): Series {
+    const role = desc.metric.role;
+    const charted = role !== "other" && role !== "attributed" && !idle;
+    return {
       ...desc,
       count: 0,
       sum: 0,
@@ -110,15 +172,15 @@ export class Collector {
       t0: Infinity,
       t1: -Infinity,
       prevT: NaN,
+      pendT: NaN,
+      pendV: 0,
+      states,
+      idle,
       sampler: charted ? new Sampler(this.#buckets) : undefined,
-      log: desc.metric.role === "energy" ||
-          (desc.metric.role === "attributed" && desc.consumerKind === "unattributed")
+      log: !idle && (role === "energy" || (role === "attributed" && desc.consumerKind === "unattributed"))
         ? new PointLog()
         : undefined,
     };
-    this.#byKey.set(key, s);
-    this.series.push(s);
-    return s;
   }
 
   /** Adds a point (`t` in seconds since 1970, `value` as the file has it). */
@@ -133,17 +195,39 @@ export class Collector {
     const finite = Number.isFinite(v);
     if (finite) {
       s.sum += v;
-      if (s.count === 1) s.first = v;
+      if (s.first !== s.first) s.first = v;
+      else if (t === s.t0 && s.states !== undefined) s.first += v; // another busy state's first point
       s.log?.push(t, v);
     }
     const sampler = s.sampler;
     if (sampler !== undefined && finite) {
       if (s.metric.role === "energy") {
-        const dt = t - s.prevT;
-        if (dt > 0) sampler.add(t, v / dt);
+        // Power = the joules of a timestamp ÷ the time since the previous one: the points of one timestamp
+        // (the busy states of a merged series) add up first.
+        if (t === s.pendT) s.pendV += v;
+        else {
+          this.#flush(s);
+          s.pendT = t;
+          s.pendV = v;
+        }
       } else sampler.add(t, v);
     }
+  }
+
+  /** Draws an energy series' pending point. */
+  #flush(s: Series): void {
+    const t = s.pendT;
+    if (t !== t) return;
+    const dt = t - s.prevT;
+    if (dt > 0) s.sampler!.add(t, s.pendV / dt);
     if (!(t <= s.prevT)) s.prevT = t;
+    s.pendT = NaN;
+    s.pendV = 0;
+  }
+
+  /** Draws what is pending: call once every point was added, before reading the samplers. */
+  finish(): void {
+    for (const s of this.series) if (s.sampler !== undefined) this.#flush(s);
   }
 
   /** Counts a skipped row, keeping the first few as examples. */
