@@ -671,3 +671,25 @@ Deno.test("report: an estimate per cpu_state counts the busy states only, merged
     assert.deepEqual(a.rows, [{ consumer: "process 7", joules: 6 }]);
   });
 });
+
+Deno.test("report: a stray quote loses only its row; a quoted cell with a line break is one row", async () => {
+  await withDir(async (dir) => {
+    let text = HEAD;
+    for (let s = 0; s < 10; s++) {
+      if (s === 4) text += row("rapl_consumed_energy_J", s, 1000, PKG0, '"package'); // stray quote
+      else if (s === 6) text += row("rapl_consumed_energy_J", s, 1000, PKG0, 'pack"age'); // one inside a cell
+      text += row("rapl_consumed_energy_J", s, 10, PKG0, "package");
+    }
+    text += row("rapl_consumed_energy_J", 10, 5, PKG0, '"two\nlines"');
+    text += row("rapl_consumed_energy_J", 11, 10, PKG0, "package");
+    await Deno.writeTextFile(`${dir}/quotes.csv`, text);
+    const { model } = await buildReport(`${dir}/quotes.csv`);
+    assert.equal(model.malformed, 1);
+    assert.equal(model.malformedExamples[0]!.line, 6);
+    assert.match(model.malformedExamples[0]!.reason, /quoted cell is not closed/);
+    assert.deepEqual(
+      model.sources.map((s) => [s.domain, s.joules]).sort(),
+      [['pack"age', 1000], ["package", 110], ["two\nlines", 5]],
+    );
+  });
+});

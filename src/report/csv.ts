@@ -278,24 +278,39 @@ async function readOpen(path: string, file: Deno.FsFile, collector: Collector): 
     collector.add(s, t, parseValue(valueCell));
   };
 
+  /** Whether a line starts like a row of the csv output: a metric cell, then an RFC 3339 timestamp. */
+  const rowStart = (text: string): boolean => {
+    const i = text.indexOf(header!.d);
+    return i > 0 && /^"?\d{4}-\d\d-\d\dT\d\d:\d\d/.test(text.slice(i + header!.d.length));
+  };
+
   const onLine = (raw: string): void => {
     lineNo++;
     const text = raw.endsWith("\r") ? raw.slice(0, -1) : raw;
-    if (record === undefined) {
-      if (!text.includes('"') || countQuotes(text) % 2 === 0) return onRecord(text, lineNo);
-      record = text;
-      recordStart = lineNo;
-      return;
+    if (record !== undefined) {
+      // The csv output quotes a cell with a line break, so a record may go on on the next lines; but a line that
+      // starts like a row is one: the open quote was a stray one, and only its row is lost.
+      if (rowStart(text)) {
+        collector.malformed(recordStart, "a quoted cell is not closed (a stray quote?)", record);
+        record = undefined;
+      } else {
+        record += "\n" + text;
+        if (splitCells(record, header!.d) !== undefined) {
+          const r = record;
+          record = undefined;
+          onRecord(r, recordStart);
+        } else if (record.length > MAX_LINE) {
+          collector.malformed(recordStart, "a quoted cell is never closed", record);
+          record = undefined;
+        }
+        return;
+      }
     }
-    record += "\n" + text;
-    if (countQuotes(text) % 2 === 1) {
-      const r = record;
-      record = undefined;
-      onRecord(r, recordStart);
-    } else if (record.length > MAX_LINE) {
-      collector.malformed(recordStart, "a quoted cell is never closed", record);
-      record = undefined;
+    if (header === undefined || !text.includes('"') || splitCells(text, header.d) !== undefined) {
+      return onRecord(text, lineNo);
     }
+    record = text;
+    recordStart = lineNo;
   };
 
   let skipping = false; // inside an overlong line
@@ -331,10 +346,4 @@ async function readOpen(path: string, file: Deno.FsFile, collector: Collector): 
   if (header === undefined) {
     throw new ReportInputError(`${path} is empty: a file of the csv output starts with its header line`);
   }
-}
-
-function countQuotes(s: string): number {
-  let n = 0;
-  for (let i = s.indexOf('"'); i >= 0; i = s.indexOf('"', i + 1)) n++;
-  return n;
 }
