@@ -345,6 +345,26 @@ Deno.test("alumet report: bad inputs give one line and exit code 2; malformed ro
       noStack(r);
       assert.match(r.stderr, /app\.sqlite is an SQLite database, but not one of the sqlite output/);
     });
+    await t.step("the output would overwrite the input", async () => {
+      // A valid run: the old code read it, then wrote its page over it.
+      const run = HEAD + row("rapl_consumed_energy_J", 0, 10, PKG0, "package");
+      await Deno.writeTextFile(`${dir}/in.csv`, run);
+      await Deno.writeTextFile(`${dir}/x.html`, run);
+      await Deno.symlink(`${dir}/in.csv`, `${dir}/link.csv`);
+      for (
+        const [args, file] of [
+          [["-o", "in.csv", "in.csv"], "in.csv"],
+          [["-o", "./link.csv", "in.csv"], "in.csv"],
+          [["x.html"], "x.html"],
+        ] as const
+      ) {
+        const r = await alumet(["report", ...args], dir);
+        noStack(r);
+        assert.match(r.stderr, new RegExp(`^alumet: Refusing to write the report over its input ${file}`));
+      }
+      assert.equal(await Deno.readTextFile(`${dir}/in.csv`), run);
+      assert.equal(await Deno.readTextFile(`${dir}/x.html`), run);
+    });
     await t.step("usage errors", async () => {
       noStack(await alumet(["report"], dir));
       noStack(await alumet(["report", "a.csv", "b.csv"], dir));

@@ -91,6 +91,18 @@ async function head(path: string): Promise<Uint8Array> {
   }
 }
 
+/** Whether `a` and `b` are one file (the same real path, or hard links to one inode); false if `b` is not. */
+async function sameFile(a: string, b: string): Promise<boolean> {
+  try {
+    const [ra, rb] = await Promise.all([Deno.realPath(a), Deno.realPath(b)]);
+    if (ra === rb) return true;
+    const [sa, sb] = await Promise.all([Deno.stat(ra), Deno.stat(rb)]);
+    return sa.ino !== null && sa.dev === sb.dev && sa.ino === sb.ino;
+  } catch {
+    return false; // `b` does not exist yet (or cannot be read: writing it will say why)
+  }
+}
+
 /**
  * Reads the run in `input` and writes its page (see the module doc). Throws a {@linkcode ReportInputError}
  * when `input` cannot be read as a run, or the page cannot be written.
@@ -98,13 +110,21 @@ async function head(path: string): Promise<Uint8Array> {
 export async function buildReport(input: string, options: ReportOptions = {}): Promise<ReportResult> {
   const collector = new Collector(options.buckets);
   const sqlite = isSqliteHeader(await head(input));
+  const path = options.output ?? defaultOutput(input);
+  if (await sameFile(input, path)) {
+    throw new ReportInputError(
+      `Refusing to write the report over its input ${input}${
+        path === input ? "" : ` (${path} is the same file)`
+      }: ` +
+        `give another output with -o PATH`,
+    );
+  }
   if (sqlite) readSqlite(input, collector);
   else await readCsv(input, collector);
   const model = analyze(collector, { input, format: sqlite ? "sqlite" : "csv" }, {
     ...(options.top !== undefined ? { top: options.top } : {}),
   });
   const html = renderHtml(model);
-  const path = options.output ?? defaultOutput(input);
   const bytes = new TextEncoder().encode(html);
   try {
     await Deno.writeFile(path, bytes);
