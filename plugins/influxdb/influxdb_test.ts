@@ -17,6 +17,8 @@ import { Batch } from "../../src/model/batch.ts";
 import { MetricRegistry } from "../../src/model/metrics.ts";
 import { unit } from "../../src/model/units.ts";
 import { checkConfigBlock } from "../../src/testing/readme.ts";
+import { ConfigError } from "../../src/errors.ts";
+import { validatePluginConfig } from "../../src/plugin/config.ts";
 import { needs, testWith } from "../../src/testing/needs.ts";
 import { type LogSink, setLogSink } from "../../src/log.ts";
 
@@ -130,34 +132,134 @@ Deno.test("LineProtocolEncoder writes points as Alumet does, per API version", a
   });
 });
 
-Deno.test("influxdb configuration mistakes give one clear line", async (t) => {
-  const init = (c: Record<string, unknown>) => () =>
-    influxdbPlugin.init(influxdbPlugin.configSchema.parse(c));
-  const oneLine = (re: RegExp) => (e: unknown) => {
-    assert.ok(e instanceof Error && !e.message.includes("\n"), String(e));
-    assert.match((e as Error).message, re);
-    return true;
+Deno.test("influxdb configuration mistakes are config errors naming the key (exit code 2)", async (t) => {
+  /** The ConfigError for `table`, from validation or from init (as the agent runs them), or undefined. */
+  const problemOf = async (table: Record<string, unknown>): Promise<ConfigError | undefined> => {
+    try {
+      const config = validatePluginConfig(influxdbPlugin, { name: "influxdb", table }, "a.toml");
+      await influxdbPlugin.init(config);
+      return undefined;
+    } catch (e) {
+      if (e instanceof ConfigError) return e;
+      throw e;
+    }
   };
-  await t.step("a host that is not an http(s) URL", () => {
-    for (const host of ["localhost:8086", "not a url", "ftp://h:8086", "http://h:8086/?db=x"]) {
-      assert.throws(init({ host, org: "o", bucket: "b" }), oneLine(/^plugins\.influxdb\.host must be/));
+  const expectProblem = async (
+    table: Record<string, unknown>,
+    key: string,
+    re: RegExp,
+    source = "a.toml",
+  ) => {
+    const e = await problemOf(table);
+    assert.ok(e !== undefined, `${JSON.stringify(table)} should be refused`);
+    assert.equal(e.problem.key, key, e.message);
+    assert.equal(e.problem.source, source);
+    assert.equal(e.exitCode, 2);
+    assert.ok(!e.message.includes("\n"), e.message);
+    assert.match(e.message, re);
+    return e;
+  };
+  const v2 = { org: "o", bucket: "b", token: "t" };
+  await t.step(
+    "a host that is not an http(s) base URL, in the schema, with the password redacted",
+    async () => {
+      for (
+        const host of [
+          "localhost:8086",
+          "not a url",
+          "ftp://h:8086",
+          "http://h:8086/?db=x",
+          "http://h:8086/#x",
+        ]
+      ) {
+        await expectProblem(
+          { host, ...v2 },
+          "plugins.influxdb.host",
+          /expected InfluxDB's (http|base URL|URL without)/,
+        );
+      }
+      const e = await expectProblem(
+        { host: "http://admin:hunter2@db:8086", ...v2 },
+        "plugins.influxdb.host",
+        /without credentials \(use token, or username and password\), not "http:\/\/\*\*\*@db:8086"/,
+      );
+      assert.ok(!e.message.includes("hunter2") && !e.message.includes("admin"), e.message);
+      const q = await expectProblem(
+        { host: "http://db:8086/?token=s3cret", ...v2 },
+        "plugins.influxdb.host",
+        /query/,
+      );
+      assert.ok(!q.message.includes("s3cret"), q.message);
+    },
+  );
+  await t.step(
+    "v2 with org, bucket or token left at Alumet's placeholder, or org or bucket empty",
+    async () => {
+      const e = await expectProblem(
+        {},
+        "plugins.influxdb.org",
+        /"FILL ME" is Alumet's placeholder: replace it/,
+        "the config file",
+      );
+      assert.doesNotMatch(e.message, /needs org and bucket/);
+      await expectProblem(
+        { org: "o" },
+        "plugins.influxdb.bucket",
+        /bucket.*"FILL ME" is Alumet's placeholder/,
+        "the config file",
+      );
+      await expectProblem(
+        { org: "o", bucket: "b" },
+        "plugins.influxdb.token",
+        /API token.*placeholder/,
+        "the config file",
+      );
+      await expectProblem(
+        { bucket: "b", org: "" },
+        "plugins.influxdb.org",
+        /organization.*since the v2 API/,
+        "the config file",
+      );
+      await expectProblem({ ...v2, bucket: "" }, "plugins.influxdb.bucket", /bucket/, "the config file");
+      assert.equal(await problemOf({ ...v2, token: "" }), undefined, "an empty token: a server without auth");
+    },
+  );
+  await t.step("v1 without a database; username or password on v2", async () => {
+    await expectProblem({ api_version: "v1" }, "plugins.influxdb.database", /database to write to/);
+    await expectProblem({ ...v2, username: "u" }, "plugins.influxdb.username", /no username with the v2 API/);
+    await expectProblem({ ...v2, password: "p" }, "plugins.influxdb.password", /no password with the v2 API/);
+  });
+  await t.step("through the CLI: exit code 2 and one line naming the key", async () => {
+    const dir = Deno.makeTempDirSync();
+    try {
+      Deno.writeTextFileSync(
+        `${dir}/a.toml`,
+        `[plugins.influxdb]\nhost = "http://u:hunter2@localhost:8086"\norg = "o"\nbucket = "b"\n`,
+      );
+      const root = new URL("../../", import.meta.url).pathname;
+      const r = await new Deno.Command(Deno.execPath(), {
+        args: ["run", "-A", `${root}src/agent/main.ts`, "--config", `${dir}/a.toml`, "run"],
+        cwd: dir,
+        env: { INIT_CWD: dir },
+        stdout: "piped",
+        stderr: "piped",
+      }).output();
+      const stderr = new TextDecoder().decode(r.stderr);
+      assert.equal(r.code, 2, stderr);
+      assert.match(stderr, /plugins\.influxdb\.host: expected InfluxDB's URL without credentials/);
+      assert.doesNotMatch(stderr, /hunter2/);
+    } finally {
+      Deno.removeSync(dir, { recursive: true });
     }
   });
-  await t.step("v2 without org or bucket", () => {
-    assert.throws(
-      init({}),
-      oneLine(/v2 API needs org and bucket: set plugins\.influxdb\.org and bucket|org and/),
+  await t.step("valid settings pass", async () => {
+    assert.equal(await problemOf(v2), undefined);
+    assert.equal(await problemOf({ database: "d", username: "u", password: "p" }), undefined);
+    assert.equal(
+      await problemOf({ api_version: "v1", bucket: "b" }),
+      undefined,
+      "v1 takes bucket as database",
     );
-    assert.throws(init({ org: "o" }), oneLine(/set plugins\.influxdb\.bucket /));
-    assert.throws(init({ bucket: "b", org: "" }), oneLine(/set plugins\.influxdb\.org /));
-  });
-  await t.step("v1 without a database; username on v2", () => {
-    assert.throws(init({ api_version: "v1" }), oneLine(/needs a database/));
-    assert.throws(init({ org: "o", bucket: "b", username: "u" }), oneLine(/username and password are for/));
-  });
-  await t.step("valid settings pass", () => {
-    influxdbPlugin.init(influxdbPlugin.configSchema.parse({ org: "o", bucket: "b" }));
-    influxdbPlugin.init(influxdbPlugin.configSchema.parse({ database: "d", username: "u", password: "p" }));
   });
 });
 

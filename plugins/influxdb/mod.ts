@@ -13,7 +13,7 @@ import { duration, z } from "../../src/plugin/schema.ts";
 import { definePlugin } from "../../src/plugin/define.ts";
 import type { ElementContext, Output, Plugin, StartContext } from "../../src/plugin/plugin.ts";
 import type { AttributeValue, Batch } from "../../src/model/batch.ts";
-import { AlumetError, messageOf } from "../../src/errors.ts";
+import { AlumetError, ConfigError, messageOf } from "../../src/errors.ts";
 import {
   Delivery,
   deliveryOptions,
@@ -21,13 +21,25 @@ import {
   RejectedError,
 } from "../../src/pipeline/delivery.ts";
 import { Logger } from "../../src/log.ts";
+import { baseUrlProblem } from "./_url.ts";
 
 /** Alumet's placeholder for the keys a user must fill. */
 const FILL_ME = "FILL ME";
 
+const HOST_URL = {
+  whose: "InfluxDB's",
+  example: "http://localhost:8086",
+  credentials: "use token, or username and password",
+};
+
 /** The schema of `[plugins.influxdb]`, with every default: `config regen` writes them in this order. */
 export const influxdbConfigSchema = z.strictObject({
-  host: z.string().min(1).default("http://localhost:8086"),
+  host: z.string().transform((text, ctx) => {
+    const problem = baseUrlProblem(text, HOST_URL);
+    if (problem === undefined) return text;
+    ctx.issues.push({ code: "custom", input: text, message: problem });
+    return z.NEVER;
+  }).prefault("http://localhost:8086"),
   token: z.string().default(FILL_ME),
   org: z.string().default(FILL_ME),
   bucket: z.string().default(FILL_ME),
@@ -44,7 +56,26 @@ export const influxdbConfigSchema = z.strictObject({
   journal_fsync: z.enum(["batch", "none"]).default("batch"),
   max_backoff: duration().prefault("5s"),
   final_attempt: duration().prefault("5s"),
-});
+})
+  .refine((c) => apiVersionOf(c) !== "v1" || c.database !== "" || !unset(c.bucket), {
+    path: ["database"],
+    error: 'the InfluxDB 1.x database to write to, since api_version = "v1"',
+  })
+  .refine((c) => apiVersionOf(c) !== "v2" || c.username === "", {
+    path: ["username"],
+    error: "no username with the v2 API (username and password are InfluxDB 1.x's): use token, or set " +
+      'database (or api_version = "v1") for InfluxDB 1.x',
+  })
+  .refine((c) => apiVersionOf(c) !== "v2" || c.password === "", {
+    path: ["password"],
+    error: "no password with the v2 API (username and password are InfluxDB 1.x's): use token, or set " +
+      'database (or api_version = "v1") for InfluxDB 1.x',
+  });
+
+/** Whether a key is left empty or at Alumet's placeholder. */
+function unset(v: string): boolean {
+  return v === "" || v === FILL_ME;
+}
 
 /** The validated `[plugins.influxdb]` table. */
 export type InfluxdbConfig = z.infer<typeof influxdbConfigSchema>;
@@ -313,7 +344,8 @@ export interface InfluxdbOutputOptions extends JournalOptions {
 }
 
 /**
- * Parses `host` as InfluxDB's base URL; an {@linkcode AlumetError} names the key and the value otherwise.
+ * Parses `host` as InfluxDB's base URL; an {@linkcode AlumetError} names the key and the value (credentials
+ * and query values redacted) otherwise. The config schema makes the same check.
  *
  * @example
  * ```ts
@@ -321,27 +353,13 @@ export interface InfluxdbOutputOptions extends JournalOptions {
  * import assert from "node:assert/strict";
  * assert.equal(parseHost("http://db:8086/").href, "http://db:8086/");
  * assert.throws(() => parseHost("db:8086"), /plugins.influxdb.host/);
+ * assert.throws(() => parseHost("http://u:hunter2@db:8086"), (e: Error) => !e.message.includes("hunter2"));
  * ```
  */
 export function parseHost(host: string): URL {
-  let url: URL | undefined;
-  try {
-    url = new URL(host);
-  } catch {
-    // below
-  }
-  if (url === undefined || (url.protocol !== "http:" && url.protocol !== "https:") || url.hostname === "") {
-    throw new AlumetError(
-      `plugins.influxdb.host must be InfluxDB's http or https URL, such as "http://localhost:8086": "${host}"`,
-    );
-  }
-  if (url.search !== "" || url.hash !== "" || url.username !== "" || url.password !== "") {
-    throw new AlumetError(
-      `plugins.influxdb.host must be a base URL without query, fragment or credentials ` +
-        `(use token, or username and password): "${host}"`,
-    );
-  }
-  return url;
+  const problem = baseUrlProblem(host, HOST_URL);
+  if (problem !== undefined) throw new AlumetError(`plugins.influxdb.host: expected ${problem}`);
+  return new URL(host);
 }
 
 /** The write URL for these options: v2 `/api/v2/write?org=…&bucket=…&precision=ns`, v1 `/write?db=…&precision=ns`. */
@@ -695,9 +713,55 @@ export class InfluxdbOutput implements Output {
 }
 
 /** The API version these settings use: `api_version`, or with `auto`, v1 when `database` is set, else v2. */
-export function apiVersionOf(config: Pick<InfluxdbConfig, "api_version" | "database">): "v1" | "v2" {
+export function apiVersionOf(
+  config: { readonly api_version: "auto" | "v1" | "v2"; readonly database: string },
+): "v1" | "v2" {
   if (config.api_version !== "auto") return config.api_version;
   return config.database !== "" ? "v1" : "v2";
+}
+
+/**
+ * For the v2 API, `org`, `bucket` or `token` left empty or at Alumet's placeholder `"FILL ME"`, as a
+ * {@linkcode ConfigError} naming the key (exit code 2); `undefined` when they are set. Checked in `init`, not in
+ * the schema: the defaults are placeholders, and `alumet doctor` validates every plugin's defaults.
+ *
+ * @example
+ * ```ts
+ * import { influxdbConfigSchema, placeholderProblem } from "./mod.ts";
+ * import assert from "node:assert/strict";
+ * const e = placeholderProblem(influxdbConfigSchema.parse({}));
+ * assert.equal(e?.problem.key, "plugins.influxdb.org");
+ * assert.match(e!.message, /"FILL ME" is Alumet's placeholder/);
+ * assert.equal(placeholderProblem(influxdbConfigSchema.parse({ database: "d" })), undefined);
+ * ```
+ */
+export function placeholderProblem(config: InfluxdbConfig): ConfigError | undefined {
+  if (apiVersionOf(config) !== "v2") return undefined;
+  const what = {
+    org: "the InfluxDB organization to write to (InfluxDB 3 ignores it: any name will do)",
+    bucket: "the InfluxDB bucket to write to",
+    token: 'an InfluxDB API token ("" for a server without authentication)',
+  } as const;
+  for (const key of ["org", "bucket", "token"] as const) {
+    const value = config[key];
+    if (value === FILL_ME) {
+      return new ConfigError({
+        source: "the config file",
+        key: `plugins.influxdb.${key}`,
+        expected: `${what[key]}; "FILL ME" is Alumet's placeholder: replace it`,
+        suggestion: key === "token" ? undefined : "or set database for InfluxDB 1.x",
+      });
+    }
+    if (value === "" && key !== "token") {
+      return new ConfigError({
+        source: "the config file",
+        key: `plugins.influxdb.${key}`,
+        expected: `${what[key]}, since the v2 API is used`,
+        suggestion: "or set database for InfluxDB 1.x",
+      });
+    }
+  }
+  return undefined;
 }
 
 /**
@@ -709,6 +773,7 @@ export function apiVersionOf(config: Pick<InfluxdbConfig, "api_version" | "datab
  * import assert from "node:assert/strict";
  * assert.equal(influxdbPlugin.defaultConfig().host, "http://localhost:8086");
  * assert.equal(influxdbPlugin.configSchema.parse({}).attributes_as, "tag");
+ * assert.throws(() => influxdbPlugin.configSchema.parse({ host: "localhost:8086" }), /host: InfluxDB's http/);
  * ```
  */
 export const influxdbPlugin = definePlugin({
@@ -719,25 +784,8 @@ export const influxdbPlugin = definePlugin({
   config: influxdbConfigSchema,
   init: function initInfluxdb(config: InfluxdbConfig): Plugin {
     const version = apiVersionOf(config);
-    parseHost(config.host);
-    const unset = (v: string) => v === "" || v === FILL_ME;
-    if (version === "v2" && (unset(config.org) || unset(config.bucket))) {
-      const missing = [unset(config.org) ? "org" : "", unset(config.bucket) ? "bucket" : ""].filter(Boolean);
-      throw new AlumetError(
-        `plugins.influxdb: the v2 API needs org and bucket: set plugins.influxdb.${missing.join(" and ")} ` +
-          `(InfluxDB 3 ignores org: any name will do), or database for InfluxDB 1.x`,
-      );
-    }
-    if (version === "v1" && config.database === "" && unset(config.bucket)) {
-      throw new AlumetError(
-        `plugins.influxdb: api_version = "v1" needs a database: set plugins.influxdb.database`,
-      );
-    }
-    if (version === "v2" && (config.username !== "" || config.password !== "")) {
-      throw new AlumetError(
-        `plugins.influxdb: username and password are for InfluxDB 1.x (v1 API); the v2 API takes token`,
-      );
-    }
+    const placeholder = placeholderProblem(config);
+    if (placeholder !== undefined) throw placeholder;
     let output: InfluxdbOutput | undefined;
     return {
       start: function startInfluxdb(ctx: StartContext): void {

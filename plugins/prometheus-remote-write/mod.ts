@@ -35,6 +35,21 @@ import {
 import { Logger } from "../../src/log.ts";
 import { exportedName, labelName, promUnit, sanitizeName } from "../prometheus-exporter/mod.ts";
 import { BinaryReader, BinaryWriter, SnappyJS, WireType } from "./deps.ts";
+import { baseUrlProblem, HEADER_NAME, HEADER_VALUE } from "../influxdb/_url.ts";
+
+const ENDPOINT_URL = {
+  whose: "the receiver's remote-write",
+  example: "http://localhost:9090/api/v1/write",
+  credentials: "use basic_auth or bearer_token",
+  query: true,
+};
+
+/** Headers the output sets itself: a `headers` entry cannot replace them. */
+const OWN_HEADERS: ReadonlySet<string> = new Set([
+  "content-type",
+  "content-encoding",
+  "x-prometheus-remote-write-version",
+]);
 
 /** Compresses bytes in Snappy's block format (what `Content-Encoding: snappy` means in remote write). */
 export function snappyCompress(data: Uint8Array): Uint8Array<ArrayBuffer> {
@@ -48,9 +63,27 @@ export function snappyUncompress(data: Uint8Array): Uint8Array<ArrayBuffer> {
 
 /** The schema of `[plugins.prometheus-remote-write]`, with every default, in the order `config regen` writes. */
 export const prometheusRemoteWriteConfigSchema = z.strictObject({
-  endpoint: z.string().min(1).default("http://localhost:9090/api/v1/write"),
-  headers: z.record(z.string(), z.string()).default({}),
-  labels: z.record(z.string(), z.string()).default({}),
+  endpoint: z.string().transform((text, ctx) => {
+    const problem = baseUrlProblem(text, ENDPOINT_URL);
+    if (problem === undefined) return text;
+    ctx.issues.push({ code: "custom", input: text, message: problem });
+    return z.NEVER;
+  }).prefault("http://localhost:9090/api/v1/write"),
+  headers: z.record(
+    z.string()
+      .regex(HEADER_NAME, { error: "an HTTP header name (letters, digits and !#$%&'*+-.^_`|~; no space)" })
+      .refine((k) => !OWN_HEADERS.has(k.toLowerCase()), {
+        error: "a header the output does not set itself (Content-Type, Content-Encoding and " +
+          "X-Prometheus-Remote-Write-Version are remote write's)",
+      }),
+    z.string().regex(HEADER_VALUE, { error: "a header value on one line" }),
+  ).default({}),
+  labels: z.record(
+    z.string().refine((k) => sanitizeName(k) === k && !k.startsWith("__"), {
+      error: "a label name ([a-zA-Z_][a-zA-Z0-9_]*, not starting with __)",
+    }),
+    z.string(),
+  ).default({}),
   basic_auth: z.strictObject({
     username: z.string().default(""),
     password: z.string().default(""),
@@ -67,6 +100,9 @@ export const prometheusRemoteWriteConfigSchema = z.strictObject({
   journal_fsync: z.enum(["batch", "none"]).default("batch"),
   max_backoff: duration().prefault("5s"),
   final_attempt: duration().prefault("5s"),
+}).refine((c) => c.bearer_token === "" || (c.basic_auth.username === "" && c.basic_auth.password === ""), {
+  path: ["bearer_token"],
+  error: "no bearer_token when basic_auth is set: use one or the other",
 });
 
 /** The validated `[plugins.prometheus-remote-write]` table. */
@@ -529,14 +565,11 @@ export class RemoteWriteOutput implements Output {
   #lastCountersWarn = -Infinity;
 
   constructor(options: RemoteWriteOutputOptions) {
-    try {
-      this.url = new URL(options.endpoint);
-    } catch {
-      throw new AlumetError(`The remote-write endpoint is not a URL: "${options.endpoint}"`);
+    const problem = baseUrlProblem(options.endpoint, ENDPOINT_URL);
+    if (problem !== undefined) {
+      throw new AlumetError(`plugins.prometheus-remote-write.endpoint: expected ${problem}`);
     }
-    if (this.url.protocol !== "http:" && this.url.protocol !== "https:") {
-      throw new AlumetError(`The remote-write endpoint must be http or https: "${options.endpoint}"`);
-    }
+    this.url = new URL(options.endpoint);
     this.#log = options.log ?? new Logger("prometheus-remote-write");
     this.encoder = new RemoteWriteEncoder({ log: this.#log, ...options.encoder });
     this.#batchPoints = options.batchPoints ?? 5000;
@@ -550,7 +583,9 @@ export class RemoteWriteOutput implements Output {
     const bearer = options.bearerToken ?? "";
     if (basic !== undefined && (basic.username !== "" || basic.password !== "")) {
       if (bearer !== "") {
-        throw new AlumetError("Set basic_auth or bearer_token for the remote-write endpoint, not both");
+        throw new AlumetError(
+          "plugins.prometheus-remote-write.bearer_token: expected no bearer_token when basic_auth is set",
+        );
       }
       const raw = textEncoder.encode(`${basic.username}:${basic.password}`);
       this.#headers.set("authorization", `Basic ${btoa(String.fromCharCode(...raw))}`);
@@ -830,20 +865,6 @@ export const prometheusRemoteWritePlugin = definePlugin({
     "Pushes the measurements to a Prometheus remote-write receiver (Prometheus, Mimir, Thanos, VictoriaMetrics), journaled (at-least-once)",
   config: prometheusRemoteWriteConfigSchema,
   init: function initPrometheusRemoteWrite(config: PrometheusRemoteWriteConfig): Plugin {
-    const { username, password } = config.basic_auth;
-    if ((username !== "" || password !== "") && config.bearer_token !== "") {
-      throw new AlumetError(
-        "plugins.prometheus-remote-write: set basic_auth or bearer_token, not both",
-      );
-    }
-    for (const key of Object.keys(config.labels)) {
-      if (sanitizeName(key) !== key || key.startsWith("__")) {
-        throw new AlumetError(
-          `plugins.prometheus-remote-write.labels: "${key}" is not a valid label name ([a-zA-Z_][a-zA-Z0-9_]*, ` +
-            `not starting with __)`,
-        );
-      }
-    }
     let output: RemoteWriteOutput | undefined;
     return {
       start: function startPrometheusRemoteWrite(ctx: StartContext): void {

@@ -12,6 +12,8 @@ import { Batch } from "../../src/model/batch.ts";
 import { MetricRegistry } from "../../src/model/metrics.ts";
 import { unit } from "../../src/model/units.ts";
 import { checkConfigBlock } from "../../src/testing/readme.ts";
+import { ConfigError } from "../../src/errors.ts";
+import { validatePluginConfig } from "../../src/plugin/config.ts";
 import { needs, testWith } from "../../src/testing/needs.ts";
 import { type LogSink, setLogSink } from "../../src/log.ts";
 
@@ -38,18 +40,97 @@ Deno.test("prometheus-remote-write README's configuration block is the default c
   assert.match(readme, /Guarantee: at-least-once/);
 });
 
-Deno.test("config: basic_auth and bearer_token exclude each other; labels must be valid names", () => {
-  const schema = prometheusRemoteWritePlugin.configSchema;
-  assert.throws(
-    () =>
-      prometheusRemoteWritePlugin.init(schema.parse({ basic_auth: { username: "u" }, bearer_token: "t" })),
-    /not both/,
-  );
-  assert.throws(
-    () => prometheusRemoteWritePlugin.init(schema.parse({ labels: { "a-b": "x" } })),
-    /label name/,
-  );
-  assert.throws(() => schema.parse({ basic_auth: { user: "u" } }));
+Deno.test("config mistakes are config errors naming the key (exit code 2)", async (t) => {
+  const problemOf = (table: Record<string, unknown>): ConfigError | undefined => {
+    try {
+      validatePluginConfig(prometheusRemoteWritePlugin, { name: "prometheus-remote-write", table }, "a.toml");
+      return undefined;
+    } catch (e) {
+      if (e instanceof ConfigError) return e;
+      throw e;
+    }
+  };
+  const expectProblem = (table: Record<string, unknown>, key: string, re: RegExp) => {
+    const e = problemOf(table);
+    assert.ok(e !== undefined, `${JSON.stringify(table)} should be refused`);
+    assert.equal(e.problem.key, key, e.message);
+    assert.equal(e.exitCode, 2);
+    assert.match(e.message, /^Invalid config in a\.toml: /);
+    assert.match(e.message, re);
+    return e;
+  };
+  const key = "plugins.prometheus-remote-write";
+  await t.step("endpoint: an http(s) URL, without credentials (redacted in the message)", () => {
+    expectProblem(
+      { endpoint: "localhost:9090/api/v1/write" },
+      `${key}.endpoint`,
+      /expected the receiver's remote-write http:\/\/ or https:\/\/ URL, such as "http:\/\/localhost:9090\/api\/v1\/write", not "localhost:9090\/api\/v1\/write"/,
+    );
+    expectProblem({ endpoint: "ftp://h/x" }, `${key}.endpoint`, /http:\/\/ or https:\/\//);
+    expectProblem({ endpoint: "" }, `${key}.endpoint`, /http:\/\/ or https:\/\//);
+    const e = expectProblem(
+      { endpoint: "https://user:hunter2@mimir:9009/api/v1/push?key=s3cret" },
+      `${key}.endpoint`,
+      /URL without credentials \(use basic_auth or bearer_token\), not "https:\/\/\*\*\*@mimir:9009\/api\/v1\/push\?key=\*\*\*"/,
+    );
+    assert.ok(!/hunter2|s3cret|user/.test(e.message), e.message);
+    assert.equal(
+      problemOf({ endpoint: "https://mimir:9009/api/v1/push?tenant=a" }),
+      undefined,
+      "a query is fine",
+    );
+  });
+  await t.step("basic_auth and bearer_token exclude each other", () => {
+    expectProblem(
+      { basic_auth: { username: "u" }, bearer_token: "t" },
+      `${key}.bearer_token`,
+      /one or the other/,
+    );
+    expectProblem(
+      { basic_auth: { password: "p" }, bearer_token: "t" },
+      `${key}.bearer_token`,
+      /one or the other/,
+    );
+    expectProblem({ basic_auth: { user: "u" } }, `${key}.basic_auth.user`, /known key/);
+  });
+  await t.step("header names and values; labels must be valid label names", () => {
+    expectProblem({ headers: { "X Scope": "a" } }, `${key}.headers."X Scope"`, /HTTP header name/);
+    expectProblem({ headers: { "X-A": "a\nb" } }, `${key}.headers.X-A`, /header value on one line/);
+    expectProblem(
+      { headers: { "Content-Type": "text/plain" } },
+      `${key}.headers.Content-Type`,
+      /does not set/,
+    );
+    expectProblem({ labels: { "a-b": "x" } }, `${key}.labels.a-b`, /label name/);
+    expectProblem({ labels: { __x: "x" } }, `${key}.labels.__x`, /not starting with __/);
+    assert.equal(problemOf({ headers: { "X-Scope-OrgID": "t" }, labels: { job: "alumet" } }), undefined);
+  });
+  await t.step("through the CLI: exit code 2, one line naming the key", async () => {
+    const dir = Deno.makeTempDirSync();
+    try {
+      Deno.writeTextFileSync(
+        `${dir}/a.toml`,
+        `[plugins.prometheus-remote-write]\nendpoint = "localhost:9090/api/v1/write"\n`,
+      );
+      const root = new URL("../../", import.meta.url).pathname;
+      const r = await new Deno.Command(Deno.execPath(), {
+        args: ["run", "-A", `${root}src/agent/main.ts`, "--config", `${dir}/a.toml`, "run"],
+        cwd: dir,
+        env: { INIT_CWD: dir },
+        stdout: "piped",
+        stderr: "piped",
+      }).output();
+      const stderr = new TextDecoder().decode(r.stderr);
+      assert.equal(r.code, 2, stderr);
+      assert.match(
+        stderr,
+        /plugins\.prometheus-remote-write\.endpoint: expected the receiver's remote-write http/,
+      );
+      assert.equal(stderr.trim().split("\n").length, 1, stderr);
+    } finally {
+      Deno.removeSync(dir, { recursive: true });
+    }
+  });
 });
 
 // ---- the encoder: names, labels, ordering, stale samples ----
