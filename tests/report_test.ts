@@ -482,6 +482,7 @@ testWith([needs.command("chromium")], "the page in headless chromium: every char
     // power, energy per consumer, CPU, memory
     assert.equal(charts.length, 4);
     assert.equal(Number(drawn[1]), 4);
+    assert.match(dom, /<body[^>]*data-charts="4"/);
     await chromium([`--screenshot=${dir}/shot.png`, `file://${page}`], dir);
     const png = decodePng(await Deno.readFile(`${dir}/shot.png`));
     assert.equal(png.width, WIDTH);
@@ -711,5 +712,66 @@ Deno.test("report: a stray quote loses only its row; a quoted cell with a line b
       model.sources.map((s) => [s.domain, s.joules]).sort(),
       [['pack"age', 1000], ["package", 110], ["two\nlines", 5]],
     );
+  });
+});
+
+testWith(
+  [needs.command("chromium")],
+  "the page in headless chromium: a power line of one point is drawn as a dot, and an empty chart is told apart",
+  async () => {
+    await withDir(async (dir) => {
+      // Two points per energy series: one power point each.
+      const text = HEAD + row("rapl_consumed_energy_J", 0, 10, PKG0, "package") +
+        row("rapl_consumed_energy_J", 0, 3, "dram;0;local_machine;", "dram") +
+        row("rapl_consumed_energy_J", 1, 12, PKG0, "package") +
+        row("rapl_consumed_energy_J", 1, 4, "dram;0;local_machine;", "dram");
+      await Deno.writeTextFile(`${dir}/short.csv`, text);
+      const page = `${dir}/short.html`;
+      const { model } = await buildReport(`${dir}/short.csv`, { output: page });
+      assert.equal(model.powerCharts.length, 1);
+      const dom = await chromium(["--dump-dom", `file://${page}`], dir);
+      assert.match(dom, /<body[^>]*data-charts="1"/);
+      assert.match(dom, /<body[^>]*data-drawn="1"/);
+      const div = /<div class="chart" id="chart0"[^>]*>/.exec(dom)![0];
+      assert.match(div, /data-points="2"/);
+      const [x0, y0, w, h] = /data-box="([\d,.-]+)"/.exec(div)![1]!.split(",").map(Number) as [
+        number,
+        number,
+        number,
+        number,
+      ];
+      const colors = /data-colors="([^"]+)"/.exec(div)![1]!.split(",").map(rgb);
+      await chromium([`--screenshot=${dir}/shot.png`, `file://${page}`], dir);
+      const png = decodePng(await Deno.readFile(`${dir}/shot.png`));
+      const pixels = colors.map(() => 0);
+      for (let y = y0; y < y0 + h; y++) {
+        for (let x = x0; x < x0 + w; x++) {
+          const o = (y * png.width + x) * png.channels;
+          colors.forEach((c, k) => {
+            const d = Math.abs(png.data[o]! - c[0]) + Math.abs(png.data[o + 1]! - c[1]) +
+              Math.abs(png.data[o + 2]! - c[2]);
+            if (d < 40) pixels[k] = pixels[k]! + 1;
+          });
+        }
+      }
+      // A dot of 7 px: about 38 pixels of its colour; a point hidden would leave none.
+      for (const [k, n] of pixels.entries()) assert.ok(n >= 10, `line ${k}: ${n} pixels of its colour`);
+    });
+  },
+);
+
+Deno.test("report: a run too short for power over time says so, and shows its energy in the summary", async () => {
+  await withDir(async (dir) => {
+    await Deno.writeTextFile(
+      `${dir}/one.csv`,
+      HEAD + row("rapl_consumed_energy_J", 0, 496.5, PKG0, "package") +
+        row("rapl_consumed_energy_J", 0, 20, "dram;0;local_machine;", "dram"),
+    );
+    const r = await buildReport(`${dir}/one.csv`);
+    assert.equal(r.model.powerCharts.length, 0);
+    const html = await Deno.readTextFile(r.path);
+    assert.doesNotMatch(html, /No energy or power series to chart/);
+    assert.match(html, /too short for power over time: its energy series have one point each/);
+    assert.match(html, /<td>package<\/td><td>cpu_package 0<\/td><td class="num">496\.5 J<\/td>/);
   });
 });

@@ -89,6 +89,8 @@ export interface ReportModel {
   readonly attributions: Attribution[];
   readonly metrics: { name: string; unit: string; points: number; series: number }[];
   readonly powerCharts: Chart[];
+  /** What the page says where the power charts would be, when there is none. */
+  readonly powerNote: string;
   readonly consumerCharts: Chart[];
   readonly programCharts: Chart[];
 }
@@ -271,6 +273,11 @@ export function analyze(
     });
   }
 
+  const powerNote = powerCharts.length > 0 || energy.length + powerSeries.length === 0
+    ? "No energy or power series to chart."
+    : "This run is too short for power over time: its energy series have one point each (a power is the " +
+      "energy between two points). Their energy is in the summary above.";
+
   // Energy per consumer, from attributed_energy, per source metric and domain.
   const attributed = c.series.filter((s) => s.metric.role === "attributed" && !s.idle);
   const attributions: Attribution[] = [];
@@ -445,6 +452,7 @@ export function analyze(
     attributions,
     metrics,
     powerCharts,
+    powerNote,
     consumerCharts,
     programCharts,
   };

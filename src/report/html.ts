@@ -2,8 +2,9 @@
  * Renders a {@linkcode ReportModel} as one self-contained HTML page: uPlot's script and style inlined, the
  * downsampled data as JSON in the page, no request to the network. uPlot draws once, without animation. Once
  * every chart is drawn (uPlot's draw hook), the page marks each chart's `<div class="chart">` with `data-box` (its plotting area,
- * `x,y,width,height` in CSS pixels from the top left of the page) and `data-colors` (its colours), and
- * `<body>` with `data-drawn` (the number of charts drawn): a test or a script can find them there.
+ * `x,y,width,height` in CSS pixels from the top left of the page) and `data-colors` (its colours) and `data-points` (the points it
+ * draws), and `<body>` with `data-charts` (the number of charts) and `data-drawn` (those with a point to draw):
+ * a test or a script can find them there.
  *
  * @module
  */
@@ -66,21 +67,30 @@ const PAGE_SCRIPT = `
 (function () {
   "use strict";
   var data = JSON.parse(document.getElementById("report-data").textContent);
-  var drawn = 0;
+  var done = 0, drawn = 0;
   var width = Math.min(1100, document.querySelector("main").clientWidth);
-  // Called by uPlot's draw hook: the plotting area is sized and painted by then.
-  function marker(div, colors) {
+  // Called by uPlot's draw hook: the plotting area is sized and painted by then. A chart counts as drawn when
+  // it has a point to draw (\`data-points\` on its div); once every chart's hook ran, <body> gets data-drawn (the
+  // charts with points) and data-charts (all of them): a chart with nothing on it shows as a difference.
+  function marker(div, colors, points) {
     return function (u) {
       var r = u.over.getBoundingClientRect();
       div.setAttribute("data-box", [r.left + window.scrollX, r.top + window.scrollY, r.width, r.height]
         .map(function (x) { return Math.round(x); }).join(","));
       div.setAttribute("data-colors", colors.join(","));
-      if (!div.hasAttribute("data-drawn")) {
-        div.setAttribute("data-drawn", "1");
-        drawn++;
-        if (drawn === data.charts.length) document.body.setAttribute("data-drawn", String(drawn));
+      if (!div.hasAttribute("data-points")) {
+        div.setAttribute("data-points", String(points));
+        done++;
+        if (points > 0) drawn++;
+        if (done === data.charts.length) {
+          document.body.setAttribute("data-charts", String(done));
+          document.body.setAttribute("data-drawn", String(drawn));
+        }
       }
     };
+  }
+  function finite(values) {
+    return values.filter(function (v) { return v !== null && isFinite(v); }).length;
   }
   function lines(c, div) {
     var tables = c.lines.map(function (l) {
@@ -88,7 +98,9 @@ const PAGE_SCRIPT = `
     });
     var aligned = uPlot.join(tables);
     var series = [{}].concat(c.lines.map(function (l) {
-      return { label: l.label, stroke: l.color, width: 1.5, spanGaps: true, points: { show: false } };
+      // A line of one or two points is drawn as dots (a single point makes no line).
+      return { label: l.label, stroke: l.color, width: 1.5, spanGaps: true,
+        points: { show: l.t.length < 3, size: 7, fill: l.color } };
     }));
     new uPlot({
       width: width, height: 300, series: series,
@@ -96,7 +108,8 @@ const PAGE_SCRIPT = `
       scales: { x: { time: true, range: [data.start, data.end] } },
       axes: [{}, { label: c.unit, size: 70 }],
       legend: { live: false },
-      hooks: { draw: [marker(div, c.lines.map(function (l) { return l.color; }))] },
+      hooks: { draw: [marker(div, c.lines.map(function (l) { return l.color; }),
+        c.lines.reduce(function (a, l) { return a + finite(l.v); }, 0))] },
     }, aligned, div);
   }
   function bars(c, div) {
@@ -114,14 +127,17 @@ const PAGE_SCRIPT = `
         return splits.map(function (i) { var s = c.categories[i] || ""; return s.length > 24 ? s.slice(0, 23) + "…" : s; });
       }, size: 50 }, { label: c.unit, size: 70 }],
       legend: { live: false }, cursor: { show: false },
-      hooks: { draw: [marker(div, [c.color, "${GREY}"])] },
+      hooks: { draw: [marker(div, [c.color, "${GREY}"], finite(c.values))] },
     }, [xs, main, grey], div);
   }
   data.charts.forEach(function (c) {
     var div = document.getElementById(c.id);
     if (c.kind === "lines") lines(c, div); else bars(c, div);
   });
-  if (data.charts.length === 0) document.body.setAttribute("data-drawn", "0");
+  if (data.charts.length === 0) {
+    document.body.setAttribute("data-charts", "0");
+    document.body.setAttribute("data-drawn", "0");
+  }
 })();
 `;
 
@@ -220,7 +236,7 @@ ${
 ${summary}
 <h3>Energy per source</h3>
 ${sources}
-${section("Power over time", m.powerCharts, "No energy or power series to chart.")}
+${section("Power over time", m.powerCharts, m.powerNote)}
 ${
     section(
       "Energy per consumer",
