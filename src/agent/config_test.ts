@@ -223,14 +223,14 @@ Deno.test("parseConfigText checks the top-level keys", async (t) => {
   await t.step("an unknown key is an error with did you mean", () => {
     throwsConfig(
       () => parseConfigText("source_chanel_size = 3\n", "a.toml"),
-      'Invalid config in a.toml: source_chanel_size: expected a known key (one of: max_update_interval, source_channel_size, plugins); did you mean "source_channel_size"?',
+      'Invalid config in a.toml: source_chanel_size: expected a known key (one of: max_update_interval, source_channel_size, sampling_realtime, plugins); did you mean "source_channel_size"?',
     );
   });
 
   await t.step("a plugin table without the plugins. prefix is pointed out", () => {
     throwsConfig(
       () => parseConfigText('[csv]\noutput_path = "a"\n', "a.toml"),
-      "Invalid config in a.toml: csv: expected a known key (one of: max_update_interval, source_channel_size, plugins); plugin sections are written [plugins.csv]",
+      "Invalid config in a.toml: csv: expected a known key (one of: max_update_interval, source_channel_size, sampling_realtime, plugins); plugin sections are written [plugins.csv]",
     );
   });
 
@@ -242,6 +242,24 @@ Deno.test("parseConfigText checks the top-level keys", async (t) => {
     throwsConfig(
       () => parseConfigText("max_update_interval = 5\n", "a.toml"),
       `Invalid config in a.toml: max_update_interval: expected a duration such as "1s" or "250ms" (units: ${DURATION_UNITS}), not 5`,
+    );
+  });
+
+  await t.step("sampling_realtime is a boolean, absent unless set (normal priority)", () => {
+    deepEqual(parseConfigText("sampling_realtime = true\n", "a.toml").general, { samplingRealtime: true });
+    deepEqual(parseConfigText("sampling_realtime = false\n", "a.toml").general, { samplingRealtime: false });
+    deepEqual(parseConfigText("", "a.toml").general, {});
+    deepEqual(
+      parseConfigText("", "a.toml", { overrides: ["sampling_realtime=true"] }).general,
+      { samplingRealtime: true },
+    );
+    throwsConfig(
+      () => parseConfigText("sampling_realtime = yes\n", "a.toml"),
+      "Invalid config in a.toml: line 1, column 21: expected valid TOML (invalid value); a boolean is written true or false: sampling_realtime = true",
+    );
+    throwsConfig(
+      () => parseConfigText('sampling_realtime = "on"\n', "a.toml"),
+      'Invalid config in a.toml: sampling_realtime: expected true or false, not "on"',
     );
   });
 
@@ -626,7 +644,8 @@ Deno.test("renderDefaultConfig writes a file that parses back to the defaults", 
       match(text, /^# max_update_interval .*\n# has no effect here/m);
       match(text, new RegExp(`^# source_channel_size = ${DEFAULT_SOURCE_CHANNEL_SIZE}$`, "m"));
       const raw = parseConfigText(text.replaceAll(/^# (\w+ = )/gm, "$1"), "a.toml");
-      deepEqual(raw.general, { sourceChannelSize: DEFAULT_SOURCE_CHANNEL_SIZE });
+      deepEqual(raw.general, { sourceChannelSize: DEFAULT_SOURCE_CHANNEL_SIZE, samplingRealtime: false });
+      match(text, /^# sampling_realtime = false$/m);
     },
   );
 

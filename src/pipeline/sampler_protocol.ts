@@ -9,7 +9,12 @@ import type { BatchData } from "../model/batch.ts";
 
 /** A command from the pipeline. */
 export type SamplerCommand =
-  | { type: "init"; control: SharedArrayBuffer }
+  | {
+    type: "init";
+    control: SharedArrayBuffer;
+    /** Whether the Worker may put itself in `SCHED_FIFO` for short periods (see `samplingRealtime`). */
+    realtime?: boolean;
+  }
   | {
     type: "add";
     seq: number;

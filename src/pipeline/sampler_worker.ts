@@ -55,22 +55,27 @@ interface Hot {
 
 const SPIN_BELOW_MS = 0.5;
 
-/** Periods up to this (ms) get the realtime scheduling class, as Alumet does (when allowed: root or CAP_SYS_NICE). */
+/**
+ * Periods up to this (ms) get the realtime scheduling class when the pipeline asks for it (the config's
+ * `sampling_realtime`, off by default) and it is allowed (root or CAP_SYS_NICE). Keep equal to
+ * `REALTIME_UP_TO_MS` of sampler.ts (this module must not import that one).
+ */
 const REALTIME_UP_TO_MS = 3;
 
 /** Realtime priority: 55, Alumet's choice (56% of the maximum, 99). */
 const REALTIME_PRIORITY = 55;
 
+/** Whether the pipeline asked for realtime scheduling (`init`); normal priority otherwise. */
+let realtimeAsked = false;
 let realtime: "off" | "on" | "denied" = "off";
 
 /**
- * Puts this Worker's thread in `SCHED_FIFO` so that a 1 ms tick is not delayed behind ordinary tasks. Not while
+ * Puts this Worker's thread in `SCHED_FIFO` so that a 1 ms tick is not delayed behind ordinary tasks, when the
+ * pipeline asked for it: off by default, since a realtime thread preempts the measured program. Not while
  * spinning (a spinning realtime thread would starve its CPU). Failures (no permission) are reported once.
  */
 function maybeRealtime(minPeriod: number): void {
-  if (realtime !== "off" || minPeriod > REALTIME_UP_TO_MS || minPeriod < SPIN_BELOW_MS) return;
-  if (envFlag("ALUMET_NO_REALTIME")) {
-    realtime = "denied";
+  if (!realtimeAsked || realtime !== "off" || minPeriod > REALTIME_UP_TO_MS || minPeriod < SPIN_BELOW_MS) {
     return;
   }
   try {
@@ -87,15 +92,6 @@ function maybeRealtime(minPeriod: number): void {
     });
   } catch {
     realtime = "denied";
-  }
-}
-
-/** Whether the environment variable `name` is `1`; false when it cannot be read (no --allow-env). */
-function envFlag(name: string): boolean {
-  try {
-    return Deno.env.get(name) === "1";
-  } catch {
-    return false;
   }
 }
 
@@ -168,6 +164,7 @@ self.onmessage = (e: MessageEvent<SamplerCommand>) => {
   const cmd = e.data;
   if (cmd.type === "init") {
     control = new Int32Array(cmd.control);
+    realtimeAsked = cmd.realtime === true;
     loop().catch(fatal);
     return;
   }
