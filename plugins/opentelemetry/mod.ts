@@ -15,7 +15,7 @@ import type { Attributes, AttributeValue, Batch } from "../../src/model/batch.ts
 import type { Metric, MetricId } from "../../src/model/metrics.ts";
 import type { Consumer, Resource } from "../../src/model/resources.ts";
 import type { Unit } from "../../src/model/units.ts";
-import { AlumetError, messageOf } from "../../src/errors.ts";
+import { AlumetError, ConfigError, messageOf } from "../../src/errors.ts";
 import {
   Delivery,
   deliveryOptions,
@@ -24,18 +24,45 @@ import {
 } from "../../src/pipeline/delivery.ts";
 import { Logger } from "../../src/log.ts";
 import { BinaryReader, BinaryWriter, WireType } from "./deps.ts";
+import { baseUrlProblem, HEADER_NAME, HEADER_VALUE, redactUrl } from "../influxdb/_url.ts";
 
 const VERSION = "0.1.0";
 
+const COLLECTOR_URL = {
+  whose: "the OTLP/HTTP receiver's",
+  example: "http://localhost:4318",
+  credentials: "put them in headers, such as Authorization",
+  query: true,
+};
+
 /** The schema of `[plugins.opentelemetry]`, with every default: `config regen` writes them in this order. */
 export const opentelemetryConfigSchema = z.strictObject({
-  collector_host: z.string().default(""),
+  collector_host: z.string().transform((text, ctx) => {
+    const problem = text.trim() === "" ? undefined : baseUrlProblem(text.trim(), COLLECTOR_URL);
+    if (problem === undefined) return text;
+    ctx.issues.push({
+      code: "custom",
+      input: text,
+      message: problem.replace(
+        /, not /,
+        ' (or "" for the OTEL_EXPORTER_OTLP_* variables or the default), not ',
+      ),
+    });
+    return z.NEVER;
+  }).prefault(""),
   protocol: z.enum(["", "http/protobuf", "http/json"]).default(""),
   prefix: z.string().default(""),
   suffix: z.string().default("_alumet"),
   use_unit_display_name: z.boolean().default(false),
   add_attributes_to_labels: z.boolean().default(true),
-  headers: z.record(z.string(), z.string()).default({}),
+  headers: z.record(
+    z.string()
+      .regex(HEADER_NAME, { error: "an HTTP header name (letters, digits and !#$%&'*+-.^_`|~; no space)" })
+      .refine((k) => k.toLowerCase() !== "content-type", {
+        error: "a header other than Content-Type (the output sets it from protocol)",
+      }),
+    z.string().regex(HEADER_VALUE, { error: "a header value on one line" }),
+  ).default({}),
   timeout: duration().prefault("10s"),
   journal_path: z.string().min(1).default("alumet-opentelemetry-journal"),
   journal_max_mib: z.int().positive().default(64),
@@ -139,35 +166,33 @@ export function resolveEndpoint(
 ): ResolvedEndpoint {
   const warnings: string[] = [];
   let url: URL;
-  const from = (what: string, f: () => URL): URL => {
-    try {
-      return f();
-    } catch (e) {
-      throw new AlumetError(`plugins.opentelemetry: ${what} is not a valid URL: ${messageOf(e)}`);
-    }
+  /** The URL in `text`, or a ConfigError naming where it came from (the value redacted). */
+  const from = (source: string, key: string, text: string, f: () => URL): URL => {
+    const problem = baseUrlProblem(text, COLLECTOR_URL);
+    if (problem !== undefined) throw new ConfigError({ source, key, expected: problem });
+    return f();
   };
   const host = config.collector_host.trim();
   if (host !== "") {
-    url = from(`collector_host "${host}"`, () => metricsUrl(host));
+    url = from("the config file", "plugins.opentelemetry.collector_host", host, () => metricsUrl(host));
     if (url.port === "4317") {
       url.port = "4318";
       warnings.push(
-        `collector_host ${host} is OTLP/gRPC's port (Alumet's default); this output speaks OTLP/HTTP: ` +
-          `sending to ${url.href} (port 4318 of that host). Set collector_host to the receiver's OTLP/HTTP ` +
-          `address to silence this`,
+        `collector_host ${redactUrl(host)} is OTLP/gRPC's port (Alumet's default); this output speaks ` +
+          `OTLP/HTTP: sending to ${
+            redactUrl(url.href)
+          } (port 4318 of that host). Set collector_host to the ` +
+          `receiver's OTLP/HTTP address to silence this`,
       );
     }
   } else {
     const m = env("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT");
     const b = env("OTEL_EXPORTER_OTLP_ENDPOINT");
-    if (m !== undefined) url = from(`OTEL_EXPORTER_OTLP_METRICS_ENDPOINT "${m}"`, () => new URL(m));
-    else if (b !== undefined) url = from(`OTEL_EXPORTER_OTLP_ENDPOINT "${b}"`, () => metricsUrl(b));
-    else url = metricsUrl(DEFAULT_COLLECTOR);
-  }
-  if (url.protocol !== "http:" && url.protocol !== "https:") {
-    throw new AlumetError(
-      `plugins.opentelemetry: the endpoint ${url.href} must be an http:// or https:// URL`,
-    );
+    if (m !== undefined) {
+      url = from("the environment", "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", m, () => new URL(m));
+    } else if (b !== undefined) {
+      url = from("the environment", "OTEL_EXPORTER_OTLP_ENDPOINT", b, () => metricsUrl(b));
+    } else url = metricsUrl(DEFAULT_COLLECTOR);
   }
   let protocol: OtlpProtocol = "http/protobuf";
   if (config.protocol !== "") protocol = config.protocol;
@@ -807,7 +832,7 @@ export class OpentelemetryOutput implements Output {
   }
 
   describe(): string {
-    return `${this.url.href} (OTLP ${this.protocol})`;
+    return `${redactUrl(this.url.href)} (OTLP ${this.protocol})`;
   }
 }
 

@@ -15,6 +15,8 @@ import { Batch } from "../../src/model/batch.ts";
 import { MetricRegistry } from "../../src/model/metrics.ts";
 import { customUnit, unit } from "../../src/model/units.ts";
 import { checkConfigBlock } from "../../src/testing/readme.ts";
+import { ConfigError } from "../../src/errors.ts";
+import { validatePluginConfig } from "../../src/plugin/config.ts";
 import { type LogSink, setLogSink } from "../../src/log.ts";
 import { attrs, OtlpReceiver } from "./testdata/receiver.ts";
 
@@ -102,9 +104,98 @@ Deno.test("resolveEndpoint: collector_host, the OTEL_EXPORTER_OTLP_* variables, 
     assert.match(grpc.warnings[0]!, /grpc/);
     assert.deepEqual(parseOtlpHeaders(""), {});
   });
-  await t.step("a bad URL is a clear config error", () => {
-    assert.throws(() => resolveEndpoint({ ...cfg, collector_host: "not a url" }, none), /collector_host/);
-    assert.throws(() => resolveEndpoint({ ...cfg, collector_host: "ftp://x" }, none), /http/);
+  await t.step("a bad URL is a config error naming its key or variable, exit code 2", () => {
+    const configError = (key: string, re: RegExp) => (e: unknown) => {
+      assert.ok(e instanceof ConfigError, String(e));
+      assert.equal(e.problem.key, key);
+      assert.equal(e.exitCode, 2);
+      assert.match(e.message, re);
+      return true;
+    };
+    const key = "plugins.opentelemetry.collector_host";
+    assert.throws(
+      () => resolveEndpoint({ ...cfg, collector_host: "not a url" }, none),
+      configError(key, /http/),
+    );
+    assert.throws(
+      () => resolveEndpoint({ ...cfg, collector_host: "ftp://x" }, none),
+      configError(key, /http/),
+    );
+    for (const name of ["OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT"]) {
+      assert.throws(
+        () => resolveEndpoint(cfg, envOf({ [name]: "http://u:hunter2@c:4318" })),
+        configError(
+          name,
+          /^Invalid config in the environment: OTEL_.*without credentials.*"http:\/\/\*\*\*@c:4318"$/,
+        ),
+      );
+    }
+  });
+  await t.step("the 4317 warning shows no credentials nor query values", () => {
+    const r = resolveEndpoint({ ...cfg, collector_host: "https://otel.example:4317/?api_key=s3cret" }, none);
+    assert.equal(r.url.href, "https://otel.example:4318/v1/metrics?api_key=s3cret", "sent as configured");
+    assert.equal(r.warnings.length, 1);
+    assert.doesNotMatch(r.warnings[0]!, /s3cret/);
+    assert.match(r.warnings[0]!, /https:\/\/otel\.example:4317\/\?api_key=\*\*\*/);
+    assert.throws(
+      () => resolveEndpoint({ ...cfg, collector_host: "http://user:hunter2@otel:4317/?k=v" }, none),
+      (e: Error) => !/hunter2|user|k=v/.test(e.message) && /\*\*\*@otel:4317\/\?k=\*\*\*/.test(e.message),
+    );
+  });
+});
+
+Deno.test("opentelemetry config mistakes are config errors naming the key (exit code 2)", async (t) => {
+  const problemOf = (table: Record<string, unknown>): ConfigError | undefined => {
+    try {
+      validatePluginConfig(opentelemetryPlugin, { name: "opentelemetry", table }, "a.toml");
+      return undefined;
+    } catch (e) {
+      if (e instanceof ConfigError) return e;
+      throw e;
+    }
+  };
+  const expectProblem = (table: Record<string, unknown>, key: string, re: RegExp) => {
+    const e = problemOf(table);
+    assert.ok(e !== undefined, `${JSON.stringify(table)} should be refused`);
+    assert.equal(e.problem.key, key, e.message);
+    assert.equal(e.exitCode, 2);
+    assert.match(e.message, /^Invalid config in a\.toml: /);
+    assert.match(e.message, re);
+    return e;
+  };
+  await t.step("collector_host: empty, or an http(s) URL without credentials (redacted)", () => {
+    const key = "plugins.opentelemetry.collector_host";
+    expectProblem(
+      { collector_host: "localhost:4318" },
+      key,
+      /http:\/\/ or https:\/\/ URL, such as "http:\/\/localhost:4318"/,
+    );
+    const e = expectProblem(
+      { collector_host: "http://user:hunter2@otel:4318?k=v" },
+      key,
+      /without credentials/,
+    );
+    assert.doesNotMatch(e.message, /hunter2|user|k=v/);
+    assert.equal(problemOf({ collector_host: "" }), undefined);
+    assert.equal(
+      problemOf({ collector_host: "http://localhost:4317" }),
+      undefined,
+      "Alumet's default: a warning",
+    );
+  });
+  await t.step("headers: names, one-line values, not Content-Type", () => {
+    expectProblem(
+      { headers: { "api key": "x" } },
+      'plugins.opentelemetry.headers."api key"',
+      /HTTP header name/,
+    );
+    expectProblem({ headers: { a: "x\r\ny: z" } }, "plugins.opentelemetry.headers.a", /one line/);
+    expectProblem(
+      { headers: { "Content-Type": "x" } },
+      "plugins.opentelemetry.headers.Content-Type",
+      /other than/,
+    );
+    assert.equal(problemOf({ headers: { "api-key": "x", Authorization: "Bearer t" } }), undefined);
   });
 });
 
