@@ -197,14 +197,22 @@ Deno.test("report of the fixture csv: energy per source, attribution shares, pow
     const r = await buildReport(FIXTURE, { output: out });
     assert.equal(r.path, out);
     checkFixtureModel(r.model);
+    const a0 = r.model.attributions[0]!;
     const html = await Deno.readTextFile(out);
     assert.equal(r.bytes, new TextEncoder().encode(html).length);
     assert.doesNotMatch(html, /<(script|link|img|iframe)[^>]+(src|href)=|@import|url\(/); // nothing fetched
     assert.match(html, /uPlot 1\.6\.32/);
-    // --top 2: the third process goes to `other`.
+    // --top 1: the two others are summed as `other`; --top 2: the third is named, not `other (1 consumer)`.
+    const top1 = (await buildReport(FIXTURE, { output: out, top: 1 })).model.attributions[0]!;
+    assert.deepEqual(top1.rows.map((r) => r.consumer), ["process 101", "other (2 consumers)"]);
+    assert.ok(near(top1.rows[1]!.joules / top1.total, SHARES["102"] + SHARES["103"], 1e-6));
     const top2 = (await buildReport(FIXTURE, { output: out, top: 2 })).model.attributions[0]!;
-    assert.deepEqual(top2.rows.map((r) => r.consumer), ["process 101", "process 102", "other (1 consumer)"]);
-    assert.ok(near(top2.rows[2]!.joules / top2.total, SHARES["103"], 1e-6));
+    assert.deepEqual(top2.rows.map((r) => r.consumer), ["process 101", "process 102", "process 103"]);
+    // The bars of 3.587 kJ in all are in kJ.
+    const bars = r.model.consumerCharts[0]!;
+    assert.ok(bars.kind === "bars");
+    assert.equal(bars.unit, "kJ");
+    assert.ok(near(bars.values[0]!, a0.rows[0]!.joules / 1e3, 1e-3), `${bars.values[0]} kJ`);
     assert.match(
       html,
       /Measured by rapl_consumed_energy package on cpu_package 0 at the 119 attributed timestamps: 3.587 kJ; attributed \+ unattributed: 3.587 kJ \(0.00 %\)/,
@@ -371,6 +379,10 @@ Deno.test("alumet report: bad inputs give one line and exit code 2; malformed ro
       const r = await alumet(["report", "--top", "0", "x.csv"], dir);
       noStack(r);
       assert.match(r.stderr, /--top needs a positive integer/);
+      // --top without its number: the FILE became its value.
+      const r2 = await alumet(["report", "--top", "x.csv"], dir);
+      noStack(r2);
+      assert.match(r2.stderr, /--top needs a positive integer, not "x\.csv" \(usage: alumet report/);
     });
     await t.step("malformed rows are skipped and counted in the page", async () => {
       const head =

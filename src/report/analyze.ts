@@ -161,6 +161,13 @@ function pointsOf(s: Series, start: number, scale = 1): { t: number[]; v: number
   return { t: t.map((x) => round(x - start, 3)), v: v.map((x) => sig(x * scale)) };
 }
 
+/** The unit of an energy axis whose largest value is `max` J, and its size in J. */
+function energyUnit(max: number): [string, number] {
+  if (max >= 1e6) return ["MJ", 1e6];
+  if (max >= 1e3) return ["kJ", 1e3];
+  return ["J", 1];
+}
+
 /** `x` rounded to `d` decimals. */
 function round(x: number, d: number): number {
   const f = 10 ** d;
@@ -313,8 +320,10 @@ export function analyze(
         }
       }
       const ranked = [...perConsumer].sort((a, b) => b[1] - a[1]);
-      const rows = ranked.slice(0, top).map(([consumer, joules]) => ({ consumer, joules }));
-      const rest = ranked.slice(top);
+      // `other` sums two consumers or more: one more is shown by name instead.
+      const named = ranked.length === top + 1 ? top + 1 : top;
+      const rows = ranked.slice(0, named).map(([consumer, joules]) => ({ consumer, joules }));
+      const rest = ranked.slice(named);
       if (rest.length > 0) {
         rows.push({
           consumer: `other (${rest.length} consumer${rest.length === 1 ? "" : "s"})`,
@@ -357,13 +366,15 @@ export function analyze(
         consumers: ranked.length,
       });
       const categories = [...rows.map((r) => r.consumer), "unattributed"];
+      const values = [...rows.map((r) => r.joules), unattributed];
+      const [unit, scale] = energyUnit(Math.max(...values.map(Math.abs)));
       consumerCharts.push({
         kind: "bars",
         id: nextId(),
         title: `Energy per ${view === "" ? "consumer" : view}: ${source}${estimated ? " (estimate)" : ""}`,
-        unit: "J",
+        unit,
         categories,
-        values: [...rows.map((r) => sig(r.joules)), sig(unattributed)],
+        values: values.map((v) => sig(v / scale)),
         highlight: categories.map((cat) => cat === "unattributed" || cat.startsWith("other (")),
         color: PALETTE[0],
       });

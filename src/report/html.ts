@@ -106,7 +106,9 @@ const PAGE_SCRIPT = `
       width: width, height: 300, series: series,
       // Every time chart spans the whole run, so that the charts line up (and a partial line shows as one).
       scales: { x: { time: true, range: [data.start, data.end] } },
-      axes: [{}, { label: c.unit, size: 70 }],
+      // In UTC, as the summary's start.
+      tzDate: function (ts) { return uPlot.tzDate(new Date(ts * 1e3), "Etc/UTC"); },
+      axes: [{ label: "time (UTC)", labelSize: 20 }, { label: c.unit, size: 70 }],
       legend: { live: false },
       hooks: { draw: [marker(div, c.lines.map(function (l) { return l.color; }),
         c.lines.reduce(function (a, l) { return a + finite(l.v); }, 0))] },
@@ -118,14 +120,19 @@ const PAGE_SCRIPT = `
     var main = c.values.map(function (v, i) { return c.highlight[i] ? null : v; });
     var grey = c.values.map(function (v, i) { return c.highlight[i] ? v : null; });
     var path = uPlot.paths.bars({ size: [0.6, 120] });
+    var room = (width - 80) / Math.max(1, n); // pixels per bar
+    var slanted = room < 110;
+    var max = slanted ? 20 : Math.max(6, Math.floor(room / 7));
     new uPlot({
       width: width, height: 300,
       series: [{}, { label: "consumers", fill: c.color, stroke: c.color, paths: path, points: { show: false } },
         { label: "unattributed, other", fill: "${GREY}", stroke: "${GREY}", paths: path, points: { show: false } }],
       scales: { x: { time: false, range: [-0.5, n - 0.5] }, y: { range: function (u, min, max) { return [0, max * 1.1 || 1]; } } },
+      // Labels fit their bar's width, turned 45° when many bars leave each little room, and shortened in the
+      // middle (the end of a cgroup path or a command tells consumers apart).
       axes: [{ splits: function () { return xs; }, values: function (u, splits) {
-        return splits.map(function (i) { var s = c.categories[i] || ""; return s.length > 24 ? s.slice(0, 23) + "…" : s; });
-      }, size: 50 }, { label: c.unit, size: 70 }],
+        return splits.map(function (i) { var s = c.categories[i] || ""; return s.length > max ? s.slice(0, 7) + "…" + s.slice(s.length - max + 8) : s; });
+      }, size: slanted ? 110 : 50, rotate: slanted ? -45 : 0 }, { label: c.unit, size: 70 }],
       legend: { live: false }, cursor: { show: false },
       hooks: { draw: [marker(div, [c.color, "${GREY}"], finite(c.values))] },
     }, [xs, main, grey], div);

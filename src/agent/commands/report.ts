@@ -31,19 +31,22 @@ page needs no network; long runs are downsampled. Prints the page's path.`,
     },
   },
   async run(ctx) {
+    let top: number | undefined;
+    if (ctx.options.top !== undefined) {
+      top = /^\d+$/.test(ctx.options.top) ? Number(ctx.options.top) : NaN;
+      if (!(Number.isSafeInteger(top) && top > 0)) {
+        throw new UsageError(
+          `Option --top needs a positive integer, not "${ctx.options.top}"` +
+            (ctx.positionals.length === 0 ? ` (usage: alumet report [-o PATH] [--top N] FILE)` : ""),
+        );
+      }
+    }
     if (ctx.positionals.length !== 1) {
       throw new UsageError(
         ctx.positionals.length === 0
           ? "Usage: alumet report [-o PATH] [--top N] FILE (FILE: the csv or sqlite output's file)"
           : `alumet report takes one FILE, not ${ctx.positionals.length} (${ctx.positionals.join(" ")})`,
       );
-    }
-    let top: number | undefined;
-    if (ctx.options.top !== undefined) {
-      top = /^\d+$/.test(ctx.options.top) ? Number(ctx.options.top) : NaN;
-      if (!(Number.isSafeInteger(top) && top > 0)) {
-        throw new UsageError(`Option --top needs a positive integer, not "${ctx.options.top}"`);
-      }
     }
     // Loaded here: the other commands do not pay for the report's modules (uPlot's 51 KB among them).
     const { buildReport } = await import("../../report/mod.ts");
