@@ -3,8 +3,9 @@
  * (`POST …/v1/metrics`, protobuf by default, or JSON) to an OpenTelemetry Collector or any OTLP/HTTP receiver
  * (Prometheus ≥ 2.47, most vendors), through the journal-backed {@linkcode Delivery} (at-least-once).
  *
- * Energy and other `delta` metrics become monotonic cumulative Sums (the running total since the series' first
- * point), `counter` metrics cumulative Sums, `gauge` metrics Gauges; units are UCUM codes.
+ * Energy and other `delta` metrics become monotonic cumulative Sums (the running total since the output
+ * started, its `startTimeUnixNano`), `counter` metrics cumulative Sums, `gauge` metrics Gauges; units are UCUM
+ * codes.
  *
  * @module
  */
@@ -314,6 +315,11 @@ export interface OtlpEncoderOptions {
   readonly addAttributesToLabels?: boolean;
   /** Resource attributes. Default `service.name = "alumet"`, and `host.name` when the host name is readable. */
   readonly resource?: Readonly<Record<string, string>>;
+  /**
+   * When the running sums of `delta` metrics began (Unix ns): their `startTimeUnixNano`. Default: the encoder's
+   * creation (the output's start), before the first delta it will be given.
+   */
+  readonly startTime?: bigint;
 }
 
 /** What {@linkcode OtlpEncoder.encode} gives for one batch. */
@@ -388,8 +394,12 @@ function jsonAnyValue(v: AttributeValue): Record<string, unknown> {
  *
  * - `gauge` metrics: a Gauge; `u64` values as `asInt` (beyond 2^63 − 1, `asDouble`), `f64` as `asDouble`.
  * - `delta` metrics (energy): a monotonic cumulative Sum whose value is the running total of the deltas since
- *   the series' first point, whose `startTimeUnixNano` is that first point's time. A NaN or infinite delta is
- *   left out and counted.
+ *   the encoder's start (`startTime`), which is the `startTimeUnixNano` of every series: a series begins at 0
+ *   then, so its first point's value counts as an increase (OpenTelemetry's data model: a start time before the
+ *   point's time is a true reset at a known time; a start equal to it would say "unknown start", and a consumer
+ *   would take the first point as a baseline and lose its joules). A series whose first point is not after the
+ *   start gets its point's time minus 1 ns instead; a series forgotten after an hour idle starts again after
+ *   its last point. A NaN or infinite delta is left out and counted.
  * - `counter` metrics: a monotonic cumulative Sum of the values as they are, started at the series' first
  *   point; a value below the previous one is a reset: the start time moves to the previous point's time.
  * - Data point attributes: `resource_kind`, `resource_id`, `resource_consumer_kind`, `resource_consumer_id`
@@ -406,12 +416,15 @@ export class OtlpEncoder {
   #attrCache = new WeakMap<Resource, WeakMap<Consumer, WeakMap<Attributes, AttrSet>>>();
   #series = new Map<string, SeriesState>();
   #lastPrune = 0;
+  /** The start of the sums of `delta` series created from now on (Unix ns). */
+  #origin: bigint;
 
   constructor(options: OtlpEncoderOptions = {}) {
     this.#prefix = options.prefix ?? "";
     this.#suffix = options.suffix ?? "_alumet";
     this.#display = options.useUnitDisplayName ?? false;
     this.#withAttrs = options.addAttributesToLabels ?? true;
+    this.#origin = options.startTime ?? BigInt(Date.now()) * 1_000_000n;
     const resource = options.resource ?? defaultResource();
     const w = new BinaryWriter();
     const json: unknown[] = [];
@@ -503,7 +516,8 @@ export class OtlpEncoder {
           }
           if (s === undefined) {
             s = {
-              start: time,
+              // The sum began before this first delta's interval: at the start, or just before the point.
+              start: this.#origin < time ? this.#origin : time - 1n,
               sum: typeof v === "bigint" || info.metric.valueType === "u64" ? 0n : 0,
               last: 0,
               lastTime: time,
@@ -534,7 +548,12 @@ export class OtlpEncoder {
     }
     if (now - this.#lastPrune > 60_000) {
       this.#lastPrune = now;
-      for (const [k, s] of this.#series) if (now - s.seen > SERIES_TTL_MS) this.#series.delete(k);
+      for (const [k, s] of this.#series) {
+        if (now - s.seen <= SERIES_TTL_MS) continue;
+        this.#series.delete(k);
+        // Should it come back, its sum starts again from 0: a new start, after its last point.
+        if (s.lastTime >= this.#origin) this.#origin = s.lastTime + 1n;
+      }
     }
     const payload = protocol === "http/json"
       ? new TextEncoder().encode(this.#json(groups))

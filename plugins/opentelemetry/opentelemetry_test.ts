@@ -255,7 +255,7 @@ Deno.test("OtlpEncoder: protobuf decoded by the official schema equals the JSON 
     neg: "-5",
     f: 0.5,
   });
-  assert.equal(energy.sum.dataPoints[1].startTimeUnixNano, "1000");
+  assert.equal(energy.sum.dataPoints[1].startTimeUnixNano, "999", "a point before the start: 1 ns before it");
   assert.equal(metrics[1].unit, "By");
   assert.ok(metrics[1].gauge, "a gauge");
   assert.equal(metrics[1].gauge.dataPoints[0].asDouble, 2 ** 64);
@@ -285,6 +285,63 @@ Deno.test("OtlpEncoder: counters keep their values with a start time that moves 
   );
   assert.deepEqual(dm.sum.dataPoints.map((p: Record<string, number>) => p.asDouble), [1.5, 3.5]);
   assert.equal(enc.seriesCount, 2);
+});
+
+Deno.test("OtlpEncoder: a delta series' sum starts at the output's start, before its first point", async (t) => {
+  const registry = new MetricRegistry();
+  const d = registry.register("t", { name: "d", unit: unit("J"), valueType: "f64", kind: "delta" });
+  const ctx = { metric: (id: number) => registry.get(id) };
+  const START = 1_000_000n;
+  const points = (enc: OtlpEncoder, push: (b: Batch) => void, now = 0) => {
+    const batch = new Batch();
+    push(batch);
+    const raw = JSON.parse(new TextDecoder().decode(enc.encode(batch, ctx, "http/json", now).payload));
+    return (raw.scopeMetrics[0]?.metrics[0]?.sum.dataPoints ?? []).map((p: Record<string, unknown>) => [
+      p.startTimeUnixNano,
+      p.timeUnixNano,
+      p.asDouble,
+    ]);
+  };
+  await t.step("the first point's window is not empty: start < time, and its value counts from 0", () => {
+    const enc = new OtlpEncoder({ resource: {}, startTime: START });
+    assert.deepEqual(
+      points(enc, (b) => {
+        b.push(d, 2, { timestamp: 1_500_000n });
+        b.push(d, 3, { timestamp: 2_500_000n });
+      }),
+      [["1000000", "1500000", 2], ["1000000", "2500000", 5]],
+    );
+    // A series that appears later (a new consumer) had nothing before: its sum also began at the start.
+    assert.deepEqual(
+      points(enc, (b) => b.push(d, 4, { timestamp: 9_000_000n, consumer: { kind: "process", id: "7" } })),
+      [["1000000", "9000000", 4]],
+    );
+  });
+  await t.step("a point not after the start: the sum begins 1 ns before it", () => {
+    const enc = new OtlpEncoder({ resource: {}, startTime: START });
+    assert.deepEqual(points(enc, (b) => b.push(d, 1, { timestamp: START })), [["999999", "1000000", 1]]);
+  });
+  await t.step("a series forgotten after an hour idle starts again after its last point", () => {
+    const enc = new OtlpEncoder({ resource: {}, startTime: START });
+    const a = { kind: "process", id: "1" };
+    assert.deepEqual(points(enc, (b) => b.push(d, 5, { timestamp: 2_000_000n, consumer: a }), 0), [
+      ["1000000", "2000000", 5],
+    ]);
+    // Two hours later another series keeps the encoder busy; `a` is forgotten.
+    const hours2 = 2 * 3_600_000;
+    points(enc, (b) => b.push(d, 1, { timestamp: 3_000_000n }), hours2);
+    assert.equal(enc.seriesCount, 1);
+    assert.deepEqual(points(enc, (b) => b.push(d, 7, { timestamp: 8_000_000n, consumer: a }), hours2 + 1), [
+      ["2000001", "8000000", 7],
+    ]);
+  });
+  await t.step("by default the start is when the encoder was made (the output's start)", () => {
+    const before = BigInt(Date.now()) * 1_000_000n;
+    const enc = new OtlpEncoder({ resource: {} });
+    const after = BigInt(Date.now()) * 1_000_000n;
+    const [[start]] = points(enc, (b) => b.push(d, 1, { timestamp: after + 5_000_000_000n }));
+    assert.ok(BigInt(start) >= before && BigInt(start) <= after, `${start} within [${before}, ${after}]`);
+  });
 });
 
 Deno.test("parsePartialSuccess reads protobuf and JSON answers", () => {
@@ -350,7 +407,8 @@ function checkAll(rx: OtlpReceiver, produced: number): void {
     assert.equal(metric.sum.aggregationTemporality, "AGGREGATION_TEMPORALITY_CUMULATIVE");
     assert.equal(metric.sum.isMonotonic, true);
     assert.equal(point.timeUnixNano, tsOf(i), `energy point ${i} in order`);
-    assert.equal(point.startTimeUnixNano, tsOf(0));
+    // The points are dated 2024, before the output started: the sum began 1 ns before the first one.
+    assert.equal(point.startTimeUnixNano, String(BigInt(tsOf(0)) - 1n));
     assert.equal(point.asDouble, (i + 1) ** 2 / 2, "the running sum of the deltas");
   });
   assert.deepEqual(attrs(energy[0]!.point.attributes), {
