@@ -14,7 +14,8 @@ import { definePlugin } from "../../src/plugin/define.ts";
 import { diagnoseOutputFile } from "../../src/plugin/output_file.ts";
 import type { Diagnosis, ElementContext, Output, Plugin, StartContext } from "../../src/plugin/plugin.ts";
 import type { Attributes, AttributeValue, Batch } from "../../src/model/batch.ts";
-import type { Metric } from "../../src/model/metrics.ts";
+import type { Metric, MetricId } from "../../src/model/metrics.ts";
+import type { Consumer, Resource } from "../../src/model/resources.ts";
 import { type Timestamp, toRfc3339 } from "../../src/model/timestamp.ts";
 import { AlumetError, messageOf } from "../../src/errors.ts";
 import { blockedCode, OutputBlockedError } from "../../src/pipeline/output.ts";
@@ -72,10 +73,44 @@ export const FIXED_COLUMNS = [
 /** The last column: attributes whose key has no column of its own, as `key=value` pairs. */
 export const LATE_ATTRIBUTES_COLUMN = "__late_attributes";
 
-/** Pending text written at once when `forceFlush` is false (in UTF-16 code units, about as many bytes). */
+/** Pending bytes written at once when `forceFlush` is false; a large batch goes out in pieces of this size. */
 const BUFFER_TARGET = 64 * 1024;
 
+/**
+ * Room kept free in the buffer beyond a line's cached parts: a timestamp cell (quoted, its quotes doubled) and a
+ * value cell (at most 330 characters: `formatNumber(5e-324)`; a u64 has 20 digits), with room to spare.
+ */
+const ROW_MARGIN = 1024;
+
+/** The longest timestamp cell: a quoted, escaped RFC 3339 time with 9 fractional digits, and room to spare. */
+const TS_MAX = 128;
+
+const MAX_SAFE = Number.MAX_SAFE_INTEGER;
+const EMPTY = new Uint8Array(0);
+
 const encoder = new TextEncoder();
+
+/** Writes the ASCII string `s` at `p`; returns the position after it. */
+function writeAscii(buf: Uint8Array, p: number, s: string): number {
+  for (let k = 0; k < s.length; k++) buf[p++] = s.charCodeAt(k);
+  return p;
+}
+
+/** Writes a non-zero integer of at most 2^53 in magnitude as `String` would, at `p`; returns the position after. */
+function writeInteger(buf: Uint8Array, p: number, v: number): number {
+  if (v < 0) {
+    buf[p++] = 45; // -
+    v = -v;
+  }
+  let digits = 1;
+  for (let x = v; x >= 10; x = Math.floor(x / 10)) digits++;
+  for (let k = p + digits - 1; k >= p; k--) {
+    const q = Math.floor(v / 10);
+    buf[k] = 48 + (v - q * 10);
+    v = q;
+  }
+  return p + digits;
+}
 
 /**
  * Formats a number as Rust formats an `f64` (what Alumet writes): shortest round-trip digits, never in
@@ -170,9 +205,10 @@ export function unitUniqueName(u: Metric["unit"]): string {
  * the output and retries the same batch. The file is locked (`flock`) while open: a second agent writing the same
  * path refuses to start rather than truncating it.
  *
- * `write` is synchronous: a batch is formatted into one string, encoded once and written with
- * `writeSync` (with `forceFlush`), or kept until about 64 KiB are pending (without). Not safe for two
- * writers at once; the pipeline never overlaps calls to one output.
+ * `write` is synchronous: a batch is formatted straight into a reused byte buffer (each series' constant
+ * cells encoded once, a timestamp once per distinct value, integers digit by digit: no string per line) and
+ * written with `writeSync` (with `forceFlush`), or kept until about 64 KiB are pending (without). Not safe for
+ * two writers at once; the pipeline never overlaps calls to one output.
  *
  * @example
  * ```ts
@@ -219,19 +255,36 @@ export class CsvOutput implements Output {
   #offset = 0;
   /** True for a regular file, which can be cut back; false for a device or a pipe. */
   #regular = true;
-  #bytes = new Uint8Array(BUFFER_TARGET * 3);
-  #pending = "";
+  /** Lines formatted and not written yet: `#buf[0…#len)` (always empty between writes with `forceFlush`). */
+  #buf = new Uint8Array(BUFFER_TARGET + ROW_MARGIN);
+  #len = 0;
+  /** The header line is in `#buf`, not written yet. */
+  #headerPending = false;
   /** Attribute columns, fixed by the first non-empty batch; undefined until then. */
   #columns: readonly string[] | undefined;
   #columnSet: ReadonlySet<string> = new Set();
-  /** The metric cell (name, unit, escaped), by metric id. */
-  #metricCells: (string | undefined)[] = [];
+  /** The delimiter, encoded. */
+  readonly #delimBytes: Uint8Array;
+  /** The metric cell (name, unit, escaped) and the delimiter, encoded, by metric id. */
+  #metricPrefixes: (Uint8Array | undefined)[] = [];
   /** `kind;id` cells of resources and consumers (both are `{ kind, id }`), by identity. */
   #targetCells = new WeakMap<object, string>();
   /** Attribute cells and the late-attributes cell, each preceded by the delimiter, by attribute set. */
   #attributeCells = new WeakMap<Attributes, string>();
-  #lastTs: Timestamp | undefined;
-  #lastTsCell = "";
+  /**
+   * The end of a line from the value on — `;<resource>;<consumer>;<attributes>;<late>\n` — encoded, by
+   * resource, consumer and attribute set (identities: sources reuse them).
+   */
+  #suffixes = new WeakMap<object, WeakMap<object, WeakMap<Attributes, Uint8Array>>>();
+  /** The timestamp cell of the last distinct timestamp written, and that timestamp as two 32-bit halves. */
+  #tsBytes = new Uint8Array(TS_MAX);
+  #tsLen = 0;
+  #tsLo = 0;
+  #tsHi = -1;
+  /** The `YYYY-MM-DDTHH:MM:SS` of `#sec`, encoded. */
+  #secBytes = new Uint8Array(24);
+  #secLen = 0;
+  #sec = Number.NaN;
   /** The header line (with its line break) once the columns are fixed; empty before. */
   #header = "";
 
@@ -256,6 +309,7 @@ export class CsvOutput implements Output {
     this.#lateSpecial = new RegExp(`[\\\\${this.#late.replace(/[\\^\]-]/g, "\\$&")}]`, "g");
     this.#special = new RegExp(`["\\r\\n]|${this.#delim.replace(/[\\^$.*+?()[\]{}|/-]/g, "\\$&")}`);
     this.#numbersNeedCheck = /[0-9A-Za-z.:+-]/.test(this.#delim);
+    this.#delimBytes = encoder.encode(this.#delim);
   }
 
   /**
@@ -297,6 +351,11 @@ export class CsvOutput implements Output {
     this.#opens++;
   }
 
+  /** What was pending when the current `write` started, kept once a write in it reused the buffer. */
+  #savedPending: Uint8Array | undefined;
+  /** How many bytes were pending when the current `write` started (-1 outside a `write`). */
+  #startLen = -1;
+
   /**
    * Appends one line per point of `batch`. All or nothing: when writing fails, the file is cut back to where
    * it was (and what was pending is kept) before the error is thrown.
@@ -306,17 +365,27 @@ export class CsvOutput implements Output {
     if (n === 0) return;
     if (this.#file === undefined) throw new Error(`The csv output "${this.path}" is not open`);
     const offset = this.#offset;
-    const pending = this.#pending;
     const columns = this.#columns;
+    const headerPending = this.#headerPending;
+    this.#startLen = this.#len;
+    this.#savedPending = undefined;
     try {
       this.#format(batch, ctx);
+      if (this.#forceFlush && this.#len > 0) this.#emit();
     } catch (e) {
-      this.#rollBack(offset, pending, columns, e);
+      const saved = this.#savedPending as Uint8Array | undefined;
+      if (saved !== undefined) this.#buf.set(saved, 0);
+      this.#len = saved !== undefined ? saved.length : this.#startLen;
+      this.#headerPending = headerPending;
+      this.#rollBack(offset, columns, e);
+    } finally {
+      this.#startLen = -1;
+      this.#savedPending = undefined;
     }
   }
 
-  /** Undoes a failed write: cuts the file back to `offset`, restores what was pending, rethrows. */
-  #rollBack(offset: number, pending: string, columns: readonly string[] | undefined, e: unknown): never {
+  /** Undoes a failed write: cuts the file back to `offset` (what was pending is restored by the caller), rethrows. */
+  #rollBack(offset: number, columns: readonly string[] | undefined, e: unknown): never {
     const file = this.#file!;
     const undone = this.#offset === offset;
     if (!undone && this.#regular) {
@@ -332,12 +401,13 @@ export class CsvOutput implements Output {
         );
       }
     }
-    this.#pending = pending;
     if (columns === undefined) {
       // The header went out with this batch (or would have): the retry writes it again.
       this.#columns = undefined;
       this.#columnSet = new Set();
       this.#attributeCells = new WeakMap();
+      this.#suffixes = new WeakMap();
+      this.#headerPending = false;
     }
     const message = `Cannot write csv output "${this.path}": ${messageOf(e)}`;
     const code = blockedCode(e);
@@ -348,88 +418,183 @@ export class CsvOutput implements Output {
     throw e instanceof AlumetError ? e : new AlumetError(message, { cause: e });
   }
 
+  /**
+   * Formats the lines of `batch` into `#buf`, each line's bytes written directly: the metric's cell and the
+   * line's end (resource, consumer, attributes) are encoded once per series, the timestamp once per distinct
+   * value (its date and time once per second), and an integer value digit by digit. What is pending goes out
+   * whenever about 64 KiB are, so that a large batch never needs a buffer as big as itself.
+   */
   #format(batch: Batch, ctx: ElementContext): void {
     const n = batch.length;
-    let out = "";
-    if (this.#columns === undefined) out = this.#startColumns(batch);
-    const d = this.#delim;
-    const metricCells = this.#metricCells;
-    const targetCells = this.#targetCells;
-    const attributeCells = this.#attributeCells;
+    if (this.#columns === undefined) this.#appendText(this.#startColumns(batch), true);
+    const { metrics, timestamps, values, big } = batch.columns();
+    const halves = new Int32Array(timestamps.buffer, timestamps.byteOffset, n * 2);
     const check = this.#numbersNeedCheck;
-    let lastTs = this.#lastTs;
-    let tsCell = this.#lastTsCell;
+    const delim = this.#delimBytes;
+    const prefixes = this.#metricPrefixes;
+    let lastR: object | undefined;
+    let lastC: object | undefined;
+    let lastA: Attributes | undefined;
+    let suffix: Uint8Array = EMPTY;
     for (let i = 0; i < n; i++) {
-      const id = batch.metricAt(i);
-      let metricCell = metricCells[id];
-      if (metricCell === undefined) metricCell = metricCells[id] = this.#metricCell(ctx.metric(id));
-      const ts = batch.timestampAt(i);
-      if (ts !== lastTs) {
-        lastTs = ts;
-        tsCell = formatTimestamp(ts);
-        if (check) tsCell = this.#escape(tsCell);
+      const id = metrics[i]!;
+      let prefix = prefixes[id];
+      if (prefix === undefined) {
+        prefix = prefixes[id] = encoder.encode(this.#metricCell(ctx.metric(id as MetricId)) + this.#delim);
       }
-      const v = batch.valueAt(i);
-      let valueCell = typeof v === "number" ? formatNumber(v) : v.toString();
-      if (check) valueCell = this.#escape(valueCell);
       const r = batch.resourceAt(i);
-      let resourceCells = targetCells.get(r);
-      if (resourceCells === undefined) {
-        resourceCells = this.#escape(r.kind) + d + this.#escape(r.id);
-        targetCells.set(r, resourceCells);
-      }
       const c = batch.consumerAt(i);
-      let consumerCells = targetCells.get(c);
-      if (consumerCells === undefined) {
-        consumerCells = this.#escape(c.kind) + d + this.#escape(c.id);
-        targetCells.set(c, consumerCells);
-      }
       const a = batch.attributesAt(i);
-      let attrCells = attributeCells.get(a);
-      if (attrCells === undefined) {
-        attrCells = this.#attributeCellsOf(a);
-        attributeCells.set(a, attrCells);
+      if (r !== lastR || c !== lastC || a !== lastA) {
+        suffix = this.#suffixOf(r, c, a);
+        lastR = r;
+        lastC = c;
+        lastA = a;
       }
-      out += metricCell + d + tsCell + d + valueCell + d + resourceCells + d + consumerCells + attrCells +
-        "\n";
-      // A large batch goes out in pieces, so that it never needs one string (and one encoded copy) as big as
-      // itself: 1000 followed processes make batches of about 9000 rows.
-      if (out.length >= BUFFER_TARGET) {
-        this.#emit(out);
-        out = "";
+      if (this.#len + prefix.length + suffix.length + ROW_MARGIN > this.#buf.length) {
+        this.#grow(this.#len + prefix.length + suffix.length + ROW_MARGIN);
       }
+      const buf = this.#buf;
+      let p = this.#len;
+      for (let k = 0; k < prefix.length; k++) buf[p++] = prefix[k]!;
+      // The timestamp: compared by its two 32-bit halves (no bigint made); formatted when it changes.
+      const lo = halves[2 * i]!;
+      const hi = halves[2 * i + 1]!;
+      if (lo !== this.#tsLo || hi !== this.#tsHi) this.#formatTimestampAt(batch, i, lo, hi);
+      const ts = this.#tsBytes;
+      for (let k = 0, m = this.#tsLen; k < m; k++) buf[p++] = ts[k]!;
+      for (let k = 0; k < delim.length; k++) buf[p++] = delim[k]!;
+      const b = big === undefined ? undefined : big.get(i);
+      const v = values[i]!;
+      if (b === undefined && !check && v === Math.trunc(v) && v <= MAX_SAFE && v >= -MAX_SAFE && v !== 0) {
+        p = writeInteger(buf, p, v);
+      } else {
+        const text = b !== undefined ? b.toString() : formatNumber(v);
+        p = writeAscii(buf, p, check ? this.#escape(text) : text);
+      }
+      for (let k = 0; k < suffix.length; k++) buf[p++] = suffix[k]!;
+      this.#len = p;
+      if (p >= BUFFER_TARGET) this.#emit();
     }
-    this.#lastTs = lastTs;
-    this.#lastTsCell = tsCell;
-    if (out !== "") this.#emit(out);
   }
 
-  #emit(out: string): void {
-    if (this.#forceFlush || (this.#pending === "" && out.length >= BUFFER_TARGET)) {
-      this.#writeText(out);
-    } else {
-      this.#pending += out;
-      if (this.#pending.length >= BUFFER_TARGET) {
-        const text = this.#pending;
-        this.#pending = "";
-        this.#writeText(text); // on failure, write() cuts the file back and restores what was pending
-      }
+  /** Makes the timestamp cell of row `i` (halves `lo`, `hi`) the current one. */
+  #formatTimestampAt(batch: Batch, i: number, lo: number, hi: number): void {
+    this.#tsLo = lo;
+    this.#tsHi = hi;
+    if (hi < 0 || this.#numbersNeedCheck) {
+      // Before 1970, or a delimiter that can occur in a timestamp: the general path.
+      const text = formatTimestamp(batch.timestampAt(i));
+      this.#tsLen = writeAscii(this.#tsBytes, 0, this.#numbersNeedCheck ? this.#escape(text) : text);
+      return;
     }
+    // ts = hi·2^32 + lo, exactly: nanos = ts mod 10^9 in steps that stay below 2^53; seconds within rounding.
+    const ulo = lo >>> 0;
+    const nanos = (((hi * 65536) % 1e9) * 65536 + ulo) % 1e9;
+    const sec = Math.round((hi * 4294967296 - nanos + ulo) / 1e9);
+    if (sec !== this.#sec) {
+      this.#sec = sec;
+      this.#secLen = writeAscii(this.#secBytes, 0, new Date(sec * 1000).toISOString().slice(0, 19));
+    }
+    const out = this.#tsBytes;
+    let p = 0;
+    for (let k = 0; k < this.#secLen; k++) out[p++] = this.#secBytes[k]!;
+    if (nanos !== 0) {
+      out[p++] = 46; // .
+      let digits = 9;
+      let f = nanos;
+      while (f % 10 === 0) {
+        f /= 10;
+        digits--;
+      }
+      for (let k = digits - 1; k >= 0; k--) {
+        out[p + k] = 48 + (f % 10);
+        f = Math.floor(f / 10);
+      }
+      p += digits;
+    }
+    out[p++] = 90; // Z
+    this.#tsLen = p;
+  }
+
+  /** The encoded end of a line for a resource, a consumer and an attribute set. */
+  #suffixOf(r: Resource, c: Consumer, a: Attributes): Uint8Array {
+    let byConsumer = this.#suffixes.get(r);
+    if (byConsumer === undefined) this.#suffixes.set(r, byConsumer = new WeakMap());
+    let byAttributes = byConsumer.get(c);
+    if (byAttributes === undefined) byConsumer.set(c, byAttributes = new WeakMap());
+    let suffix = byAttributes.get(a);
+    if (suffix === undefined) {
+      const d = this.#delim;
+      suffix = encoder.encode(
+        d + this.#targetCellsOf(r) + d + this.#targetCellsOf(c) + this.#attributeCellsFor(a) + "\n",
+      );
+      byAttributes.set(a, suffix);
+    }
+    return suffix;
+  }
+
+  #targetCellsOf(t: { kind: string; id: string }): string {
+    let cells = this.#targetCells.get(t);
+    if (cells === undefined) {
+      cells = this.#escape(t.kind) + this.#delim + this.#escape(t.id);
+      this.#targetCells.set(t, cells);
+    }
+    return cells;
+  }
+
+  #attributeCellsFor(a: Attributes): string {
+    let cells = this.#attributeCells.get(a);
+    if (cells === undefined) {
+      cells = this.#attributeCellsOf(a);
+      this.#attributeCells.set(a, cells);
+    }
+    return cells;
+  }
+
+  /** Room for `need` bytes in `#buf`, keeping what it holds. */
+  #grow(need: number): void {
+    const bigger = new Uint8Array(Math.max(need, this.#buf.length * 2));
+    bigger.set(this.#buf.subarray(0, this.#len));
+    this.#buf = bigger;
+  }
+
+  /** Appends text (the header) to what is pending. */
+  #appendText(text: string, header: boolean): void {
+    const need = this.#len + text.length * 3 + ROW_MARGIN;
+    if (need > this.#buf.length) this.#grow(need);
+    const { written } = encoder.encodeInto(text, this.#buf.subarray(this.#len));
+    this.#len += written;
+    if (header) this.#headerPending = true;
+  }
+
+  /**
+   * Writes what is pending. Within a `write` that started with something pending (without `forceFlush`), a
+   * copy of that is kept first, so that a later failure in the same `write` can restore it.
+   */
+  #emit(): void {
+    if (!this.#forceFlush && this.#len < BUFFER_TARGET) return;
+    if (this.#startLen > 0 && this.#savedPending === undefined) {
+      this.#savedPending = this.#buf.slice(0, this.#startLen);
+    }
+    this.#writeBytes();
   }
 
   /**
    * Writes what is pending (only without `forceFlush` can something be pending). On failure, the file is cut
-   * back and the text stays pending.
+   * back and the lines stay pending.
    */
   flush(): void {
-    if (this.#pending === "" || this.#file === undefined) return;
-    const text = this.#pending;
+    if (this.#len === 0 || this.#file === undefined) return;
     const offset = this.#offset;
-    this.#pending = "";
+    const len = this.#len;
+    const headerPending = this.#headerPending;
     try {
-      this.#writeText(text);
+      this.#writeBytes();
     } catch (e) {
-      this.#rollBack(offset, text, this.#columns, e);
+      this.#len = len;
+      this.#headerPending = headerPending;
+      this.#rollBack(offset, this.#columns, e);
     }
   }
 
@@ -449,10 +614,10 @@ export class CsvOutput implements Output {
       this.flush();
     } catch (e) {
       if (e instanceof OutputBlockedError) {
-        const pending = this.#pending;
         // The header goes out with the first lines: when it is still pending, it is a line but not a point.
-        let lines = this.#header !== "" && pending.startsWith(this.#header) ? -1 : 0;
-        for (let i = pending.indexOf("\n"); i >= 0; i = pending.indexOf("\n", i + 1)) lines++;
+        let lines = this.#headerPending ? -1 : 0;
+        const buf = this.#buf;
+        for (let i = 0; i < this.#len; i++) if (buf[i] === 10) lines++;
         throw new OutputBlockedError(e.message, { cause: e.cause, code: e.code, unwrittenPoints: lines });
       }
       this.#closeFile();
@@ -469,19 +634,22 @@ export class CsvOutput implements Output {
     }
   }
 
-  /** Writes all of `text`; `#offset` counts the bytes that went out, also when it throws midway. */
-  #writeText(text: string): void {
-    const need = text.length * 3; // the most UTF-8 bytes a UTF-16 code unit can take
-    if (this.#bytes.length < need) this.#bytes = new Uint8Array(Math.max(need, this.#bytes.length * 2));
-    const { written } = encoder.encodeInto(text, this.#bytes);
+  /**
+   * Writes `#buf[0…#len)` and empties it; `#offset` counts the bytes that went out, also when it throws
+   * midway (the buffer is then unchanged: the caller decides what stays pending).
+   */
+  #writeBytes(): void {
     const file = this.#file!;
-    const bytes = this.#bytes;
+    const bytes = this.#buf;
+    const end = this.#len;
     let done = 0;
-    while (done < written) {
-      const n = file.writeSync(bytes.subarray(done, written));
+    while (done < end) {
+      const n = file.writeSync(bytes.subarray(done, end));
       done += n;
       this.#offset += n;
     }
+    this.#len = 0;
+    this.#headerPending = false;
   }
 
   /** Fixes the attribute columns from the first non-empty batch; returns the header line. */

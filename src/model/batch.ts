@@ -44,6 +44,14 @@ export interface BatchData {
   readonly big?: [number, bigint][];
 }
 
+/** A batch's columns, as {@linkcode Batch.columns} gives them (read-only). */
+export interface BatchColumns {
+  readonly metrics: Uint32Array<ArrayBuffer>;
+  readonly timestamps: BigInt64Array<ArrayBuffer>;
+  readonly values: Float64Array<ArrayBuffer>;
+  readonly big: ReadonlyMap<number, bigint> | undefined;
+}
+
 /** One measurement point, as the friendly view of a batch row. */
 export interface MeasurementPoint {
   readonly metric: MetricId;
@@ -192,6 +200,21 @@ export class Batch implements Iterable<MeasurementPoint> {
     b.#big = data.big ? new Map(data.big) : undefined;
     b.#length = data.length;
     return b;
+  }
+
+  /**
+   * The columns themselves, for a reader that goes over every row (an output's formatter): the first
+   * {@linkcode Batch.length} entries of each typed array are the rows; `big` holds the exact value of a row
+   * whose `u64` value is beyond 2^53 (its `values` entry is then only close). Read-only: the arrays are the
+   * batch's own, valid until the batch changes.
+   */
+  columns(): BatchColumns {
+    return {
+      metrics: this.#metrics,
+      timestamps: this.#timestamps,
+      values: this.#values,
+      big: this.#big,
+    };
   }
 
   /** Metric id of row `i`. */
