@@ -258,17 +258,23 @@ export function otlpUnit(u: Unit, displayName: boolean): string {
 
 /**
  * A metric name as OpenTelemetry's instrument-name syntax allows (`[A-Za-z][A-Za-z0-9_.\-/]*`, at most 255
- * characters): other characters (a meminfo name's parentheses) become `_`.
+ * characters), sanitised as the Prometheus exporter and remote write do: each run of other characters becomes
+ * one `_`, and those at the end of the name are dropped (meminfo's `active(anon)` → `active_anon`), before
+ * the suffix is added.
  *
  * @example
  * ```ts
  * import { otlpName } from "./mod.ts";
  * import assert from "node:assert/strict";
- * assert.equal(otlpName("", "mem_active(anon)", "_alumet"), "mem_active_anon__alumet");
+ * assert.equal(otlpName("", "active(anon)", "_alumet"), "active_anon_alumet");
+ * assert.equal(otlpName("", "cpu percent (%)", ""), "cpu_percent");
  * ```
  */
 export function otlpName(prefix: string, name: string, suffix: string): string {
-  let n = (prefix + name + suffix).replace(/[^A-Za-z0-9_.\-/]/g, "_");
+  const invalid = /[^A-Za-z0-9_.\-/]+/g;
+  let base = name.replace(invalid, "_");
+  if (/[^A-Za-z0-9_.\-/]$/.test(name)) base = base.replace(/_+$/, "");
+  let n = (prefix + base + suffix).replace(invalid, "_");
   if (!/^[A-Za-z]/.test(n)) n = "a" + n;
   return n.slice(0, 255);
 }

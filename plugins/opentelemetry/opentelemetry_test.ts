@@ -15,6 +15,7 @@ import { Batch } from "../../src/model/batch.ts";
 import { MetricRegistry } from "../../src/model/metrics.ts";
 import { customUnit, unit } from "../../src/model/units.ts";
 import { checkConfigBlock } from "../../src/testing/readme.ts";
+import { exportedName, promUnit } from "../prometheus-exporter/mod.ts";
 import { ConfigError } from "../../src/errors.ts";
 import { validatePluginConfig } from "../../src/plugin/config.ts";
 import { type LogSink, setLogSink } from "../../src/log.ts";
@@ -201,7 +202,15 @@ Deno.test("opentelemetry config mistakes are config errors naming the key (exit 
 
 Deno.test("names and units: sanitised names, UCUM codes or display names", () => {
   assert.equal(otlpName("", "rapl_consumed_energy", "_alumet"), "rapl_consumed_energy_alumet");
-  assert.equal(otlpName("p_", "mem_active(anon)", ""), "p_mem_active_anon_");
+  assert.equal(otlpName("p_", "mem_active(anon)", ""), "p_mem_active_anon");
+  // meminfo's Active(anon): as the Prometheus exporter and remote write (active_anon_alumet_bytes), one `_`.
+  assert.equal(otlpName("", "active(anon)", "_alumet"), "active_anon_alumet");
+  assert.equal(
+    exportedName("active(anon)", promUnit(unit("By")).name, "gauge", "", "_alumet").sample,
+    "active_anon_alumet_bytes",
+  );
+  assert.equal(otlpName("", "a (b) c", "_x"), "a_b_c_x", "a run of characters becomes one _");
+  assert.equal(otlpName("", "dots.and-dashes/ok", ""), "dots.and-dashes/ok");
   assert.equal(otlpName("", "_x", ""), "a_x");
   assert.equal(otlpUnit(unit("J", "milli"), false), "mJ");
   assert.equal(otlpUnit(unit("By"), false), "By");
