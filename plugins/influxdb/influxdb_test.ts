@@ -231,12 +231,9 @@ Deno.test("influxdb configuration mistakes are config errors naming the key (exi
   });
   await t.step("through the CLI: exit code 2 and one line naming the key", async () => {
     const dir = Deno.makeTempDirSync();
-    try {
-      Deno.writeTextFileSync(
-        `${dir}/a.toml`,
-        `[plugins.influxdb]\nhost = "http://u:hunter2@localhost:8086"\norg = "o"\nbucket = "b"\n`,
-      );
-      const root = new URL("../../", import.meta.url).pathname;
+    const root = new URL("../../", import.meta.url).pathname;
+    const run = async (section: string) => {
+      Deno.writeTextFileSync(`${dir}/a.toml`, `[plugins.influxdb]\n${section}`);
       const r = await new Deno.Command(Deno.execPath(), {
         args: ["run", "-A", `${root}src/agent/main.ts`, "--config", `${dir}/a.toml`, "run"],
         cwd: dir,
@@ -246,8 +243,15 @@ Deno.test("influxdb configuration mistakes are config errors naming the key (exi
       }).output();
       const stderr = new TextDecoder().decode(r.stderr);
       assert.equal(r.code, 2, stderr);
-      assert.match(stderr, /plugins\.influxdb\.host: expected InfluxDB's URL without credentials/);
-      assert.doesNotMatch(stderr, /hunter2/);
+      assert.equal(stderr.trim().split("\n").length, 1, stderr);
+      return stderr;
+    };
+    try {
+      const host = await run(`host = "http://u:hunter2@localhost:8086"\norg = "o"\nbucket = "b"\n`);
+      assert.match(host, /a\.toml: plugins\.influxdb\.host: expected InfluxDB's URL without credentials/);
+      assert.doesNotMatch(host, /hunter2/);
+      const fill = await run(`token = "FILL ME"\norg = "FILL ME"\nbucket = "FILL ME"\n`);
+      assert.match(fill, /plugins\.influxdb\.org: expected .*"FILL ME" is Alumet's placeholder: replace it/);
     } finally {
       Deno.removeSync(dir, { recursive: true });
     }
