@@ -101,14 +101,22 @@ interface Series {
   cum: number[];
   /** Last spacing between two points, s (0 when unknown). */
   spacing: number;
+  /**
+   * Largest lag seen between a point's timestamp and the data clock when it was read, s: how late this
+   * series' points come (about its source's flush interval when the source flushes less often than it polls).
+   */
+  lag: number;
+  /** How many reads (ingest calls) brought its points, and the latest: one read tells nothing of its lag. */
+  reads: number;
+  lastRead: number;
 }
 
 /** The consumers of one domain in one view, and the ticks (timestamps) their sources produced. */
 interface Group {
   readonly series: Map<string, Series>;
-  /** Distinct timestamps seen, increasing, with the series present at each. */
+  /** Distinct timestamps seen, increasing, with the series present at each (and the read that brought it). */
   ticks: number[];
-  members: Map<number, Set<Series>>;
+  members: Map<number, Map<Series, number>>;
   /** Largest spacing seen between two ticks, s. */
   spacing: number;
 }
@@ -138,6 +146,9 @@ interface Pending {
   /** Out of order: attributed entirely to `unattributed`. */
   readonly outOfOrder: boolean;
 }
+
+/** The shortest automatic max_wait, ms: Alumet's sources flush every 4 s at most by default, plus a margin. */
+export const MIN_WAIT_MS = 6000;
 
 const BUSY_STATES = new Set(["user", "nice", "system", "irq", "softirq"]);
 
@@ -199,7 +210,16 @@ export class EnergyAttributor {
   #kernelT = -Infinity;
   #maxSpacing = 0;
   #maxLagMs = 0;
+  /** Largest {@linkcode Series.lag} seen, s. */
+  #maxSeriesLag = 0;
+  /** Number of the current {@linkcode EnergyAttributor.ingest} call. */
+  #read = 0;
   #breaksSinceLog = 0;
+  /**
+   * Consumers announced ("start consumer measurement": the exec/watch program) whose data has not come yet, by
+   * view and consumer: intervals wait for them (up to max_wait), as for a series that has not ended.
+   */
+  readonly #expected = new Map<string, Consumer>();
   readonly #attrKeys = new WeakMap<Attributes, string>();
   readonly stats: AttributionStats = {
     intervals: 0,
@@ -242,7 +262,27 @@ export class EnergyAttributor {
   /** The bounded wait in use, ms. */
   get maxWaitMs(): number {
     if (this.#o.maxWaitMs !== undefined) return this.#o.maxWaitMs;
-    return Math.max(1000, 2 * this.#maxSpacing * 1000, 2 * this.#maxLagMs);
+    // Long enough for the slowest source's next flush: its lag plus two of the longest poll periods, and at
+    // least Alumet's longest default flush interval (4 s) with a margin, for sources not seen flushing yet.
+    return Math.max(
+      MIN_WAIT_MS,
+      2 * this.#maxSpacing * 1000,
+      2 * this.#maxLagMs,
+      (this.#maxSeriesLag + 2 * this.#maxSpacing) * 1000,
+    );
+  }
+
+  /**
+   * Announces consumers whose data is coming (the program `exec` or `watch` measures): until a first point of
+   * theirs is read, CPU energy intervals wait for them (up to max_wait) rather than being shared without them.
+   */
+  expect(consumers: readonly Consumer[]): void {
+    for (const c of consumers) {
+      const view = c.kind === "process" ? "process" : c.kind === "cgroup" ? "cgroup" : undefined;
+      if (view === undefined || !this.#o.views.includes(view)) continue;
+      const key = `${view}|cpu\u0000${c.kind}\u0000${c.id}`;
+      if (!this.#groups.get(`${view}|cpu`)?.series.has(`${c.kind}\u0000${c.id}`)) this.#expected.set(key, c);
+    }
   }
 
   /** Energy intervals waiting for consumer data. */
@@ -303,13 +343,13 @@ export class EnergyAttributor {
     if (last === undefined || t > last) {
       if (last !== undefined) g.spacing = Math.max(g.spacing, t - last);
       ticks.push(t);
-      g.members.set(t, new Set());
+      g.members.set(t, new Map());
     } else if (t !== last && !g.members.has(t)) {
       const i = upperBound(ticks, t);
       ticks.splice(i, 0, t);
-      g.members.set(t, new Set());
+      g.members.set(t, new Map());
     }
-    if (s !== undefined) g.members.get(t)!.add(s);
+    if (s !== undefined) g.members.get(t)!.set(s, this.#read);
   }
 
   /** The latest tick of the group strictly before `t`, or undefined. */
@@ -322,8 +362,9 @@ export class EnergyAttributor {
     const key = `${consumer.kind}\u0000${consumer.id}`;
     let s = g.series.get(key);
     if (s === undefined) {
-      s = { consumer, view, ts: [], cum: [], spacing: 0 };
+      s = { consumer, view, ts: [], cum: [], spacing: 0, lag: 0, reads: 0, lastRead: -1 };
       g.series.set(key, s);
+      if (this.#expected.size > 0) this.#expected.delete(`${view}|cpu\u0000${key}`);
     }
     return s;
   }
@@ -370,6 +411,16 @@ export class EnergyAttributor {
       }
     }
     if (amount > 0 && t <= (this.#done.get(groupKey) ?? -Infinity)) this.stats.latePoints++;
+    // The data clock already holds this read's latest timestamp (see ingest): how far behind this point came.
+    const lag = this.#dataClock - t;
+    if (s.lastRead !== this.#read) {
+      s.lastRead = this.#read;
+      s.reads++;
+    }
+    if (lag > s.lag) {
+      s.lag = lag;
+      if (lag > this.#maxSeriesLag) this.#maxSeriesLag = lag;
+    }
     this.#tick(g, t, s);
   }
 
@@ -378,15 +429,23 @@ export class EnergyAttributor {
     const n = batch.length;
     if (n === 0) return;
     const views = this.#o.views;
-    let maxTs: Timestamp | undefined;
+    this.#read++;
+    // First the data clock (the latest timestamp read so far, this batch included), so that each consumer
+    // point's lag behind it is known: a source that flushes every 4 polls brings points up to ~4 s old.
+    let minTs: Timestamp | undefined;
+    for (let i = 0; i < n; i++) {
+      if (this.#role(batch.metricAt(i), ctx).kind === "ignore") continue;
+      const ts = batch.timestampAt(i);
+      if (minTs === undefined || ts < minTs) minTs = ts;
+      const t = this.#time(ts);
+      if (t > this.#dataClock) this.#dataClock = t;
+    }
+    if (minTs === undefined) return;
     const energyRows: number[] = [];
     for (let i = 0; i < n; i++) {
       const role = this.#role(batch.metricAt(i), ctx);
       if (role.kind === "ignore") continue;
-      const ts = batch.timestampAt(i);
-      if (maxTs === undefined || ts > maxTs) maxTs = ts;
-      const t = this.#time(ts);
-      if (t > this.#dataClock) this.#dataClock = t;
+      const t = this.#time(batch.timestampAt(i));
       switch (role.kind) {
         case "energy": {
           energyRows.push(i);
@@ -453,10 +512,9 @@ export class EnergyAttributor {
       }
     }
     for (const i of energyRows) this.#ingestEnergy(batch, i);
-    if (maxTs !== undefined) {
-      const lag = this.#o.clock() - Number(maxTs / 1_000_000n);
-      if (lag > this.#maxLagMs && lag < 600_000) this.#maxLagMs = lag;
-    }
+    // The oldest point's lag behind the wall clock (timestamps are wall-clock ns): at least its source's flush.
+    const lag = this.#o.clock() - Number(minTs / 1_000_000n);
+    if (lag > this.#maxLagMs && lag < 600_000) this.#maxLagMs = lag;
   }
 
   #ingestEnergy(batch: Batch, i: number): void {
@@ -517,7 +575,11 @@ export class EnergyAttributor {
     return out;
   }
 
-  /** True when the series is known to have no usage after its last point before `t` (its source moved on). */
+  /**
+   * True when the series is known to have no usage after its last point before `t`, judged by its own
+   * source's cadence: other sources of the group (polling or flushing at other rates) moving on say nothing
+   * about it.
+   */
   #ended(g: Group, s: Series, t: number, gpu: boolean): boolean {
     const last = s.ts[s.ts.length - 1]!;
     if (last >= t) return false;
@@ -525,14 +587,20 @@ export class EnergyAttributor {
     if (frontier <= last) return false;
     // GPU: the source pushes a process's utilisation only when it had samples, at every energy tick.
     if (gpu) return true;
-    // A peer seen with it at its last tick was seen again later: their source polled, and it was absent.
+    // A peer of the same poll (same timestamp, same read: the same source) was seen again later: their source
+    // polled again, and this one was absent.
     const peers = g.members.get(last);
-    if (peers !== undefined) {
-      for (const p of peers) if (p !== s && p.ts[p.ts.length - 1]! > last) return true;
+    const read = peers?.get(s);
+    if (peers !== undefined && read !== undefined) {
+      for (const [p, r] of peers) if (p !== s && r === read && p.ts[p.ts.length - 1]! > last) return true;
     }
-    // Alone: silent for more than 1.5 of its own period (or of its group's) while the group moved on.
-    const spacing = s.spacing > 0 ? s.spacing : g.spacing;
-    return spacing > 0 && frontier >= last + 1.5 * spacing;
+    // Otherwise: its next point, one period (1.5 for jitter) later, would have come by now, points of its
+    // source coming as late as they have been seen to come. Until two reads have brought its points, how late
+    // they come is not known (a source's first poll is often flushed at once, the next ones 4 at a time): it
+    // is waited for, up to max_wait.
+    if (s.reads < 2) return false;
+    const spacing = s.spacing > 0 ? s.spacing : Math.max(g.spacing, this.#maxSpacing);
+    return spacing > 0 && this.#dataClock >= last + 1.5 * spacing + s.lag;
   }
 
   /**
@@ -543,6 +611,12 @@ export class EnergyAttributor {
     if (p.outOfOrder) return "ready";
     let any = false;
     for (const [, key] of this.#groupsFor(p.series)) {
+      if (!p.series.gpu && this.#expected.size > 0) {
+        // An announced consumer (the program) has no data yet: its source has not flushed.
+        for (const k of this.#expected.keys()) {
+          if (k.startsWith(`${key}\u0000`)) return this.#groups.has(key) ? "waiting" : "nodata";
+        }
+      }
       const g = this.#groups.get(key);
       if (g === undefined) continue;
       any = true;

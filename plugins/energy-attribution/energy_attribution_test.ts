@@ -869,3 +869,117 @@ Deno.test("the agent runs rapl (powercap fixture) and procfs for real; what it a
   assert.ok(stats.skippedTotals > 0);
   assert.equal(plugin.attributor.nCpusSource, "kernel_cpu_time");
 });
+
+/**
+ * Two consumer sources with their own cadences, as under `alumet exec` with a group config: a group source
+ * (processes 1 and 2) polls and flushes every second; the program's tree source (process 9) polls every second,
+ * half a second later, and flushes every 4 polls (processes.events). Energy: 100 J per second on 2 CPUs.
+ * Events are replayed in arrival order, the wall clock following the data's.
+ */
+function twoCadences(options: { firstPollAtOnce: boolean; announce: boolean; stopAt?: number }) {
+  const { r, ctx, out } = registry();
+  const energy = r.register("rapl", {
+    name: "rapl_consumed_energy",
+    unit: unit("J"),
+    valueType: "f64",
+    kind: "delta",
+  });
+  const cpu = r.register("procfs", CPU_TIME_DELTA);
+  const mem = r.register("procfs", MEMORY_USAGE);
+  let nowMs = 0;
+  const a = new EnergyAttributor({ output: out, nCpus: 2, clock: () => Number(T0 / 1_000_000n) + nowMs });
+  const end = options.stopAt ?? 20_000;
+  // Each event: [arrival ms, points as [poll ms, kind]].
+  type Poll = { at: number; what: "group" | "tree" | "energy" };
+  const arrivals = new Map<number, Poll[]>();
+  const arrive = (at: number, p: Poll) => arrivals.set(at, [...(arrivals.get(at) ?? []), p]);
+  for (let t = 0; t <= end; t += 1000) arrive(t + 10, { at: t, what: "group" });
+  for (let t = 200; t <= end; t += 1000) arrive(t + 10, { at: t, what: "energy" });
+  const treeStart = 2500;
+  const treePolls: number[] = [];
+  for (let t = treeStart; t <= end; t += 1000) treePolls.push(t);
+  treePolls.forEach((t, i) => {
+    // Flushed every 4 polls (the first one at once when its poll is triggered at start), and at the end.
+    const k = options.firstPollAtOnce ? i : i + 1;
+    const flushAt = options.firstPollAtOnce && i === 0
+      ? t
+      : treeStart + (Math.ceil(k / 4) * 4 - (options.firstPollAtOnce ? 0 : 1)) * 1000;
+    arrive(Math.min(flushAt, end) + 20, { at: t, what: "tree" });
+  });
+  const got = new Batch();
+  let announced = false;
+  for (const at of [...arrivals.keys()].sort((x, y) => x - y)) {
+    nowMs = at;
+    if (options.announce && !announced && at >= treeStart) {
+      a.expect([Consumer.process(9)]);
+      announced = true;
+    }
+    const b = new Batch();
+    for (const p of arrivals.get(at)!) {
+      const ts = T0 + BigInt(p.at) * 1_000_000n;
+      if (p.what === "energy") {
+        if (p.at > 200) {
+          b.push(energy, 100, { resource: PKG0, attributes: { domain: "package" }, timestamp: ts });
+        } else b.push(energy, 0, { resource: PKG0, attributes: { domain: "package" }, timestamp: ts });
+      } else if (p.what === "group") {
+        for (const [pid, share] of [[1, 0.5], [2, 0.1]] as const) {
+          const consumer = Consumer.process(pid);
+          b.push(mem, 1024, { consumer, timestamp: ts });
+          if (p.at > 0) {
+            b.push(cpu, share * 1e9, { consumer, attributes: { kind: "user" }, timestamp: ts });
+          }
+        }
+      } else {
+        const consumer = Consumer.process(9);
+        b.push(mem, 1024, { consumer, timestamp: ts });
+        // The tree counts from the program's start (its first poll, 0 s used yet), then 1 CPU.
+        b.push(cpu, p.at === treeStart ? 0 : 1e9, { consumer, attributes: { kind: "user" }, timestamp: ts });
+      }
+    }
+    a.ingest(b, ctx);
+    a.emit(got);
+  }
+  nowMs = end + 60_000;
+  a.emit(got, true);
+  // Joules per consumer, per interval end (ms after T0).
+  const per = new Map<number, Record<string, number>>();
+  for (const p of got) {
+    if (r.get(p.metric).name !== "attributed_energy") continue;
+    const ms = Number((p.timestamp - T0) / 1_000_000n);
+    const row = per.get(ms) ?? {};
+    row[consumerName(p.consumer)] = (row[consumerName(p.consumer)] ?? 0) + (p.value as number);
+    per.set(ms, row);
+  }
+  return { a, per };
+}
+
+Deno.test("sources of different cadences: a series is ended by its own cadence, and intervals wait for it", async (t) => {
+  for (
+    const [name, options] of [
+      ["its first poll flushed at once, the next ones 4 at a time", {
+        firstPollAtOnce: true,
+        announce: false,
+      }],
+      ["announced (start consumer measurement), its first points 4 s later", {
+        firstPollAtOnce: false,
+        announce: true,
+      }],
+    ] as const
+  ) {
+    await t.step(name, () => {
+      const { a, per } = twoCadences(options);
+      // Every interval from one after the program's first poll to the end: process 9 used 1 of 2 CPUs (50 J),
+      // process 1 half a CPU (25 J), process 2 a tenth (5 J), 20 J unattributed.
+      let n = 0;
+      for (const [ms, row] of per) {
+        if (ms < 4_200 || ms > 19_200) continue;
+        n++;
+        const r = Object.fromEntries(Object.entries(row).map(([k, v]) => [k, Math.round(v * 1e6) / 1e6]));
+        assert.deepEqual(r, { 1: 25, 2: 5, 9: 50, unattributed: 20 }, `interval ending at ${ms} ms`);
+      }
+      assert.equal(n, 16);
+      assert.equal(a.stats.incompleteIntervals, 0);
+      assert.equal(a.stats.latePoints, 0);
+    });
+  }
+});

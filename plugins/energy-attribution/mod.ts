@@ -215,6 +215,7 @@ export class EnergyAttributionPlugin implements Plugin {
   readonly #config: EnergyAttributionConfig;
   #registry: MetricRegistry | undefined;
   #log: Logger | undefined;
+  #unsubscribe: (() => void)[] = [];
   /** The default-mode attributor of the last `start` (undefined in formula mode). */
   attributor: EnergyAttributor | undefined;
   /** The formula attributors of the last `start`, by formula name. */
@@ -273,9 +274,17 @@ export class EnergyAttributionPlugin implements Plugin {
 
   preStart(ctx: PreStartContext): void {
     this.#registry = ctx.metrics;
+    const a = this.attributor;
+    if (a === undefined) return;
+    // The program exec/watch measures: its source flushes later than the others (processes.events), so the
+    // intervals wait for its first points instead of being shared without it. Not forgotten at "end consumer
+    // measurement": the source's last points are still to come then.
+    this.#unsubscribe = [ctx.events.on("startConsumerMeasurement", (cs) => a.expect(cs))];
   }
 
   stop(): void {
+    for (const off of this.#unsubscribe) off();
+    this.#unsubscribe = [];
     const a = this.attributor;
     if (a === undefined) return;
     const s = a.stats;
