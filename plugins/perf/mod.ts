@@ -9,6 +9,9 @@
  * - cgroups announced the same way (by the `cgroups` plugin), one group per CPU (`PERF_FLAG_PID_CGROUP`);
  * - the whole machine, one group per CPU, with `system_wide = true`.
  *
+ * With `poll_interval` under 10 ms (`HOT_PERIOD_MS`), every target's groups are opened and read in the sampling
+ * Worker (`machine_source.ts`, `target_source.ts`), never polled by a timer on the main thread.
+ *
  * Values are cumulative since the counters were enabled (as in Alumet), scaled by time_enabled/time_running
  * when the PMU multiplexed them; `perf_running_ratio` reports that ratio per group. An event with a `.scale`
  * (RAPL's `power/energy-pkg/`, 2^-32 J per count) is reported scaled, in its `.unit` (`Joules` gives `J`), as
@@ -24,6 +27,7 @@ import type {
   Plugin,
   PreStartContext,
   SourceHandle,
+  SourceModule,
   StartContext,
 } from "../../src/plugin/plugin.ts";
 import { type DefinedPlugin, definePlugin } from "../../src/plugin/define.ts";
@@ -54,10 +58,12 @@ import {
   type PerfTarget,
   planTarget,
   SYSFS_ROOT,
+  type TargetPlan,
   TargetSource,
   type Usable,
 } from "./target.ts";
 import { type CgroupLayout, detectLayout } from "../../src/sys/cgroup_layout.ts";
+import type { TargetSourceConfig } from "./target_source.ts";
 
 /** The default `events`: software events that exist everywhere, and the two hardware events most asked for. */
 const DEFAULT_EVENTS = ["task-clock", "page-faults", "context-switches", "cycles", "instructions"];
@@ -537,29 +543,28 @@ export class PerfPlugin implements Plugin {
     this.#ctx = undefined;
   }
 
+  /**
+   * Counts the announced processes and cgroups, one source each. With `poll_interval` under
+   * {@linkcode HOT_PERIOD_MS} the source is created in the sampling Worker (see `target_source.ts`): its
+   * counters are read at each tick there, with the other hot sources, and its points cross to the main thread
+   * once per flush. A 1 ms timer on the main thread would cost more than the whole Worker (ENVIRONMENT.md).
+   */
   async #onStart(consumers: readonly Consumer[]): Promise<void> {
     const ctx = this.#ctx;
     if (this.#usable.length === 0 || ctx === undefined) return;
+    const hot = this.#config.poll_interval < HOT_PERIOD_MS;
     for (const c of consumers) {
       const key = `${c.kind}:${c.id}`;
       const name = targetSourceName(c);
       if (name === undefined || this.#followed.has(key)) continue;
-      let groups: OpenedGroup[];
+      let source: TargetSource | SourceModule | undefined;
       try {
-        if (c.kind === "process") {
-          const pid = Number(c.id);
-          // A program `exec` holds stopped before its exec is armed to start counting at its first
-          // instruction; a running one (watch) starts counting now.
-          groups = this.#openTarget(c, { kind: "process", pid, enableOnExec: isStopped(pid) });
-        } else groups = this.#openCgroup(c);
+        source = hot ? this.#targetModule(c) : this.#targetSource(c);
       } catch (e) {
         this.#log?.warn(`Cannot count ${c.kind} ${c.id} with perf: ${messageOf(e)}`);
         continue;
       }
-      if (groups.length === 0) continue; // only package events, which no process or cgroup can count
-      const source = new TargetSource(groups, c, this.#usable, this.#ratio!, {
-        scale: this.#config.multiplexing_auto_scale,
-      });
+      if (source === undefined) continue; // only package events, which no process or cgroup can count
       // Alumet's add_source_in_pause_state: the source waits, paused, for a control to resume it.
       const handle = ctx.addSource(name, source, {
         pollInterval: this.#config.poll_interval,
@@ -569,15 +574,60 @@ export class PerfPlugin implements Plugin {
       try {
         await handle.ready;
       } catch (e) {
-        source.close();
+        if (source instanceof TargetSource) source.close();
         if (this.#followed.get(key) === handle) this.#followed.delete(key);
-        this.#log?.warn(`Cannot add a perf source for ${c.kind} ${c.id}: ${messageOf(e)}`);
+        this.#log?.warn(
+          hot
+            ? `Cannot count ${c.kind} ${c.id} with perf: ${messageOf(e)}`
+            : `Cannot add a perf source for ${c.kind} ${c.id}: ${messageOf(e)}`,
+        );
       }
     }
   }
 
-  /** Plans and opens a target's groups; warns once per package event it cannot count. */
-  #openTarget(c: Consumer, target: PerfTarget): OpenedGroup[] {
+  /** Opens a target's groups here, for a source polled on the main thread; undefined when it has none. */
+  #targetSource(c: Consumer): TargetSource | undefined {
+    let groups: OpenedGroup[];
+    if (c.kind === "process") {
+      const pid = Number(c.id);
+      // A program `exec` holds stopped before its exec is armed to start counting at its first
+      // instruction; a running one (watch) starts counting now.
+      groups = openPlan(this.#plan(c, { kind: "process", pid, enableOnExec: isStopped(pid) }));
+    } else groups = this.#openCgroup(c);
+    if (groups.length === 0) return undefined;
+    return new TargetSource(groups, c, this.#usable, this.#ratio!, {
+      scale: this.#config.multiplexing_auto_scale,
+    });
+  }
+
+  /**
+   * A target's source as a module for the sampling Worker, which opens its groups (see `target_source.ts`);
+   * planned here first, for the warnings about package events; undefined when it has no group.
+   */
+  #targetModule(c: Consumer): SourceModule | undefined {
+    let target: TargetSourceConfig["target"];
+    if (c.kind === "process") {
+      const pid = Number(c.id);
+      target = { kind: "process", pid, enableOnExec: isStopped(pid) };
+      if (this.#plan(c, target).groups.length === 0) return undefined;
+    } else {
+      target = { kind: "cgroup", path: c.id, dir: this.#cgroupDir(c.id) };
+      if (this.#plan(c, { kind: "cgroup", fd: -1 }).groups.length === 0) return undefined;
+    }
+    const config: TargetSourceConfig = {
+      events: this.#usable.map((u) => u.event.name),
+      metrics: this.#usable.map((u) => u.metric),
+      ratio: this.#ratio!,
+      cpus: onlineCpus(undefined, this.#sysfsRoot),
+      scale: this.#config.multiplexing_auto_scale,
+      sysfsRoot: this.#sysfsRoot,
+      target,
+    };
+    return { module: new URL("./target_source.ts", import.meta.url), config };
+  }
+
+  /** Plans a target's groups; warns once per package event it cannot count. */
+  #plan(c: Consumer, target: PerfTarget): TargetPlan {
     const plan = planTarget(this.#usable, target, {
       cpus: onlineCpus(undefined, this.#sysfsRoot),
       sysfsRoot: this.#sysfsRoot,
@@ -593,20 +643,24 @@ export class PerfPlugin implements Plugin {
           `(perf stat -p refuses it too), and is skipped for them; set system_wide = true to count it per package`,
       );
     }
-    return openPlan(plan);
+    return plan;
   }
 
-  #openCgroup(c: Consumer): OpenedGroup[] {
-    const path = c.id;
+  /** The directory of a cgroup, in the v2 hierarchy or else the v1 perf_event one. */
+  #cgroupDir(path: string): string {
     this.#layout ??= detectLayout();
     const root = this.#layout.v2?.mountPoint ?? this.#layout.v1.get("perf_event")?.mountPoint;
     if (root === undefined) {
       throw new Error("no cgroup v2 hierarchy and no v1 perf_event hierarchy is mounted");
     }
-    const dir = `${root}${path.startsWith("/") ? path : `/${path}`}`;
+    return `${root}${path.startsWith("/") ? path : `/${path}`}`;
+  }
+
+  #openCgroup(c: Consumer): OpenedGroup[] {
+    const dir = this.#cgroupDir(c.id);
     const fd = unwrap(libc().open(cString(dir), O_RDONLY_CLOEXEC | O_DIRECTORY, 0), `open(${dir})`);
     try {
-      return this.#openTarget(c, { kind: "cgroup", fd });
+      return openPlan(this.#plan(c, { kind: "cgroup", fd }));
     } finally {
       libc().close(fd); // the counters keep their own reference to the cgroup
     }
