@@ -125,6 +125,8 @@ export class ProcfsPlugin implements Plugin {
   #log: Logger | undefined;
   readonly #followed = new Map<number, Followed>();
   readonly #groups = new Map<WatchGroup, ProcessGroupSource>();
+  /** The exec/watch programs' tree sources: their members are not followed by the groups. */
+  readonly #trees = new Set<ProcessTreeSource>();
   /** The causes already warned about by the watcher (see #onWatched). */
   readonly #warned = new Set<string>();
   #unsubscribe: (() => void)[] = [];
@@ -146,6 +148,7 @@ export class ProcfsPlugin implements Plugin {
     this.#log = ctx.log;
     this.#followed.clear();
     this.#groups.clear();
+    this.#trees.clear();
     if (c.kernel.enabled) {
       const metrics = ctx.createMetrics(KERNEL_METRICS);
       const options = { root, userHz: this.#sys().userHz };
@@ -242,6 +245,7 @@ export class ProcfsPlugin implements Plugin {
     this.#unsubscribe = [];
     this.#followed.clear();
     this.#groups.clear();
+    this.#trees.clear();
     this.#ctx = undefined;
   }
 
@@ -304,6 +308,8 @@ export class ProcfsPlugin implements Plugin {
   #onWatched(info: ProcessInfo, group: WatchGroup): boolean {
     const pid = info.pid;
     if (this.#followed.has(pid)) return true;
+    // A process of a followed program's tree is counted in the program's consumer: not in a group too.
+    if (this.#inTree(info)) return true;
     const members = this.#groups.get(group);
     if (members === undefined) return false;
     let source: ProcessSource;
@@ -341,6 +347,32 @@ export class ProcfsPlugin implements Plugin {
     return true;
   }
 
+  /** Whether the process descends from a program followed as a tree (its ancestors read up to one). */
+  #inTree(info: ProcessInfo): boolean {
+    if (this.#trees.size === 0) return false;
+    const inAny = (p: number) => {
+      for (const t of this.#trees) if (t.has(p)) return true;
+      return false;
+    };
+    if (inAny(info.pid)) return true;
+    let ppid = info.ppid;
+    for (let depth = 0; depth < 64 && ppid > 1; depth++) {
+      if (inAny(ppid)) return true;
+      const up = readProcessInfo(this.#root, ppid);
+      if (up === undefined) return false;
+      ppid = up.ppid;
+    }
+    return false;
+  }
+
+  /** A process that joined a program's tree leaves its group (the program's consumer counts it). */
+  #leaveGroup(pid: number): void {
+    const f = this.#followed.get(pid);
+    if (f?.group === undefined) return;
+    this.#followed.delete(pid);
+    f.group.remove(pid);
+  }
+
   /** Adds the source `pid-<pid>` (or `pid-<pid>-<start>` when a previous process had the name). */
   async #follow(
     pid: number,
@@ -361,9 +393,12 @@ export class ProcfsPlugin implements Plugin {
         system: this.#sys(),
         ...options,
         onClose: () => {
+          this.#trees.delete(source);
           if (this.#followed.get(pid)?.source === source) this.#followed.delete(pid);
         },
+        onJoin: (child) => this.#leaveGroup(child),
       });
+      this.#trees.add(source);
     } catch (e) {
       log?.warn(`Cannot measure process ${pid}: ${messageOf(e)}`);
       return false;

@@ -34,6 +34,8 @@ export interface ProcessTreeSourceOptions {
   readonly system?: SystemInfo;
   /** Called once when the source closes. */
   readonly onClose?: () => void;
+  /** Called for each process that joins the tree (not the program itself): it leaves its group. */
+  readonly onJoin?: (pid: number) => void;
 }
 
 interface Member {
@@ -80,6 +82,7 @@ export class ProcessTreeSource implements Source, Disposable {
   readonly #memoryMode: MemoryMode;
   readonly #scan = new ByteScanner();
   readonly #onClose: (() => void) | undefined;
+  readonly #onJoin: ((pid: number) => void) | undefined;
   /** Tree members in discovery order: a parent always comes before its children. */
   readonly #members = new Map<number, Member>();
   /** Pids seen by a scan and not members (read once), until they disappear. */
@@ -111,6 +114,7 @@ export class ProcessTreeSource implements Source, Disposable {
     this.#memoryMode = options.memoryMode ?? "quick";
     this.#awaitExit = options.awaitExit ?? true;
     this.#onClose = options.onClose;
+    this.#onJoin = options.onJoin;
     const zero = (options.baseline ?? "zero") === "zero";
     this.#rebase = !zero;
     this.#hwUser = 0;
@@ -135,6 +139,11 @@ export class ProcessTreeSource implements Source, Disposable {
   /** The pids in the tree at the last poll (the program first). */
   get members(): number[] {
     return [...this.#members.keys()];
+  }
+
+  /** Whether the process is in the tree (as of the last poll). */
+  has(pid: number): boolean {
+    return this.#members.has(pid);
   }
 
   /** True once the source has nothing more to report. */
@@ -205,6 +214,7 @@ export class ProcessTreeSource implements Source, Disposable {
         const f = fresh[i]!;
         if (f.pid < 0 || !this.#members.has(f.ppid)) continue;
         this.#addMember(f.pid);
+        this.#onJoin?.(f.pid);
         f.pid = -1;
         joined = true;
       }
