@@ -729,7 +729,10 @@ export class EnergyAttributor {
           out.push(this.#o.output, j, { timestamp: p.ts, resource: s.resource, consumer, attributes: attrs });
         }
       }
-      const rest = p.joules - attributed;
+      let rest = p.joules - attributed;
+      // The shares add up to at most the measured energy, up to floating-point rounding (-3.55e-15 J was seen):
+      // such a remainder is 0, never a negative energy.
+      if (rest < 0 && p.joules >= 0 && -rest <= 1e-9 * p.joules) rest = 0;
       out.push(this.#o.output, rest, {
         timestamp: p.ts,
         resource: s.resource,

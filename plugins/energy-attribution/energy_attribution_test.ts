@@ -983,3 +983,40 @@ Deno.test("sources of different cadences: a series is ended by its own cadence, 
     });
   }
 });
+
+Deno.test("unattributed is never negative: shares that add up to the measured energy give 0, not -1e-16", () => {
+  let negatives = 0, checked = 0;
+  for (const n of [3, 6, 7, 10]) {
+    for (const joules of [0.3, 0.7, 1.1, 123.456789, 1e-3]) {
+      const { r, ctx, out } = registry();
+      const energy = r.register("rapl", { name: "e", unit: unit("J"), valueType: "f64", kind: "delta" });
+      const cpu = r.register("procfs", CPU_TIME_DELTA);
+      const a = new EnergyAttributor({ output: out, nCpus: 1, maxWaitMs: 1e12, clock: () => 0 });
+      const got = new Batch();
+      for (const k of [0, 1]) {
+        const b = new Batch();
+        const ts = T0 + BigInt(k) * S;
+        // n consumers share the whole CPU: the shares add up to the measured joules.
+        for (let pid = 1; pid <= n; pid++) {
+          const v = k === 0 ? 0 : Math.round(1e9 / n) + (pid === 1 ? 1e9 - n * Math.round(1e9 / n) : 0);
+          b.push(cpu, v, { consumer: Consumer.process(pid), attributes: { kind: "user" }, timestamp: ts });
+        }
+        b.push(energy, joules, { timestamp: ts });
+        a.ingest(b, ctx);
+        a.emit(got, k === 1);
+      }
+      let sum = 0;
+      for (const p of got) {
+        if (p.timestamp !== T0 + S || r.get(p.metric).name !== "attributed_energy") continue;
+        sum += p.value as number;
+        if (p.consumer.kind === "unattributed") {
+          checked++;
+          if ((p.value as number) < 0) negatives++;
+        }
+      }
+      assert.ok(Math.abs(sum - joules) <= 1e-12 * joules, `${sum} J for ${joules} J`);
+    }
+  }
+  assert.equal(checked, 20);
+  assert.equal(negatives, 0);
+});
