@@ -380,3 +380,184 @@ function u64Why(value: number | bigint): string {
 function badU64(metric: number, value: number | bigint): U64ValueError {
   return new U64ValueError(metric, value);
 }
+
+/**
+ * A batch as it crosses `postMessage` from the sampling Worker: the typed columns (transferred, not copied) and,
+ * instead of one object reference per row and column — which the structured clone would walk row by row, and
+ * which would arrive as new objects —, three indices per row into tables that the receiver keeps for the whole
+ * life of the source; only the objects it has not seen yet travel. See {@linkcode BatchEncoder} and
+ * {@linkcode BatchDecoder}.
+ */
+export interface EncodedBatch {
+  readonly length: number;
+  readonly metrics: Uint32Array<ArrayBuffer>;
+  readonly timestamps: BigInt64Array<ArrayBuffer>;
+  readonly values: Float64Array<ArrayBuffer>;
+  /** Per row: the index of its resource, of its consumer (both in the targets' table), of its attributes. */
+  readonly refs: Uint32Array<ArrayBuffer>;
+  /** Targets (resources and consumers) new to the receiver, appended to its table in this order. */
+  readonly targets: readonly { readonly kind: string; readonly id: string }[];
+  /** Attribute sets new to the receiver, appended to its table in this order. */
+  readonly attributes: readonly Attributes[];
+  /** True when the sender started its tables afresh (they had grown too big): the receiver must too. */
+  readonly reset: boolean;
+  readonly big?: [number, bigint][];
+}
+
+/** Entries of one table after which an encoder starts afresh (processes come and go). */
+const TABLE_LIMIT = 65_536;
+
+/**
+ * The sender's side of {@linkcode EncodedBatch}: gives each distinct resource, consumer and attribute set an
+ * index, once. One encoder per stream of batches (one source), paired with one {@linkcode BatchDecoder}.
+ *
+ * @example
+ * ```ts
+ * import { Batch, BatchDecoder, BatchEncoder } from "./batch.ts";
+ * import { Resource } from "./resources.ts";
+ * import type { MetricId } from "./metrics.ts";
+ * import assert from "node:assert/strict";
+ * const encoder = new BatchEncoder();
+ * const decoder = new BatchDecoder();
+ * const attributes = { domain: "package" };
+ * for (let i = 0; i < 2; i++) {
+ *   const b = new Batch();
+ *   b.push(0 as MetricId<"f64">, i, { resource: Resource.cpuPackage(0), attributes });
+ *   const { data, transfer } = encoder.encode(b);
+ *   assert.equal(data.attributes.length, i === 0 ? 1 : 0, "sent once");
+ *   const got = decoder.decode(structuredClone(data, { transfer }));
+ *   assert.equal(got.resourceAt(0), Resource.cpuPackage(0));
+ *   assert.deepEqual(got.attributesAt(0), { domain: "package" });
+ * }
+ * ```
+ */
+export class BatchEncoder {
+  #targets = new Map<object, number>();
+  #attributes = new Map<object, number>();
+
+  /**
+   * The batch encoded, and the buffers to transfer with it. The batch must not be used afterwards: its columns
+   * move to the receiver.
+   */
+  encode(batch: Batch): { data: EncodedBatch; transfer: ArrayBuffer[] } {
+    const { data, transfer } = batch.toData();
+    const n = data.length;
+    let reset = false;
+    if (this.#targets.size + 2 * n > TABLE_LIMIT || this.#attributes.size + n > TABLE_LIMIT) {
+      this.#targets.clear();
+      this.#attributes.clear();
+      reset = true;
+    }
+    const refs = new Uint32Array(3 * n);
+    const targets: { kind: string; id: string }[] = [];
+    const attributes: Attributes[] = [];
+    const targetIds = this.#targets;
+    const attributeIds = this.#attributes;
+    let lastR: object | undefined, lastRi = 0, lastC: object | undefined, lastCi = 0;
+    let lastA: object | undefined, lastAi = 0;
+    for (let i = 0; i < n; i++) {
+      const r = data.resources[i]!;
+      if (r !== lastR) {
+        let k = targetIds.get(r);
+        if (k === undefined) {
+          targetIds.set(r, k = targetIds.size);
+          targets.push(r);
+        }
+        lastR = r;
+        lastRi = k;
+      }
+      const c = data.consumers[i]!;
+      if (c !== lastC) {
+        let k = targetIds.get(c);
+        if (k === undefined) {
+          targetIds.set(c, k = targetIds.size);
+          targets.push(c);
+        }
+        lastC = c;
+        lastCi = k;
+      }
+      const a = data.attributes[i]!;
+      if (a !== lastA) {
+        let k = attributeIds.get(a);
+        if (k === undefined) {
+          attributeIds.set(a, k = attributeIds.size);
+          attributes.push(a);
+        }
+        lastA = a;
+        lastAi = k;
+      }
+      refs[3 * i] = lastRi;
+      refs[3 * i + 1] = lastCi;
+      refs[3 * i + 2] = lastAi;
+    }
+    const encoded: EncodedBatch = {
+      length: n,
+      metrics: data.metrics,
+      timestamps: data.timestamps,
+      values: data.values,
+      refs,
+      targets,
+      attributes,
+      reset,
+      ...(data.big ? { big: data.big } : {}),
+    };
+    return { data: encoded, transfer: [...transfer, refs.buffer] };
+  }
+}
+
+/**
+ * The receiver's side of {@linkcode EncodedBatch}: keeps the tables, gives every object a stable identity
+ * (resources and consumers are the interned ones of `resources.ts`; equal attribute sets are one frozen object),
+ * so that what outputs cache per object (the csv's cells) works across batches.
+ */
+export class BatchDecoder {
+  #targets: Resource[] = [];
+  #attributes: Attributes[] = [];
+  /** Attribute sets by content, so that one sent again after a reset keeps its identity (bounded). */
+  readonly #attributeSets = new Map<string, Attributes>();
+
+  /** The batch `data` encodes. */
+  decode(data: EncodedBatch): Batch {
+    if (data.reset) {
+      this.#targets = [];
+      this.#attributes = [];
+    }
+    for (const t of data.targets) {
+      this.#targets.push(t.kind === "local_machine" && t.id === "" ? LOCAL_R : Resource.custom(t.kind, t.id));
+    }
+    for (const a of data.attributes) this.#attributes.push(this.#canonicalAttributes(a));
+    const n = data.length;
+    const resources = new Array<Resource>(n);
+    const consumers = new Array<Consumer>(n);
+    const attributes = new Array<Attributes>(n);
+    const targets = this.#targets;
+    const attributeSets = this.#attributes;
+    const refs = data.refs;
+    for (let i = 0; i < n; i++) {
+      resources[i] = targets[refs[3 * i]!]!;
+      consumers[i] = targets[refs[3 * i + 1]!]! as Consumer;
+      attributes[i] = attributeSets[refs[3 * i + 2]!]!;
+    }
+    return Batch.fromData({
+      length: n,
+      metrics: data.metrics,
+      timestamps: data.timestamps,
+      values: data.values,
+      resources,
+      consumers,
+      attributes,
+      ...(data.big ? { big: data.big } : {}),
+    });
+  }
+
+  #canonicalAttributes(a: Attributes): Attributes {
+    let key = "";
+    for (const k in a) key += `${k}\u0000${typeof a[k]}\u0000${String(a[k])}\u0000`;
+    let c = this.#attributeSets.get(key);
+    if (c === undefined) {
+      c = Object.freeze(a);
+      if (this.#attributeSets.size < 4096) this.#attributeSets.set(key, c);
+    }
+    return c;
+  }
+}

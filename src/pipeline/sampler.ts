@@ -5,8 +5,7 @@
  *
  * @module
  */
-import { type Attributes, Batch, type BatchData } from "../model/batch.ts";
-import { type Consumer, Resource } from "../model/resources.ts";
+import { type Batch, BatchDecoder } from "../model/batch.ts";
 import type { Logger } from "../log.ts";
 import type { SourceModule } from "../plugin/plugin.ts";
 import { LatenessHistogram } from "./lateness.ts";
@@ -257,7 +256,8 @@ export class WorkerSource implements SourceTask {
   #controller!: ReadableStreamDefaultController<Batch>;
   #closed = false;
   #ended = Promise.withResolvers<void>();
-  readonly #attributeSets = new Map<string, Attributes>();
+  /** Decodes the Worker's batches, giving resources, consumers and attribute sets a stable identity. */
+  readonly #decoder = new BatchDecoder();
   /** Shared with the Worker, which counts there what this source produced: see {@linkcode Counts}. */
   readonly counts: SharedArrayBuffer = new SharedArrayBuffer(2 * Float64Array.BYTES_PER_ELEMENT);
 
@@ -301,51 +301,11 @@ export class WorkerSource implements SourceTask {
     s.errors = msg.stats.errors;
     this.lateness.merge(msg.lateness);
     if (msg.batch !== undefined && !this.#closed) {
-      this.#canonicalize(msg.batch);
-      const b = Batch.fromData(msg.batch);
+      const b = this.#decoder.decode(msg.batch);
       s.points += b.length;
       this.#controller.enqueue(b);
     }
     if (msg.final) this.end(true);
-  }
-
-  /**
-   * Gives the objects of a batch that crossed `postMessage` back a stable identity: a clone makes new resource,
-   * consumer and attribute objects at every message, which would defeat what outputs cache per object (the
-   * csv's cells) and make the same series look new. One lookup per distinct object of the message.
-   */
-  #canonicalize(data: BatchData): void {
-    const seen = new Map<object, object>();
-    const target = (t: { kind: string; id: string }) => {
-      let c = seen.get(t);
-      if (c === undefined) {
-        c = t.kind === "local_machine" && t.id === ""
-          ? Resource.localMachine()
-          : Resource.custom(t.kind, t.id);
-        seen.set(t, c);
-      }
-      return c;
-    };
-    const attrs = (a: Attributes) => {
-      let c = seen.get(a);
-      if (c === undefined) {
-        let key = "";
-        for (const k in a) key += `${k}\u0000${typeof a[k]}\u0000${String(a[k])}\u0000`;
-        c = this.#attributeSets.get(key);
-        if (c === undefined) {
-          c = Object.freeze(a);
-          if (this.#attributeSets.size < 4096) this.#attributeSets.set(key, c as Attributes);
-        }
-        seen.set(a, c);
-      }
-      return c as Attributes;
-    };
-    const { resources, consumers, attributes } = data;
-    for (let i = 0; i < data.length; i++) {
-      resources[i] = target(resources[i]!) as Resource;
-      consumers[i] = target(consumers[i]!) as Consumer;
-      attributes[i] = attrs(attributes[i]!);
-    }
   }
 
   /**

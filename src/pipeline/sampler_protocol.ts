@@ -5,7 +5,7 @@
  *
  * @module
  */
-import type { BatchData } from "../model/batch.ts";
+import type { EncodedBatch } from "../model/batch.ts";
 
 /** A command from the pipeline. */
 export type SamplerCommand =
@@ -38,7 +38,8 @@ export type SamplerMessage =
   | {
     type: "batch";
     id: number;
-    batch: BatchData | undefined;
+    /** The source's points since the last flush, encoded by its `BatchEncoder`. */
+    batch: EncodedBatch | undefined;
     stats: { polls: number; late: number; missed: number; errors: number };
     lateness: Uint32Array;
     final: boolean;

@@ -25,7 +25,7 @@
  * @module
  */
 /// <reference lib="deno.worker" />
-import { Batch } from "../model/batch.ts";
+import { Batch, BatchEncoder } from "../model/batch.ts";
 import { now } from "../model/timestamp.ts";
 import { messageOf, NormalStop, RetryableError } from "../errors.ts";
 import type { Source } from "../plugin/plugin.ts";
@@ -43,6 +43,8 @@ interface Hot {
   rounds: number;
   next: number;
   batch: Batch;
+  /** Encodes the batches posted: each resource, consumer and attribute set travels once. */
+  readonly encoder: BatchEncoder;
   /** Points posted so far. */
   posted: number;
   /** See {@linkcode Counts}. */
@@ -252,6 +254,7 @@ async function handle(cmd: Exclude<SamplerCommand, { type: "init" }>): Promise<b
         rounds: 0,
         next: performance.now() + cmd.pollMs,
         batch: new Batch(64),
+        encoder: new BatchEncoder(),
         posted: 0,
         counts: new Float64Array(cmd.counts),
         state: cmd.paused ? "paused" : "running",
@@ -368,7 +371,7 @@ function flush(h: Hot, final: boolean): void {
     return;
   }
   h.posted += h.batch.length;
-  const { data, transfer } = h.batch.toData();
+  const { data, transfer } = h.encoder.encode(h.batch);
   h.batch = new Batch(data.length);
   post({ type: "batch", id: h.id, batch: data, stats, lateness, final }, [...transfer, lateness.buffer]);
 }
