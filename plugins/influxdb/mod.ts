@@ -21,7 +21,7 @@ import {
   RejectedError,
 } from "../../src/pipeline/delivery.ts";
 import { Logger } from "../../src/log.ts";
-import { baseUrlProblem } from "./_url.ts";
+import { baseUrlProblem } from "../../src/plugin/url.ts";
 
 /** Alumet's placeholder for the keys a user must fill. */
 const FILL_ME = "FILL ME";

@@ -25,7 +25,7 @@ import {
 } from "../../src/pipeline/delivery.ts";
 import { Logger } from "../../src/log.ts";
 import { BinaryReader, BinaryWriter, WireType } from "./deps.ts";
-import { baseUrlProblem, HEADER_NAME, HEADER_VALUE, redactUrl } from "../influxdb/_url.ts";
+import { baseUrlProblem, HEADER_NAME, HEADER_VALUE, redactUrl } from "../../src/plugin/url.ts";
 
 const VERSION = "0.1.0";
 

@@ -35,7 +35,7 @@ import {
 import { Logger } from "../../src/log.ts";
 import { exportedName, labelName, promUnit, sanitizeName } from "../prometheus-exporter/mod.ts";
 import { BinaryReader, BinaryWriter, SnappyJS, WireType } from "./deps.ts";
-import { baseUrlProblem, HEADER_NAME, HEADER_VALUE } from "../influxdb/_url.ts";
+import { baseUrlProblem, HEADER_NAME, HEADER_VALUE } from "../../src/plugin/url.ts";
 
 const ENDPOINT_URL = {
   whose: "the receiver's remote-write",

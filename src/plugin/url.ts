@@ -15,7 +15,7 @@
  *
  * @example
  * ```ts
- * import { redactUrl } from "./_url.ts";
+ * import { redactUrl } from "./url.ts";
  * import assert from "node:assert/strict";
  * assert.equal(redactUrl("http://user:hunter2@db:8086/x?token=abc&b=1#f"), "http://***@db:8086/x?token=***&b=***#f");
  * assert.equal(redactUrl("user:pw@db:8086"), "***@db:8086");
@@ -47,7 +47,7 @@ export interface BaseUrlOptions {
  *
  * @example
  * ```ts
- * import { baseUrlProblem } from "./_url.ts";
+ * import { baseUrlProblem } from "./url.ts";
  * import assert from "node:assert/strict";
  * const o = { whose: "InfluxDB's", credentials: "use token", example: "http://localhost:8086" };
  * assert.equal(baseUrlProblem("http://db:8086", o), undefined);
@@ -86,7 +86,7 @@ export function baseUrlProblem(text: string, options: BaseUrlOptions): string | 
  *
  * @example
  * ```ts
- * import { HEADER_NAME } from "./_url.ts";
+ * import { HEADER_NAME } from "./url.ts";
  * import assert from "node:assert/strict";
  * assert.ok(HEADER_NAME.test("X-Scope-OrgID"));
  * assert.ok(!HEADER_NAME.test("bad header"));
