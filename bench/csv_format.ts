@@ -446,7 +446,10 @@ if (import.meta.main) {
     );
   }
   if (which === undefined || which === "tick") {
-    rows.push(...await runTickCost({ rounds: quick ? 1 : 5, seconds: quick ? 1 : 5 }));
+    const rounds = Number(Deno.env.get("BENCH_ROUNDS") ?? (quick ? 1 : 5));
+    rows.push(
+      ...await runTickCost({ rounds, seconds: Number(Deno.env.get("BENCH_SECONDS") ?? (quick ? 1 : 5)) }),
+    );
   }
   for (const r of rows) {
     const xs = r.runs;
