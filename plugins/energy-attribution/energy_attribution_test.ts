@@ -4,8 +4,9 @@ import { MetricRegistry } from "../../src/model/metrics.ts";
 import { registerMetrics } from "../../src/model/metric_set.ts";
 import { Consumer, Resource } from "../../src/model/resources.ts";
 import { unit } from "../../src/model/units.ts";
-import type { ElementContext } from "../../src/plugin/plugin.ts";
+import type { ElementContext, PreStartContext } from "../../src/plugin/plugin.ts";
 import { validatePluginConfig } from "../../src/plugin/config.ts";
+import { EventBus } from "../../src/plugin/events.ts";
 import { parseToml } from "../../src/deps.ts";
 import { testPlugin } from "../../src/testing/mod.ts";
 import { checkConfigBlock, checkMetricsTable } from "../../src/testing/readme.ts";
@@ -755,6 +756,7 @@ Deno.test("formula configuration errors: one clear message naming the key", asyn
   await t.step("default-mode keys", () => {
     assert.match(bad({ idle: "share" }), /idle/);
     assert.match(bad({ n_cpu: 4 }), /n_cpu/);
+    assert.match(bad({ views: [] }), /views.*at least one view \("process", "cgroup"\)/s);
   });
 });
 
@@ -1019,4 +1021,40 @@ Deno.test("unattributed is never negative: shares that add up to the measured en
   }
   assert.equal(checked, 20);
   assert.equal(negatives, 0);
+});
+
+Deno.test("a configured metric that no enabled plugin creates is warned about once the plugins have started", async (t) => {
+  const run = async (table: Record<string, unknown>) => {
+    const r = new MetricRegistry();
+    r.register("rapl", { name: "rapl_consumed_energy", unit: unit("J"), valueType: "f64", kind: "delta" });
+    r.register("procfs", { name: "cpu_percent", unit: unit("%"), valueType: "f64", kind: "gauge" });
+    const config = validatePluginConfig(
+      energyAttributionPlugin,
+      { name: "energy-attribution", table },
+      "test",
+    );
+    const plugin = await energyAttributionPlugin.init(config);
+    const warnings: string[] = [];
+    const log = { warn: (m: string) => void warnings.push(m), info() {}, debug() {}, error() {}, trace() {} };
+    await plugin.preStart!({ metrics: r, log, events: new EventBus() } as unknown as PreStartContext);
+    return warnings;
+  };
+  await t.step("energy_metrics", async () => {
+    const w = await run({ energy_metrics: ["nope", "rapl_consumed_energy", "cpu_percent"] });
+    assert.equal(w.length, 2, w.join("\n"));
+    assert.match(w[0]!, /energy_metrics: "nope" is created by no enabled plugin/);
+    assert.match(w[1]!, /energy_metrics: "cpu_percent" is not an energy .*gauge in %/);
+    assert.deepEqual(await run({}), []);
+  });
+  await t.step("formula mode", async () => {
+    const table = alumetTable(ALUMET_EXAMPLE);
+    assert.deepEqual(await run(table), []);
+    const est = alumetTable(ALUMET_EXAMPLE.replace("rapl_consumed_energy", "estimated_consumed_energy"));
+    const w = await run(est);
+    assert.equal(w.length, 1, w.join("\n"));
+    assert.match(
+      w[0]!,
+      /Formula "attributed_energy": per_resource\.cpu_energy reads metric "estimated_consumed_energy", which no enabled plugin creates/,
+    );
+  });
 });

@@ -27,7 +27,7 @@ import { definePlugin } from "../../src/plugin/define.ts";
 import type { ElementContext, Plugin, PreStartContext, StartContext } from "../../src/plugin/plugin.ts";
 import { duration, type TransformContext, z } from "../../src/plugin/schema.ts";
 import { countCpus } from "../../src/sys/system.ts";
-import { EnergyAttributor } from "./attribution.ts";
+import { EnergyAttributor, joulesPerUnit } from "./attribution.ts";
 import { compileExpr, ExprError } from "./expr.ts";
 import { type Formula, FormulaAttributor, type SeriesFilter } from "./formula.ts";
 
@@ -164,7 +164,10 @@ export const energyAttributionConfigSchema = z.strictObject({
   /** `"unattributed"`: the idle share goes to `unattributed`; `"spread"`: to the active consumers. */
   idle: z.enum(["unattributed", "spread"]).prefault("unattributed"),
   /** The consumer views, each attributed on its own. Default both. */
-  views: z.array(z.enum(["process", "cgroup"])).prefault(["process", "cgroup"]),
+  views: z.array(z.enum(["process", "cgroup"])).refine(
+    (v) => v.length > 0,
+    { error: 'at least one view ("process", "cgroup"); to attribute nothing, disable the plugin' },
+  ).prefault(["process", "cgroup"]),
   /** Number of CPUs; 0: from `kernel_cpu_time` (its `cpu_core` resources), else the system's. */
   n_cpus: z.int().min(0).prefault(0),
   /** Longest wait for late consumer data; absent: 2 × the largest poll interval or lag seen (at least 1 s). */
@@ -274,12 +277,48 @@ export class EnergyAttributionPlugin implements Plugin {
 
   preStart(ctx: PreStartContext): void {
     this.#registry = ctx.metrics;
+    this.#checkMetrics(ctx.metrics, ctx.log);
     const a = this.attributor;
     if (a === undefined) return;
     // The program exec/watch measures: its source flushes later than the others (processes.events), so the
     // intervals wait for its first points instead of being shared without it. Not forgotten at "end consumer
     // measurement": the source's last points are still to come then.
     this.#unsubscribe = [ctx.events.on("startConsumerMeasurement", (cs) => a.expect(cs))];
+  }
+
+  /** Every plugin has created its metrics: a configured metric that none created is a mistake, said once. */
+  #checkMetrics(registry: MetricRegistry, log: Logger): void {
+    const c = this.#config;
+    if (c.formulas !== undefined && c.formulas.length > 0) {
+      for (const f of c.formulas) {
+        for (
+          const [kind, vars] of [["per_resource", f.perResource], ["per_consumer", f.perConsumer]] as const
+        ) {
+          for (const [v, filter] of Object.entries(vars)) {
+            if (registry.byName(filter.metric) !== undefined) continue;
+            log.warn(
+              `Formula "${f.name}": ${kind}.${v} reads metric "${filter.metric}", which no enabled plugin ` +
+                "creates: the formula will give nothing (enable the plugin that measures it, or fix the name)",
+            );
+          }
+        }
+      }
+      return;
+    }
+    for (const name of c.energy_metrics) {
+      const m = registry.byName(name);
+      if (m === undefined) {
+        log.warn(
+          `energy_metrics: "${name}" is created by no enabled plugin: nothing is attributed for it (enable ` +
+            "the plugin that measures it, or fix the name)",
+        );
+      } else if (m.kind !== "delta" || joulesPerUnit(m) === undefined) {
+        log.warn(
+          `energy_metrics: "${name}" is not an energy (kind delta, unit J or Wh; it is ${m.kind} in ` +
+            `${m.unit.code}): it is not attributed`,
+        );
+      }
+    }
   }
 
   stop(): void {
