@@ -5,8 +5,9 @@
  *     deno run --allow-read --allow-ffi examples/fast_sampling.ts
  *
  * It needs --allow-ffi: the file is read with libc's pread (Deno's own file API asks for --allow-all to read
- * /proc files), and the Worker sleeps with clock_nanosleep on absolute deadlines. With --allow-env, the Worker
- * also reads ALUMET_NO_REALTIME (1: no realtime scheduling for the sampling thread).
+ * /proc files), and the Worker sleeps with clock_nanosleep on absolute deadlines. With --allow-env, the agent
+ * reads ALUMET_REALTIME=1 (realtime scheduling for the sampling thread: off by default, as it preempts the
+ * measured program) and ALUMET_NO_REALTIME=1 (forces it off).
  */
 import { Agent, type Batch, definePlugin, unit } from "../mod.ts";
 

@@ -16,6 +16,7 @@ import { ALUMET_ONLY, BUILTIN_LOADERS, DEFAULT_ENABLED, loadBuiltin } from "./bu
 import { intervalProblem, parseDuration } from "../model/duration.ts";
 import { loadConfig, type PluginSection, type RawConfig, selectPlugins } from "./config.ts";
 import { stringifyToml } from "../deps.ts";
+import { setSamplingRealtime } from "../pipeline/sampler.ts";
 import { keySegment } from "../plugin/config.ts";
 import {
   type Command,
@@ -499,6 +500,8 @@ async function loadSetup(v: CommandContext["options"], logger: Logger): Promise<
       `Plugin "${name}" is an Alumet plugin that this agent does not implement: skipping its section`,
     );
   }
+  // The sampling Worker reads it when it starts: realtime scheduling only when the config asks for it.
+  setSamplingRealtime(raw.general.samplingRealtime ?? false);
   return {
     sections,
     source: raw.source,
