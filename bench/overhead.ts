@@ -5,8 +5,9 @@
  * gcc and calibrated to about 2.5 s alone; it times itself (wall and CPU time around its loop, and its context
  * switches). It runs alone, under `alumet exec` in each configuration below (the agent started exactly as the
  * `alumet` task starts it), and under `perf stat -I 1 -a` with the same 4 software events as the perf plugin's
- * configurations. Every configuration runs once per round, in an order rotated each round; the slowdown of a
- * run is its wall time over the same round's run alone. Reported per configuration: the median slowdown and its
+ * configurations. Every configuration runs once per round, in an order rotated each round, each run after a
+ * quiet moment (up to 5 s waiting for the machine to be idle: these machines are shared); the slowdown of a
+ * run is its wall time over the median of the runs alone. Reported per configuration: the median slowdown and its
  * range over the rounds, the same for the program's CPU time, its involuntary context switches, the measuring
  * tool's CPU (user + system of the agent or perf process, its start-up included, the program's own CPU taken
  * out) and its peak RSS (both from wait4 through `programs/rusage.c`), and whether a `SCHED_FIFO` thread was
@@ -69,6 +70,8 @@ type Kind = "alone" | "alumet" | "perf-stat";
 
 interface Config {
   name: string;
+  /** For `bench/main.ts`'s rows. */
+  short: string;
   kind: Kind;
   /** Agent options before `exec` (alumet only). */
   args?: string[];
@@ -139,7 +142,7 @@ function realtimeKey(): string | undefined {
   return realtimeKeyCache;
 }
 
-function configs(canPerf: boolean, hasPerf: boolean): Config[] {
+function configs(canPerf: boolean, hasPerf: boolean, hasRapl: boolean): Config[] {
   const procfs = (period: string) => [
     "--plugins",
     "procfs,csv",
@@ -159,17 +162,29 @@ function configs(canPerf: boolean, hasPerf: boolean): Config[] {
     `plugins.perf.flush_interval="${period === "1ms" || period === "10ms" ? "100ms" : period}"`,
   ];
   const out: Config[] = [
-    { name: "program alone", kind: "alone" },
+    { name: "program alone", short: "alone", kind: "alone" },
     {
       name: "`alumet exec`, defaults (procfs + csv, the program polled every 1 s)",
+      short: "exec, defaults",
       kind: "alumet",
       args: [],
       role: "defaults",
     },
-    { name: "`alumet exec`, procfs `kernel` at 100 ms", kind: "alumet", args: procfs("100ms") },
-    { name: "`alumet exec`, procfs `kernel` at 10 ms", kind: "alumet", args: procfs("10ms") },
+    {
+      name: "`alumet exec`, procfs `kernel` at 100 ms",
+      short: "exec, procfs 100 ms",
+      kind: "alumet",
+      args: procfs("100ms"),
+    },
+    {
+      name: "`alumet exec`, procfs `kernel` at 10 ms",
+      short: "exec, procfs 10 ms",
+      kind: "alumet",
+      args: procfs("10ms"),
+    },
     {
       name: "`alumet exec`, procfs `kernel` at 1 ms, realtime off",
+      short: "exec, procfs 1 ms",
       kind: "alumet",
       args: procfs("1ms"),
       realtime: false,
@@ -177,6 +192,7 @@ function configs(canPerf: boolean, hasPerf: boolean): Config[] {
     },
     {
       name: "`alumet exec`, procfs `kernel` at 1 ms, realtime on",
+      short: "exec, procfs 1 ms, realtime",
       kind: "alumet",
       args: procfs("1ms"),
       realtime: true,
@@ -184,10 +200,21 @@ function configs(canPerf: boolean, hasPerf: boolean): Config[] {
   ];
   if (canPerf) {
     out.push(
-      { name: "`alumet exec`, perf system-wide at 100 ms", kind: "alumet", args: perf("100ms") },
-      { name: "`alumet exec`, perf system-wide at 10 ms", kind: "alumet", args: perf("10ms") },
+      {
+        name: "`alumet exec`, perf system-wide at 100 ms",
+        short: "exec, perf 100 ms",
+        kind: "alumet",
+        args: perf("100ms"),
+      },
+      {
+        name: "`alumet exec`, perf system-wide at 10 ms",
+        short: "exec, perf 10 ms",
+        kind: "alumet",
+        args: perf("10ms"),
+      },
       {
         name: "`alumet exec`, perf system-wide at 1 ms, realtime off",
+        short: "exec, perf 1 ms",
         kind: "alumet",
         args: perf("1ms"),
         realtime: false,
@@ -195,14 +222,44 @@ function configs(canPerf: boolean, hasPerf: boolean): Config[] {
       },
       {
         name: "`alumet exec`, perf system-wide at 1 ms, realtime on",
+        short: "exec, perf 1 ms, realtime",
         kind: "alumet",
         args: perf("1ms"),
         realtime: true,
       },
     );
-    if (hasPerf) out.push({ name: "`perf stat -I 1 -a`, same 4 events", kind: "perf-stat" });
+    if (hasPerf) {
+      out.push({ name: "`perf stat -I 1 -a`, same 4 events", short: "perf stat -I 1 -a", kind: "perf-stat" });
+    }
+  }
+  if (hasRapl) {
+    // The figure papers compare measuring tools on (issue 12: best of seven tools, +0.25 %).
+    out.push({
+      name: "`alumet exec`, rapl at 1 ms (1 kHz)",
+      short: "exec, rapl 1 ms",
+      kind: "alumet",
+      args: [
+        "--plugins",
+        "rapl,csv",
+        "--config-override",
+        'plugins.rapl.poll_interval="1ms"',
+        "--config-override",
+        'plugins.rapl.flush_interval="100ms"',
+      ],
+    });
   }
   return out;
+}
+
+/** Whether this machine shows RAPL: a powercap zone or the perf `power` PMU. */
+function raplPresent(): boolean {
+  for (const path of ["/sys/class/powercap/intel-rapl:0", "/sys/bus/event_source/devices/power"]) {
+    try {
+      Deno.statSync(path);
+      return true;
+    } catch { /* absent */ }
+  }
+  return false;
 }
 
 async function build(dir: string, name: string): Promise<string> {
@@ -343,6 +400,17 @@ async function runOnce(tools: Tools, config: Config, iterations: number): Promis
   };
 }
 
+/** Waits, up to 5 s, for 250 ms in which the machine is busy less than a quarter of a core (a shared machine). */
+async function quietMoment(): Promise<void> {
+  const until = performance.now() + 5000;
+  while (performance.now() < until) {
+    const b0 = machineBusyUs();
+    const t0 = performance.now();
+    await new Promise((r) => setTimeout(r, 250));
+    if ((machineBusyUs() - b0) / ((performance.now() - t0) * 1000) < 0.25) return;
+  }
+}
+
 function cpuModel(): string {
   try {
     const m = /^model name\s*:\s*(.+)$/m.exec(Deno.readTextFileSync("/proc/cpuinfo"));
@@ -377,14 +445,16 @@ export async function runOverhead(options: OverheadOptions = {}): Promise<Overhe
     const hasPerf = await has("perf", ["--version"]);
     if (!root) log("overhead: perf configurations skipped (system-wide counters need root)");
     else if (!hasPerf) log("overhead: perf stat skipped (perf is not installed)");
-    const list = configs(root, hasPerf);
+    const hasRapl = raplPresent();
+    if (!hasRapl) log("overhead: rapl at 1 kHz skipped (no RAPL on this machine)");
+    const list = configs(root, hasPerf, hasRapl);
 
     // Calibration on the program's CPU time (its wall time depends on what else runs): the least of 3 short
     // runs gives the CPU time per iteration; the program then needs `seconds` of CPU.
     let nsPerIter = Infinity;
     for (let i = 0; i < 3; i++) {
       const n = quick ? 20_000_000 : 100_000_000;
-      const r = await runOnce(tools, { name: "calibration", kind: "alone" }, n);
+      const r = await runOnce(tools, { name: "calibration", short: "calibration", kind: "alone" }, n);
       nsPerIter = Math.min(nsPerIter, r.cpuNs / n);
     }
     const iterations = Math.round(seconds * 1e9 / nsPerIter);
@@ -399,6 +469,7 @@ export async function runOverhead(options: OverheadOptions = {}): Promise<Overhe
     for (let round = 0; round < rounds; round++) {
       for (let i = 0; i < list.length; i++) {
         const c = list[(i + round) % list.length]!;
+        await quietMoment();
         runs.get(c)!.push(await runOnce(tools, c, iterations));
       }
       const alone = runs.get(list[0]!)!.at(-1)!;
@@ -408,8 +479,11 @@ export async function runOverhead(options: OverheadOptions = {}): Promise<Overhe
     const load1 = loadAverage();
 
     const alone = runs.get(list[0]!)!;
-    const slowdowns = (c: Config) => runs.get(c)!.map((r, i) => 100 * (r.wallNs / alone[i]!.wallNs - 1));
-    const cpuSlowdowns = (c: Config) => runs.get(c)!.map((r, i) => 100 * (r.cpuNs / alone[i]!.cpuNs - 1));
+    // Against the median of the runs alone: one noisy run alone would otherwise skew its whole round.
+    const aloneWall = median(alone.map((r) => r.wallNs));
+    const aloneCpu = median(alone.map((r) => r.cpuNs));
+    const slowdowns = (c: Config) => runs.get(c)!.map((r) => 100 * (r.wallNs / aloneWall - 1));
+    const cpuSlowdowns = (c: Config) => runs.get(c)!.map((r) => 100 * (r.cpuNs / aloneCpu - 1));
 
     const date = new Date().toISOString().slice(0, 10);
     const lines = [
@@ -449,9 +523,7 @@ export async function runOverhead(options: OverheadOptions = {}): Promise<Overhe
         } | ${median(rs.map((r) => r.othersCores)).toFixed(2)} |`,
       );
       if (!isAlone) {
-        rows.push({ name: `overhead: ${c.name}: program slowdown`, unit: "%", runs: sd });
-        rows.push({ name: `overhead: ${c.name}: tool CPU`, unit: "ms", runs: cpu });
-        rows.push({ name: `overhead: ${c.name}: tool peak RSS`, unit: "MiB", runs: rss });
+        rows.push({ name: `overhead, ${c.short}: program slowdown`, unit: "%", runs: sd });
       }
       if (c.realtime === true && fifo < rs.length) {
         log(
@@ -466,7 +538,8 @@ export async function runOverhead(options: OverheadOptions = {}): Promise<Overhe
     }
     lines.push(
       "",
-      "Slowdown: the program's wall time over its wall time alone in the same round; CPU time likewise. Tool CPU: " +
+      "Slowdown: the program's wall time over its median wall time alone; CPU time likewise. Before each run, " +
+        "the benchmark waits (up to 5 s) for a quiet moment (the rest of the machine below a quarter of a core). Tool CPU: " +
         "user + system time of the agent (or perf) process and all it started, start-up included, the " +
         "program's own taken out; peak RSS of that process, from wait4 (alone: the program's). Realtime: the " +
         "sampling Worker in SCHED_FIFO, asked for with " +
@@ -494,7 +567,7 @@ export async function runOverhead(options: OverheadOptions = {}): Promise<Overhe
         } points (${range(diff, (x) => x.toFixed(2))})`,
       });
       rows.push({
-        name: `overhead: ${c.name}: slowdown − perf stat -I 1's, per round`,
+        name: `overhead, ${c.short}: slowdown − perf stat -I 1 -a's, per round`,
         unit: "points",
         runs: diff,
         target: { op: "<=", value: 0 },
@@ -511,7 +584,7 @@ export async function runOverhead(options: OverheadOptions = {}): Promise<Overhe
         detail: `alone ${range(a, (x) => x.toFixed(3))} s, under exec ${range(d, (x) => x.toFixed(3))} s`,
       });
       rows.push({
-        name: "overhead: defaults: fastest run under exec over slowest alone",
+        name: "overhead, exec, defaults: fastest run over the slowest alone",
         unit: "%",
         runs: [100 * (Math.min(...d) / Math.max(...a) - 1)],
         target: { op: "<=", value: 0 },
