@@ -420,11 +420,12 @@ export async function runTickCost(
       unit: "µs",
       runs: c,
     });
+    // Not like for like: the agent's source pushes synthetic points, the C loop also reads perf counters
+    // (system-wide on 2 CPUs, which costs IPIs in a VM). The real perf plugin's figure is bench/perf.ts's.
     rows.push({
-      name: "agent → csv ÷ C, CPU per tick",
+      name: "agent → csv (no perf read) ÷ C (with perf reads), CPU per tick: a bound, not the target's ratio",
       unit: "×",
       runs: csv.map((x, i) => x / c[i]!),
-      target: { op: "<=", value: 1.2 },
     });
   }
   return rows;
