@@ -11,60 +11,92 @@
 import { AlumetError } from "../errors.ts";
 import { type LibrarySpec, openLibrary } from "./library.ts";
 
-/** The symbols, as Deno FFI declarations. */
+/**
+ * The symbols, as Deno FFI declarations, in groups that are bound separately, each on the first use of one of
+ * its symbols: binding costs about 0.15 ms per symbol (the first `dlopen` about 2 ms more), and `exec` needs
+ * only the first groups, not all twenty symbols.
+ */
+const GROUPS = {
+  /** Files: every user of libc needs these (opened first, which also checks that FFI is allowed). */
+  io: {
+    /** `int open(const char *path, int flags, mode_t mode)` */
+    open: { parameters: ["buffer", "i32", "u32"], result: "i32" },
+    /** `int close(int fd)` */
+    close: { parameters: ["i32"], result: "i32" },
+    /** `ssize_t read(int fd, void *buf, size_t count)` */
+    read: { parameters: ["i32", "buffer", "usize"], result: "isize" },
+    /** `ssize_t pread(int fd, void *buf, size_t count, off_t offset)` */
+    pread: { parameters: ["i32", "buffer", "usize", "i64"], result: "isize" },
+  },
+  /** Errors. */
+  errno: {
+    /** `int *__errno_location(void)`: errno of the calling thread. */
+    __errno_location: { parameters: [], result: "pointer" },
+    /** `char *strerror(int errnum)` */
+    strerror: { parameters: ["i32"], result: "pointer" },
+  },
+  /** Processes: accounting, reaping, the subreaper flag. */
+  process: {
+    /** `int getrusage(int who, struct rusage *usage)` */
+    getrusage: { parameters: ["i32", "buffer"], result: "i32" },
+    /** `int prctl(int option, unsigned long arg2, unsigned long arg3, unsigned long arg4, unsigned long arg5)` */
+    prctl: { parameters: ["i32", "u64", "u64", "u64", "u64"], result: "i32" },
+    /** `pid_t wait4(pid_t pid, int *wstatus, int options, struct rusage *rusage)` */
+    wait4: { parameters: ["i32", "buffer", "i32", "buffer"], result: "i32" },
+    /** The same, run on another thread: returns a promise, the event loop runs while the child runs. */
+    wait4_async: {
+      name: "wait4",
+      parameters: ["i32", "buffer", "i32", "buffer"],
+      result: "i32",
+      nonblocking: true,
+    },
+  },
+  /** Clocks and sleeps (the sampling Worker's). */
+  clock: {
+    /** `int clock_gettime(clockid_t clockid, struct timespec *tp)` */
+    clock_gettime: { parameters: ["i32", "buffer"], result: "i32" },
+    /** `int clock_nanosleep(clockid_t, int flags, const struct timespec *t, struct timespec *remain)`; blocks the caller */
+    clock_nanosleep: { parameters: ["i32", "i32", "buffer", "buffer"], result: "i32" },
+    /** The same, run on another thread: returns a promise (errno is the return value, so it stays readable). */
+    clock_nanosleep_async: {
+      name: "clock_nanosleep",
+      parameters: ["i32", "i32", "buffer", "buffer"],
+      result: "i32",
+      nonblocking: true,
+    },
+    /** `int sched_setscheduler(pid_t pid, int policy, const struct sched_param *param)`; pid 0 = this thread */
+    sched_setscheduler: { parameters: ["i32", "i32", "buffer"], result: "i32" },
+  },
+  /** System calls without a libc wrapper (perf_event_open, bpf…). */
+  syscall: {
+    /** `long syscall(long number, ...)`, six register arguments. */
+    syscall6: {
+      name: "syscall",
+      parameters: ["i64", "i64", "i64", "i64", "i64", "i64", "i64"],
+      result: "i64",
+    },
+    /** `int ioctl(int fd, unsigned long request, unsigned long arg)` */
+    ioctl: { parameters: ["i32", "u64", "u64"], result: "i32" },
+  },
+  /** inotify (the watchers of directories). */
+  inotify: {
+    /** `int inotify_init1(int flags)` */
+    inotify_init1: { parameters: ["i32"], result: "i32" },
+    /** `int inotify_add_watch(int fd, const char *path, uint32_t mask)` */
+    inotify_add_watch: { parameters: ["i32", "buffer", "u32"], result: "i32" },
+    /** `int inotify_rm_watch(int fd, int wd)` */
+    inotify_rm_watch: { parameters: ["i32", "i32"], result: "i32" },
+  },
+} as const satisfies Record<string, Deno.ForeignLibraryInterface>;
+
+/** Every symbol, as one Deno FFI declaration. */
 const SYMBOLS = {
-  /** `int open(const char *path, int flags, mode_t mode)` */
-  open: { parameters: ["buffer", "i32", "u32"], result: "i32" },
-  /** `int close(int fd)` */
-  close: { parameters: ["i32"], result: "i32" },
-  /** `ssize_t read(int fd, void *buf, size_t count)` */
-  read: { parameters: ["i32", "buffer", "usize"], result: "isize" },
-  /** `ssize_t pread(int fd, void *buf, size_t count, off_t offset)` */
-  pread: { parameters: ["i32", "buffer", "usize", "i64"], result: "isize" },
-  /** `int getrusage(int who, struct rusage *usage)` */
-  getrusage: { parameters: ["i32", "buffer"], result: "i32" },
-  /** `int clock_gettime(clockid_t clockid, struct timespec *tp)` */
-  clock_gettime: { parameters: ["i32", "buffer"], result: "i32" },
-  /** `int clock_nanosleep(clockid_t, int flags, const struct timespec *t, struct timespec *remain)`; blocks the caller */
-  clock_nanosleep: { parameters: ["i32", "i32", "buffer", "buffer"], result: "i32" },
-  /** The same, run on another thread: returns a promise (errno is the return value, so it stays readable). */
-  clock_nanosleep_async: {
-    name: "clock_nanosleep",
-    parameters: ["i32", "i32", "buffer", "buffer"],
-    result: "i32",
-    nonblocking: true,
-  },
-  /** `int *__errno_location(void)`: errno of the calling thread. */
-  __errno_location: { parameters: [], result: "pointer" },
-  /** `char *strerror(int errnum)` */
-  strerror: { parameters: ["i32"], result: "pointer" },
-  /** `long syscall(long number, ...)`, six register arguments. */
-  syscall6: {
-    name: "syscall",
-    parameters: ["i64", "i64", "i64", "i64", "i64", "i64", "i64"],
-    result: "i64",
-  },
-  /** `int sched_setscheduler(pid_t pid, int policy, const struct sched_param *param)`; pid 0 = this thread */
-  sched_setscheduler: { parameters: ["i32", "i32", "buffer"], result: "i32" },
-  /** `int inotify_init1(int flags)` */
-  inotify_init1: { parameters: ["i32"], result: "i32" },
-  /** `int inotify_add_watch(int fd, const char *path, uint32_t mask)` */
-  inotify_add_watch: { parameters: ["i32", "buffer", "u32"], result: "i32" },
-  /** `int inotify_rm_watch(int fd, int wd)` */
-  inotify_rm_watch: { parameters: ["i32", "i32"], result: "i32" },
-  /** `int ioctl(int fd, unsigned long request, unsigned long arg)` */
-  ioctl: { parameters: ["i32", "u64", "u64"], result: "i32" },
-  /** `int prctl(int option, unsigned long arg2, unsigned long arg3, unsigned long arg4, unsigned long arg5)` */
-  prctl: { parameters: ["i32", "u64", "u64", "u64", "u64"], result: "i32" },
-  /** `pid_t wait4(pid_t pid, int *wstatus, int options, struct rusage *rusage)` */
-  wait4: { parameters: ["i32", "buffer", "i32", "buffer"], result: "i32" },
-  /** The same, run on another thread: returns a promise, the event loop runs while the child runs. */
-  wait4_async: {
-    name: "wait4",
-    parameters: ["i32", "buffer", "i32", "buffer"],
-    result: "i32",
-    nonblocking: true,
-  },
+  ...GROUPS.io,
+  ...GROUPS.errno,
+  ...GROUPS.process,
+  ...GROUPS.clock,
+  ...GROUPS.syscall,
+  ...GROUPS.inotify,
 } as const satisfies Deno.ForeignLibraryInterface;
 
 type Libc = Deno.DynamicLibrary<typeof SYMBOLS>["symbols"];
@@ -79,23 +111,48 @@ export const LIBC: LibrarySpec = {
 /** The symbols libc binds, for a check that they all resolve (`diagnoseLibrary("…", LIBC, LIBC_SYMBOLS)`). */
 export const LIBC_SYMBOLS: Deno.ForeignLibraryInterface = SYMBOLS;
 
-let lib: Deno.DynamicLibrary<typeof SYMBOLS> | undefined;
+let symbols: Libc | undefined;
 let loadError: Error | undefined;
 
 /**
  * The libc symbols. Throws a `LibraryError` (an {@linkcode AlumetError}; library.ts) when FFI is not allowed
- * or libc cannot be opened, the same one on every later call.
+ * or libc cannot be opened, the same one on every later call. Each group of symbols is bound on the first
+ * use of one of them (a property that then holds the bound function).
  */
 export function libc(): Libc {
-  if (lib !== undefined) return lib.symbols;
+  if (symbols !== undefined) return symbols;
   if (loadError !== undefined) throw loadError;
   try {
-    lib = openLibrary(LIBC, SYMBOLS).library;
-    return lib.symbols;
+    symbols = bindLazily();
+    return symbols;
   } catch (e) {
     loadError = e as Error;
     throw e;
   }
+}
+
+function bindLazily(): Libc {
+  const target: Record<string, unknown> = {};
+  const bind = (group: keyof typeof GROUPS) => {
+    const bound = openLibrary(LIBC, GROUPS[group]).library.symbols as Record<string, unknown>;
+    for (const name of Object.keys(GROUPS[group])) {
+      Object.defineProperty(target, name, { value: bound[name], enumerable: true, writable: false });
+    }
+  };
+  for (const group of Object.keys(GROUPS) as (keyof typeof GROUPS)[]) {
+    for (const name of Object.keys(GROUPS[group])) {
+      Object.defineProperty(target, name, {
+        configurable: true,
+        enumerable: true,
+        get: () => {
+          bind(group);
+          return target[name];
+        },
+      });
+    }
+  }
+  bind("io");
+  return target as Libc;
 }
 
 /** True when libc can be used (FFI allowed, Linux with glibc). */

@@ -16,6 +16,7 @@ import type { Source } from "../plugin/plugin.ts";
 import { type ElementName, formatName } from "./names.ts";
 import { LatenessHistogram } from "./lateness.ts";
 import { STOP_GRACE_MS } from "./task.ts";
+import { after } from "./timer.ts";
 
 /** Counters of one source, for status lines and self-monitoring. */
 export interface SourceStats {
@@ -78,7 +79,7 @@ export interface ManagedSourceOptions {
 }
 
 /**
- * Runs one {@linkcode Source} on a timer (`setTimeout` with absolute deadlines, for periods of about 10 ms
+ * Runs one {@linkcode Source} on a timer (`after`, ./timer.ts, with absolute deadlines, for periods of about 10 ms
  * and more) and exposes its flushed batches as `readable`.
  */
 export class ManagedSource implements SourceTask {
@@ -192,12 +193,12 @@ export class ManagedSource implements SourceTask {
     this.#pulled?.();
     this.start();
     const grace = Math.max(STOP_GRACE_MS, 2 * this.#period);
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const late = new Promise<"late">((resolve) => (timer = setTimeout(() => resolve("late"), grace)));
+    let cancel: (() => void) | undefined;
+    const late = new Promise<"late">((resolve) => (cancel = after(grace, () => resolve("late"))));
     try {
       if (await Promise.race([this.#loop, late]) !== "late") return;
     } finally {
-      clearTimeout(timer);
+      cancel?.();
     }
     if (this.#closed) {
       // The poll returned and every point was sent; only the source's close() is slow: leave it running.
@@ -326,11 +327,11 @@ export class ManagedSource implements SourceTask {
 
   #sleep(ms: number): Promise<void> {
     return new Promise<void>((resolve) => {
-      // setTimeout takes at most 2^31-1 ms (longer fires at once); the loop sleeps again when woken early.
-      const id = Number.isFinite(ms) ? setTimeout(done, Math.min(ms, 2 ** 31 - 1)) : undefined;
+      // A timer takes at most 2^31-1 ms (after() caps it); the loop sleeps again when woken early.
+      const cancel = Number.isFinite(ms) ? after(ms, done) : undefined;
       this.#wake = done;
       function done(): void {
-        if (id !== undefined) clearTimeout(id);
+        cancel?.();
         resolve();
       }
     }).finally(() => (this.#wake = undefined));

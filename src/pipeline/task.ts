@@ -10,6 +10,7 @@ import { messageOf } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import { parseDuration } from "../model/duration.ts";
 import type { TaskFn, TaskHandle } from "../plugin/plugin.ts";
+import { after } from "./timer.ts";
 
 /** How long `stop` waits for a run in progress, ms. */
 export const STOP_GRACE_MS = 5000;
@@ -21,7 +22,8 @@ export class Task implements TaskHandle {
   readonly #intervalMs: number;
   readonly #log: Logger;
   readonly #abort = new AbortController();
-  #timer: ReturnType<typeof setTimeout> | undefined;
+  /** Cancels the timer of the next run. */
+  #timer: (() => void) | undefined;
   #running: Promise<void> | undefined;
   #started = false;
   #stopped = false;
@@ -92,8 +94,7 @@ export class Task implements TaskHandle {
 
   async #runOnce(): Promise<void> {
     if (this.#stopped) return;
-    clearTimeout(this.#timer);
-    this.#timer = undefined;
+    this.#cancelTimer();
     try {
       await this.#fn(this.#abort.signal);
       this.runs++;
@@ -105,23 +106,27 @@ export class Task implements TaskHandle {
       this.#lastError = msg;
     }
     if (!this.#stopped && this.#started) {
-      clearTimeout(this.#timer);
-      this.#timer = setTimeout(() => void this.runNow(), this.#intervalMs);
+      this.#cancelTimer();
+      this.#timer = after(this.#intervalMs, () => void this.runNow());
     }
+  }
+
+  #cancelTimer(): void {
+    this.#timer?.();
+    this.#timer = undefined;
   }
 
   async stop(): Promise<void> {
     if (this.#stopped) return;
     this.#stopped = true;
-    clearTimeout(this.#timer);
-    this.#timer = undefined;
+    this.#cancelTimer();
     this.#abort.abort(new Error("task stopped"));
     this.#onStop?.();
     // A run that ignores its signal must not hold the agent's stop forever.
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const late = new Promise<"late">((resolve) => (timer = setTimeout(() => resolve("late"), this.#graceMs)));
+    let cancel: (() => void) | undefined;
+    const late = new Promise<"late">((resolve) => (cancel = after(this.#graceMs, () => resolve("late"))));
     const outcome = await Promise.race([this.#running?.catch(() => {}), late]);
-    clearTimeout(timer);
+    cancel?.();
     if (outcome === "late") {
       this.#log.warn(`Task ${this.name} did not end within ${this.#graceMs} ms of its stop: left behind`);
     }
