@@ -14,6 +14,7 @@ import { nvmlCost, raplPerfCost, raplPowercapCost } from "./energy.ts";
 import { runReportBench } from "./report.ts";
 import { attributionCost } from "./attribution.ts";
 import { runOutputsBench } from "./outputs.ts";
+import { runCsvFormat, runTickCost } from "./csv_format.ts";
 
 interface Row {
   name: string;
@@ -242,6 +243,13 @@ if (want("perf")) {
       runs: both.map((r) => r.agentUsPerTick),
     });
   }
+}
+
+if (want("csv_format")) {
+  say("csv format: the csv output against a plain TypeScript formatter…");
+  rows.push(...await runCsvFormat({ rounds: QUICK ? 1 : 7, batches: QUICK ? 20 : 200 }));
+  say("1 ms tick: agent CPU per tick, and a C loop doing the same sleeps, perf reads and fprintf…");
+  rows.push(...await runTickCost({ rounds: QUICK ? 1 : 5, seconds: QUICK ? 1 : 5 }));
 }
 
 if (want("outputs")) {
