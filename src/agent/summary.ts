@@ -585,6 +585,7 @@ export class ExecSummary {
         aboveJoules: l.joules - b.watts * seconds,
         total: l.total,
         domain: l.attributes.domain === undefined ? undefined : String(l.attributes.domain),
+        estimated: l.estimated,
       });
     }
     let program: AboveIdle["program"];
@@ -716,6 +717,7 @@ export class ExecSummary {
           interval_s: l.seconds,
           above_idle_joules: l.aboveJoules,
           total: l.total,
+          estimated: l.estimated,
         })),
         program: above.program === undefined ? null : {
           joules: above.program.joules,
@@ -901,6 +903,11 @@ export interface AboveIdleLine {
   readonly aboveJoules: number;
   readonly total: boolean;
   readonly domain: string | undefined;
+  /**
+   * A TDP estimate: it has no idle power, so its "idle" figure is the CPU time other processes used during the
+   * baseline × the watts per CPU (the machine was not idle when that is above 0).
+   */
+  readonly estimated: boolean;
 }
 
 /** What {@linkcode ExecSummary.aboveIdle} gives. */
@@ -994,6 +1001,7 @@ export interface RunReport {
       interval_s: number;
       above_idle_joules: number;
       total: boolean;
+      estimated: boolean;
     }[];
     program: { joules: number; idle_watts: number; cpu_s: number; above_idle_joules: number } | null;
   } | null;
@@ -1140,6 +1148,13 @@ function formatAboveIdle(a: AboveIdle, idleSeries: number): string[] {
       `${
         a.machineAboveJoules.toFixed(6).padStart(20)
       } J   machine, above idle (the series above, totals and overlapping domains left out)`,
+    );
+  }
+  if (a.lines.some((l) => l.estimated)) {
+    out.push(
+      "   (the estimates have no idle power: their idle figure is the CPU time other processes used during the " +
+        "baseline × the watts per CPU, so above 0 W the machine was not idle and the difference is the program's " +
+        "estimate plus any change in the others' load)",
     );
   }
   if (a.program !== undefined) {

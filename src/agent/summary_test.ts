@@ -493,4 +493,27 @@ Deno.test("ExecSummary gives the energy above idle from a baseline measured befo
       .above_idle_joules,
     15,
   );
+  // Measured energy: no note about estimates.
+  assert.doesNotMatch(text, /the estimates have no idle power/);
+  assert.equal(above.lines[0]!.estimated, false);
+});
+
+Deno.test("ExecSummary's energy above idle says a TDP estimate has no idle power (the baseline measured others' load)", () => {
+  const { s, feed } = attributionSummary();
+  s.startPolled(T0, T0 + 1000n);
+  // An estimate is marked `estimated = true`: its "idle" power during the baseline is other processes' CPU time.
+  feed([[12, T0 + 2n * SEC, 20, { attributes: { cpu_state: "user", estimated: true } }]]);
+  s.endPolled(T0 + 2n * SEC + 1000n);
+  const baseline = { seconds: 2, lines: s.energy() };
+  const above = s.aboveIdle(baseline, { nCpus: 2 });
+  assert.equal(above.lines[0]!.estimated, true);
+  const text = s.format({ elapsedMs: 2000, outputs: [], nCpus: 2, baseline });
+  assert.match(
+    text,
+    /the estimates have no idle power: their idle figure is the CPU time other processes used/,
+  );
+  assert.equal(
+    s.report({ elapsedMs: 2000, outputs: [], nCpus: 2, baseline }).above_idle!.series[0]!.estimated,
+    true,
+  );
 });
