@@ -119,11 +119,12 @@ const stderrLog = (line: string) => console.error(line);
  */
 function realtimeSetting(on: boolean | undefined): { args: string[]; env: Record<string, string> } {
   if (on === undefined) return { args: [], env: {} };
-  if (!on) return { args: [], env: { ALUMET_NO_REALTIME: "1" } };
+  // Each variable set for one side and emptied for the other, whatever the caller's environment says.
+  if (!on) return { args: [], env: { ALUMET_NO_REALTIME: "1", ALUMET_REALTIME: "" } };
   const key = realtimeKey();
   return {
     args: key === undefined ? [] : ["--config-override", `${key}=true`],
-    env: { ALUMET_REALTIME: "1" },
+    env: { ALUMET_REALTIME: "1", ALUMET_NO_REALTIME: "" },
   };
 }
 
