@@ -15,6 +15,7 @@ import { runReportBench } from "./report.ts";
 import { attributionCost } from "./attribution.ts";
 import { runOutputsBench } from "./outputs.ts";
 import { runCsvFormat, runTickCost } from "./csv_format.ts";
+import { runOverhead } from "./overhead.ts";
 
 interface Row {
   name: string;
@@ -243,6 +244,16 @@ if (want("perf")) {
       runs: both.map((r) => r.agentUsPerTick),
     });
   }
+}
+
+if (want("overhead")) {
+  say(
+    "overhead: a CPU-bound C program alone, under alumet exec and under perf stat -I 1 -a, rotated rounds…",
+  );
+  const r = await runOverhead({ quick: QUICK, rounds: QUICK ? 1 : 7, log: say });
+  // deno-lint-ignore no-console
+  console.log(`${r.markdown}\n`);
+  rows.push(...r.rows);
 }
 
 if (want("csv_format")) {
