@@ -1,26 +1,32 @@
 /**
  * {@linkcode defineCommand}: how each `alumet` command declares itself — its name, one line for
  * `alumet --help`, its usage and description for `alumet <command> --help`, and its options, each declared
- * once (name, type, short form, value name, help line). The parser's option lists, its "did you mean"
- * suggestions and every help text are derived from these declarations (see `../cli.ts`).
+ * once (name, type, short form, value name, help line), and the module that runs it, imported only when it
+ * runs. The parser's option lists, its "did you mean" suggestions and every help text are derived from these
+ * declarations (see `../cli.ts`); the declarations are in `./specs.ts`.
  *
  * @example
  * ```ts
- * import { defineCommand, formatOptions } from "./define.ts";
+ * import { type CommandModule, defineCommand, formatOptions } from "./define.ts";
  * import assert from "node:assert/strict";
- * const hello = defineCommand({
+ * const HELLO_OPTIONS = { loud: { type: "boolean", short: "l", help: "Shout" } } as const;
+ * // Usually a module of its own (`./hello.ts`, exporting `run`), imported by `load` when the command runs.
+ * const hello: CommandModule<typeof HELLO_OPTIONS> = {
+ *   run: (ctx) => {
+ *     const loud: boolean | undefined = ctx.options.loud;
+ *     return Promise.resolve(loud ? 1 : 0);
+ *   },
+ * };
+ * const command = defineCommand({
  *   name: "hello",
  *   synopsis: "hello NAME",
  *   summary: "Say hello",
  *   usage: "hello [OPTIONS] NAME",
  *   description: "Says hello to NAME.",
- *   options: { loud: { type: "boolean", short: "l", help: "Shout" } },
- *   run: (ctx) => {
- *     const loud: boolean | undefined = ctx.options.loud;
- *     return Promise.resolve(loud ? 1 : 0);
- *   },
+ *   options: HELLO_OPTIONS,
+ *   load: () => Promise.resolve(hello),
  * });
- * assert.equal(formatOptions(hello.options), "  -l, --loud                  Shout");
+ * assert.equal(formatOptions(command.options), "  -l, --loud                  Shout");
  * ```
  *
  * @module
@@ -28,7 +34,8 @@
 import type { Logger } from "../../log.ts";
 import type { PluginMetadata } from "../../plugin/plugin.ts";
 import type { Agent } from "../agent.ts";
-import type { GLOBAL_OPTIONS, Setup } from "../cli.ts";
+import type { GLOBAL_OPTIONS } from "../cli.ts";
+import type { Setup } from "../context.ts";
 import type { PluginSection } from "../config.ts";
 
 /** One option of the command line. */
@@ -98,6 +105,15 @@ export interface CommandSpec<O extends OptionSpecs = OptionSpecs> {
   readonly options: O;
   /** Whether it runs a program: the first argument that is not an option starts it, as `--` does. */
   readonly runsProgram?: boolean;
+  /**
+   * Imports the module that runs the command (only when it runs: the help and the parser need none of it).
+   * Its `run` resolves to the exit code and throws an `AlumetError` for a user's mistake.
+   */
+  load(): Promise<CommandModule<O>>;
+}
+
+/** The module that runs a command: what {@linkcode CommandSpec.load} imports. */
+export interface CommandModule<O extends OptionSpecs = OptionSpecs> {
   /** Runs the command; resolves to the exit code. Throws an `AlumetError` for a user's mistake. */
   run(ctx: CommandContext<O>): Promise<number>;
 }
@@ -109,7 +125,7 @@ export type Command = CommandSpec<OptionSpecs>;
  * Declares a command: its options are declared once, here, and the help and the parser derive from them.
  *
  * @param spec the command
- * @returns the same, typed so that `run` sees its options' values with their types
+ * @returns the same, typed so that the loaded `run` sees its options' values with their types
  */
 export function defineCommand<const O extends OptionSpecs>(spec: CommandSpec<O>): Command {
   return spec as unknown as Command;

@@ -13,7 +13,7 @@ import type { PluginMetadata } from "../../plugin/plugin.ts";
 import { definePlugin } from "../agent.ts";
 import type { Agent } from "../agent.ts";
 import { BUILTIN_LOADERS } from "../builtin.ts";
-import type { Setup } from "../cli.ts";
+import type { Setup } from "../context.ts";
 import type { PluginSection } from "../config.ts";
 import {
   cpuTimeNs,
@@ -46,127 +46,53 @@ import {
 import type { Batch } from "../../model/batch.ts";
 import type { ElementContext } from "../../plugin/plugin.ts";
 import type { CommandContext } from "./define.ts";
-import { defineCommand } from "./define.ts";
+import { type EXEC_OPTIONS, MAX_BASELINE_MS, MAX_REPEAT } from "./specs.ts";
 
-/** The most runs `--repeat` takes. */
-const MAX_REPEAT = 100_000;
-
-/** The longest `--baseline`. */
-const MAX_BASELINE_MS = 3_600_000;
-
-const OPTIONS = {
-  "ignore-exit-code": {
-    type: "boolean",
-    help: "Exit with 0 whatever the program's exit code (with --repeat: run every time even after a failure)",
-  },
-  repeat: {
-    type: "string",
-    short: "r",
-    valueName: "N",
-    help: "Run the program N times in one agent; report mean ± standard deviation and range [default: 1]",
-  },
-  json: {
-    type: "string",
-    valueName: "PATH",
-    help: "Also write the summary as one JSON document to PATH (- for stdout, after the program's output)",
-  },
-  baseline: {
-    type: "string",
-    valueName: "DUR",
-    help: "Measure the machine idle for DUR (e.g. 2s) just before the program; report the energy above idle",
-  },
-  "no-estimate": {
-    type: "boolean",
-    help: "Without an energy source, do not estimate the energy from CPU time × TDP",
-  },
-} as const;
-
-/** `alumet exec`. */
-export const command = defineCommand({
-  name: "exec",
-  synopsis: "exec -- PROG ARGS…",
-  summary: "Run a program and measure it until it ends",
-  usage: "exec [OPTIONS] [--] PROGRAM [ARGS]...",
-  description:
-    `Runs PROGRAM (looked up in PATH, or a path relative to the current directory) and measures it: every source is
-polled just before it starts and just after it ends, and plugins are told its pid. The agent exits with the
-program's exit code (128+N when signal N killed it), unless --ignore-exit-code is given.
-The program is measured with every process it starts (its process tree), as \`time\` measures it.
-Ctrl-C reaches the program; the agent keeps measuring until the program is gone. At the end, a summary on
-stderr: the program's CPU time, CPU share and peak memory (from the kernel's accounting), the elapsed time,
-what each series measured, the energy of the machine and its devices during the run (joules per domain and
-device, from the poll at the program's start to the poll at its end, and the mean power over that interval),
-the energy of the program and its children next to the machine's with the method named (the energy-attribution
-transform's share of CPU time per interval, or, without it, the program's share of the machine's CPU time over
-the run from the kernel's rusage), and where the series were written (or how many points were lost).
-
-Energy without a sensor: when no energy source is enabled (no rapl, nvml, hwmon, grace-hopper, jetson, nor a
-plugin given by module), no --plugins is given and procfs is enabled, exec enables energy-estimation-tdp (CPU
-time × TDP, every figure labelled as an estimate; the TDP assumed is printed: set yours with
---config-override plugins.energy-estimation-tdp.tdp=WATTS) and energy-attribution; with an energy source, it
-enables energy-attribution. A plugin the config has a section for, enabled or not, is left as the config says;
---no-estimate turns the estimate off.
-
---repeat N runs the program N times, one after the other in the same agent, each between its own start and end
-polls, and reports each figure's mean ± sample standard deviation (in % of the mean) and its range [min … max],
-as perf stat -r does. It stops at the first run that fails (exits non-zero or is killed) and exits with that
-run's code; otherwise with the last run's (the summary says which). With --ignore-exit-code every run is done and
-the exit code is 0.
-
---baseline DUR polls every source, waits DUR with nothing started, polls again: the machine's idle power per
-series. The summary then gives each series' energy above idle (its energy − idle power × its interval), and the
-program's (its energy − the idle power × its CPU time ÷ the CPUs: its CPU-time share of the idle power).
-
---json PATH writes the same summary as one JSON document (units in the keys: elapsed_s, joules…; with --repeat,
-"statistics" with mean, stddev, min and max of every figure and "results" with each run's); the text still goes
-to stderr. PATH - writes it to stdout once the program has ended.`,
-  options: OPTIONS,
-  runsProgram: true,
-  async run(ctx) {
-    const logger = ctx.logger;
-    const [program, ...args] = ctx.program;
-    if (program === undefined) {
-      throw new UsageError("`alumet exec` needs a program: alumet exec -- PROGRAM [ARGS]...");
+/** Runs `alumet exec`; resolves to the exit code. */
+export async function run(ctx: ExecContext): Promise<number> {
+  const logger = ctx.logger;
+  const [program, ...args] = ctx.program;
+  if (program === undefined) {
+    throw new UsageError("`alumet exec` needs a program: alumet exec -- PROGRAM [ARGS]...");
+  }
+  const repeat = repeatOf(ctx.options.repeat);
+  const baselineMs = baselineOf(ctx.options.baseline);
+  const ignoreExit = ctx.options["ignore-exit-code"] === true;
+  const cwd = Deno.cwd();
+  resolveProgram(program, cwd); // a clear error (127, 126) before anything starts
+  const json = ctx.options.json === undefined ? undefined : openJson(ctx.options.json);
+  try {
+    const given = await ctx.setup();
+    await followProgramOnly(given.sections);
+    const energy = energyDefaults(given.sections as PluginSection[], {
+      configured: given.configured,
+      only: ctx.options.plugins !== undefined,
+      noEstimate: ctx.options["no-estimate"] === true,
+      available: (name) => BUILTIN_LOADERS.has(name),
+    });
+    const setup: Setup = { ...given, sections: energy.sections };
+    if (energy.added.length > 0) {
+      logger.debug(`exec enables ${energy.added.join(" and ")} (no such section in the config)`);
     }
-    const repeat = repeatOf(ctx.options.repeat);
-    const baselineMs = baselineOf(ctx.options.baseline);
-    const ignoreExit = ctx.options["ignore-exit-code"] === true;
-    const cwd = Deno.cwd();
-    resolveProgram(program, cwd); // a clear error (127, 126) before anything starts
-    const json = ctx.options.json === undefined ? undefined : openJson(ctx.options.json);
-    try {
-      const given = await ctx.setup();
-      await followProgramOnly(given.sections);
-      const energy = energyDefaults(given.sections as PluginSection[], {
-        configured: given.configured,
-        only: ctx.options.plugins !== undefined,
-        noEstimate: ctx.options["no-estimate"] === true,
-        available: (name) => BUILTIN_LOADERS.has(name),
-      });
-      const setup: Setup = { ...given, sections: energy.sections };
-      if (energy.added.length > 0) {
-        logger.debug(`exec enables ${energy.added.join(" and ")} (no such section in the config)`);
-      }
-      const estimateNote = await estimateNoteOf(ctx, setup, energy.added);
-      return await measure({
-        ctx,
-        logger,
-        setup,
-        command: [program, ...args],
-        cwd,
-        repeat,
-        baselineMs,
-        ignoreExit,
-        json,
-        ...(estimateNote !== undefined ? { estimateNote } : {}),
-      });
-    } finally {
-      json?.file?.close();
-    }
-  },
-});
+    const estimateNote = await estimateNoteOf(ctx, setup, energy.added);
+    return await measure({
+      ctx,
+      logger,
+      setup,
+      command: [program, ...args],
+      cwd,
+      repeat,
+      baselineMs,
+      ignoreExit,
+      json,
+      ...(estimateNote !== undefined ? { estimateNote } : {}),
+    });
+  } finally {
+    json?.file?.close();
+  }
+}
 
-type ExecContext = CommandContext<typeof OPTIONS>;
+type ExecContext = CommandContext<typeof EXEC_OPTIONS>;
 
 /** `--repeat N`: a positive integer. */
 function repeatOf(text: string | undefined): number {
