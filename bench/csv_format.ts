@@ -14,8 +14,9 @@
  *    sampling Worker that pushes what the perf plugin pushes per tick (10 points) into a null output, into the
  *    csv output, and of one that polls nothing (the wake-up alone); next to **a C program doing the same**:
  *    `clock_nanosleep` to each 1 ms deadline, one `read` of a perf group of 4 software events per CPU
- *    (system-wide when allowed, else this process), and the 10 csv lines `fprintf`ed to a buffered file flushed
- *    every 100 ms. The perf plugin itself is measured by `bench/perf.ts`.
+ *    (system-wide; `bench/programs/tick.c`, skipped when not allowed), and the 10 csv lines `fprintf`ed to a
+ *    buffered file flushed every 100 ms. The perf plugin itself, against that C loop in the same rounds (the
+ *    like-for-like figure of the target), is measured by `bench/perf.ts`.
  *
  * Run alone: `deno run -A bench/csv_format.ts [--baseline=/path/to/old/plugins/csv/mod.ts]`
  * (`BENCH_QUICK=1` for one short run of each).
@@ -28,7 +29,9 @@ import { MetricRegistry } from "../src/model/metrics.ts";
 import { Resource } from "../src/model/resources.ts";
 import type { ElementContext, Output } from "../src/plugin/plugin.ts";
 import { CsvOutput, formatNumber, formatTimestamp } from "../plugins/csv/mod.ts";
-import { getrusage, RUSAGE_CHILDREN, RUSAGE_SELF } from "../src/ffi/libc.ts";
+import { getrusage, RUSAGE_SELF } from "../src/ffi/libc.ts";
+import { parsePerfEvent } from "../src/ffi/perf_events_parse.ts";
+import { runCTickLoop } from "./perf.ts";
 
 /** One benchmark figure (what `bench/main.ts` prints: median, min, max of `runs`). */
 export interface CsvBenchRow {
@@ -313,76 +316,26 @@ export async function runAgentTick(
   }
 }
 
-const C_SOURCE = `#include <linux/perf_event.h>
-#include <sys/syscall.h>
-#include <unistd.h>
-#include <string.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <stdint.h>
-#include <time.h>
-static int open_ev(unsigned type, unsigned long long config, int pid, int cpu, int group) {
-  struct perf_event_attr a; memset(&a, 0, sizeof a);
-  a.size = sizeof a; a.type = type; a.config = config;
-  a.read_format = PERF_FORMAT_GROUP | PERF_FORMAT_TOTAL_TIME_ENABLED | PERF_FORMAT_TOTAL_TIME_RUNNING;
-  return syscall(SYS_perf_event_open, &a, pid, cpu, group, PERF_FLAG_FD_CLOEXEC);
-}
-static const char *names[4] = {"perf_task_clock", "perf_page_faults", "perf_context_switches", "perf_msr_tsc_"};
-int main(int argc, char **argv) {
-  long n = atol(argv[1]); int cpus = atoi(argv[2]); FILE *out = fopen(argv[3], "w");
-  int msr = atoi(argv[4]); int fd[64]; int pid = -1;
-  for (int c = 0; c < cpus; c++) {
-    fd[c] = open_ev(PERF_TYPE_SOFTWARE, PERF_COUNT_SW_TASK_CLOCK, pid, c, -1);
-    if (fd[c] < 0 && c == 0) { pid = 0; cpus = 1; c = -1; continue; }
-    open_ev(PERF_TYPE_SOFTWARE, PERF_COUNT_SW_PAGE_FAULTS, pid, pid == 0 ? -1 : c, fd[c]);
-    open_ev(PERF_TYPE_SOFTWARE, PERF_COUNT_SW_CONTEXT_SWITCHES, pid, pid == 0 ? -1 : c, fd[c]);
-    if (msr > 0) open_ev(msr, 0, pid, pid == 0 ? -1 : c, fd[c]);
-  }
-  fprintf(out, "metric;timestamp;value;resource_kind;resource_id;consumer_kind;consumer_id;events;__late_attributes\\n");
-  struct timespec t; clock_gettime(CLOCK_MONOTONIC, &t);
-  uint64_t buf[16];
-  for (long i = 0; i < n; i++) {
-    t.tv_nsec += 1000000; while (t.tv_nsec >= 1000000000) { t.tv_nsec -= 1000000000; t.tv_sec++; }
-    clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &t, 0);
-    struct timespec w; clock_gettime(CLOCK_REALTIME, &w);
-    struct tm tm; gmtime_r(&w.tv_sec, &tm); char ts[64];
-    int l = strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%S", &tm);
-    snprintf(ts + l, sizeof ts - l, ".%09ldZ", w.tv_nsec);
-    for (int c = 0; c < cpus; c++) {
-      if (read(fd[c], buf, sizeof buf) < 0) { perror("read"); return 1; }
-      for (uint64_t e = 0; e < buf[0]; e++)
-        fprintf(out, "%s_1;%s;%llu;cpu_core;%d;local_machine;;;\\n", names[e], ts, (unsigned long long)buf[3 + e], c);
-      fprintf(out, "perf_running_ratio_1;%s;%g;cpu_core;%d;local_machine;;task-clock,page-faults,context-switches,msr/tsc/;\\n",
-        ts, buf[2] == buf[1] ? 1.0 : (double)buf[2] / (double)buf[1], c);
-    }
-    if (i % 100 == 99) fflush(out);
-  }
-  fclose(out);
-  return 0;
-}`;
-
-/** The C program's CPU (µs) per tick; undefined without gcc. */
+/**
+ * The C program's CPU (µs) per tick: `bench/programs/tick.c` (the reference of `bench/perf.ts`) with the events
+ * this machine has, system-wide on the online CPUs; undefined without gcc or without the right to count
+ * system-wide (not root).
+ */
 export async function runCTick(seconds: number): Promise<number | undefined> {
+  const events = EVENTS.filter((e) => {
+    try {
+      parsePerfEvent(e);
+      return true;
+    } catch {
+      return false; // no msr PMU here: 3 events
+    }
+  });
   const dir = await Deno.makeTempDir({ prefix: "alumet-ctick-" });
   try {
-    await Deno.writeTextFile(`${dir}/tick.c`, C_SOURCE);
-    const cc = await new Deno.Command("gcc", { args: ["-O2", "-o", `${dir}/tick`, `${dir}/tick.c`] }).output()
-      .catch(() => undefined);
-    if (cc === undefined || cc.code !== 0) return undefined;
-    let msr = 0;
-    try {
-      msr = Number(Deno.readTextFileSync("/sys/bus/event_source/devices/msr/type").trim());
-    } catch {
-      // no msr PMU: 3 events
-    }
-    const ticks = Math.round(seconds * 1000);
-    const before = getrusage(RUSAGE_CHILDREN);
-    const r = await new Deno.Command(`${dir}/tick`, {
-      args: [String(ticks), String(CPUS), `${dir}/out.csv`, String(msr)],
-    }).output();
-    if (r.code !== 0) throw new Error(`C tick loop failed: ${new TextDecoder().decode(r.stderr)}`);
-    const after = getrusage(RUSAGE_CHILDREN);
-    return (after.userUs + after.systemUs - before.userUs - before.systemUs) / ticks;
+    return await runCTickLoop({ events, seconds, out: `${dir}/out.csv` }).catch((e) => {
+      if (String(e).includes("perf_event_open")) return undefined; // not allowed system-wide
+      throw e;
+    });
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
