@@ -8,6 +8,7 @@ import { ffiAvailable, type Rusage, setChildSubreaper, waitChild } from "../ffi/
 import { ProcFile } from "../ffi/proc_file.ts";
 import { isStoppedState, statState } from "../sys/proc_state.ts";
 import { auxvInfo } from "../sys/system.ts";
+import { after } from "../pipeline/timer.ts";
 
 /** Linux signal numbers, for the 128+N exit code of a program killed by a signal. */
 export const SIGNAL_NUMBERS: Readonly<Record<string, number>> = {
@@ -166,40 +167,29 @@ export function signalName(n: number): string {
 }
 
 /**
- * The start of the reaped program (see {@linkcode startReaped}): a shell that keeps its stdin (a non-interactive
- * shell gives a background command /dev/null) as fd 3, starts in the background, with SIGINT and SIGQUIT back
- * to their defaults (a background command gets them ignored), a second shell that stops itself then execs the
- * program, writes its pid to the file `$1`, and exits at once.
+ * The start of the reaped program (see {@linkcode startReaped}): the shell forks a subshell and waits for it
+ * (a command in the foreground keeps stdin and the signals' dispositions: a background one would get
+ * /dev/null and SIGINT, SIGQUIT ignored, for good); the subshell reads its own pid (`$$` is its parent's:
+ * `/proc/self` opened by the subshell itself is its own), stops itself, and once continued execs the program
+ * (`exec "$@"`: looked up in PATH, `argv[0]` as typed). `; exit` keeps the subshell a fork: a shell runs a
+ * last command in itself.
  */
-const REAPED_START = `exec 3<&0; p=$1; shift; ` +
-  `env --default-signal=INT,QUIT /bin/sh -c 'kill -STOP $$; exec "$@"' sh "$@" <&3 3<&- & ` +
-  `echo $! > "$p"; exit 0`;
+const REAPED_START = `(read -r p _ < /proc/self/stat && kill -STOP "$p" || exit 126; exec "$@"); exit $?`;
 
 let reapable: string | undefined | null = null;
 
 /**
- * Whether {@linkcode startReaped} can work here: undefined when it can, else why not (no native calls; an `env`
- * without `--default-signal`, as in coreutils before 8.31 or busybox). Looks for the option's name in the `env`
- * found in PATH (a 50 KB read, not a process: `exec` starts faster); an `env` that is not recognised that way
- * is taken as lacking it.
+ * Whether {@linkcode startReaped} can work here: undefined when it can, else why not (no native calls; a kernel
+ * without `/proc/<pid>/task/<tid>/children`, `CONFIG_PROC_CHILDREN`).
  */
-export function reapedStartUnavailable(path = Deno.env.get("PATH") ?? ""): string | undefined {
+export function reapedStartUnavailable(): string | undefined {
   if (reapable !== null) return reapable;
   return reapable = (() => {
     if (!ffiAvailable()) return "native calls are not allowed (--allow-ffi)";
-    let env: string;
-    try {
-      env = resolveProgram("env", "/", path);
-    } catch {
-      return "no `env` in PATH";
-    }
-    try {
-      const text = new TextDecoder("latin1").decode(Deno.readFileSync(env));
-      if (text.includes("default-signal")) return undefined;
-    } catch {
-      // unreadable: as if it lacked the option
-    }
-    return `${env} has no --default-signal (coreutils 8.31 or later has it)`;
+    const probe = ProcFile.tryOpen(`/proc/self/task/${Deno.pid}/children`, 64);
+    if (probe === undefined) return "this kernel lists no process's children (/proc/PID/task/TID/children)";
+    probe.close();
+    return undefined;
   })();
 }
 
@@ -231,66 +221,95 @@ export interface ReapedProgram {
 /**
  * Starts `program` as a child of this process that is not forked from it, stopped just before its `exec`, so
  * that the kernel's accounting of it is its own (a process forked from the agent would inherit the agent's peak
- * memory into its `ru_maxrss`, the kernel keeping the old memory's high-water mark at exec). This process
- * becomes a child subreaper for the moment of the start; a shell (forked by Deno) starts a second one in the
- * background and exits; the second shell, reparented to this process, stops itself, then execs the program
- * with `argv[0]` as given (looked up in PATH as any shell does), stdin, stdout and stderr inherited, in this
- * process's process group (Ctrl-C reaches it), SIGINT and SIGQUIT at their defaults. Send it SIGCONT once
- * the plugins know its pid, then {@linkcode ReapedProgram.wait}. Needs {@linkcode reapedStartUnavailable} to
- * have said yes; throws {@linkcode ReapedStartUnavailable} when it cannot start (no temporary file, `prctl`
- * refused), before anything was started.
+ * memory into its `ru_maxrss`, the kernel keeping the old memory's high-water mark at exec). One process hop:
+ * this process becomes a child subreaper for the moment of the start; a shell (spawned by Deno) forks a
+ * subshell that stops itself (see `REAPED_START`); its pid is the shell's only child
+ * (`/proc/<shell>/task/<shell>/children`, no file written); once it is stopped the shell, which only waits for
+ * it, is killed, and the subshell is reparented to this process. Continued, it execs the program with
+ * `argv[0]` as given (looked up in PATH as any shell does), stdin, stdout and stderr inherited, in this process's
+ * process group (Ctrl-C reaches it), SIGINT and SIGQUIT at their defaults. Send it SIGCONT once the plugins know
+ * its pid, then {@linkcode ReapedProgram.wait}. Needs {@linkcode reapedStartUnavailable} to have said yes;
+ * throws {@linkcode ReapedStartUnavailable} when it cannot start (`prctl` refused), before anything was started.
  */
 export async function startReaped(
   program: string,
   args: readonly string[],
   cwd: string,
 ): Promise<ReapedProgram> {
-  let pidFile: string;
   try {
-    pidFile = await Deno.makeTempFile({ prefix: "alumet-exec-", suffix: ".pid" });
+    setChildSubreaper(true);
   } catch (e) {
-    throw new ReapedStartUnavailable(`no temporary file (${(e as Error).message})`);
+    throw new ReapedStartUnavailable((e as Error).message);
   }
-  let pid: number;
+  let pid: number | undefined;
+  let stopped = false;
   try {
+    const shell = new Deno.Command("/bin/sh", {
+      args: ["-c", REAPED_START, "sh", program, ...args],
+      cwd,
+      stdin: "inherit",
+      stdout: "inherit",
+      stderr: "inherit",
+    }).spawn();
     try {
-      setChildSubreaper(true);
-    } catch (e) {
-      throw new ReapedStartUnavailable((e as Error).message);
-    }
-    try {
-      const shell = new Deno.Command("/bin/sh", {
-        args: ["-c", REAPED_START, "sh", pidFile, program, ...args],
-        cwd,
-        stdin: "inherit",
-        stdout: "inherit",
-        stderr: "inherit",
-      }).spawn();
-      const status = await shell.status;
-      pid = Number((await Deno.readTextFile(pidFile)).trim());
-      if (!status.success || !Number.isInteger(pid) || pid <= 0) {
-        throw new AlumetError(
-          `Cannot start "${program}": the start-up shell failed (exit code ${status.code})`,
-        );
-      }
+      pid = await waitForOnlyChild(shell.pid);
+      stopped = pid !== undefined && await waitForStoppedStart(pid);
     } finally {
-      // The program was reparented to this process when the first shell exited: it stays our child. Its own
-      // orphans go to init again, as they would without the agent.
-      setChildSubreaper(false);
+      // The shell only waits for its subshell: ended, it leaves the subshell to this process (the subreaper).
+      if (stopped) {
+        try {
+          Deno.kill(shell.pid, "SIGKILL");
+        } catch {
+          // already gone
+        }
+      }
+      await shell.status;
+    }
+    if (!stopped) {
+      throw new AlumetError(`Cannot start "${program}": the start-up shell failed before the program's exec`);
     }
   } finally {
-    await Deno.remove(pidFile).catch(() => {});
+    // The program was reparented to this process when the shell ended: it stays our child. Its own orphans
+    // go to init again, as they would without the agent.
+    setChildSubreaper(false);
   }
-  const stopped = await waitForStoppedStart(pid);
+  const child = pid!;
   return {
-    pid,
+    pid: child,
     stopped,
     wait: async () => {
-      const e = await waitChild(pid);
+      const e = await waitChild(child);
       const signal = e.signal === null ? null : signalName(e.signal);
       return { code: e.signal !== null ? 128 + e.signal : e.code ?? 0, signal, rusage: e.rusage };
     },
   };
+}
+
+/**
+ * The pid of the one child of process `parent` (from `/proc/<parent>/task/<parent>/children`), once it has one;
+ * undefined when `parent` ends first or after `limitMs`.
+ */
+async function waitForOnlyChild(parent: number, limitMs = 60_000): Promise<number | undefined> {
+  const file = ProcFile.tryOpen(`/proc/${parent}/task/${parent}/children`, 64);
+  if (file === undefined) return undefined;
+  try {
+    const deadline = performance.now() + limitMs;
+    for (let spins = 0; performance.now() < deadline; spins++) {
+      const n = file.read();
+      if (n < 0) return undefined;
+      if (n > 0) {
+        const pid = Number(new TextDecoder().decode(file.buffer.subarray(0, n)).trim().split(" ")[0]);
+        if (Number.isInteger(pid) && pid > 0) return pid;
+      }
+      if (processEnded(parent)) return undefined;
+      // The shell forks within a few milliseconds: as waitUntilStopped, every 50 µs, then every millisecond.
+      if (spins < 1000) Atomics.wait(NAP, 0, 0, 0.05);
+      else await new Promise((r) => after(1, () => r(undefined)));
+    }
+    return undefined;
+  } finally {
+    file.close();
+  }
 }
 
 /**
@@ -429,7 +448,7 @@ export async function waitUntilStopped(pid: number, timeoutMs: number): Promise<
       // sh stops itself within a few milliseconds: look again every 50 µs (a timer would wake after 1–4 ms),
       // then, if it takes longer, every millisecond without holding the thread.
       if (spins < 1000) Atomics.wait(NAP, 0, 0, 0.05);
-      else await new Promise((r) => setTimeout(r, 1));
+      else await new Promise((r) => after(1, () => r(undefined)));
     }
     return false;
   } finally {
