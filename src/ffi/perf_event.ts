@@ -17,7 +17,8 @@
  * @module
  */
 import { AlumetError } from "../errors.ts";
-import { libc, TOLERATED, unwrap, type UnwrapOptions } from "./libc.ts";
+import { LIBC, libc, TOLERATED, unwrap, type UnwrapOptions } from "./libc.ts";
+import { openLibrary } from "./library.ts";
 
 // ---------------------------------------------------------------------------------------------------------
 // Constants of <linux/perf_event.h>
@@ -624,16 +625,26 @@ export class PerfGroupReading {
 
   /** Decodes the buffer; throws when the kernel reported another number of counters. */
   decode(): this {
-    const nr = this.#u64(0);
-    if (nr !== this.size) {
-      throw new AlumetError(`perf group read returned ${nr} counters, expected ${this.size}`);
+    this.decodeCounts();
+    for (let i = 0; i < this.size; i++) this.ids[i] = this.#u64(4 + 2 * i);
+    return this;
+  }
+
+  /**
+   * Decodes the times and the counts, not the ids (a group's ids never change: {@linkcode PerfGroup.read}
+   * checks them once, then decodes only what changes); throws when the kernel reported another number of
+   * counters.
+   */
+  decodeCounts(): this {
+    const w = this.#words;
+    // nr is small: its high word is 0 (a test of both words, no number built).
+    if (w[0] !== this.size || w[1] !== 0) {
+      throw new AlumetError(`perf group read returned ${this.#u64(0)} counters, expected ${this.size}`);
     }
     this.timeEnabled = this.#u64(1);
     this.timeRunning = this.#u64(2);
-    for (let i = 0; i < this.size; i++) {
-      this.counts[i] = this.#u64(3 + 2 * i);
-      this.ids[i] = this.#u64(4 + 2 * i);
-    }
+    const counts = this.counts;
+    for (let i = 0; i < this.size; i++) counts[i] = this.#u64(3 + 2 * i);
     return this;
   }
 
@@ -688,6 +699,20 @@ const DUMMY: PerfEventInput = {
   attr: { type: PERF_TYPE_SOFTWARE, config: PERF_COUNT_SW_DUMMY },
 };
 
+/**
+ * `read(2)` for group reads, bound on its own with an `i32` result: libc's binding returns `ssize_t` as a
+ * bigint, one allocation per read at 1 kHz per group. A read of a group returns at most `8 × (3 + 2 × n)`
+ * bytes or -1, and on x86-64 and AArch64 the low 32 bits of the return register are that value as an `int`.
+ * Bound on the first group opened (after libc(), so that a missing FFI permission fails there first).
+ */
+function groupRead(): (fd: number, buf: Uint8Array<ArrayBuffer>, count: bigint) => number {
+  groupReadFn ??= openLibrary(LIBC, {
+    read: { parameters: ["i32", "buffer", "usize"], result: "i32" },
+  }).library.symbols.read as (fd: number, buf: Uint8Array<ArrayBuffer>, count: bigint) => number;
+  return groupReadFn;
+}
+let groupReadFn: ((fd: number, buf: Uint8Array<ArrayBuffer>, count: bigint) => number) | undefined;
+
 const groupBackstop = new FinalizationRegistry<number[]>((fds) => {
   for (const fd of fds) closePerfEvent(fd);
 });
@@ -715,9 +740,10 @@ export class PerfGroup implements Disposable {
   readonly #view: PerfGroupReading;
   #idsChecked = false;
   readonly #expectedIds: bigint[];
-  readonly #length: bigint;
+  readonly #length: number;
+  readonly #count: bigint;
   readonly #label: string;
-  readonly #read = libc().read;
+  readonly #read = groupRead();
 
   private constructor(names: string[], fds: number[], hidden: number, ids: bigint[]) {
     this.names = names;
@@ -726,7 +752,8 @@ export class PerfGroup implements Disposable {
     this.#hidden = hidden;
     this.#expectedIds = ids;
     this.#reading = new PerfGroupReading(fds.length);
-    this.#length = BigInt(this.#reading.buffer.length);
+    this.#length = this.#reading.buffer.length;
+    this.#count = BigInt(this.#length);
     this.#label = `perf group "${names.join(",")}"`;
     this.#view = hidden === 0 ? this.#reading : new PerfGroupReading(fds.length - hidden);
     groupBackstop.register(this, fds, this);
@@ -786,31 +813,33 @@ export class PerfGroup implements Disposable {
   read(): PerfGroupReading {
     const r = this.#reading;
     if (this.#fds.length === 0) throw new AlumetError("Cannot read a closed perf group");
-    const n = this.#read(this.#leader, r.buffer, this.#length);
+    const n = this.#read(this.#leader, r.buffer, this.#count);
     if (n !== this.#length) {
       unwrap(n, `read(${this.#label})`);
       throw new AlumetError(`Short read of ${this.#label}: ${n} of ${r.buffer.length} bytes`);
     }
-    r.decode();
-    if (!this.#idsChecked) {
-      r.ids.forEach((id, i) => {
-        if (BigInt(id) !== this.#expectedIds[i]) {
-          throw new AlumetError(
-            `perf group read: counter ${i} has id ${id}, expected ${this.#expectedIds[i]}`,
-          );
-        }
-      });
-      this.#idsChecked = true;
-    }
+    if (this.#idsChecked) r.decodeCounts(); // the ids decoded and checked at the first read stay
+    else this.#checkIds(r);
     if (this.#hidden === 0) return r;
     const v = this.#view;
     v.timeEnabled = r.timeEnabled;
     v.timeRunning = r.timeRunning;
-    for (let i = 0; i < v.size; i++) {
-      v.counts[i] = r.counts[i + this.#hidden]!;
-      v.ids[i] = r.ids[i + this.#hidden]!;
-    }
+    for (let i = 0; i < v.size; i++) v.counts[i] = r.counts[i + this.#hidden]!;
     return v;
+  }
+
+  /** The first read: decodes the ids too and checks them against `PERF_EVENT_IOC_ID`'s. */
+  #checkIds(r: PerfGroupReading): void {
+    r.decode();
+    r.ids.forEach((id, i) => {
+      if (BigInt(id) !== this.#expectedIds[i]) {
+        throw new AlumetError(`perf group read: counter ${i} has id ${id}, expected ${this.#expectedIds[i]}`);
+      }
+    });
+    for (let i = 0; i < this.#view.size && this.#hidden > 0; i++) {
+      this.#view.ids[i] = r.ids[i + this.#hidden]!;
+    }
+    this.#idsChecked = true;
   }
 
   #groupIoctl(request: number, what: string): void {
