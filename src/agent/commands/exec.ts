@@ -202,6 +202,8 @@ interface RunResult {
   readonly cpu: CpuTime | undefined;
   readonly peakRssBytes: number | undefined;
   readonly peakSource: string | undefined;
+  /** The publication of the run's `endConsumerMeasurement` (after its end poll), for the caller to await. */
+  readonly ended: Promise<void>;
 }
 
 /** Every summary being fed: the baseline's and each run's (a run's last points may come after the next began). */
@@ -270,13 +272,17 @@ async function measure(o: MeasureOptions): Promise<number> {
       baseline = { summary, seconds: (performance.now() - started) / 1000 };
     }
     const runs: RunResult[] = [];
+    let ending: Promise<void> = Promise.resolve();
     let outcome: RepeatOutcome | undefined;
     for (let i = 1; i <= o.repeat; i++) {
       const summary = new ExecSummary();
       summaries.push(summary);
       state.pid = undefined;
       state.reaped = false;
+      // The previous run's end is told before this run starts (its listeners see the runs in order).
+      await ending;
       const r = await runOnce(agent, summary, program, args, o.cwd, logger, state);
+      ending = r.ended;
       runs.push(r);
       if (r.signal !== null) logger.info(`${program} was killed by ${r.signal}`);
       if (r.code !== 0 && !o.ignoreExit) {
@@ -309,7 +315,9 @@ async function measure(o: MeasureOptions): Promise<number> {
       exitCodeOf: { run: runs.length, why: "last run" },
     };
     const described = agent.outputs();
-    await agent.stop();
+    // The last run's end poll is done: the listeners of its end (procfs and perf stop the program's sources)
+    // and the agent's stop (which stops every source and drains) overlap; the stop waits for those sources.
+    await Promise.all([ending, agent.stop()]);
     const lost = reportLosses(agent, logger);
     // Only the outputs that wrote points: one that lost them all did not get "the others".
     const outputs = outputLabels(described, [EXEC_SUMMARY_PLUGIN], agent.stats()?.outputs ?? new Map());
@@ -463,6 +471,7 @@ async function runOnce(
   }
   await agent.control.triggerNow();
   summary.endPolled(now());
-  await agent.events.publish("endConsumerMeasurement", [Consumer.process(pid)]);
-  return { summary, code, signal, elapsedMs, cpu, peakRssBytes, peakSource };
+  // Not awaited here: the caller awaits it before the next run, or together with the agent's stop.
+  const ended = agent.events.publish("endConsumerMeasurement", [Consumer.process(pid)]);
+  return { summary, code, signal, elapsedMs, cpu, peakRssBytes, peakSource, ended };
 }
