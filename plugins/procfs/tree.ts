@@ -42,6 +42,8 @@ interface Member {
   readonly pid: number;
   stat: ProcFile | undefined;
   mem: ProcFile | undefined;
+  /** Its main thread's `task/<pid>/children`, opened on first use (with `children` discovery only). */
+  children: ProcFile | undefined | null;
 }
 
 const EXIT_GRACE_NS = 1_000_000_000n;
@@ -54,9 +56,14 @@ const SHARED_DIRTY = ascii("Shared_Dirty:");
 /**
  * Measures a process and its descendants, as one consumer: the program's pid.
  *
- * Each poll lists `<root>` for processes it has not seen (their `stat` read once, for the parent pid), adds
- * those whose parent is in the tree, then reads the tree parents first (so that a child reaped between two
- * reads is counted at most once: at worst it is missed until the next poll). The tree's CPU time is the sum,
+ * Each poll reads the tree parents first (so that a child reaped between two reads is counted at most once: at
+ * worst it is missed until the next poll), and each member's children as the kernel lists them
+ * (`<root>/<pid>/task/<tid>/children` of each of its threads: one kept-open file for a single-threaded member),
+ * which join the tree and are read in the same poll. Where the kernel has no such file (no
+ * `CONFIG_PROC_CHILDREN`, or a fake root without one), each poll lists `<root>` for processes it has not seen
+ * instead (their `stat` read once, for the parent pid) and adds those whose parent is in the tree. Either way a
+ * program that is stopped before its exec (`exec`'s start) costs its first poll a few reads, not a scan of
+ * every process. The tree's CPU time is the sum,
  * over its live members (zombies included), of their own time and of the time of the children they waited for
  * (`utime + cutime`, `stime + cstime`): every process that ran in the tree and was waited for is counted once,
  * whatever the moment it ended. Pushed per poll:
@@ -85,8 +92,10 @@ export class ProcessTreeSource implements Source, Disposable {
   readonly #onJoin: ((pid: number) => void) | undefined;
   /** Tree members in discovery order: a parent always comes before its children. */
   readonly #members = new Map<number, Member>();
-  /** Pids seen by a scan and not members (read once), until they disappear. */
+  /** Pids seen by a scan and not members (read once), until they disappear (scan discovery only). */
   readonly #others = new Set<number>();
+  /** Whether members' children are read from `task/<tid>/children` (else found by a scan of the root). */
+  readonly #byChildren: boolean;
   #awaitExit: boolean;
   #goneSince: Timestamp = -1n;
   #final: FinalCpuTime | undefined;
@@ -134,6 +143,11 @@ export class ProcessTreeSource implements Source, Disposable {
       proportional: ctx("proportional"),
     };
     this.#addMember(pid);
+    const root = this.#members.get(pid)!;
+    root.children = root.stat === undefined
+      ? undefined
+      : ProcFile.tryOpen(`${this.#root}/${pid}/task/${pid}/children`, 256) ?? null;
+    this.#byChildren = root.children !== null && root.children !== undefined;
   }
 
   /** The pids in the tree at the last poll (the program first). */
@@ -173,7 +187,7 @@ export class ProcessTreeSource implements Source, Disposable {
         mem = undefined; // smaps_rollup of another user's process: no memory for this one
       }
     }
-    this.#members.set(pid, { pid, stat, mem });
+    this.#members.set(pid, { pid, stat, mem, children: undefined });
   }
 
   #removeMember(pid: number): void {
@@ -181,6 +195,7 @@ export class ProcessTreeSource implements Source, Disposable {
     if (m === undefined) return;
     m.stat?.close();
     m.mem?.close();
+    m.children?.close();
     this.#members.delete(pid);
   }
 
@@ -222,6 +237,47 @@ export class ProcessTreeSource implements Source, Disposable {
     for (const f of fresh) if (f.pid > 0) this.#others.add(f.pid);
   }
 
+  /**
+   * Adds the children of member `m` that are not members yet (they are read later in the same poll): from its
+   * main thread's kept-open `children` file when it has one thread, else from every thread's.
+   */
+  #adoptChildren(m: Member, threads: number): void {
+    if (threads > 1) {
+      let tids: Iterable<Deno.DirEntry>;
+      try {
+        tids = Deno.readDirSync(`${this.#root}/${m.pid}/task`);
+      } catch {
+        return; // gone
+      }
+      for (const t of tids) {
+        let text: string;
+        try {
+          text = Deno.readTextFileSync(`${this.#root}/${m.pid}/task/${t.name}/children`);
+        } catch {
+          continue; // the thread ended
+        }
+        for (const word of text.split(" ")) {
+          const child = Number(word);
+          if (word !== "" && Number.isInteger(child)) this.#join(child);
+        }
+      }
+      return;
+    }
+    if (m.children === undefined) {
+      m.children = ProcFile.tryOpen(`${this.#root}/${m.pid}/task/${m.pid}/children`, 256) ?? null;
+    }
+    const n = m.children?.read() ?? -1;
+    if (n <= 0) return;
+    const s = this.#scan.reset(m.children!.buffer, n);
+    for (let child = s.uint(); child > 0; child = s.uint()) this.#join(child);
+  }
+
+  #join(pid: number): void {
+    if (this.#members.has(pid)) return;
+    this.#addMember(pid);
+    this.#onJoin?.(pid);
+  }
+
   poll(batch: Batch, timestamp: Timestamp): void {
     if (this.#ended) throw new NormalStop(`Process ${this.pid} has exited`);
     if (this.#final !== undefined) {
@@ -239,11 +295,12 @@ export class ProcessTreeSource implements Source, Disposable {
       this.#end();
       throw new NormalStop(`Process ${this.pid} has exited`);
     }
-    this.#discover();
+    if (!this.#byChildren) this.#discover();
     let user = 0, system = 0, guest = 0, guestKnown = true;
     let resident = 0, shared = 0, virt = 0, pss = 0;
     const s = this.#scan;
-    for (const m of [...this.#members.values()]) {
+    // Live iteration: the children adopted below come after their parent and are read in this poll.
+    for (const m of this.#members.values()) {
       // The program's stat was read above; every other member is read now, parents first.
       const n = m.pid === this.pid ? rootLength : m.stat?.read() ?? -1;
       if (n <= 0) {
@@ -267,8 +324,13 @@ export class ProcessTreeSource implements Source, Disposable {
       const stime = s.uint(); // 15
       const cutime = s.uint(); // 16
       const cstime = s.uint(); // 17
-      s.skipFields(5); // 18 priority … 22 starttime
+      s.skipFields(2); // 18 priority, 19 nice
+      const threads = s.uint(); // 20 num_threads
+      s.skipFields(2); // 21 itrealvalue, 22 starttime
       const vsize = s.uint(); // 23
+      const pos = s.pos;
+      if (this.#byChildren) this.#adoptChildren(m, threads); // uses the scanner: the stat's place is kept
+      s.reset(m.stat!.buffer, n, pos);
       s.skipFields(19); // 24 rss … 42 delayacct_blkio_ticks
       const g = s.uint(); // 43 guest_time
       const cg = s.uint(); // 44 cguest_time
