@@ -848,6 +848,7 @@ export async function runOutputsBench(options: OutputsBenchOptions = {}): Promis
             host: vm.url,
             org: "bench",
             bucket: "bench",
+            token: "", // no authentication on loopback (the default is Alumet's "FILL ME" placeholder)
             journal_path: `${d}/journal`,
             ...DELIVERY,
           }),
@@ -907,6 +908,7 @@ export async function runOutputsBench(options: OutputsBenchOptions = {}): Promis
             host: rx.url,
             org: "bench",
             bucket: "bench",
+            token: "", // no authentication on loopback (the default is Alumet's "FILL ME" placeholder)
             journal_path: `${d}/journal`,
             ...DELIVERY,
           }),
