@@ -33,15 +33,20 @@ export interface Setup {
 }
 
 /** The metadata of each section's plugin, loaded once. */
-const METAS = new WeakMap<PluginSection, PluginMetadata<unknown>>();
+const METAS = new WeakMap<PluginSection, Promise<PluginMetadata<unknown>>>();
 
 /**
  * The plugin of an enabled section: a built-in one, or the module `module = "…"` names. With `reload`, a module
  * given by an http(s) URL is fetched again first (Deno keeps remote modules in its cache and would reuse them).
+ * Loaded once per section, even when asked for again while it loads.
  */
-async function pluginOf(s: PluginSection, reload = false): Promise<PluginMetadata<unknown>> {
-  const known = METAS.get(s);
-  if (known !== undefined) return known;
+function pluginOf(s: PluginSection, reload = false): Promise<PluginMetadata<unknown>> {
+  let known = METAS.get(s);
+  if (known === undefined) METAS.set(s, known = loadPlugin(s, reload));
+  return known;
+}
+
+async function loadPlugin(s: PluginSection, reload: boolean): Promise<PluginMetadata<unknown>> {
   let meta: PluginMetadata<unknown> | undefined;
   if (s.module === undefined) {
     meta = await loadBuiltin(s.name);
@@ -71,7 +76,6 @@ async function pluginOf(s: PluginSection, reload = false): Promise<PluginMetadat
     meta = m;
   }
   if (meta === undefined) throw new AlumetError(`Unknown plugin "${s.name}"`);
-  METAS.set(s, meta);
   return meta;
 }
 
@@ -276,13 +280,17 @@ function absolute(path: string): string {
   return path.startsWith("/") ? path : `${Deno.cwd()}/${path}`;
 }
 
+/**
+ * The enabled plugins with their tables, loaded together (each module's graph is read while the others' are),
+ * in the sections' order; a plugin that does not load fails it with the first such section's error.
+ */
 async function pluginEntries(setup: Setup, reload: boolean): Promise<PluginEntry[]> {
-  const entries: PluginEntry[] = [];
-  for (const s of setup.sections) {
-    // The agent validates the table; its origin (file or --config-override) travels with it.
-    entries.push({ plugin: await pluginOf(s, reload), config: s.table });
-  }
-  return entries;
+  const loaded = await Promise.allSettled(setup.sections.map((s) => pluginOf(s, reload)));
+  // The agent validates the table; its origin (file or --config-override) travels with it.
+  return loaded.map((r, i) => {
+    if (r.status === "rejected") throw r.reason;
+    return { plugin: r.value, config: setup.sections[i]!.table };
+  });
 }
 
 /**

@@ -63,13 +63,16 @@ export async function run(ctx: ExecContext): Promise<number> {
   const json = ctx.options.json === undefined ? undefined : openJson(ctx.options.json);
   try {
     const given = await ctx.setup();
-    await followProgramOnly(given.sections);
     const energy = energyDefaults(given.sections as PluginSection[], {
       configured: given.configured,
       only: ctx.options.plugins !== undefined,
       noEstimate: ctx.options["no-estimate"] === true,
       available: (name) => BUILTIN_LOADERS.has(name),
     });
+    // Every plugin's modules start loading now, together, while procfs's config is set (the agent awaits them;
+    // a plugin that fails to load says so there).
+    for (const s of energy.sections) ctx.plugin(s).catch(() => {});
+    await followProgramOnly(given.sections);
     const setup: Setup = { ...given, sections: energy.sections };
     if (energy.added.length > 0) {
       logger.debug(`exec enables ${energy.added.join(" and ")} (no such section in the config)`);
