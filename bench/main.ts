@@ -219,6 +219,20 @@ if (want("perf")) {
       unit: "µs",
       runs: rs.map((r) => r.perfUsPerInterval),
     });
+    const withC = rs.filter((r) => r.cUsPerTick !== undefined && r.agentOverC !== undefined);
+    if (withC.length > 0) {
+      rows.push({
+        name: "C, the same design (bench/programs/tick.c, same lines): CPU per tick",
+        unit: "µs",
+        runs: withC.map((r) => r.cUsPerTick!),
+      });
+      rows.push({
+        name: "agent CPU per tick ÷ the same design in C",
+        unit: "×",
+        runs: withC.map((r) => r.agentOverC!),
+        target: { op: "<=", value: 1.2 },
+      });
+    }
     rows.push({
       name: "agent CPU per tick ÷ perf's per interval",
       unit: "×",
