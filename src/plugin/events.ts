@@ -48,7 +48,11 @@ export interface Events {
   startConsumerMeasurement: readonly Consumer[];
   /** A measured process has exited: its final CPU accounting, published before `endConsumerMeasurement`. */
   processExit: ProcessExit;
-  /** Stop measuring these consumers (the process ended, the cgroup was removed). */
+  /**
+   * Stop measuring these consumers (the process ended, the cgroup was removed). Published after the end poll:
+   * the program's last points are already measured. At the end of `exec` the agent's stop may begin while
+   * listeners still run, so a listener should release what it holds (close a source) rather than push points.
+   */
   endConsumerMeasurement: readonly Consumer[];
 }
 
