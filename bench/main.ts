@@ -122,7 +122,7 @@ if (want("exec")) {
     name: "exec -- true, over a bare `deno run` of an empty script",
     unit: "ms",
     runs: rs.map((r) => r.execMs - r.bareMs),
-    target: { op: "<=", value: 60 },
+    target: { op: "<=", value: 25 },
   });
   rows.push({ name: "exec -- true, end to end", unit: "ms", runs: rs.map((r) => r.execMs) });
   rows.push({ name: "bare `deno run` of an empty script", unit: "ms", runs: rs.map((r) => r.bareMs) });
