@@ -48,8 +48,8 @@ export interface AttributorOptions {
    * or {@linkcode AttributorOptions.systemCpus} when there are none.
    */
   readonly nCpus?: number;
-  /** The system's CPU count, when no `kernel_cpu_time` is seen. Default 1. */
-  readonly systemCpus?: number;
+  /** The system's CPU count, when no `kernel_cpu_time` is seen (a function: read on first need). Default 1. */
+  readonly systemCpus?: number | (() => number);
   /** How long an interval waits for late consumer data, ms; absent: automatic (see the README). */
   readonly maxWaitMs?: number;
   /** How far back consumer data is kept, ms. Default 60 000. */
@@ -194,6 +194,7 @@ export function joulesPerUnit(metric: Metric): number | undefined {
  */
 export class EnergyAttributor {
   readonly #o: Required<Omit<AttributorOptions, "maxWaitMs" | "log">> & { maxWaitMs: number | undefined };
+  #systemCpus: number | undefined;
   readonly #log: AttributionLog | undefined;
   readonly #roles = new Map<number, Role>();
   readonly #groups = new Map<string, Group>();
@@ -251,7 +252,9 @@ export class EnergyAttributor {
   /** The number of CPUs the CPU-time shares are computed against. */
   get nCpus(): number {
     if (this.#o.nCpus > 0) return this.#o.nCpus;
-    return this.#kernelCores.size > 0 ? this.#kernelCores.size : this.#o.systemCpus;
+    if (this.#kernelCores.size > 0) return this.#kernelCores.size;
+    const sys = this.#o.systemCpus;
+    return this.#systemCpus ??= typeof sys === "function" ? sys() : sys;
   }
 
   /** Where the CPU count comes from: `config`, `kernel_cpu_time` or `system`. */

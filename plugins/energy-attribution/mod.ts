@@ -255,7 +255,7 @@ export class EnergyAttributionPlugin implements Plugin {
       idle: c.idle,
       views: c.views,
       nCpus: c.n_cpus,
-      systemCpus: countCpus(),
+      systemCpus: countCpus, // read only if no kernel_cpu_time point ever gives the count
       retentionMs: c.retention_time,
       energyMetrics: c.energy_metrics,
       invariantLogEvery: c.invariant_log_every,

@@ -142,7 +142,6 @@ export const energyEstimationTdpPlugin = definePlugin({
   description: "Estimates the CPU's energy from kernel_cpu_time and the TDP (estimated_consumed_energy)",
   config: tdpConfigSchema,
   init(config) {
-    const nbCpu = config.nb_cpu ?? logicalCpus();
     let estimated: MetricId<"f64"> | undefined;
     // Transforms are added in start, but the CPU time metric is known for sure only in preStart (its plugin may
     // come after this one): the transform added in start applies the estimate once preStart has built it.
@@ -162,6 +161,7 @@ export const energyEstimationTdpPlugin = definePlugin({
           );
           return;
         }
+        const nbCpu = config.nb_cpu ?? logicalCpus();
         let perSecond = unitsPerSecond(m);
         const factor = config.cpu_time_conversion_factor;
         if (factor !== undefined) {

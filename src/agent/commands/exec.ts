@@ -170,7 +170,7 @@ async function estimateNoteOf(
   const table = { ...defaults, ...section.table };
   const tdp = Number(table.tdp ?? 100);
   const vcpu = Number(table.nb_vcpu ?? 1);
-  const nbCpu = table.nb_cpu === undefined ? countCpus() : Number(table.nb_cpu);
+  const nbCpu = table.nb_cpu === undefined ? machineCpus() : Number(table.nb_cpu);
   const perCpu = tdp * vcpu / nbCpu;
   const auto = added.includes("energy-estimation-tdp")
     ? "No energy source is enabled, so exec enabled energy-estimation-tdp (--no-estimate turns it off): "
@@ -182,6 +182,10 @@ async function estimateNoteOf(
     perCpu.toFixed(1)
   } W per busy CPU (TDP ${tdp} W × nb_vcpu ${vcpu} ÷ nb_cpu ${nbCpu}; ${set}). It is not a measurement.`;
 }
+
+/** The machine's logical CPUs, read once (`countCpus` reads `/proc/stat` on each call). */
+let cpus: number | undefined;
+const machineCpus = (): number => cpus ??= countCpus();
 
 interface MeasureOptions {
   readonly ctx: ExecContext;
@@ -324,7 +328,7 @@ async function measure(o: MeasureOptions): Promise<number> {
     const lost = reportLosses(agent, logger);
     // Only the outputs that wrote points: one that lost them all did not get "the others".
     const outputs = outputLabels(described, [EXEC_SUMMARY_PLUGIN], agent.stats()?.outputs ?? new Map());
-    const nCpus = countCpus();
+    const nCpus = machineCpus();
     const baselineLines = baseline === undefined
       ? undefined
       : { seconds: baseline.seconds, lines: baseline.summary.energy() };
