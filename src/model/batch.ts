@@ -67,6 +67,11 @@ const MAX_SAFE = BigInt(Number.MAX_SAFE_INTEGER);
 const U64_MAX = 2n ** 64n - 1n;
 const LOCAL_R = Resource.localMachine();
 const LOCAL_C = Consumer.localMachine();
+const EMPTY_U32 = new Uint32Array(0);
+const EMPTY_I64 = new BigInt64Array(0);
+const EMPTY_F64 = new Float64Array(0);
+/** True while {@linkcode Batch.fromData} constructs: the constructor then allocates no column. */
+let adopting = false;
 
 /**
  * A growable, columnar batch of points.
@@ -91,9 +96,11 @@ export class Batch implements Iterable<MeasurementPoint> {
   #metrics: Uint32Array<ArrayBuffer>;
   #timestamps: BigInt64Array<ArrayBuffer>;
   #values: Float64Array<ArrayBuffer>;
-  #resources: Resource[] = [];
-  #consumers: Consumer[] = [];
-  #attributes: Attributes[] = [];
+  // The object columns are sized from the capacity too (a flush of 1000 rows would otherwise grow them by
+  // copying, a few times per batch); entries past `#length` are undefined.
+  #resources: Resource[];
+  #consumers: Consumer[];
+  #attributes: Attributes[];
   #big: Map<number, bigint> | undefined;
   #length = 0;
   /** Timestamp given to points pushed without one; managed sources set it to the poll's time. */
@@ -101,10 +108,21 @@ export class Batch implements Iterable<MeasurementPoint> {
 
   /** @param capacity initial number of rows before the columns grow (default 64) */
   constructor(capacity = 64) {
+    if (adopting) {
+      // fromData: the columns come from the data; allocate none here.
+      this.#metrics = EMPTY_U32;
+      this.#timestamps = EMPTY_I64;
+      this.#values = EMPTY_F64;
+      this.#resources = this.#consumers = this.#attributes = [];
+      return;
+    }
     const c = Math.max(1, capacity | 0);
     this.#metrics = new Uint32Array(c);
     this.#timestamps = new BigInt64Array(c);
     this.#values = new Float64Array(c);
+    this.#resources = new Array<Resource>(c);
+    this.#consumers = new Array<Consumer>(c);
+    this.#attributes = new Array<Attributes>(c);
   }
 
   /** Number of points. */
@@ -124,7 +142,7 @@ export class Batch implements Iterable<MeasurementPoint> {
     ctx?: PointContext,
   ): void {
     const i = this.#length;
-    if (i === this.#metrics.length) this.#grow(i * 2);
+    if (i === this.#metrics.length) this.#grow(Math.max(8, i * 2));
     this.#metrics[i] = metric;
     this.#timestamps[i] = ctx?.timestamp ?? this.timestamp;
     if (typeof value === "bigint") {
@@ -172,6 +190,8 @@ export class Batch implements Iterable<MeasurementPoint> {
    */
   toData(): { data: BatchData; transfer: ArrayBuffer[] } {
     const n = this.#length;
+    // The object columns may be longer than the batch (sized from the capacity): the data's are exactly n.
+    if (this.#resources.length !== n) this.#truncate(n);
     const data: BatchData = {
       length: n,
       metrics: this.#metrics,
@@ -190,7 +210,13 @@ export class Batch implements Iterable<MeasurementPoint> {
 
   /** A batch from {@linkcode Batch.toData}'s data (after `postMessage`). */
   static fromData(data: BatchData): Batch {
-    const b = new Batch(1);
+    adopting = true;
+    let b: Batch;
+    try {
+      b = new Batch();
+    } finally {
+      adopting = false;
+    }
     b.#metrics = data.metrics;
     b.#timestamps = data.timestamps;
     b.#values = data.values;
@@ -290,14 +316,25 @@ export class Batch implements Iterable<MeasurementPoint> {
       if (b !== undefined) newBig!.set(w, b);
       w++;
     }
-    this.#truncate(w);
+    this.#release(w);
     this.#big = newBig && newBig.size > 0 ? newBig : undefined;
   }
 
   /** Removes every point, keeping the allocated capacity. */
   clear(): void {
-    this.#truncate(0);
+    this.#release(0);
     this.#big = undefined;
+  }
+
+  /** Keeps the first `n` rows; the object columns keep their room, holding no reference past `n`. */
+  #release(n: number): void {
+    const end = this.#length;
+    this.#length = n;
+    if (n < end) {
+      this.#resources.fill(undefined as unknown as Resource, n, end);
+      this.#consumers.fill(undefined as unknown as Consumer, n, end);
+      this.#attributes.fill(undefined as unknown as Attributes, n, end);
+    }
   }
 
   #truncate(n: number): void {

@@ -142,3 +142,43 @@ Deno.test("MetricRegistry gives u64 metrics odd ids and f64 metrics even ids, wh
   b.push(f, -3);
   assert.throws(() => b.push(u, -3 as unknown as bigint), RangeError);
 });
+
+Deno.test("Batch sized from its capacity: toData's columns are exactly its rows; clear, retain and reuse", () => {
+  const b = new Batch(8);
+  const attrs = { k: "v" };
+  for (let i = 0; i < 3; i++) b.push(F, i, { resource: Resource.cpuCore(i), attributes: attrs });
+  b.retain((_, i) => i !== 1);
+  assert.deepEqual([...b].map((p) => [p.value, p.resource]), [[0, Resource.cpuCore(0)], [
+    2,
+    Resource.cpuCore(2),
+  ]]);
+  b.clear();
+  assert.equal(b.length, 0);
+  assert.deepEqual([...b], []);
+  for (let i = 0; i < 20; i++) b.push(F, i, { resource: Resource.cpuCore(i % 2) });
+  const { data } = b.toData();
+  assert.equal(data.length, 20);
+  assert.equal(data.resources.length, 20, "no row past the batch's length");
+  assert.equal(data.consumers.length, 20);
+  assert.equal(data.attributes.length, 20);
+  assert.equal(data.resources[19], Resource.cpuCore(1));
+  const copy = Batch.fromData(structuredClone(data));
+  assert.equal(copy.length, 20);
+  assert.equal(copy.valueAt(19), 19);
+});
+
+Deno.test("Batch.fromData of an empty batch can be pushed to", () => {
+  const b = Batch.fromData({
+    length: 0,
+    metrics: new Uint32Array(0),
+    timestamps: new BigInt64Array(0),
+    values: new Float64Array(0),
+    resources: [],
+    consumers: [],
+    attributes: [],
+  });
+  b.push(F, 4);
+  b.push(F, 5);
+  assert.deepEqual([b.length, b.valueAt(0), b.valueAt(1)], [2, 4, 5]);
+  assert.equal(b.resourceAt(1), Resource.localMachine());
+});
