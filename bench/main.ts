@@ -210,7 +210,7 @@ if (want("perf")) {
     say("perf: 4 events system-wide at 1 ms to csv, against perf stat -I 1 -a…");
     const rs = await repeat(RUNS, () => runPerfBench(SAMPLING_SECONDS));
     rows.push({
-      name: "perf plugin, 4 events system-wide, 1 ms, to csv: agent CPU per tick",
+      name: "perf plugin, 4 events system-wide, 1 ms, to csv: agent CPU per tick (after 5 s of warm-up)",
       unit: "µs",
       runs: rs.map((r) => r.agentUsPerTick),
     });
