@@ -389,7 +389,9 @@ Deno.test("procfs watches the configured groups with a task and one source per g
     assert.equal([...h.sources.keys()].filter((k) => k.startsWith(`pid-${child.pid}`)).length, 1);
     assert.ok(!(group.source as ProcessGroupSource).pids.includes(child.pid), "still in its group");
     await h.events.publish("endConsumerMeasurement", [Consumer.process(child.pid)]);
-    assert.equal((h.plugin as ProcfsPlugin).followed.size, 0);
+    // Not `followed.size === 0`: another child of this test process (an earlier test's, not reaped yet on a
+    // loaded machine) may match the group too.
+    assert.ok(!(h.plugin as ProcfsPlugin).followed.has(child.pid), "the ended program is still followed");
   } finally {
     try {
       child.kill("SIGKILL");

@@ -15,9 +15,12 @@ export async function run(ctx: CommandContext): Promise<number> {
   if (ctx.positionals.length > 0) {
     throw new UsageError(`\`alumet run\` takes no argument (got "${ctx.positionals[0]}")`);
   }
-  await using agent = await ctx.agent(await ctx.setup());
-  // Kept until the drain is over: the repeats of the stop signal arriving during it are absorbed there.
+  // Declared before the agent, so disposed after it: the listeners stay until the drain and the agent's
+  // disposal are over, and the repeats of the stop signal arriving meanwhile (`deno task` forwards each one, late
+  // on a loaded machine) are absorbed instead of killing the process with the signal's default action. A signal
+  // during the setup ends the run once the plugins have started.
   using signals = new StopSignals(logger);
+  await using agent = await ctx.agent(await ctx.setup());
   await agent.start();
   const plugins = agent.pluginNames;
   logger.info(
