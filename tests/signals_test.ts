@@ -8,6 +8,14 @@
 import assert from "node:assert/strict";
 
 const ROOT = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
+
+/** The `alumet` task's command line from deno.json, with this Deno: `deno run <flags> src/agent/main.ts`. */
+async function alumetRunLine(): Promise<string[]> {
+  const config = JSON.parse(await Deno.readTextFile(`${ROOT}/deno.json`)) as { tasks: { alumet: string } };
+  const [deno, ...rest] = config.tasks.alumet.split(/\s+/);
+  assert.equal(deno, "deno", config.tasks.alumet);
+  return [Deno.execPath(), ...rest];
+}
 const PROBE = `${ROOT}/tests/testdata/signals/probe.ts`;
 const SOURCES = ["main", "hot"] as const;
 
@@ -57,11 +65,17 @@ class AgentRun {
     void child.stdout.cancel();
   }
 
-  /** Starts the agent; `probe` adds keys to the probe's config section, `args` options before `run`. */
+  /**
+   * Starts the agent; `probe` adds keys to the probe's config section, `args` options before `run`. With
+   * `direct`, the agent is run as the `alumet` task runs it (its `deno run` line from deno.json) but without
+   * `deno task` in between: the exit code is the agent's own, not the task runner's (`deno task` exits 143 when
+   * a SIGTERM sent to the group reaches it after its child has already ended, which an agent with nothing to
+   * drain can do on a loaded machine).
+   */
   static async start(
-    options: { probe?: Record<string, number>; args?: string[] } = {},
+    options: { probe?: Record<string, number>; args?: string[]; direct?: boolean } = {},
   ): Promise<AgentRun> {
-    const { probe = {}, args = [] } = options;
+    const { probe = {}, args = [], direct = false } = options;
     const dir = await Deno.makeTempDir({ prefix: "alumet-signals-" });
     const extra = Object.entries(probe).map(([k, v]) => `${k} = ${v}\n`).join("");
     await Deno.writeTextFile(
@@ -71,12 +85,10 @@ class AgentRun {
     );
     // `setsid` makes the task the leader of a new session and process group (pgid = its pid), with no
     // controlling terminal: the group receives what a terminal's foreground group would.
+    const runner = direct ? await alumetRunLine() : [Deno.execPath(), "task", "--quiet", "alumet"];
     const child = new Deno.Command("setsid", {
       args: [
-        Deno.execPath(),
-        "task",
-        "--quiet",
-        "alumet",
+        ...runner,
         "--config",
         `${dir}/alumet-config.toml`,
         ...args,
@@ -273,7 +285,7 @@ Deno.test("alumet run exits 3 and says how many points were lost when an output 
 });
 
 Deno.test("alumet run with no plugin says so, and stops with 0 on SIGTERM", async () => {
-  const run = await AgentRun.start({ args: ["--plugins", ""] });
+  const run = await AgentRun.start({ args: ["--plugins", ""], direct: true });
   try {
     await run.stderrHas("press Ctrl-C to stop");
     run.signalGroup("SIGTERM");
