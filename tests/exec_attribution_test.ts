@@ -4,31 +4,11 @@
  * rapl plugin on a powercap fixture, the measured share; `--baseline` gives the energy above idle.
  */
 import assert from "node:assert/strict";
+import { alumet, inTempDir } from "./testdata/exec/cli.ts";
 import type { RunReport } from "../src/agent/summary.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
-
-async function alumet(dir: string, args: string[]) {
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "--quiet", "-A", `${ROOT}/src/agent/main.ts`, ...args],
-    cwd: dir,
-    env: { ALUMET_LOG: "warn", NO_COLOR: "1" },
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  const d = new TextDecoder();
-  return { code: out.code, stdout: d.decode(out.stdout), stderr: d.decode(out.stderr) };
-}
-
-async function tempDir<T>(f: (dir: string) => Promise<T>): Promise<T> {
-  const dir = await Deno.makeTempDir({ prefix: "alumet-exec-attribution-" });
-  try {
-    return await f(dir);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-}
+const tempDir = <T>(f: (dir: string) => Promise<T>) => inTempDir("exec-attribution", f);
 
 const BUSY = ["sh", "-c", "i=0; while [ $i -lt 60000 ]; do i=$((i+1)); done"];
 const nCpus = () => navigator.hardwareConcurrency;

@@ -3,31 +3,10 @@
  * `-`, to stdout; a path that cannot be written is refused before the program runs.
  */
 import assert from "node:assert/strict";
+import { alumet, inTempDir } from "./testdata/exec/cli.ts";
 import type { RunReport } from "../src/agent/summary.ts";
 
-const ROOT = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
-
-async function alumet(dir: string, args: string[]) {
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "--quiet", "-A", `${ROOT}/src/agent/main.ts`, ...args],
-    cwd: dir,
-    env: { ALUMET_LOG: "warn", NO_COLOR: "1" },
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  const d = new TextDecoder();
-  return { code: out.code, stdout: d.decode(out.stdout), stderr: d.decode(out.stderr) };
-}
-
-async function tempDir<T>(f: (dir: string) => Promise<T>): Promise<T> {
-  const dir = await Deno.makeTempDir({ prefix: "alumet-exec-json-" });
-  try {
-    return await f(dir);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-}
+const tempDir = <T>(f: (dir: string) => Promise<T>) => inTempDir("exec-json", f);
 
 /** A figure of the text summary: the number before `s   <label>`. */
 function textFigure(stderr: string, label: string): number {

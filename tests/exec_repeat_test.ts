@@ -3,31 +3,10 @@
  * range of every figure, as `perf stat -r`; it stops at the first failure and exits with its code.
  */
 import assert from "node:assert/strict";
+import { alumet, inTempDir } from "./testdata/exec/cli.ts";
 import type { RepeatReport } from "../src/agent/summary.ts";
 
-const ROOT = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
-
-async function alumet(dir: string, args: string[]) {
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "--quiet", "-A", `${ROOT}/src/agent/main.ts`, ...args],
-    cwd: dir,
-    env: { ALUMET_LOG: "warn", NO_COLOR: "1" },
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  const d = new TextDecoder();
-  return { code: out.code, stdout: d.decode(out.stdout), stderr: d.decode(out.stderr) };
-}
-
-async function tempDir<T>(f: (dir: string) => Promise<T>): Promise<T> {
-  const dir = await Deno.makeTempDir({ prefix: "alumet-exec-repeat-" });
-  try {
-    return await f(dir);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-}
+const tempDir = <T>(f: (dir: string) => Promise<T>) => inTempDir("exec-repeat", f);
 
 const lines = async (path: string) => (await Deno.readTextFile(path)).trim().split("\n");
 
