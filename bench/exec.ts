@@ -1,18 +1,25 @@
 /**
  * `alumet exec -- true` end to end (default config: procfs + csv into a temporary directory, warm cache),
- * against a bare `deno run` of an empty script and against `perf stat -- true`. Wall time of each command,
- * spawned from here, median of `runs`.
+ * against a bare `deno run` of an empty script and against `perf stat -- true`, and the same from the
+ * sources (`ALUMET_NO_BUNDLE=1`, src/agent/bundle.ts). Wall time of each command, spawned from here, median of
+ * `runs`, in rotated rounds. And the resident memory of `exec -- sleep` with the defaults against a bare
+ * `deno run` of a script that sleeps as long (VmRSS, read from /proc once both have settled).
  */
 import { alumetTaskArgs } from "./memory.ts";
 
-async function wall(cmd: string, args: string[], cwd: string): Promise<number> {
+async function wall(
+  cmd: string,
+  args: string[],
+  cwd: string,
+  env: Record<string, string> = {},
+): Promise<number> {
   const t = performance.now();
   const out = await new Deno.Command(cmd, {
     args,
     cwd,
     stdout: "null",
     stderr: "null",
-    env: { ALUMET_LOG: "warn" },
+    env: { ALUMET_LOG: "warn", ...env },
   })
     .output();
   const ms = performance.now() - t;
@@ -24,7 +31,7 @@ const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.len
 
 export async function runExec(
   runs = 11,
-): Promise<{ bareMs: number; execMs: number; perfMs: number | undefined }> {
+): Promise<{ bareMs: number; execMs: number; sourcesMs: number; perfMs: number | undefined }> {
   const dir = await Deno.makeTempDir({ prefix: "alumet-exec-bench-" });
   try {
     await Deno.writeTextFile(`${dir}/empty.ts`, "");
@@ -39,15 +46,66 @@ export async function runExec(
     } catch {
       hasPerf = false;
     }
+    const sources = { ALUMET_NO_BUNDLE: "1" };
+    await wall(deno, exec, dir, sources);
     const b: number[] = [];
     const e: number[] = [];
+    const s: number[] = [];
     const p: number[] = [];
     for (let i = 0; i < runs; i++) {
       b.push(await wall(deno, bare, dir));
       e.push(await wall(deno, exec, dir));
+      s.push(await wall(deno, exec, dir, sources));
       if (hasPerf) p.push(await wall("perf", ["stat", "-o", "/dev/null", "--", "true"], dir));
     }
-    return { bareMs: median(b), execMs: median(e), perfMs: hasPerf ? median(p) : undefined };
+    return {
+      bareMs: median(b),
+      execMs: median(e),
+      sourcesMs: median(s),
+      perfMs: hasPerf ? median(p) : undefined,
+    };
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+function rssMiB(pid: number): number {
+  const m = /VmRSS:\s+(\d+) kB/.exec(Deno.readTextFileSync(`/proc/${pid}/status`));
+  return m ? Number(m[1]) / 1024 : NaN;
+}
+
+/** VmRSS of `deno args…` (which must live longer than `settleMs`), read after `settleMs`, MiB. */
+async function settledRss(args: string[], cwd: string, settleMs: number, env: Record<string, string> = {}) {
+  const child = new Deno.Command(Deno.execPath(), {
+    args,
+    cwd,
+    stdin: "null",
+    stdout: "null",
+    stderr: "null",
+    env: { ALUMET_LOG: "warn", ...env },
+  }).spawn();
+  await new Promise((r) => setTimeout(r, settleMs));
+  const rss = rssMiB(child.pid);
+  await child.status;
+  return rss;
+}
+
+/**
+ * VmRSS of `alumet exec -- sleep S` with the defaults (procfs, csv, the TDP estimate and its attribution), of
+ * the same from the sources, and of a bare `deno run` of a script that waits as long, MiB (read 2 s in).
+ */
+export async function runExecRss(): Promise<{ bareMiB: number; execMiB: number; sourcesMiB: number }> {
+  const dir = await Deno.makeTempDir({ prefix: "alumet-exec-rss-" });
+  try {
+    await Deno.writeTextFile(
+      `${dir}/wait.ts`,
+      'await new Promise((r) => AbortSignal.timeout(3000).addEventListener("abort", r));\n',
+    );
+    const exec = [...alumetTaskArgs(), "exec", "--", "sleep", "3"];
+    const bareMiB = await settledRss(["run", "-A", `${dir}/wait.ts`], dir, 2000);
+    const execMiB = await settledRss(exec, dir, 2000);
+    const sourcesMiB = await settledRss(exec, dir, 2000, { ALUMET_NO_BUNDLE: "1" });
+    return { bareMiB, execMiB, sourcesMiB };
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

@@ -7,7 +7,7 @@
 import { runThroughput } from "./pipeline.ts";
 import { runCLoop, runSampling } from "./sampling.ts";
 import { runMemory } from "./memory.ts";
-import { runExec } from "./exec.ts";
+import { runExec, runExecRss } from "./exec.ts";
 import { runPerfBench } from "./perf.ts";
 import { runSyscalls } from "./syscalls.ts";
 import { nvmlCost, raplPerfCost, raplPowercapCost } from "./energy.ts";
@@ -126,6 +126,11 @@ if (want("exec")) {
   });
   rows.push({ name: "exec -- true, end to end", unit: "ms", runs: rs.map((r) => r.execMs) });
   rows.push({ name: "bare `deno run` of an empty script", unit: "ms", runs: rs.map((r) => r.bareMs) });
+  rows.push({
+    name: "exec -- true from the sources (ALUMET_NO_BUNDLE=1), over bare",
+    unit: "ms",
+    runs: rs.map((r) => r.sourcesMs - r.bareMs),
+  });
   if (rs.every((r) => r.perfMs !== undefined)) {
     rows.push({ name: "perf stat -- true", unit: "ms", runs: rs.map((r) => r.perfMs!) });
     rows.push({
@@ -134,6 +139,20 @@ if (want("exec")) {
       runs: rs.map((r) => r.execMs / r.perfMs!),
     });
   }
+}
+
+if (want("exec")) {
+  say("exec -- sleep 3: resident memory…");
+  const rs = await repeat(QUICK ? 1 : 3, () => runExecRss());
+  rows.push({
+    name: "RSS of exec -- sleep (defaults), over a bare `deno run` waiting as long",
+    unit: "MiB",
+    runs: rs.map((r) => r.execMiB - r.bareMiB),
+    target: { op: "<=", value: 12 },
+  });
+  rows.push({ name: "RSS of exec -- sleep (defaults)", unit: "MiB", runs: rs.map((r) => r.execMiB) });
+  rows.push({ name: "RSS of the same from the sources", unit: "MiB", runs: rs.map((r) => r.sourcesMiB) });
+  rows.push({ name: "RSS of a bare `deno run` waiting", unit: "MiB", runs: rs.map((r) => r.bareMiB) });
 }
 
 if (want("syscalls")) {

@@ -23,6 +23,7 @@
  *
  * @module
  */
+import { projectModule } from "../../src/plugin/module_url.ts";
 import type { Diagnosis, Plugin, StartContext } from "../../src/plugin/plugin.ts";
 import { definePlugin } from "../../src/plugin/define.ts";
 import { duration, z } from "../../src/plugin/schema.ts";
@@ -61,9 +62,9 @@ export {
 export { IntAttribute } from "./sysfs.ts";
 
 const MODULES = {
-  hwmon: new URL("./source.ts", import.meta.url).href,
-  grace: new URL("./grace.ts", import.meta.url).href,
-  jetson: new URL("./jetson.ts", import.meta.url).href,
+  hwmon: projectModule("plugins/hwmon/source.ts").href,
+  grace: projectModule("plugins/hwmon/grace.ts").href,
+  jetson: projectModule("plugins/hwmon/jetson.ts").href,
 } as const;
 
 /** How many unreadable files are named one by one at start. */

@@ -9,6 +9,7 @@
  *
  * @module
  */
+import { projectModule } from "../../src/plugin/module_url.ts";
 import type { Diagnosis, Plugin, StartContext } from "../../src/plugin/plugin.ts";
 import { type DefinedPlugin, definePlugin } from "../../src/plugin/define.ts";
 import { duration, z } from "../../src/plugin/schema.ts";
@@ -213,7 +214,7 @@ class NvmlPlugin implements Plugin {
         metrics,
       };
       ctx.addSource(`device_${d.busId}`, {
-        module: new URL("./source.ts", import.meta.url),
+        module: projectModule("plugins/nvml/source.ts"),
         config: sourceConfig,
         blocking: true,
       }, { pollInterval: config.poll_interval, flushInterval: config.flush_interval });

@@ -21,6 +21,7 @@
  *
  * @module
  */
+import { projectModule } from "../../src/plugin/module_url.ts";
 import type {
   Diagnosis,
   PhaseContext,
@@ -510,7 +511,7 @@ export class PerfPlugin implements Plugin {
         };
         ctx.addSource(
           "machine",
-          { module: new URL("./machine_source.ts", import.meta.url), config },
+          { module: projectModule("plugins/perf/machine_source.ts"), config },
           trigger,
           options,
         );
@@ -623,7 +624,7 @@ export class PerfPlugin implements Plugin {
       sysfsRoot: this.#sysfsRoot,
       target,
     };
-    return { module: new URL("./target_source.ts", import.meta.url), config };
+    return { module: projectModule("plugins/perf/target_source.ts"), config };
   }
 
   /** Plans a target's groups; warns once per package event it cannot count. */

@@ -19,6 +19,7 @@
  *
  * @module
  */
+import { projectModule } from "../../src/plugin/module_url.ts";
 import type {
   Diagnosis,
   PhaseContext,
@@ -431,9 +432,9 @@ export class ProcfsPlugin implements Plugin {
 
 /** The modules the sampling Worker creates the machine sources from, when polled faster than every 10 ms. */
 const MODULES = {
-  kernel: new URL("./kernel.ts", import.meta.url),
-  memory: new URL("./memory.ts", import.meta.url),
-  network: new URL("./network.ts", import.meta.url),
+  kernel: projectModule("plugins/procfs/kernel.ts"),
+  memory: projectModule("plugins/procfs/memory.ts"),
+  network: projectModule("plugins/procfs/network.ts"),
 } as const;
 
 /** Periods under this run in the sampling Worker (see src/pipeline/sampler.ts). */

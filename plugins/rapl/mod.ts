@@ -19,6 +19,7 @@
  *
  * @module
  */
+import { projectModule } from "../../src/plugin/module_url.ts";
 import type { Diagnosis, Plugin, StartContext } from "../../src/plugin/plugin.ts";
 import { definePlugin } from "../../src/plugin/define.ts";
 import { defineMetrics } from "../../src/model/metric_set.ts";
@@ -221,7 +222,7 @@ export class RaplPlugin implements Plugin {
     const config: RaplSourceConfig = { metric, channels: chosen.channels };
     const trigger = { pollInterval: c.poll_interval, flushInterval: c.flush_interval };
     if (c.poll_interval < HOT_PERIOD_MS) {
-      ctx.addSource("in", { module: new URL("./source.ts", import.meta.url), config }, trigger);
+      ctx.addSource("in", { module: projectModule("plugins/rapl/source.ts"), config }, trigger);
     } else ctx.addSource("in", RaplSource.open(config), trigger);
   }
 }

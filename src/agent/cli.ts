@@ -295,6 +295,11 @@ export async function main(args: readonly string[]): Promise<number> {
       write(parsed.named ? helpOf(parsed.command)! : mainHelp());
       return 0;
     }
+    logger.debug(
+      `Running from ${
+        import.meta.url.includes("/.build/cli-") ? "the bundle" : "the sources"
+      }: ${import.meta.url}`,
+    );
     const userDir = userCwd();
     if (userDir !== Deno.cwd()) Deno.chdir(userDir);
     // The command's code and the shared setup's are loaded together, only now (never for the help).

@@ -5,6 +5,7 @@
  *
  * @module
  */
+import { projectModule } from "../plugin/module_url.ts";
 import { type Batch, BatchDecoder } from "../model/batch.ts";
 import type { Logger } from "../log.ts";
 import type { SourceModule } from "../plugin/plugin.ts";
@@ -93,7 +94,7 @@ export class Sampler {
 
   #ensure(): Worker {
     if (this.#worker) return this.#worker;
-    const w = new Worker(new URL("./sampler_worker.ts", import.meta.url), {
+    const w = new Worker(projectModule("src/pipeline/sampler_worker.ts"), {
       type: "module",
       name: this.#name,
     });

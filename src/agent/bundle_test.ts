@@ -1,0 +1,157 @@
+import assert from "node:assert/strict";
+import { type BundleRecord, isFresh, sourcesWanted } from "./bundle.ts";
+
+const ROOT = new URL("../..", import.meta.url).pathname.replace(/\/$/, "");
+
+Deno.test("sourcesWanted: the sources run when asked, or when an external plugin module is named", async (t) => {
+  const noEnv = () => undefined;
+  const noFile = () => undefined;
+  await t.step("nothing named: the bundle", () => {
+    assert.equal(sourcesWanted(["exec", "--", "true"], noEnv, noFile), undefined);
+  });
+  await t.step("ALUMET_NO_BUNDLE=1 (not 0, not empty)", () => {
+    const env = (v: string) => (n: string) => n === "ALUMET_NO_BUNDLE" ? v : undefined;
+    assert.match(sourcesWanted([], env("1"), noFile)!, /ALUMET_NO_BUNDLE/);
+    assert.equal(sourcesWanted([], env("0"), noFile), undefined);
+    assert.equal(sourcesWanted([], env(""), noFile), undefined);
+  });
+  await t.step("a module in a --config-override", () => {
+    const args = ["--config-override", 'plugins.mine.module="./p.ts"', "run"];
+    assert.match(sourcesWanted(args, noEnv, noFile)!, /command line/);
+  });
+  await t.step(
+    "a module in the config file: --config, ALUMET_CONFIG, the default, relative to INIT_CWD",
+    () => {
+      const files: Record<string, string> = {
+        "/etc/a.toml": '[plugins.mine]\nmodule = "/opt/p.ts"\n',
+        "/home/u/alumet-config.toml": '[plugins.mine]\n  module="./p.ts"\n',
+        "/home/u/plain.toml": "[plugins.csv]\noutput_path = 'module = x'\n",
+      };
+      const read = (p: string) => files[p];
+      assert.match(sourcesWanted(["--config", "/etc/a.toml", "run"], noEnv, read)!, /config/);
+      assert.match(sourcesWanted(["--config=/etc/a.toml"], noEnv, read)!, /config/);
+      const env = (vars: Record<string, string>) => (n: string) => vars[n];
+      assert.match(sourcesWanted([], env({ ALUMET_CONFIG: "/etc/a.toml" }), read)!, /config/);
+      assert.match(sourcesWanted([], env({ INIT_CWD: "/home/u" }), read)!, /config/);
+      assert.equal(sourcesWanted(["--config", "plain.toml"], env({ INIT_CWD: "/home/u" }), read), undefined);
+      // after --, the program's own arguments
+      assert.equal(sourcesWanted(["exec", "--", "x", "--config", "/etc/a.toml"], noEnv, read), undefined);
+    },
+  );
+});
+
+Deno.test("isFresh: the same size and mtime of every source, and the same Deno", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "alumet-bundle-fresh-" });
+  try {
+    await Deno.mkdir(`${dir}/src`);
+    await Deno.writeTextFile(`${dir}/src/a.ts`, "export const a = 1;\n");
+    await Deno.writeTextFile(`${dir}/deno.json`, "{}\n");
+    const entry = (path: string): [string, number, number] => {
+      const i = Deno.statSync(`${dir}/${path}`);
+      return [path, i.size, i.mtime!.getTime()];
+    };
+    const record: BundleRecord = {
+      deno: Deno.version.deno,
+      dir: "cli-x",
+      files: [entry("src/a.ts"), entry("deno.json")],
+    };
+    assert.equal(isFresh(record, dir), true);
+    assert.equal(isFresh({ ...record, deno: "0.0.0" }, dir), false, "another Deno");
+    assert.equal(
+      isFresh({ ...record, files: [...record.files, ["src/gone.ts", 1, 1]] }, dir),
+      false,
+      "removed",
+    );
+    await Deno.utime(`${dir}/src/a.ts`, new Date(), new Date(Date.now() + 5000));
+    assert.equal(isFresh(record, dir), false, "touched");
+    await Deno.writeTextFile(`${dir}/src/a.ts`, "export const a = 2;\n");
+    const same = { ...record, files: [entry("src/a.ts"), entry("deno.json")] };
+    assert.equal(isFresh(same, dir), true);
+    await Deno.writeTextFile(`${dir}/src/a.ts`, "export const a = 22;\n");
+    await Deno.utime(`${dir}/src/a.ts`, new Date(), new Date(same.files[0]![2]));
+    assert.equal(isFresh(same, dir), false, "same mtime, another size");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+/** Runs a copy's CLI (as the alumet task does, through main.ts) in `cwd`. */
+async function cli(root: string, cwd: string, args: string[], env: Record<string, string> = {}) {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "--quiet", "--no-lock", "-A", `${root}/src/agent/main.ts`, ...args],
+    cwd,
+    env: { NO_COLOR: "1", ...env },
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const d = new TextDecoder();
+  return { code: out.code, stdout: d.decode(out.stdout), stderr: d.decode(out.stderr) };
+}
+
+const recordOf = (root: string) =>
+  JSON.parse(Deno.readTextFileSync(`${root}/.build/cli.json`)) as BundleRecord;
+
+Deno.test({
+  name:
+    "the CLI is bundled on its first run, runs from the bundle (Workers included), and is rebundled after a change",
+  sanitizeResources: false,
+  fn: async () => {
+    const copy = await Deno.makeTempDir({ prefix: "alumet-bundle-copy-" });
+    const work = await Deno.makeTempDir({ prefix: "alumet-bundle-run-" });
+    try {
+      for (const path of ["src", "plugins", "deno.json"]) {
+        const out = await new Deno.Command("cp", { args: ["-r", `${ROOT}/${path}`, `${copy}/`] }).output();
+        assert.ok(out.success, `cp ${path}`);
+      }
+      await Deno.remove(`${copy}/.build`, { recursive: true }).catch(() => {});
+      // First run: bundles, then runs from the bundle. The kernel source at 5 ms runs in the sampling Worker,
+      // which imports its module from the sources (projectModule).
+      const first = await cli(copy, work, [
+        "--log-level",
+        "debug",
+        "--config-override",
+        'plugins.procfs.kernel.poll_interval="5ms"',
+        "exec",
+        "--no-estimate",
+        "--",
+        "sleep",
+        "0.3",
+      ]);
+      assert.equal(first.code, 0, first.stderr);
+      const record = recordOf(copy);
+      assert.match(
+        first.stderr,
+        new RegExp(`Running from the bundle: file://.*/\\.build/${record.dir}/cli\\.js`),
+      );
+      assert.ok(record.files.some(([p]) => p === "plugins/procfs/kernel.ts"), "the record lists the sources");
+      const csv = await Deno.readTextFile(`${work}/alumet-output.csv`);
+      const kernelRows = csv.split("\n").filter((l) => l.includes("kernel_cpu_time")).length;
+      assert.ok(kernelRows > 10, `${kernelRows} kernel_cpu_time rows from the Worker at 5 ms over 0.3 s`);
+      // Unchanged sources: the same bundle.
+      const again = await cli(copy, work, ["--log-level", "debug", "--version"]);
+      assert.equal(again.code, 0);
+      assert.equal(recordOf(copy).dir, record.dir);
+      // A changed source: a new bundle, with the change in it.
+      await Deno.writeTextFile(
+        `${copy}/src/agent/cli.ts`,
+        (await Deno.readTextFile(`${copy}/src/agent/cli.ts`)).replace(
+          'const VERSION = "',
+          'const VERSION = "9.',
+        ),
+      );
+      const changed = await cli(copy, work, ["--version"]);
+      assert.match(changed.stdout, /alumet 9\./);
+      assert.notEqual(recordOf(copy).dir, record.dir);
+      // Asked for the sources: they run.
+      const sources = await cli(copy, work, ["--log-level", "debug", "plugins", "list"], {
+        ALUMET_NO_BUNDLE: "1",
+      });
+      assert.equal(sources.code, 0, sources.stderr);
+      assert.match(sources.stderr, /Running from the sources/);
+    } finally {
+      await Deno.remove(copy, { recursive: true });
+      await Deno.remove(work, { recursive: true });
+    }
+  },
+});
