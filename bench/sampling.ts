@@ -64,21 +64,36 @@ export async function runSampling(
 
 /**
  * The reference: a C loop sleeping with `clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME)` at the same period,
- * polling nothing, built here with gcc; its CPU in % of one core (from the kernel's rusage of children).
+ * polling nothing, built here with gcc; its CPU in % of one core (from the kernel's rusage of children), and its
+ * ticks on time as the agent counts them (woken within one period of the deadline; a deadline already past
+ * when it wakes is missed, skipped, and not on time): what this machine allows a thread at normal priority.
  * Undefined when gcc is missing.
  */
-export async function runCLoop(periodUs: number, seconds: number): Promise<number | undefined> {
+export async function runCLoop(
+  periodUs: number,
+  seconds: number,
+): Promise<{ cpuPct: number; onTimePct: number } | undefined> {
   const dir = await Deno.makeTempDir({ prefix: "alumet-cloop-" });
   try {
     const src = `#include <time.h>
+#include <stdio.h>
 #include <stdlib.h>
+static long long ns(struct timespec *t) { return t->tv_sec * 1000000000LL + t->tv_nsec; }
 int main(int c, char **v) {
-  long p = atol(v[1]) * 1000, n = atol(v[2]);
-  struct timespec t; clock_gettime(CLOCK_MONOTONIC, &t);
-  for (long i = 0; i < n; i++) {
-    t.tv_nsec += p; while (t.tv_nsec >= 1000000000) { t.tv_nsec -= 1000000000; t.tv_sec++; }
+  long long p = atol(v[1]) * 1000LL, n = atol(v[2]), polls = 0, late = 0, missed = 0;
+  struct timespec t, now; clock_gettime(CLOCK_MONOTONIC, &t);
+  long long next = ns(&t) + p, end = next + n * p;
+  while (next < end) {
+    t.tv_sec = next / 1000000000LL; t.tv_nsec = next % 1000000000LL;
     clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &t, 0);
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    long long lateness = ns(&now) - next;
+    polls++;
+    if (lateness > p) late++;
+    next += p;
+    while (next < ns(&now) && next < end) { missed++; next += p; }
   }
+  printf("%lld %lld %lld\\n", polls, late, missed);
   return 0;
 }`;
     await Deno.writeTextFile(`${dir}/loop.c`, src);
@@ -87,13 +102,22 @@ int main(int c, char **v) {
     if (cc === undefined || cc.code !== 0) return undefined;
     const before = getrusage(RUSAGE_CHILDREN);
     const t = performance.now();
-    await new Deno.Command(`${dir}/loop`, {
+    const out = await new Deno.Command(`${dir}/loop`, {
       args: [String(periodUs), String(Math.round(seconds * 1e6 / periodUs))],
+      stdout: "piped",
     })
       .output();
     const wall = performance.now() - t;
     const after = getrusage(RUSAGE_CHILDREN);
-    return 100 * (after.userUs + after.systemUs - before.userUs - before.systemUs) / 1000 / wall;
+    const [polls, late, missed] = new TextDecoder().decode(out.stdout).trim().split(" ").map(Number) as [
+      number,
+      number,
+      number,
+    ];
+    return {
+      cpuPct: 100 * (after.userUs + after.systemUs - before.userUs - before.systemUs) / 1000 / wall,
+      onTimePct: 100 * (polls - late) / (polls + missed),
+    };
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
