@@ -69,9 +69,26 @@ export async function runExec(
   }
 }
 
-function rssMiB(pid: number): number {
-  const m = /VmRSS:\s+(\d+) kB/.exec(Deno.readTextFileSync(`/proc/${pid}/status`));
-  return m ? Number(m[1]) / 1024 : NaN;
+/**
+ * VmRSS of `pid`, and the part of it that is pages of the deno executable itself (its code and read-only data,
+ * file-backed and shared between Deno processes: the features a program uses page in their part of the
+ * binary), MiB, from /proc/<pid>/smaps.
+ */
+function rssMiB(pid: number): { total: number; binary: number } {
+  const exe = Deno.realPathSync(Deno.execPath());
+  let total = 0;
+  let binary = 0;
+  let inBinary = false;
+  for (const line of Deno.readTextFileSync(`/proc/${pid}/smaps`).split("\n")) {
+    if (/^[0-9a-f]+-[0-9a-f]+ /.test(line)) {
+      inBinary = line.trimEnd().endsWith(` ${exe}`);
+    } else if (line.startsWith("Rss:")) {
+      const kib = Number(line.split(/\s+/)[1]);
+      total += kib;
+      if (inBinary) binary += kib;
+    }
+  }
+  return { total: total / 1024, binary: binary / 1024 };
 }
 
 /** VmRSS of `deno args…` (which must live longer than `settleMs`), read after `settleMs`, MiB. */
@@ -94,7 +111,13 @@ async function settledRss(args: string[], cwd: string, settleMs: number, env: Re
  * VmRSS of `alumet exec -- sleep S` with the defaults (procfs, csv, the TDP estimate and its attribution), of
  * the same from the sources, and of a bare `deno run` of a script that waits as long, MiB (read 2 s in).
  */
-export async function runExecRss(): Promise<{ bareMiB: number; execMiB: number; sourcesMiB: number }> {
+export async function runExecRss(): Promise<{
+  bareMiB: number;
+  execMiB: number;
+  sourcesMiB: number;
+  bareBinaryMiB: number;
+  execBinaryMiB: number;
+}> {
   const dir = await Deno.makeTempDir({ prefix: "alumet-exec-rss-" });
   try {
     await Deno.writeTextFile(
@@ -102,10 +125,16 @@ export async function runExecRss(): Promise<{ bareMiB: number; execMiB: number; 
       'await new Promise((r) => AbortSignal.timeout(3000).addEventListener("abort", r));\n',
     );
     const exec = [...alumetTaskArgs(), "exec", "--", "sleep", "3"];
-    const bareMiB = await settledRss(["run", "-A", `${dir}/wait.ts`], dir, 2000);
-    const execMiB = await settledRss(exec, dir, 2000);
-    const sourcesMiB = await settledRss(exec, dir, 2000, { ALUMET_NO_BUNDLE: "1" });
-    return { bareMiB, execMiB, sourcesMiB };
+    const bare = await settledRss(["run", "-A", `${dir}/wait.ts`], dir, 2000);
+    const exe = await settledRss(exec, dir, 2000);
+    const sources = await settledRss(exec, dir, 2000, { ALUMET_NO_BUNDLE: "1" });
+    return {
+      bareMiB: bare.total,
+      execMiB: exe.total,
+      sourcesMiB: sources.total,
+      bareBinaryMiB: bare.binary,
+      execBinaryMiB: exe.binary,
+    };
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

@@ -158,6 +158,16 @@ if (want("exec")) {
   rows.push({ name: "RSS of exec -- sleep (defaults)", unit: "MiB", runs: rs.map((r) => r.execMiB) });
   rows.push({ name: "RSS of the same from the sources", unit: "MiB", runs: rs.map((r) => r.sourcesMiB) });
   rows.push({ name: "RSS of a bare `deno run` waiting", unit: "MiB", runs: rs.map((r) => r.bareMiB) });
+  rows.push({
+    name: "  of which pages of the deno executable: exec, over bare",
+    unit: "MiB",
+    runs: rs.map((r) => r.execBinaryMiB - r.bareBinaryMiB),
+  });
+  rows.push({
+    name: "  the rest (heaps, stacks, libraries): exec, over bare",
+    unit: "MiB",
+    runs: rs.map((r) => (r.execMiB - r.execBinaryMiB) - (r.bareMiB - r.bareBinaryMiB)),
+  });
 }
 
 if (want("syscalls")) {
