@@ -7,7 +7,6 @@
 import assert from "node:assert/strict";
 import { reapedStartUnavailable, startReaped } from "../src/agent/exec.ts";
 import { needs, testWith } from "../src/testing/needs.ts";
-import { withTimeout } from "../src/testing/timeout.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
 const TESTDATA = `${ROOT}/tests/testdata/exec`;
@@ -304,44 +303,5 @@ testWith(
     assert.equal(e.code, 5);
     assert.equal(e.signal, null);
     assert.ok(e.rusage.maxRssKiB > 0 && e.rusage.maxRssKiB < 20 * 1024, `maxrss ${e.rusage.maxRssKiB} KiB`);
-  },
-);
-
-testWith(
-  [{ what: "a reaped start", missing: () => reapedStartUnavailable() }],
-  "exec launches the program (held stopped) while the agent starts; a start that fails leaves no program behind",
-  async () => {
-    await tempDir(async (dir) => {
-      const marker = `${31 + Math.random()}`; // a sleep of its own, to find it among the machine's processes
-      // A program left stopped would also keep the agent from exiting: bounded, that fails rather than hangs.
-      const r = await withTimeout(
-        alumet(dir, [
-          "--config-override",
-          `plugins.csv.output_path="${dir}/no/such/dir/out.csv"`,
-          "exec",
-          "--",
-          "sleep",
-          marker,
-        ]),
-        60_000,
-        "alumet exec with a plugin failing in start",
-      );
-      assert.equal(r.code, 1, r.stderr);
-      assert.match(r.stderr, /Plugin "csv" failed in start/);
-      const left = await new Deno.Command("pgrep", { args: ["-f", `sleep ${marker}`] }).output();
-      assert.equal(
-        new TextDecoder().decode(left.stdout).trim(),
-        "",
-        "the launched program was killed and reaped",
-      );
-    });
-    // And launched early, the program still starts at its stopped start and is measured.
-    await tempDir(async (dir) => {
-      const r = await alumet(dir, ["--plugins", "procfs,csv", "exec", "--", "sh", "-c", "exit 4"], {
-        env: { ALUMET_LOG: "debug" },
-      });
-      assert.equal(r.code, 4, r.stderr);
-      assert.match(r.stderr, /stopped-start shell used \d+ µs/);
-    });
   },
 );

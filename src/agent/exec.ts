@@ -231,129 +231,58 @@ export interface ReapedProgram {
  * its pid, then {@linkcode ReapedProgram.wait}. Needs {@linkcode reapedStartUnavailable} to have said yes;
  * throws {@linkcode ReapedStartUnavailable} when it cannot start (`prctl` refused), before anything was started.
  */
-export function startReaped(program: string, args: readonly string[], cwd: string): Promise<ReapedProgram> {
-  return launchReaped(program, args, cwd).settle();
-}
-
-/**
- * A {@linkcode startReaped} in two steps, so that the start-up shell forks and stops its subshell while the
- * agent does other work: `launchReaped` spawns the shell (and throws {@linkcode ReapedStartUnavailable} when
- * `prctl` refuses, before anything was started); `settle()` waits for the stopped program and hands it over.
- * Call `settle()` once, or `abandon()` (kills what was started) when the program is not wanted after all.
- */
-export interface LaunchedStart {
-  settle(): Promise<ReapedProgram>;
-  abandon(): Promise<void>;
-}
-
-/** Starts the shell of {@linkcode startReaped}; see {@linkcode LaunchedStart}. */
-export function launchReaped(program: string, args: readonly string[], cwd: string): LaunchedStart {
+export async function startReaped(
+  program: string,
+  args: readonly string[],
+  cwd: string,
+): Promise<ReapedProgram> {
   try {
     setChildSubreaper(true);
   } catch (e) {
     throw new ReapedStartUnavailable((e as Error).message);
   }
-  let shell: Deno.ChildProcess;
+  let pid: number | undefined;
+  let stopped = false;
   try {
-    shell = new Deno.Command("/bin/sh", {
+    const shell = new Deno.Command("/bin/sh", {
       args: ["-c", REAPED_START, "sh", program, ...args],
       cwd,
       stdin: "inherit",
       stdout: "inherit",
       stderr: "inherit",
     }).spawn();
-  } catch (e) {
-    setChildSubreaper(false);
-    throw e;
-  }
-  let settled = false;
-  return {
-    settle: async () => {
-      if (settled) throw new Error("A launched start settles once");
-      settled = true;
-      let pid: number | undefined;
-      let stopped = false;
-      try {
-        try {
-          pid = await waitForOnlyChild(shell.pid);
-          stopped = pid !== undefined && await waitForStoppedStart(pid);
-        } finally {
-          // The shell only waits for its subshell: ended, it leaves the subshell to this process (the
-          // subreaper).
-          if (stopped) {
-            try {
-              Deno.kill(shell.pid, "SIGKILL");
-            } catch {
-              // already gone
-            }
-          }
-          await shell.status;
-        }
-        if (!stopped) {
-          // A subshell left behind (the shell was killed before it stopped) is ours now: it must not linger.
-          if (pid !== undefined) await killAndReap(pid);
-          throw new AlumetError(
-            `Cannot start "${program}": the start-up shell failed before the program's exec`,
-          );
-        }
-      } finally {
-        // The program was reparented to this process when the shell ended: it stays our child. Its own orphans
-        // go to init again, as they would without the agent.
-        setChildSubreaper(false);
-      }
-      const child = pid!;
-      return {
-        pid: child,
-        stopped,
-        wait: async () => {
-          const e = await waitChild(child);
-          const signal = e.signal === null ? null : signalName(e.signal);
-          return { code: e.signal !== null ? 128 + e.signal : e.code ?? 0, signal, rusage: e.rusage };
-        },
-      };
-    },
-    abandon: async () => {
-      if (settled) return;
-      settled = true;
-      try {
-        // The subshell first (stopped, it would never end), then the shell that waits for it.
-        const pid = readOnlyChild(shell.pid);
+    try {
+      pid = await waitForOnlyChild(shell.pid);
+      stopped = pid !== undefined && await waitForStoppedStart(pid);
+    } finally {
+      // The shell only waits for its subshell: ended, it leaves the subshell to this process (the subreaper).
+      if (stopped) {
         try {
           Deno.kill(shell.pid, "SIGKILL");
         } catch {
           // already gone
         }
-        if (pid !== undefined) await killAndReap(pid);
-        await shell.status;
-      } finally {
-        setChildSubreaper(false);
       }
+      await shell.status;
+    }
+    if (!stopped) {
+      throw new AlumetError(`Cannot start "${program}": the start-up shell failed before the program's exec`);
+    }
+  } finally {
+    // The program was reparented to this process when the shell ended: it stays our child. Its own orphans
+    // go to init again, as they would without the agent.
+    setChildSubreaper(false);
+  }
+  const child = pid!;
+  return {
+    pid: child,
+    stopped,
+    wait: async () => {
+      const e = await waitChild(child);
+      const signal = e.signal === null ? null : signalName(e.signal);
+      return { code: e.signal !== null ? 128 + e.signal : e.code ?? 0, signal, rusage: e.rusage };
     },
   };
-}
-
-/** Kills a child of this process (a stopped one too) and reaps it. */
-async function killAndReap(pid: number): Promise<void> {
-  try {
-    Deno.kill(pid, "SIGKILL");
-  } catch {
-    return; // not ours, or gone
-  }
-  await waitChild(pid).catch(() => {});
-}
-
-/** The pid of the one child of process `parent` now, if it has one. */
-function readOnlyChild(parent: number): number | undefined {
-  const file = ProcFile.tryOpen(`/proc/${parent}/task/${parent}/children`, 64);
-  if (file === undefined) return undefined;
-  try {
-    const n = file.read();
-    if (n <= 0) return undefined;
-    const pid = Number(new TextDecoder().decode(file.buffer.subarray(0, n)).trim().split(" ")[0]);
-    return Number.isInteger(pid) && pid > 0 ? pid : undefined;
-  } finally {
-    file.close();
-  }
 }
 
 /**

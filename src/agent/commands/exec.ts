@@ -20,8 +20,6 @@ import {
   energyDefaults,
   exitCodeOf,
   followProgramOnly,
-  type LaunchedStart,
-  launchReaped,
   peakRssOf,
   type ReapedProgram,
   ReapedStartUnavailable,
@@ -57,7 +55,6 @@ export async function run(ctx: ExecContext): Promise<number> {
   if (program === undefined) {
     throw new UsageError("`alumet exec` needs a program: alumet exec -- PROGRAM [ARGS]...");
   }
-(globalThis as any).__m?.("exec.run");
   const repeat = repeatOf(ctx.options.repeat);
   const baselineMs = baselineOf(ctx.options.baseline);
   const ignoreExit = ctx.options["ignore-exit-code"] === true;
@@ -66,7 +63,6 @@ export async function run(ctx: ExecContext): Promise<number> {
   const json = ctx.options.json === undefined ? undefined : openJson(ctx.options.json);
   try {
     const given = await ctx.setup();
-    (globalThis as any).__m?.("setup");
     const energy = energyDefaults(given.sections as PluginSection[], {
       configured: given.configured,
       only: ctx.options.plugins !== undefined,
@@ -77,13 +73,11 @@ export async function run(ctx: ExecContext): Promise<number> {
     // a plugin that fails to load says so there).
     for (const s of energy.sections) ctx.plugin(s).catch(() => {});
     await followProgramOnly(given.sections);
-    (globalThis as any).__m?.("followOnly");
     const setup: Setup = { ...given, sections: energy.sections };
     if (energy.added.length > 0) {
       logger.debug(`exec enables ${energy.added.join(" and ")} (no such section in the config)`);
     }
     const estimateNote = await estimateNoteOf(ctx, setup, energy.added);
-    (globalThis as any).__m?.("estimateNote");
     return await measure({
       ctx,
       logger,
@@ -264,23 +258,10 @@ async function measure(o: MeasureOptions): Promise<number> {
     ["SIGHUP", forward("SIGHUP")],
   ];
   for (const [s, h] of handlers) Deno.addSignalListener(s, h);
-  // The first run's program is launched now, held stopped before its exec (nothing of it runs), so that its
-  // start-up shell forks while the agent starts: `exec -- true` waits for neither alone. Not with a baseline,
-  // whose idle measurement comes first.
-  let early: LaunchedStart | undefined;
-  if (o.baselineMs === undefined && reapedStartUnavailable() === undefined) {
-    try {
-      early = launchReaped(program, args, o.cwd);
-    } catch (e) {
-      if (!(e instanceof ReapedStartUnavailable)) throw e; // runOnce says why, and starts it otherwise
-    }
-  }
   try {
     const summaries: ExecSummary[] = [];
     await using agent = await ctx.agent(o.setup, [collector(summaries)]);
-    (globalThis as any).__m?.("agent");
     await agent.start();
-    (globalThis as any).__m?.("started");
     // No live status line: the program writes to the same terminal, and a redrawn line would overwrite
     // (or be cut by) its output. The summary comes at the end.
     let baseline: { summary: ExecSummary; seconds: number } | undefined;
@@ -307,8 +288,7 @@ async function measure(o: MeasureOptions): Promise<number> {
       state.reaped = false;
       // The previous run's end is told before this run starts (its listeners see the runs in order).
       await ending;
-      const launched = i === 1 ? early : undefined;
-      const r = await runOnce(agent, summary, program, args, o.cwd, logger, state, launched);
+      const r = await runOnce(agent, summary, program, args, o.cwd, logger, state);
       ending = r.ended;
       runs.push(r);
       if (r.signal !== null) logger.info(`${program} was killed by ${r.signal}`);
@@ -345,7 +325,6 @@ async function measure(o: MeasureOptions): Promise<number> {
     // The last run's end poll is done: the listeners of its end (procfs and perf stop the program's sources)
     // and the agent's stop (which stops every source and drains) overlap; the stop waits for those sources.
     await Promise.all([ending, agent.stop()]);
-    (globalThis as any).__m?.("stopped");
     const lost = reportLosses(agent, logger);
     // Only the outputs that wrote points: one that lost them all did not get "the others".
     const outputs = outputLabels(described, [EXEC_SUMMARY_PLUGIN], agent.stats()?.outputs ?? new Map());
@@ -378,10 +357,8 @@ async function measure(o: MeasureOptions): Promise<number> {
     if (o.json !== undefined) {
       writeJson(o.json, single ? reports[0] : repeatReport(o.command, reports, outcome), ctx);
     }
-    (globalThis as any).__m?.("written");
     return o.ignoreExit ? 0 : outcome.exitCode;
   } finally {
-    await early?.abandon(); // a no-op once the run took it over
     for (const [s, h] of handlers) Deno.removeSignalListener(s, h);
   }
 }
@@ -395,14 +372,12 @@ async function runOnce(
   cwd: string,
   logger: Logger,
   state: { pid: number | undefined; reaped: boolean },
-  launched?: LaunchedStart,
 ): Promise<RunResult> {
   // Every managed source (energy sources included, those in a Worker too) is polled here, just before the
   // program starts, and again just after it ends: the energy summed covers the polls after this one up to
   // that one, which is exactly the run (the deltas reported up to this poll cover time before it).
   const startPollFrom = now();
   await agent.control.triggerNow();
-  (globalThis as any).__m?.("firstPoll");
   summary.startPolled(startPollFrom, now());
   // Start the program stopped before its first instruction (a shell that stops itself, then execs it: the
   // program gets argv[0] as typed), tell the plugins its pid (so that they arm their counters on it), then
@@ -417,9 +392,7 @@ async function runOnce(
   let child: Deno.ChildProcess | undefined;
   let before: Rusage | undefined;
   let stopped: boolean;
-  if (launched !== undefined) {
-    reapedProgram = await launched.settle();
-  } else if (why === undefined) {
+  if (why === undefined) {
     try {
       reapedProgram = await startReaped(program, args, cwd);
     } catch (e) {
@@ -439,7 +412,6 @@ async function runOnce(
     stopped = await waitForStoppedStart(pid);
   }
   state.pid = pid;
-  (globalThis as any).__m?.("spawned");
   summary.pid = String(pid);
   let wrapperNs = 0;
   if (stopped) {
@@ -491,7 +463,6 @@ async function runOnce(
     }
   }
   const elapsedMs = performance.now() - started;
-  (globalThis as any).__m?.("reaped");
   if (cpu !== undefined) {
     await agent.events.publish("processExit", {
       pid,
@@ -506,7 +477,6 @@ async function runOnce(
     );
   }
   await agent.control.triggerNow();
-  (globalThis as any).__m?.("endPoll");
   summary.endPolled(now());
   // Not awaited here: the caller awaits it before the next run, or together with the agent's stop.
   const ended = agent.events.publish("endConsumerMeasurement", [Consumer.process(pid)]);
