@@ -4,8 +4,8 @@
  *
  * Why: Deno 2.9 hands V8 each TypeScript module with an inline source map that embeds the module's source
  * again, about three times its size, and its code cache does little for them. `alumet exec -- true` spent
- * some 50 ms loading 75 modules (720 KB of TypeScript); from the bundle, the same code loads in about a
- * quarter of that and takes some 6 MiB less memory (figures in CHANGELOG.md, issue 12; `deno task bench exec`).
+ * some 50 ms loading 75 modules (720 KB of TypeScript); from the bundle, the same code loads in about half
+ * that and takes some 6 MiB less memory (figures in CHANGELOG.md, issue 12; `deno task bench exec`).
  *
  * What the bundle changes, and what does not change:
  * - Sources are the truth: every run checks that each file the bundle was made from has the size and mtime it
@@ -58,7 +58,8 @@ export function sourcesWanted(
   const off = env("ALUMET_NO_BUNDLE");
   if (off !== undefined && off !== "" && off !== "0") return "ALUMET_NO_BUNDLE is set";
   if (ROOT.protocol !== "file:") return "the project is not a local directory";
-  if (args.some((a) => /(^|\.)module\s*=/.test(a))) return "the command line names a plugin module";
+  const own = args.includes("--") ? args.slice(0, args.indexOf("--")) : args; // not the program's
+  if (own.some((a) => /(^|\.)module\s*=/.test(a))) return "the command line names a plugin module";
   const config = configPath(args, env);
   for (const base of new Set([env("INIT_CWD"), Deno.cwd()])) {
     if (base === undefined) continue;
@@ -132,17 +133,28 @@ export function cliModule(args: readonly string[]): string {
     if (sourcesWanted(args, env, readText) !== undefined) return sources;
     const root = rootPath();
     const record = readJson<BundleRecord>(`${root}/${RECORD}`);
-    if (record !== undefined && isFresh(record, root)) {
-      return `file://${root}/${BUILD_DIR}/${record.dir}/cli.js`;
-    }
+    if (record !== undefined && isFresh(record, root)) return entryOf(root, record.dir);
     // Bundling these very sources failed before (offline, say): not again until one changes.
     const failed = readJson<BundleRecord>(`${root}/${FAILED}`);
     if (failed !== undefined && isFresh(failed, root)) return sources;
     const made = buildCli(root);
-    return made === undefined ? sources : `file://${root}/${BUILD_DIR}/${made.dir}/cli.js`;
+    return made === undefined ? sources : entryOf(root, made.dir);
   } catch {
     return sources;
   }
+}
+
+/**
+ * The entry of bundle `dir`, marked as used by this process (`users/<pid>`): a bundle a live process may
+ * still import chunks from is not removed.
+ */
+function entryOf(root: string, dir: string): string {
+  try {
+    Deno.writeFileSync(`${root}/${BUILD_DIR}/${dir}/users/${Deno.pid}`, new Uint8Array());
+  } catch {
+    // not writable: it is then not removed either
+  }
+  return new URL(`${BUILD_DIR}/${dir}/cli.js`, ROOT).href;
 }
 
 /** The sources of the CLI (every local module its graph reaches, and deno.json) with their size and mtime. */
@@ -156,7 +168,7 @@ function sourcesOf(root: string): [string, number, number][] | undefined {
   }).outputSync();
   if (!out.success) return undefined;
   const graph = JSON.parse(new TextDecoder().decode(out.stdout)) as { modules: { specifier: string }[] };
-  const prefix = `file://${root}/`;
+  const prefix = ROOT.href;
   const paths = graph.modules.map((m) => m.specifier).filter((s) => s.startsWith(prefix))
     .map((s) => decodeURIComponent(s.slice(prefix.length)));
   const files: [string, number, number][] = [];
@@ -208,12 +220,16 @@ export function buildCli(root: string = rootPath()): BundleRecord | undefined {
       return undefined;
     }
     hideChunkImports(`${build}/${dir}`);
+    Deno.mkdirSync(`${build}/${dir}/users`);
     const record: BundleRecord = { deno: Deno.version.deno, dir, files };
     const tmp = `${root}/${RECORD}.${Deno.pid}`;
     Deno.writeTextFileSync(tmp, JSON.stringify(record));
     Deno.renameSync(tmp, `${root}/${RECORD}`);
     removeQuietly(`${root}/${FAILED}`);
     removeOld(build, dir);
+    for (const e of Deno.readDirSync(build)) {
+      if (e.isDirectory && e.name.startsWith("cli-")) inUse(`${build}/${e.name}`); // forgets ended users
+    }
     return record;
   } finally {
     removeQuietly(`${root}/${LOCK}`);
@@ -251,17 +267,40 @@ function takeLock(path: string): boolean {
   return false;
 }
 
-/** Removes the bundles older than an hour but the current one (a running agent may still import chunks). */
-function removeOld(build: string, keep: string): void {
+/**
+ * Removes the bundles made more than an hour ago, but the current one and those a live process runs from (an
+ * agent started from an older bundle imports chunks later: a plugin, its summary); forgets the ended users.
+ */
+export function removeOld(build: string, keep: string): void {
   for (const e of Deno.readDirSync(build)) {
     if (!e.isDirectory || !e.name.startsWith("cli-") || e.name === keep) continue;
     try {
       const age = Date.now() - (Deno.statSync(`${build}/${e.name}`).mtime?.getTime() ?? 0);
-      if (age > KEEP_OLD_MS) Deno.removeSync(`${build}/${e.name}`, { recursive: true });
+      if (age > KEEP_OLD_MS && !inUse(`${build}/${e.name}`)) {
+        Deno.removeSync(`${build}/${e.name}`, { recursive: true });
+      }
     } catch {
       // another process removed it
     }
   }
+}
+
+/** True when a process that ran from bundle `dir` is still alive; the marks of ended ones are removed. */
+function inUse(dir: string): boolean {
+  let used = false;
+  try {
+    for (const e of Deno.readDirSync(`${dir}/users`)) {
+      try {
+        Deno.statSync(`/proc/${e.name}`);
+        used = true;
+      } catch {
+        removeQuietly(`${dir}/users/${e.name}`);
+      }
+    }
+  } catch {
+    // no users directory
+  }
+  return used;
 }
 
 function removeQuietly(path: string): void {

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { type BundleRecord, isFresh, sourcesWanted } from "./bundle.ts";
+import { type BundleRecord, isFresh, removeOld, sourcesWanted } from "./bundle.ts";
 
 const ROOT = new URL("../..", import.meta.url).pathname.replace(/\/$/, "");
 
@@ -125,6 +125,10 @@ Deno.test({
         new RegExp(`Running from the bundle: file://.*/\\.build/${record.dir}/cli\\.js`),
       );
       assert.ok(record.files.some(([p]) => p === "plugins/procfs/kernel.ts"), "the record lists the sources");
+      assert.ok(
+        [...Deno.readDirSync(`${copy}/.build/${record.dir}/users`)].length >= 1,
+        "its users are marked",
+      );
       const csv = await Deno.readTextFile(`${work}/alumet-output.csv`);
       const kernelRows = csv.split("\n").filter((l) => l.includes("kernel_cpu_time")).length;
       assert.ok(kernelRows > 10, `${kernelRows} kernel_cpu_time rows from the Worker at 5 ms over 0.3 s`);
@@ -154,4 +158,30 @@ Deno.test({
       await Deno.remove(work, { recursive: true });
     }
   },
+});
+
+Deno.test("removeOld: an hour-old bundle goes, unless it is the current one or a live process runs from it", async () => {
+  const build = await Deno.makeTempDir({ prefix: "alumet-bundle-old-" });
+  try {
+    const make = async (name: string, hoursAgo: number, users: number[]) => {
+      await Deno.mkdir(`${build}/${name}/users`, { recursive: true });
+      for (const pid of users) await Deno.writeFile(`${build}/${name}/users/${pid}`, new Uint8Array());
+      const t = new Date(Date.now() - hoursAgo * 3_600_000);
+      await Deno.utime(`${build}/${name}`, t, t);
+    };
+    // A pid no process has: above the kernel's pid_max.
+    const dead = Number(Deno.readTextFileSync("/proc/sys/kernel/pid_max").trim()) + 1;
+    await make("cli-old-unused", 2, [dead]);
+    await make("cli-old-used", 2, [dead, Deno.pid]);
+    await make("cli-recent", 0, []);
+    await make("cli-current", 3, []);
+    removeOld(build, "cli-current");
+    const left = [...Deno.readDirSync(build)].map((e) => e.name).sort();
+    assert.deepEqual(left, ["cli-current", "cli-old-used", "cli-recent"]);
+    assert.deepEqual([...Deno.readDirSync(`${build}/cli-old-used/users`)].map((e) => e.name), [
+      `${Deno.pid}`,
+    ]);
+  } finally {
+    await Deno.remove(build, { recursive: true });
+  }
 });
