@@ -48,6 +48,8 @@ export async function runExec(
     }
     const sources = { ALUMET_NO_BUNDLE: "1" };
     await wall(deno, exec, dir, sources);
+    await expectOrigin(dir, {}, "the bundle");
+    await expectOrigin(dir, sources, "the sources");
     const b: number[] = [];
     const e: number[] = [];
     const s: number[] = [];
@@ -74,6 +76,21 @@ export async function runExec(
  * file-backed and shared between Deno processes: the features a program uses page in their part of the
  * binary), MiB, from /proc/<pid>/smaps.
  */
+/** Checks that the CLI runs from `origin` with `env` (a comparison of the bundle with itself would be void). */
+async function expectOrigin(dir: string, env: Record<string, string>, origin: string): Promise<void> {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: [...alumetTaskArgs(), "--log-level", "debug", "plugins", "list"],
+    cwd: dir,
+    stdout: "null",
+    stderr: "piped",
+    env,
+  }).output();
+  const text = new TextDecoder().decode(out.stderr);
+  if (!text.includes(`Running from ${origin}`)) {
+    throw new Error(`The CLI did not run from ${origin}: ${/Running from [^\n]*/.exec(text)?.[0] ?? text}`);
+  }
+}
+
 function rssMiB(pid: number): { total: number; binary: number } {
   const exe = Deno.realPathSync(Deno.execPath());
   let total = 0;
@@ -125,6 +142,7 @@ export async function runExecRss(): Promise<{
       'await new Promise((r) => AbortSignal.timeout(3000).addEventListener("abort", r));\n',
     );
     const exec = [...alumetTaskArgs(), "exec", "--", "sleep", "3"];
+    await expectOrigin(dir, {}, "the bundle");
     const bare = await settledRss(["run", "-A", `${dir}/wait.ts`], dir, 2000);
     const exe = await settledRss(exec, dir, 2000);
     const sources = await settledRss(exec, dir, 2000, { ALUMET_NO_BUNDLE: "1" });

@@ -9,15 +9,20 @@
  *
  * What the bundle changes, and what does not change:
  * - Sources are the truth: every run checks that each file the bundle was made from has the size and mtime it
- *   had then (some 130 `stat` calls, 2–3 ms), and a changed, added or removed source makes a new bundle
- *   before anything runs (about 1 s, once). When bundling fails (`deno bundle` fetches esbuild from npm the
- *   first time: offline, it cannot), the sources run, quietly, and bundling is not tried again until a source
- *   changes or `deno task bundle` asks for it.
+ *   had then (some 130 `stat` calls, 1–3 ms), and a changed, added or removed source makes a new bundle
+ *   before anything runs (about 1 s, once; bounded: a `deno bundle` that has not finished within 60 s, such
+ *   as one waiting on a network that never answers, is killed). When bundling fails (`deno bundle` fetches
+ *   esbuild from npm the first time: offline, it cannot), the sources run, quietly, and bundling is not tried
+ *   again until a source changes or `deno task bundle` asks for it.
  * - Modules a Worker imports are loaded from the sources, by {@linkcode projectModule} (src/plugin/module_url.ts).
  * - The sources run instead when `ALUMET_NO_BUNDLE=1` is set (stack traces with TypeScript line numbers),
  *   when the project is not a local directory (imported by URL) or not writable, and when the config or the
  *   command line names an external plugin `module`: such a plugin imports this framework from its sources,
  *   and must share its modules (error classes, log level) with the agent that runs it.
+ * - Concurrent runs: one bundles (an exclusive `flock` on `.build/cli.lock`, released by the kernel if it
+ *   dies), the others run the sources meanwhile. Each run holds a shared `flock` on its bundle's `users.lock`
+ *   for its lifetime: an old bundle is removed only when no live process runs from it (an agent imports
+ *   chunks after its start).
  *
  * `deno run -A src/agent/bundle.ts` makes the bundle now (`deno task test` does it first, so that the tests
  * that spawn the CLI never make one concurrently).
@@ -37,10 +42,11 @@ const RECORD = `${BUILD_DIR}/cli.json`;
 const LOCK = `${BUILD_DIR}/cli.lock`;
 const FAILED = `${BUILD_DIR}/cli-failed.json`;
 
-/** A lock older than this is a crashed build's. */
-const LOCK_STALE_MS = 120_000;
-/** Bundles older than this, and not the current one, are removed at the next build. */
+/** Bundles made longer ago than this, not the current one and not in use, are removed at the next build. */
 const KEEP_OLD_MS = 3_600_000;
+/** How long `deno info` and `deno bundle` may take before they are killed (bundling then counts as failed). */
+const INFO_LIMIT_MS = 20_000;
+const BUNDLE_LIMIT_MS = 60_000;
 
 /** What a bundle was made from: `[path under the root, size, mtime in ms]` per source, and the Deno version. */
 export interface BundleRecord {
@@ -48,6 +54,16 @@ export interface BundleRecord {
   readonly dir: string;
   readonly files: readonly (readonly [string, number, number])[];
 }
+
+/** Which module the CLI runs from, and why not the bundle when it is the sources. */
+export interface CliModule {
+  readonly url: string;
+  /** Undefined when it is the bundle. */
+  readonly whySources: string | undefined;
+}
+
+/** A name of `module` as a key (`module =`, `"module" =`, `x.module=`): an external plugin's module. */
+const MODULE_KEY = /\bmodule["']?\s*=/;
 
 /** Why the sources run instead of the bundle, or undefined when the bundle may be used. */
 export function sourcesWanted(
@@ -59,12 +75,13 @@ export function sourcesWanted(
   if (off !== undefined && off !== "" && off !== "0") return "ALUMET_NO_BUNDLE is set";
   if (ROOT.protocol !== "file:") return "the project is not a local directory";
   const own = args.includes("--") ? args.slice(0, args.indexOf("--")) : args; // not the program's
-  if (own.some((a) => /(^|\.)module\s*=/.test(a))) return "the command line names a plugin module";
-  const config = configPath(args, env);
+  if (own.some((a) => MODULE_KEY.test(a))) return "the command line names a plugin module";
+  const config = configPath(own, env);
   for (const base of new Set([env("INIT_CWD"), Deno.cwd()])) {
     if (base === undefined) continue;
+    // Loosely: a false match costs start-up time only; a missed one would run a plugin against copies.
     const text = readText(config.startsWith("/") ? config : `${base}/${config}`);
-    if (text !== undefined && /^\s*module\s*=/m.test(text)) return "the config names a plugin module";
+    if (text !== undefined && MODULE_KEY.test(text)) return "the config names a plugin module";
   }
   return undefined;
 }
@@ -73,7 +90,6 @@ export function sourcesWanted(
 function configPath(args: readonly string[], env: (name: string) => string | undefined): string {
   for (let i = 0; i < args.length; i++) {
     const a = args[i]!;
-    if (a === "--") break;
     if (a === "--config" && i + 1 < args.length) return args[i + 1]!;
     if (a.startsWith("--config=")) return a.slice("--config=".length);
   }
@@ -90,7 +106,7 @@ export function isFresh(record: BundleRecord, root: string = rootPath()): boolea
     } catch {
       return false;
     }
-    if (info.size !== size || info.mtime?.getTime() !== mtime) return false;
+    if (info.size !== size || (info.mtime?.getTime() ?? 0) !== mtime) return false;
   }
   return true;
 }
@@ -125,49 +141,68 @@ function env(name: string): string | undefined {
 
 /**
  * The module the CLI runs from: the bundle's entry when it is (or can be made) up to date with the sources,
- * else the sources' entry. Never throws.
+ * else the sources' entry, with the reason. Never throws.
  */
-export function cliModule(args: readonly string[]): string {
-  const sources = new URL(ENTRY, ROOT).href;
+export async function cliModule(args: readonly string[]): Promise<CliModule> {
+  const sources = (whySources: string): CliModule => ({ url: new URL(ENTRY, ROOT).href, whySources });
   try {
-    if (sourcesWanted(args, env, readText) !== undefined) return sources;
+    const why = sourcesWanted(args, env, readText);
+    if (why !== undefined) return sources(why);
     const root = rootPath();
     const record = readJson<BundleRecord>(`${root}/${RECORD}`);
     if (record !== undefined && isFresh(record, root)) return entryOf(root, record.dir);
     // Bundling these very sources failed before (offline, say): not again until one changes.
-    const failed = readJson<BundleRecord>(`${root}/${FAILED}`);
-    if (failed !== undefined && isFresh(failed, root)) return sources;
-    const made = buildCli(root);
-    return made === undefined ? sources : entryOf(root, made.dir);
-  } catch {
-    return sources;
+    const failed = readJson<BundleRecord & { message: string }>(`${root}/${FAILED}`);
+    if (failed !== undefined && isFresh(failed, root)) return sources(`bundling failed: ${failed.message}`);
+    const made = await buildCli(root);
+    return typeof made === "string" ? sources(made) : entryOf(root, made.dir);
+  } catch (e) {
+    return sources(`the bundle cannot be used: ${e instanceof Error ? e.message : String(e)}`);
   }
 }
 
-/**
- * The entry of bundle `dir`, marked as used by this process (`users/<pid>`): a bundle a live process may
- * still import chunks from is not removed.
- */
-function entryOf(root: string, dir: string): string {
+/** Files kept open for the process's lifetime: the shared locks that mark the bundles in use. */
+const held: Deno.FsFile[] = [];
+
+/** The entry of bundle `dir`, marked in use by this process (a shared lock held until it exits). */
+function entryOf(root: string, dir: string): CliModule {
   try {
-    Deno.writeFileSync(`${root}/${BUILD_DIR}/${dir}/users/${Deno.pid}`, new Uint8Array());
+    const users = Deno.openSync(`${root}/${BUILD_DIR}/${dir}/users.lock`, { read: true });
+    if (users.tryLockSync(false)) held.push(users);
+    else users.close();
   } catch {
-    // not writable: it is then not removed either
+    // not marked (a read-only checkout): nothing removes it either
   }
-  return new URL(`${BUILD_DIR}/${dir}/cli.js`, ROOT).href;
+  return { url: new URL(`${BUILD_DIR}/${dir}/cli.js`, ROOT).href, whySources: undefined };
+}
+
+/** Runs `deno ARGS…` in the root, killed after `limitMs`; stdout, or an error message. */
+async function deno(root: string, args: string[], limitMs: number): Promise<Uint8Array | string> {
+  try {
+    const out = await new Deno.Command(Deno.execPath(), {
+      args,
+      cwd: root,
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+      env: { NO_COLOR: "1" },
+      signal: AbortSignal.timeout(limitMs),
+    }).output();
+    if (out.success) return out.stdout;
+    const text = new TextDecoder().decode(out.stderr).trim().split("\n").slice(0, 5).join("\n");
+    return out.signal !== null
+      ? `deno ${args[0]} did not finish within ${limitMs / 1000} s (killed)`
+      : text || `deno ${args[0]} exited with ${out.code}`;
+  } catch (e) {
+    return `deno ${args[0]}: ${e instanceof Error ? e.message : String(e)}`;
+  }
 }
 
 /** The sources of the CLI (every local module its graph reaches, and deno.json) with their size and mtime. */
-function sourcesOf(root: string): [string, number, number][] | undefined {
-  const out = new Deno.Command(Deno.execPath(), {
-    args: ["info", "--json", "--no-lock", ENTRY],
-    cwd: root,
-    stdin: "null",
-    stdout: "piped",
-    stderr: "null",
-  }).outputSync();
-  if (!out.success) return undefined;
-  const graph = JSON.parse(new TextDecoder().decode(out.stdout)) as { modules: { specifier: string }[] };
+async function sourcesOf(root: string): Promise<[string, number, number][] | string> {
+  const out = await deno(root, ["info", "--json", "--no-lock", ENTRY], INFO_LIMIT_MS);
+  if (typeof out === "string") return out;
+  const graph = JSON.parse(new TextDecoder().decode(out)) as { modules: { specifier: string }[] };
   const prefix = ROOT.href;
   const paths = graph.modules.map((m) => m.specifier).filter((s) => s.startsWith(prefix))
     .map((s) => decodeURIComponent(s.slice(prefix.length)));
@@ -180,59 +215,54 @@ function sourcesOf(root: string): [string, number, number][] | undefined {
 }
 
 /**
- * Makes a bundle of the CLI and records it. Undefined when another process is making one, or the project is not
- * writable, or bundling failed (recorded in `.build/cli-failed.json` with the sources it failed for): the
- * caller runs the sources.
+ * Makes a bundle of the CLI and records it. When it cannot (another process is bundling, the project is not
+ * writable, bundling failed: then recorded in `.build/cli-failed.json` with the sources it failed for), says
+ * why: the caller runs the sources.
  */
-export function buildCli(root: string = rootPath()): BundleRecord | undefined {
+export async function buildCli(root: string = rootPath()): Promise<BundleRecord | string> {
   const build = `${root}/${BUILD_DIR}`;
+  let lock: Deno.FsFile;
   try {
     Deno.mkdirSync(build, { recursive: true });
+    lock = Deno.openSync(`${root}/${LOCK}`, { write: true, create: true });
   } catch {
-    return undefined; // not writable: the sources run
+    return "the project is not writable";
   }
-  if (!takeLock(`${root}/${LOCK}`)) return undefined;
   try {
-    const files = sourcesOf(root);
-    if (files === undefined) return undefined;
+    if (!lock.tryLockSync(true)) return "another process is bundling";
+    const files = await sourcesOf(root);
+    if (typeof files === "string") return files;
     const dir = `cli-${Date.now().toString(36)}-${Deno.pid}`;
-    const out = new Deno.Command(Deno.execPath(), {
-      args: [
-        "bundle",
-        "--quiet",
-        "--no-lock",
-        "--platform=deno",
-        "--format=esm",
-        "--code-splitting",
-        `--outdir=${build}/${dir}`,
-        ENTRY,
-      ],
-      cwd: root,
-      stdin: "null",
-      stdout: "null",
-      stderr: "piped",
-    }).outputSync();
-    if (!out.success) {
-      const message = new TextDecoder().decode(out.stderr).trim().split("\n").slice(0, 5).join("\n");
-      const failed: BundleRecord & { message: string } = { deno: Deno.version.deno, dir: "", files, message };
+    const args = ["bundle", "--quiet", "--no-lock", "--platform=deno", "--format=esm", "--code-splitting"];
+    const out = await deno(root, [...args, `--outdir=${build}/${dir}`, ENTRY], BUNDLE_LIMIT_MS);
+    if (typeof out === "string") {
+      const failed: BundleRecord & { message: string } = {
+        deno: Deno.version.deno,
+        dir: "",
+        files,
+        message: out,
+      };
       Deno.writeTextFileSync(`${root}/${FAILED}`, JSON.stringify(failed));
       removeQuietly(`${build}/${dir}`);
-      return undefined;
+      return `bundling failed: ${out}`;
+    }
+    // A source edited while it was bundled: this bundle may hold the edit and not the record, or the reverse.
+    const after = await sourcesOf(root);
+    if (typeof after === "string" || JSON.stringify(after) !== JSON.stringify(files)) {
+      removeQuietly(`${build}/${dir}`);
+      return "a source changed while it was bundled";
     }
     hideChunkImports(`${build}/${dir}`);
-    Deno.mkdirSync(`${build}/${dir}/users`);
+    Deno.writeFileSync(`${build}/${dir}/users.lock`, new Uint8Array());
     const record: BundleRecord = { deno: Deno.version.deno, dir, files };
     const tmp = `${root}/${RECORD}.${Deno.pid}`;
     Deno.writeTextFileSync(tmp, JSON.stringify(record));
     Deno.renameSync(tmp, `${root}/${RECORD}`);
     removeQuietly(`${root}/${FAILED}`);
     removeOld(build, dir);
-    for (const e of Deno.readDirSync(build)) {
-      if (e.isDirectory && e.name.startsWith("cli-")) inUse(`${build}/${e.name}`); // forgets ended users
-    }
     return record;
   } finally {
-    removeQuietly(`${root}/${LOCK}`);
+    lock.close(); // and its lock with it
   }
 }
 
@@ -251,56 +281,36 @@ function hideChunkImports(dir: string): void {
   }
 }
 
-/** Creates the lock file; false when another build holds it (a lock left by a crash is taken over). */
-function takeLock(path: string): boolean {
-  for (let attempt = 0; attempt < 2; attempt++) {
-    try {
-      Deno.openSync(path, { write: true, createNew: true }).close();
-      return true;
-    } catch (e) {
-      if (!(e instanceof Deno.errors.AlreadyExists)) return false;
-      const age = Date.now() - (Deno.statSync(path).mtime?.getTime() ?? 0);
-      if (age < LOCK_STALE_MS) return false;
-      removeQuietly(path);
-    }
-  }
-  return false;
-}
-
 /**
- * Removes the bundles made more than an hour ago, but the current one and those a live process runs from (an
- * agent started from an older bundle imports chunks later: a plugin, its summary); forgets the ended users.
+ * Removes the bundles made more than an hour ago, but `keep` (the current one) and those a live process runs
+ * from (its shared lock on their `users.lock`: an agent started from an older bundle imports chunks later).
  */
 export function removeOld(build: string, keep: string): void {
   for (const e of Deno.readDirSync(build)) {
     if (!e.isDirectory || !e.name.startsWith("cli-") || e.name === keep) continue;
+    const dir = `${build}/${e.name}`;
     try {
-      const age = Date.now() - (Deno.statSync(`${build}/${e.name}`).mtime?.getTime() ?? 0);
-      if (age > KEEP_OLD_MS && !inUse(`${build}/${e.name}`)) {
-        Deno.removeSync(`${build}/${e.name}`, { recursive: true });
-      }
+      const age = Date.now() - (Deno.statSync(dir).mtime?.getTime() ?? 0);
+      if (age > KEEP_OLD_MS && !inUse(dir)) Deno.removeSync(dir, { recursive: true });
     } catch {
       // another process removed it
     }
   }
 }
 
-/** True when a process that ran from bundle `dir` is still alive; the marks of ended ones are removed. */
+/** True when a live process holds its shared lock on bundle `dir`'s `users.lock`. */
 function inUse(dir: string): boolean {
-  let used = false;
+  let users: Deno.FsFile;
   try {
-    for (const e of Deno.readDirSync(`${dir}/users`)) {
-      try {
-        Deno.statSync(`/proc/${e.name}`);
-        used = true;
-      } catch {
-        removeQuietly(`${dir}/users/${e.name}`);
-      }
-    }
+    users = Deno.openSync(`${dir}/users.lock`, { read: true });
   } catch {
-    // no users directory
+    return false; // not a bundle that records its users
   }
-  return used;
+  try {
+    return !users.tryLockSync(true);
+  } finally {
+    users.close();
+  }
 }
 
 function removeQuietly(path: string): void {
@@ -314,14 +324,12 @@ function removeQuietly(path: string): void {
 if (import.meta.main) {
   const root = rootPath();
   const record = readJson<BundleRecord>(`${root}/${RECORD}`);
-  if (record !== undefined && isFresh(record, root)) Deno.exit(0);
-  removeQuietly(`${root}/${FAILED}`); // asked for: try again
-  const made = buildCli(root);
-  if (made === undefined) {
-    const failed = readJson<{ message: string }>(`${root}/${FAILED}`);
-    // deno-lint-ignore no-console
-    console.error(
-      `alumet: the CLI was not bundled (it runs from its sources)${failed ? `: ${failed.message}` : ""}`,
-    );
+  if (record === undefined || !isFresh(record, root)) {
+    removeQuietly(`${root}/${FAILED}`); // asked for: try again
+    const made = await buildCli(root);
+    if (typeof made === "string") {
+      // deno-lint-ignore no-console
+      console.error(`alumet: the CLI was not bundled (it runs from its sources): ${made}`);
+    }
   }
 }

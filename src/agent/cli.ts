@@ -278,8 +278,11 @@ function write(text: string, stream: { writeSync(p: Uint8Array): number } = Deno
   while (off < bytes.length) off += stream.writeSync(bytes.subarray(off));
 }
 
-/** Runs the CLI with `args` and returns the exit code. */
-export async function main(args: readonly string[]): Promise<number> {
+/**
+ * Runs the CLI with `args` and returns the exit code. `whySources`: why src/agent/main.ts did not run the
+ * bundle (./bundle.ts), for the debug log.
+ */
+export async function main(args: readonly string[], whySources?: string): Promise<number> {
   const logger = new Logger("alumet");
   try {
     const envLevel = Deno.env.get("ALUMET_LOG");
@@ -295,10 +298,11 @@ export async function main(args: readonly string[]): Promise<number> {
       write(parsed.named ? helpOf(parsed.command)! : mainHelp());
       return 0;
     }
+    const bundled = import.meta.url.includes("/.build/cli-");
     logger.debug(
-      `Running from ${
-        import.meta.url.includes("/.build/cli-") ? "the bundle" : "the sources"
-      }: ${import.meta.url}`,
+      bundled
+        ? `Running from the bundle: ${import.meta.url}`
+        : `Running from the sources${whySources ? ` (${whySources})` : ""}: ${import.meta.url}`,
     );
     const userDir = userCwd();
     if (userDir !== Deno.cwd()) Deno.chdir(userDir);

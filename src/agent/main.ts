@@ -8,7 +8,8 @@
 import { cliModule } from "./bundle.ts";
 
 if (import.meta.main) {
-  const { main }: typeof import("./cli.ts") = await import(cliModule(Deno.args));
-  const code = await main(Deno.args);
+  const from = await cliModule(Deno.args);
+  const { main }: typeof import("./cli.ts") = await import(from.url);
+  const code = await main(Deno.args, from.whySources);
   Deno.exit(code);
 }
