@@ -146,29 +146,26 @@ if (want("exec")) {
       runs: rs.map((r) => r.execMs / r.perfMs!),
     });
   }
-}
-
-if (want("exec")) {
   say("exec -- sleep 3: resident memory…");
-  const rs = await repeat(QUICK ? 1 : 3, () => runExecRss());
+  const mem = await repeat(QUICK ? 1 : 3, () => runExecRss());
   rows.push({
     name: "RSS of exec -- sleep (defaults), over a bare `deno run` waiting as long",
     unit: "MiB",
-    runs: rs.map((r) => r.execMiB - r.bareMiB),
+    runs: mem.map((r) => r.execMiB - r.bareMiB),
     target: { op: "<=", value: 12 },
   });
-  rows.push({ name: "RSS of exec -- sleep (defaults)", unit: "MiB", runs: rs.map((r) => r.execMiB) });
-  rows.push({ name: "RSS of the same from the sources", unit: "MiB", runs: rs.map((r) => r.sourcesMiB) });
-  rows.push({ name: "RSS of a bare `deno run` waiting", unit: "MiB", runs: rs.map((r) => r.bareMiB) });
+  rows.push({ name: "RSS of exec -- sleep (defaults)", unit: "MiB", runs: mem.map((r) => r.execMiB) });
+  rows.push({ name: "RSS of the same from the sources", unit: "MiB", runs: mem.map((r) => r.sourcesMiB) });
+  rows.push({ name: "RSS of a bare `deno run` waiting", unit: "MiB", runs: mem.map((r) => r.bareMiB) });
   rows.push({
     name: "  of which pages of the deno executable: exec, over bare",
     unit: "MiB",
-    runs: rs.map((r) => r.execBinaryMiB - r.bareBinaryMiB),
+    runs: mem.map((r) => r.execBinaryMiB - r.bareBinaryMiB),
   });
   rows.push({
     name: "  the rest (heaps, stacks, libraries): exec, over bare",
     unit: "MiB",
-    runs: rs.map((r) => (r.execMiB - r.execBinaryMiB) - (r.bareMiB - r.bareBinaryMiB)),
+    runs: mem.map((r) => (r.execMiB - r.execBinaryMiB) - (r.bareMiB - r.bareBinaryMiB)),
   });
 }
 

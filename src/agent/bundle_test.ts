@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { type BundleRecord, isFresh, removeOld, sourcesWanted } from "./bundle.ts";
 import { testWith } from "../testing/needs.ts";
+import { alumet } from "../../tests/testdata/exec/cli.ts";
 
 const ROOT = new URL("../..", import.meta.url).pathname.replace(/\/$/, "");
 
@@ -82,19 +83,9 @@ Deno.test("isFresh: the same size and mtime of every source, and the same Deno",
   }
 });
 
-/** Runs a copy's CLI (as the alumet task does, through main.ts) in `cwd`. */
-async function cli(root: string, cwd: string, args: string[], env: Record<string, string> = {}) {
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "--quiet", "--no-lock", "-A", `${root}/src/agent/main.ts`, ...args],
-    cwd,
-    env: { NO_COLOR: "1", ...env },
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  const d = new TextDecoder();
-  return { code: out.code, stdout: d.decode(out.stdout), stderr: d.decode(out.stderr) };
-}
+/** Runs the CLI of the project's copy at `root` (as the alumet task does, through main.ts) in `cwd`. */
+const cli = (root: string, cwd: string, args: string[], env: Record<string, string> = {}) =>
+  alumet(cwd, args, { root, env });
 
 const recordOf = (root: string) =>
   JSON.parse(Deno.readTextFileSync(`${root}/.build/cli.json`)) as BundleRecord;

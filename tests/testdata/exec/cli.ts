@@ -15,12 +15,18 @@ export interface CliRun {
   readonly stderr: string;
 }
 
-/** Runs `alumet ARGS…` in `dir`. */
-export async function alumet(dir: string, args: string[]): Promise<CliRun> {
+/**
+ * Runs `alumet ARGS…` in `dir`: this project's, or the copy of it at `options.root`, with `options.env` added.
+ */
+export async function alumet(
+  dir: string,
+  args: string[],
+  options: { root?: string; env?: Record<string, string> } = {},
+): Promise<CliRun> {
   const out = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "--quiet", "-A", `${ROOT}/src/agent/main.ts`, ...args],
+    args: ["run", "--quiet", "--no-lock", "-A", `${options.root ?? ROOT}/src/agent/main.ts`, ...args],
     cwd: dir,
-    env: { ALUMET_LOG: "warn", NO_COLOR: "1" },
+    env: { ALUMET_LOG: "warn", NO_COLOR: "1", ...options.env },
     stdin: "null",
     stdout: "piped",
     stderr: "piped",
