@@ -8,8 +8,8 @@
  * that and takes some 6 MiB less memory (figures in CHANGELOG.md, issue 12; `deno task bench exec`).
  *
  * What the bundle changes, and what does not change:
- * - Sources are the truth: every run checks that each file the bundle was made from has the size and mtime it
- *   had then (some 130 `stat` calls, 1–3 ms), and a changed, added or removed source makes a new bundle
+ * - Sources are the truth: every run checks that each file the bundle was made from has the size, mtime and
+ *   ctime it had then (some 130 `stat` calls, 1–3 ms), and a changed, added or removed source makes a new bundle
  *   before anything runs (about 1 s, once; bounded: a `deno bundle` that has not finished within 60 s, such
  *   as one waiting on a network that never answers, is killed). When bundling fails (`deno bundle` fetches
  *   esbuild from npm the first time: offline, it cannot), the sources run, quietly, and bundling is not tried
@@ -48,11 +48,24 @@ const KEEP_OLD_MS = 3_600_000;
 const INFO_LIMIT_MS = 20_000;
 const BUNDLE_LIMIT_MS = 60_000;
 
-/** What a bundle was made from: `[path under the root, size, mtime in ms]` per source, and the Deno version. */
+/**
+ * What a bundle was made from: `[path under the root, size, mtime, ctime (ms)]` per source, and the Deno
+ * version. The ctime catches what keeps an old mtime (`cp -p`, `rsync -a`, `tar x`): nothing can set it back
+ * (Deno gives it to the second: a copy within the second of the last bundling could still pass).
+ */
 export interface BundleRecord {
   readonly deno: string;
   readonly dir: string;
-  readonly files: readonly (readonly [string, number, number])[];
+  readonly files: readonly Stamp[];
+}
+
+/** A source's path under the root, size, mtime and ctime (ms). */
+export type Stamp = readonly [string, number, number, number];
+
+/** The stamp of the file at `path` under `root`. Throws when it cannot be read. */
+export function stampOf(root: string, path: string): Stamp {
+  const info = Deno.statSync(`${root}/${path}`);
+  return [path, info.size, info.mtime?.getTime() ?? 0, info.ctime?.getTime() ?? 0];
 }
 
 /** Which module the CLI runs from, and why not the bundle when it is the sources. */
@@ -96,17 +109,17 @@ function configPath(args: readonly string[], env: (name: string) => string | und
   return env("ALUMET_CONFIG") || "alumet-config.toml";
 }
 
-/** True when every source of `record` has the size and mtime recorded, and Deno is the same version. */
+/** True when every source of `record` has the size, mtime and ctime recorded, and Deno is the same version. */
 export function isFresh(record: BundleRecord, root: string = rootPath()): boolean {
   if (record.deno !== Deno.version.deno) return false;
-  for (const [path, size, mtime] of record.files) {
-    let info: Deno.FileInfo;
+  for (const recorded of record.files) {
+    let now: Stamp;
     try {
-      info = Deno.statSync(`${root}/${path}`);
+      now = stampOf(root, recorded[0]);
     } catch {
       return false;
     }
-    if (info.size !== size || (info.mtime?.getTime() ?? 0) !== mtime) return false;
+    if (now[1] !== recorded[1] || now[2] !== recorded[2] || now[3] !== recorded[3]) return false;
   }
   return true;
 }
@@ -198,20 +211,15 @@ async function deno(root: string, args: string[], limitMs: number): Promise<Uint
   }
 }
 
-/** The sources of the CLI (every local module its graph reaches, and deno.json) with their size and mtime. */
-async function sourcesOf(root: string): Promise<[string, number, number][] | string> {
+/** The sources of the CLI (every local module its graph reaches, and deno.json), stamped. */
+async function sourcesOf(root: string): Promise<Stamp[] | string> {
   const out = await deno(root, ["info", "--json", "--no-lock", ENTRY], INFO_LIMIT_MS);
   if (typeof out === "string") return out;
   const graph = JSON.parse(new TextDecoder().decode(out)) as { modules: { specifier: string }[] };
   const prefix = ROOT.href;
   const paths = graph.modules.map((m) => m.specifier).filter((s) => s.startsWith(prefix))
     .map((s) => decodeURIComponent(s.slice(prefix.length)));
-  const files: [string, number, number][] = [];
-  for (const path of [...new Set([...paths, "deno.json"])].sort()) {
-    const info = Deno.statSync(`${root}/${path}`);
-    files.push([path, info.size, info.mtime?.getTime() ?? 0]);
-  }
-  return files;
+  return [...new Set([...paths, "deno.json"])].sort().map((path) => stampOf(root, path));
 }
 
 /**

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { type BundleRecord, isFresh, removeOld, sourcesWanted } from "./bundle.ts";
+import { type BundleRecord, isFresh, removeOld, sourcesWanted, stampOf } from "./bundle.ts";
 import { testWith } from "../testing/needs.ts";
 import { alumet } from "../../tests/testdata/exec/cli.ts";
 
@@ -48,16 +48,13 @@ Deno.test("sourcesWanted: the sources run when asked, or when an external plugin
   );
 });
 
-Deno.test("isFresh: the same size and mtime of every source, and the same Deno", async () => {
+Deno.test("isFresh: the same size, mtime and ctime of every source, and the same Deno", async () => {
   const dir = await Deno.makeTempDir({ prefix: "alumet-bundle-fresh-" });
   try {
     await Deno.mkdir(`${dir}/src`);
     await Deno.writeTextFile(`${dir}/src/a.ts`, "export const a = 1;\n");
     await Deno.writeTextFile(`${dir}/deno.json`, "{}\n");
-    const entry = (path: string): [string, number, number] => {
-      const i = Deno.statSync(`${dir}/${path}`);
-      return [path, i.size, i.mtime!.getTime()];
-    };
+    const entry = (path: string) => stampOf(dir, path);
     const record: BundleRecord = {
       deno: Deno.version.deno,
       dir: "cli-x",
@@ -66,7 +63,7 @@ Deno.test("isFresh: the same size and mtime of every source, and the same Deno",
     assert.equal(isFresh(record, dir), true);
     assert.equal(isFresh({ ...record, deno: "0.0.0" }, dir), false, "another Deno");
     assert.equal(
-      isFresh({ ...record, files: [...record.files, ["src/gone.ts", 1, 1]] }, dir),
+      isFresh({ ...record, files: [...record.files, ["src/gone.ts", 1, 1, 1]] }, dir),
       false,
       "removed",
     );
@@ -78,6 +75,14 @@ Deno.test("isFresh: the same size and mtime of every source, and the same Deno",
     await Deno.writeTextFile(`${dir}/src/a.ts`, "export const a = 22;\n");
     await Deno.utime(`${dir}/src/a.ts`, new Date(), new Date(same.files[0]![2]));
     assert.equal(isFresh(same, dir), false, "same mtime, another size");
+    // Same size, the old mtime put back (as cp -p or rsync -a do): the ctime tells.
+    const before = entry("src/a.ts");
+    await new Promise((r) => setTimeout(r, 1100)); // a later ctime: Deno gives it to the second
+    await Deno.writeTextFile(`${dir}/src/a.ts`, "export const a = 33;\n");
+    await Deno.utime(`${dir}/src/a.ts`, new Date(), new Date(before[2]));
+    const now = entry("src/a.ts");
+    assert.deepEqual([now[1], now[2]], [before[1], before[2]], "size and mtime as recorded");
+    assert.equal(isFresh({ ...record, files: [before] }, dir), false, "another ctime");
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
@@ -141,12 +146,28 @@ testWith(
         csv.split("\n").some((l) => l.includes("kernel_cpu_time")),
         "no kernel_cpu_time row from the Worker",
       );
+      const chunks = [...Deno.readDirSync(`${copy}/.build/${record.dir}`)].filter((e) =>
+        e.name.endsWith(".js")
+      );
+      for (const c of chunks) {
+        const text = Deno.readTextFileSync(`${copy}/.build/${record.dir}/${c.name}`);
+        assert.doesNotMatch(text, /\bimport\("\.\//, `${c.name} imports a chunk by a literal specifier`);
+      }
       // Unchanged sources: the same bundle.
       const again = await cli(copy, work, ["--log-level", "debug", "--version"]);
       assert.equal(again.code, 0);
       assert.equal(recordOf(copy).dir, record.dir);
-      // A changed source: a new bundle, with the change in it.
+      // A changed source while another process holds the build lock: the sources run, and say why.
       const cliTs = `${copy}/src/agent/cli.ts`;
+      await Deno.writeTextFile(cliTs, (await Deno.readTextFile(cliTs)) + "\n");
+      {
+        using lock = Deno.openSync(`${copy}/.build/cli.lock`, { write: true });
+        assert.ok(lock.tryLockSync(true));
+        const meanwhile = await cli(copy, work, ["--log-level", "debug", "plugins", "list"]);
+        assert.match(meanwhile.stderr, /Running from the sources \(another process is bundling\)/);
+        assert.equal(recordOf(copy).dir, record.dir);
+      }
+      // Once it is free: a new bundle, with the change in it.
       await Deno.writeTextFile(
         cliTs,
         (await Deno.readTextFile(cliTs)).replace('const VERSION = "', 'const VERSION = "9.'),
