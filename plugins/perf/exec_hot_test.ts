@@ -12,6 +12,7 @@ import { getrusage, RUSAGE_CHILDREN } from "../../src/ffi/libc.ts";
 import { isStopped } from "../../src/sys/proc_state.ts";
 import { type LogSink, setLogSink } from "../../src/log.ts";
 import { needs, testWith } from "../../src/testing/needs.ts";
+import { stolenMs } from "../../src/testing/steal.ts";
 import { perfPlugin } from "./mod.ts";
 
 const ROOT = new URL("../..", import.meta.url).pathname.replace(/\/$/, "");
@@ -118,6 +119,7 @@ testWith(
   async () => {
     const dir = await Deno.makeTempDir({ prefix: "alumet-perf-hot-" });
     try {
+      const stolenBefore = stolenMs();
       const o = await new Deno.Command(Deno.execPath(), {
         args: [
           "run",
@@ -151,6 +153,7 @@ testWith(
         stdout: "piped",
         stderr: "piped",
       }).output();
+      const stolen = stolenMs() - stolenBefore;
       const out = new TextDecoder().decode(o.stdout) + new TextDecoder().decode(o.stderr);
       assert.equal(o.code, 0, out);
       assert.doesNotMatch(out, /on the main thread/);
@@ -168,10 +171,11 @@ testWith(
           ",",
         )[0],
       );
-      // As tests/perf_crosscheck_test.ts: alumet counts perf stat itself too (5–15 ms measured; 60 allowed).
+      // As tests/perf_crosscheck_test.ts: alumet counts perf stat itself too (5–15 ms measured; 60 allowed), and
+      // what the hypervisor stole meanwhile (task-clock runs on through it).
       assert.ok(
-        ours >= theirs && ours <= theirs + 60,
-        `alumet ${ours.toFixed(2)} ms, perf stat ${theirs} ms`,
+        ours >= theirs && ours <= theirs + 60 + stolen,
+        `alumet ${ours.toFixed(2)} ms, perf stat ${theirs} ms (${stolen} ms stolen from the VM meanwhile)`,
       );
       assert.ok(rows > 10, `${rows} task-clock rows for the program: sampled at 1 ms, not once`);
     } finally {
