@@ -71,11 +71,6 @@ export async function runExec(
   }
 }
 
-/**
- * VmRSS of `pid`, and the part of it that is pages of the deno executable itself (its code and read-only data,
- * file-backed and shared between Deno processes: the features a program uses page in their part of the
- * binary), MiB, from /proc/<pid>/smaps.
- */
 /** Checks that the CLI runs from `origin` with `env` (a comparison of the bundle with itself would be void). */
 async function expectOrigin(dir: string, env: Record<string, string>, origin: string): Promise<void> {
   const out = await new Deno.Command(Deno.execPath(), {
@@ -91,6 +86,11 @@ async function expectOrigin(dir: string, env: Record<string, string>, origin: st
   }
 }
 
+/**
+ * The resident memory of `pid` (the sum of its mappings' Rss, as VmRSS), and the part of it that is pages of
+ * the deno executable itself (its code and read-only data, file-backed and shared between Deno processes: the
+ * features a program uses page in their part of the binary), MiB, from /proc/<pid>/smaps.
+ */
 function rssMiB(pid: number): { total: number; binary: number } {
   const exe = Deno.realPathSync(Deno.execPath());
   let total = 0;
