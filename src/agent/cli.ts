@@ -12,6 +12,7 @@
  */
 import { AlumetError, closest, messageOf, UsageError } from "../errors.ts";
 import { LOG_LEVELS, Logger, logLevel, setLogLevel } from "../log.ts";
+import type { CliModule } from "./bundle.ts";
 import { DEFAULT_ENABLED } from "./builtin.ts";
 import {
   type Command,
@@ -279,10 +280,10 @@ function write(text: string, stream: { writeSync(p: Uint8Array): number } = Deno
 }
 
 /**
- * Runs the CLI with `args` and returns the exit code. `whySources`: why src/agent/main.ts did not run the
- * bundle (./bundle.ts), for the debug log.
+ * Runs the CLI with `args` and returns the exit code. `from`: which module src/agent/main.ts imported this
+ * from, the bundle or the sources and why (./bundle.ts), for the debug log; none when imported directly.
  */
-export async function main(args: readonly string[], whySources?: string): Promise<number> {
+export async function main(args: readonly string[], from?: CliModule): Promise<number> {
   const logger = new Logger("alumet");
   try {
     const envLevel = Deno.env.get("ALUMET_LOG");
@@ -298,12 +299,9 @@ export async function main(args: readonly string[], whySources?: string): Promis
       write(parsed.named ? helpOf(parsed.command)! : mainHelp());
       return 0;
     }
-    const bundled = import.meta.url.includes("/.build/cli-");
-    logger.debug(
-      bundled
-        ? `Running from the bundle: ${import.meta.url}`
-        : `Running from the sources${whySources ? ` (${whySources})` : ""}: ${import.meta.url}`,
-    );
+    const bundled = from !== undefined && from.whySources === undefined;
+    const why = from?.whySources ? ` (${from.whySources})` : "";
+    logger.debug(`Running from ${bundled ? "the bundle" : `the sources${why}`}: ${import.meta.url}`);
     const userDir = userCwd();
     if (userDir !== Deno.cwd()) Deno.chdir(userDir);
     // The command's code and the shared setup's are loaded together, only now (never for the help).

@@ -10,6 +10,6 @@ import { cliModule } from "./bundle.ts";
 if (import.meta.main) {
   const from = await cliModule(Deno.args);
   const { main }: typeof import("./cli.ts") = await import(from.url);
-  const code = await main(Deno.args, from.whySources);
+  const code = await main(Deno.args, from);
   Deno.exit(code);
 }
