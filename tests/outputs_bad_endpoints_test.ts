@@ -1,7 +1,7 @@
 /**
  * End-to-end: the network outputs (`influxdb`, `prometheus-remote-write`, `opentelemetry`) facing a bad
- * endpoint, through the CLI (`deno task alumet --config <toml> run`, procfs `kernel` every 100 ms). One agent
- * runs the three outputs at once, each against its own endpoint of the same kind:
+ * endpoint, through the CLI (the `alumet` task's `deno run` line with `--config <toml> run`, procfs `kernel`
+ * every 100 ms). One agent runs the three outputs at once, each against its own endpoint of the same kind:
  *
  * - refused: a free loopback port with nothing listening;
  * - 400 and 500: a server that answers every request so;

@@ -1,7 +1,7 @@
 /**
- * End-to-end: an agent killed with SIGKILL while its backend is down loses nothing it journaled. Through the CLI
- * (`deno task alumet --config <toml> run`, procfs `kernel` every 100 ms, one network output with its journal
- * in a temporary directory):
+ * End-to-end: an agent killed with SIGKILL while its backend is down loses nothing it journaled. Through the
+ * CLI (the `alumet` task's `deno run` line with `--config <toml> run`, procfs `kernel` every 100 ms, one
+ * network output with its journal in a temporary directory):
  *
  * 1. The backend is not running. Agent A runs until its journal holds points and it said it cannot deliver;
  *    it is killed with SIGKILL (the whole process group). Its points are those in the journal, all with

@@ -6,16 +6,11 @@
  * the csv: its sources count what they pushed, and the test compares those counts with the csv's rows.
  */
 import assert from "node:assert/strict";
+import { alumetRunLine } from "./testdata/exec/cli.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
 
 /** The `alumet` task's command line from deno.json, with this Deno: `deno run <flags> src/agent/main.ts`. */
-async function alumetRunLine(): Promise<string[]> {
-  const config = JSON.parse(await Deno.readTextFile(`${ROOT}/deno.json`)) as { tasks: { alumet: string } };
-  const [deno, ...rest] = config.tasks.alumet.split(/\s+/);
-  assert.equal(deno, "deno", config.tasks.alumet);
-  return [Deno.execPath(), ...rest];
-}
 const PROBE = `${ROOT}/tests/testdata/signals/probe.ts`;
 const SOURCES = ["main", "hot"] as const;
 
@@ -85,7 +80,7 @@ class AgentRun {
     );
     // `setsid` makes the task the leader of a new session and process group (pgid = its pid), with no
     // controlling terminal: the group receives what a terminal's foreground group would.
-    const runner = direct ? await alumetRunLine() : [Deno.execPath(), "task", "--quiet", "alumet"];
+    const runner = direct ? alumetRunLine() : [Deno.execPath(), "task", "--quiet", "alumet"];
     const child = new Deno.Command("setsid", {
       args: [
         ...runner,

@@ -8,6 +8,19 @@
 
 const ROOT = new URL("../../..", import.meta.url).pathname.replace(/\/$/, "");
 
+/**
+ * The `alumet` task's command line from deno.json (`deno run … src/agent/main.ts`, the entry made absolute), to
+ * run the agent as the task does but without `deno task` in between: a signal sent to the process group then
+ * reaches the agent alone, and the exit code is the agent's own (`deno task` exits 143 when a SIGTERM sent to
+ * the group reaches it after its child has already ended, which an agent with little to drain can do).
+ */
+export function alumetRunLine(): string[] {
+  const config = JSON.parse(Deno.readTextFileSync(`${ROOT}/deno.json`)) as { tasks: { alumet: string } };
+  const [deno, ...rest] = config.tasks.alumet.split(/\s+/);
+  if (deno !== "deno") throw new Error(`Unexpected alumet task: ${config.tasks.alumet}`);
+  return [Deno.execPath(), ...rest.map((w) => (w.endsWith(".ts") && !w.startsWith("/") ? `${ROOT}/${w}` : w))];
+}
+
 /** What a run of the CLI gave. */
 export interface CliRun {
   readonly code: number;

@@ -1,13 +1,14 @@
 /**
  * Shared by tests/outputs_restart_test.ts and tests/outputs_bad_endpoints_test.ts: the agent run through the
- * CLI (`deno task alumet --config <toml> run`) in a process group of its own, and a reader of an output's
- * journal directory (the format documented in src/pipeline/delivery.ts).
+ * CLI (the `alumet` task's `deno run` line, `--config <toml> run`) in a process group of its own, and a
+ * reader of an output's journal directory (the format documented in src/pipeline/delivery.ts).
  *
  * @module
  */
 
 import assert from "node:assert/strict";
 import { crc32 } from "../../../src/pipeline/delivery.ts";
+import { alumetRunLine } from "../exec/cli.ts";
 
 export const ROOT: string = new URL("../../..", import.meta.url).pathname.replace(/\/$/, "");
 
@@ -35,7 +36,10 @@ enabled = false
 enabled = false
 `;
 
-/** `deno task alumet --config <config> run`, started with `setsid` (its pid is its process group's id). */
+/**
+ * The agent as the `alumet` task runs it (`alumetRunLine`, without `deno task` in between: the exit code is
+ * the agent's own) with `--config <config> run`, started with `setsid` (its pid is its process group's id).
+ */
 export class AgentProcess {
   readonly child: Deno.ChildProcess;
   #stderr = "";
@@ -43,7 +47,7 @@ export class AgentProcess {
 
   constructor(config: string, options: { cwd: string; env?: Record<string, string> }) {
     const child = new Deno.Command("setsid", {
-      args: [Deno.execPath(), "task", "--quiet", "alumet", "--config", config, "run"],
+      args: [...alumetRunLine(), "--config", config, "run"],
       cwd: ROOT,
       // Paths in the config resolve from INIT_CWD (not from an outer `deno task test`'s).
       env: { ALUMET_LOG: "info", NO_COLOR: "1", INIT_CWD: options.cwd, ...options.env },
@@ -77,7 +81,7 @@ export class AgentProcess {
     }
   }
 
-  /** Sends `sig` to the whole process group (`deno task` and the agent), as a service manager does. */
+  /** Sends `sig` to the whole process group (the agent and what it started), as a service manager does. */
   signal(sig: Deno.Signal): void {
     Deno.kill(-this.child.pid, sig);
   }
