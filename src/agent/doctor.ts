@@ -9,7 +9,15 @@
  * @module
  */
 import { diagnoseLibrary } from "../ffi/library.ts";
-import { CLOCK_MONOTONIC, LIBC, libc, LIBC_SYMBOLS, TIMER_ABSTIME } from "../ffi/libc.ts";
+import {
+  CLOCK_MONOTONIC,
+  LIBC,
+  libc,
+  LIBC_SYMBOLS,
+  SCHED_FIFO,
+  SCHED_OTHER,
+  TIMER_ABSTIME,
+} from "../ffi/libc.ts";
 import type { Diagnosis, PluginMetadata } from "../plugin/plugin.ts";
 import { messageOf } from "../errors.ts";
 
@@ -130,14 +138,27 @@ export function realtimeCheck(burst: TickBurst = measureTicks(), mayRealtime = m
       "set sampling_realtime = true at the top of the config (SCHED_FIFO for sources polled every 3 ms or " +
       "less): ticks stay on time, but the sampling thread preempts the measured program (+7 % slowdown of a " +
       "CPU-bound program at 1 kHz, against +1.3 % without)" +
-      (mayRealtime ? "" : "; it needs root or CAP_SYS_NICE, which this process lacks") +
+      (mayRealtime
+        ? ""
+        : "; the kernel refuses it to this process: it needs root or CAP_SYS_NICE and, with RT group " +
+          "scheduling, a cgroup with a realtime budget (run the agent in the root cgroup)") +
       "; or poll less often",
   };
 }
 
-/** Whether this process may use SCHED_FIFO: root or CAP_SYS_NICE. */
+/**
+ * Whether the kernel gives this process SCHED_FIFO: tried on this thread and put back at once. Root or
+ * CAP_SYS_NICE is not enough where RT group scheduling leaves this process's cgroup no realtime budget.
+ */
 function mayUseRealtime(): boolean {
-  return Deno.uid() === 0 || (capEff() >> CAP_SYS_NICE & 1n) === 1n;
+  if (Deno.uid() !== 0 && (capEff() >> CAP_SYS_NICE & 1n) !== 1n) return false;
+  try {
+    if (libc().sched_setscheduler(0, SCHED_FIFO, new Int32Array([1])) !== 0) return false;
+    libc().sched_setscheduler(0, SCHED_OTHER, new Int32Array([0]));
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 /**

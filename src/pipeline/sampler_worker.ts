@@ -30,8 +30,8 @@ import { now } from "../model/timestamp.ts";
 import { messageOf, NormalStop, RetryableError } from "../errors.ts";
 import type { Source } from "../plugin/plugin.ts";
 import { LatenessHistogram } from "./lateness.ts";
-import { CLOCK_MONOTONIC, libc, SCHED_FIFO, TIMER_ABSTIME } from "../ffi/libc.ts";
-
+import { CLOCK_MONOTONIC, errno, libc, SCHED_FIFO, TIMER_ABSTIME } from "../ffi/libc.ts";
+import { REALTIME_PRIORITY, realtimeRefused } from "./realtime.ts";
 import { Counts, type SamplerCommand, type SamplerMessage } from "./sampler_protocol.ts";
 
 interface Hot {
@@ -64,9 +64,6 @@ const SPIN_BELOW_MS = 0.5;
  */
 const REALTIME_UP_TO_MS = 3;
 
-/** Realtime priority: 55, Alumet's choice (56% of the maximum, 99). */
-const REALTIME_PRIORITY = 55;
-
 /** Whether the pipeline asked for realtime scheduling (`init`); normal priority otherwise. */
 let realtimeAsked = false;
 let realtime: "off" | "on" | "denied" = "off";
@@ -74,27 +71,31 @@ let realtime: "off" | "on" | "denied" = "off";
 /**
  * Puts this Worker's thread in `SCHED_FIFO` so that a 1 ms tick is not delayed behind ordinary tasks, when the
  * pipeline asked for it: off by default, since a realtime thread preempts the measured program. Not while
- * spinning (a spinning realtime thread would starve its CPU). Failures (no permission) are reported once.
+ * spinning (a spinning realtime thread would starve its CPU). A refusal is a warning (the config asked for
+ * realtime) naming the kernel's reason; sampling goes on at normal priority.
  */
 function maybeRealtime(minPeriod: number): void {
   if (!realtimeAsked || realtime !== "off" || minPeriod > REALTIME_UP_TO_MS || minPeriod < SPIN_BELOW_MS) {
     return;
   }
+  let r: number, code = 0;
   try {
-    const param = new Int32Array([REALTIME_PRIORITY]);
-    const r = libc().sched_setscheduler(0, SCHED_FIFO, param);
-    realtime = r === 0 ? "on" : "denied";
-    post({
-      type: "log",
-      id: 0,
-      level: "debug",
-      message: r === 0
-        ? `Sampling thread set to SCHED_FIFO priority ${REALTIME_PRIORITY}`
-        : "Cannot use realtime scheduling for the sampling thread (needs root or CAP_SYS_NICE); ticks may be later",
-    });
-  } catch {
+    r = libc().sched_setscheduler(0, SCHED_FIFO, new Int32Array([REALTIME_PRIORITY]));
+    if (r !== 0) code = errno();
+  } catch (e) {
     realtime = "denied";
+    post({ type: "log", id: 0, level: "warn", message: `Realtime sampling is unavailable: ${messageOf(e)}` });
+    return;
   }
+  realtime = r === 0 ? "on" : "denied";
+  post({
+    type: "log",
+    id: 0,
+    level: r === 0 ? "debug" : "warn",
+    message: r === 0
+      ? `Sampling thread set to SCHED_FIFO priority ${REALTIME_PRIORITY}`
+      : realtimeRefused(code, Deno.uid() === 0),
+  });
 }
 
 /**
