@@ -9,7 +9,7 @@
 import { Batch } from "../../src/model/batch.ts";
 import { now } from "../../src/model/timestamp.ts";
 import { testPlugin } from "../../src/testing/mod.ts";
-import { nvmlPlugin } from "../../plugins/nvml/mod.ts";
+import { Nvml, nvmlPlugin, nvmlSpec } from "../../plugins/nvml/mod.ts";
 
 // deno-lint-ignore no-console
 const say = console.log;
@@ -53,4 +53,47 @@ for (const mode of ["full", "minimal"] as const) {
     `${mode}: cost of one poll over 300 polls 10 ms apart: median ${pct(us, 50).toFixed(0)} µs, ` +
       `p99 ${pct(us, 99).toFixed(0)} µs, max ${Math.max(...us).toFixed(0)} µs`,
   );
+}
+
+// Each NVML call of a full poll, timed alone on GPU 0 (median and max of 50 calls, 10 ms apart): which of
+// them makes a full poll cost what it does.
+{
+  const nvml = Nvml.open(nvmlSpec());
+  try {
+    const d = nvml.handleByIndex(0);
+    const calls: [string, () => unknown][] = [
+      ["nvmlDeviceGetTotalEnergyConsumption", () => nvml.totalEnergy(d)],
+      ["nvmlDeviceGetFieldValues (instant power)", () => nvml.instantPower(d)],
+      ["nvmlDeviceGetPowerUsage", () => nvml.powerUsage(d)],
+      ["nvmlDeviceGetTemperature", () => nvml.temperature(d)],
+      ["nvmlDeviceGetUtilizationRates", () => nvml.utilization(d)],
+      ["nvmlDeviceGetMemoryInfo_v2", () => nvml.memoryInfo(d)],
+      ["nvmlDeviceGetEncoderUtilization", () => nvml.codecUtilization(d, "encoder")],
+      ["nvmlDeviceGetDecoderUtilization", () => nvml.codecUtilization(d, "decoder")],
+      ["nvmlDeviceGetComputeRunningProcesses", () => nvml.runningProcesses(d, "compute")],
+      ["nvmlDeviceGetGraphicsRunningProcesses", () => nvml.runningProcesses(d, "graphics")],
+      ["nvmlDeviceGetClockInfo (SM)", () => nvml.clock(d, 1)],
+      [
+        "nvmlDeviceGetProcessUtilization",
+        () => nvml.processUtilization(d, BigInt(Date.now() - 1000) * 1000n),
+      ],
+    ];
+    for (const [name, call] of calls) {
+      const us: number[] = [];
+      let error = "";
+      for (let i = 0; i < 50; i++) {
+        await new Promise((r) => setTimeout(r, 10));
+        const s = performance.now();
+        try {
+          call();
+        } catch (e) {
+          error = ` (fails: ${(e as Error).message})`;
+        }
+        us.push((performance.now() - s) * 1000);
+      }
+      say(`  ${name}: median ${pct(us, 50).toFixed(0)} µs, max ${Math.max(...us).toFixed(0)} µs${error}`);
+    }
+  } finally {
+    nvml.close();
+  }
 }
