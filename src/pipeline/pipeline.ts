@@ -24,6 +24,7 @@ import type {
   Output,
   OutputOptions,
   Source,
+  SourceContext,
   SourceModule,
   Transform,
   Trigger,
@@ -99,14 +100,14 @@ function toMs(v: number | string, what: string): number {
   return ms;
 }
 
-async function instantiate(source: Source | SourceModule): Promise<Source> {
+async function instantiate(source: Source | SourceModule, log: Logger): Promise<Source> {
   if (!("module" in source)) return source;
   const mod = await import(String(source.module));
   const create = mod[source.export ?? "createSource"];
   if (typeof create !== "function") {
     throw new TypeError(`Module ${source.module} exports no function "${source.export ?? "createSource"}"`);
   }
-  return await create(source.config);
+  return await create(source.config, { log } satisfies SourceContext);
 }
 
 /** A pipeline being assembled, then running, then stopped. It runs once. */
@@ -238,7 +239,7 @@ export class Pipeline {
               `give the source as a module ({ module, config }) to sample it in the sampling Worker`,
           );
         }
-        ms = new ManagedSource(n, await instantiate(source), {
+        ms = new ManagedSource(n, await instantiate(source, log), {
           pollInterval: poll,
           flushInterval: flush,
           paused,

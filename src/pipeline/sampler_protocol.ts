@@ -44,7 +44,7 @@ export type SamplerMessage =
     lateness: Uint32Array;
     final: boolean;
   }
-  | { type: "log"; id: number; level: "warn" | "error" | "debug"; message: string }
+  | { type: "log"; id: number; level: "warn" | "error" | "info" | "debug"; message: string }
   | { type: "fatal"; message: string };
 
 /**

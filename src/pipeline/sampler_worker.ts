@@ -28,7 +28,7 @@
 import { Batch, BatchEncoder } from "../model/batch.ts";
 import { now } from "../model/timestamp.ts";
 import { messageOf, NormalStop, RetryableError } from "../errors.ts";
-import type { Source } from "../plugin/plugin.ts";
+import type { Source, SourceContext } from "../plugin/plugin.ts";
 import { LatenessHistogram } from "./lateness.ts";
 import { CLOCK_MONOTONIC, errno, libc, SCHED_FIFO, TIMER_ABSTIME } from "../ffi/libc.ts";
 import { REALTIME_PRIORITY, realtimeRefused } from "./realtime.ts";
@@ -245,7 +245,13 @@ async function handle(cmd: Exclude<SamplerCommand, { type: "init" }>): Promise<b
       if (typeof create !== "function") {
         throw new TypeError(`${cmd.module} exports no function "${cmd.export}"`);
       }
-      const source: Source = await create(cmd.config);
+      const id = cmd.id;
+      const say = (level: "error" | "warn" | "info" | "debug") => (message: string) =>
+        post({ type: "log", id, level, message });
+      const context: SourceContext = {
+        log: { error: say("error"), warn: say("warn"), info: say("info"), debug: say("debug") },
+      };
+      const source: Source = await create(cmd.config, context);
       hot.set(cmd.id, {
         id: cmd.id,
         source,

@@ -115,7 +115,8 @@ export interface Source {
 
 /**
  * A source described by a module and a serialisable config, so that it can be created off the main thread.
- * The module exports a function (default name `createSource`) taking the config and returning a `Source`.
+ * The module exports a function (default name `createSource`) taking the config and a
+ * {@linkcode SourceContext}, and returning a `Source`.
  */
 export interface SourceModule {
   readonly module: string | URL;
@@ -126,6 +127,20 @@ export interface SourceModule {
    * runs in a Worker of its own, whatever its period, so that it never stalls the other sources.
    */
   readonly blocking?: boolean;
+}
+
+/**
+ * What a module source's `createSource(config, context)` is given besides its config, wherever it runs (the
+ * sampling Worker, a Worker of its own, or the main thread): a log in the source's name, for what is worth
+ * saying without failing a poll (a counter that never moves, a fallback taken).
+ */
+export interface SourceContext {
+  readonly log: {
+    error(message: string): void;
+    warn(message: string): void;
+    info(message: string): void;
+    debug(message: string): void;
+  };
 }
 
 /** When a managed source is polled and flushed. */

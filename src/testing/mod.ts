@@ -42,6 +42,7 @@ import type {
   Plugin,
   PluginMetadata,
   Source,
+  SourceContext,
   SourceHandle,
   SourceModule,
   TaskFn,
@@ -125,7 +126,8 @@ export async function testPlugin<C>(
       if (sources.has(name)) added = Promise.reject(new RangeError(`Source "${name}" is already added`));
       else if ("module" in source) {
         added = import(String(source.module)).then(async (m) => {
-          const entry = { source: await m[source.export ?? "createSource"](source.config), trigger };
+          const context: SourceContext = { log: log.child(name) };
+          const entry = { source: await m[source.export ?? "createSource"](source.config, context), trigger };
           sources.set(name, entry);
           return entry;
         });
