@@ -76,8 +76,13 @@ const test = async () => {
       const domain = DOMAINS[e.slice("energy-".length)];
       if (domain === undefined) continue; // an event the plugin does not know
       const perfJ = theirs.get(e.slice("energy-".length));
-      assert.ok(perfJ !== undefined && perfJ > 0, `perf stat counted no ${e}: ${[...theirs]}`);
+      assert.ok(perfJ !== undefined, `perf stat gave no ${e}: ${[...theirs]}`);
       const ours = series.filter((s) => s.attributes.domain === domain).reduce((s, x) => s + x.joules, 0);
+      if (perfJ === 0) {
+        // a PMU that lists the event and counts nothing (seen on a virtual machine): the plugin reads 0 too
+        assert.equal(ours, 0, `${domain}: the plugin ${ours} J where perf stat counted 0 J`);
+        continue;
+      }
       // The plugin's window (its polls at the program's start and end) holds perf stat's counting window, and
       // perf stat's own start and stop: a little more, never less (the counters update every ~1 ms).
       assert.ok(

@@ -39,6 +39,7 @@ export {
   type PowercapChannel,
   type RaplChannel,
   RaplSource,
+  STILL_MS,
 } from "./source.ts";
 export type { RaplSourceConfig } from "./source.ts";
 
@@ -223,7 +224,7 @@ export class RaplPlugin implements Plugin {
     const trigger = { pollInterval: c.poll_interval, flushInterval: c.flush_interval };
     if (c.poll_interval < HOT_PERIOD_MS) {
       ctx.addSource("in", { module: projectModule("plugins/rapl/source.ts"), config }, trigger);
-    } else ctx.addSource("in", RaplSource.open(config), trigger);
+    } else ctx.addSource("in", RaplSource.open(config, log), trigger);
   }
 }
 

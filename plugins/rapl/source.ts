@@ -11,7 +11,7 @@
 import type { Batch } from "../../src/model/batch.ts";
 import type { MetricId } from "../../src/model/metrics.ts";
 import { Resource } from "../../src/model/resources.ts";
-import type { Source } from "../../src/plugin/plugin.ts";
+import type { Source, SourceContext } from "../../src/plugin/plugin.ts";
 import { Counter, NO_DELTA } from "../../src/model/counter.ts";
 import { ProcFile } from "../../src/ffi/proc_file.ts";
 import { PerfGroup } from "../../src/ffi/perf_event.ts";
@@ -120,6 +120,9 @@ function openPerf(ch: PerfChannel): OpenChannel {
   };
 }
 
+/** How long RAPL counters may read the same before the source says that they do not count, ms. */
+export const STILL_MS = 1000;
+
 /** One output point per poll: the channels of one domain and package (several on multi-die packages). */
 interface Slot {
   readonly domain: number;
@@ -145,10 +148,19 @@ export class RaplSource implements Source {
   readonly #present = new Uint8Array(RAPL_DOMAINS.length);
   readonly #totalAttributes = RAPL_DOMAINS.map((d) => Object.freeze({ domain: `${d}_total` }));
   readonly #local = Resource.localMachine();
+  readonly #log: SourceContext["log"] | undefined;
+  /** Watching for counters that never move: since when (the first measured poll), and which slots moved. */
+  #watch: { since: number; polls: number; moved: Uint8Array } | "done" | undefined;
 
-  private constructor(metric: MetricId<"f64">, channels: OpenChannel[], config: readonly RaplChannel[]) {
+  private constructor(
+    metric: MetricId<"f64">,
+    channels: OpenChannel[],
+    config: readonly RaplChannel[],
+    log: SourceContext["log"] | undefined,
+  ) {
     this.#metric = metric;
     this.#channels = channels;
+    this.#log = log;
     const keys = new Map<string, number>();
     this.#slots = [];
     this.#slotOf = new Int32Array(config.length);
@@ -170,8 +182,11 @@ export class RaplSource implements Source {
     this.#has = new Uint8Array(this.#slots.length);
   }
 
-  /** Opens every channel (all or none: the ones already open are closed when one fails). */
-  static open(config: RaplSourceConfig): RaplSource {
+  /**
+   * Opens every channel (all or none: the ones already open are closed when one fails). `log` receives one
+   * warning when counters have not moved over the first second of polls (see {@linkcode STILL_MS}).
+   */
+  static open(config: RaplSourceConfig, log?: SourceContext["log"]): RaplSource {
     const open: OpenChannel[] = [];
     try {
       for (const ch of config.channels) open.push(ch.kind === "powercap" ? openPowercap(ch) : openPerf(ch));
@@ -179,7 +194,7 @@ export class RaplSource implements Source {
       for (const o of open) o.close();
       throw e;
     }
-    return new RaplSource(config.metric as MetricId<"f64">, open, config.channels);
+    return new RaplSource(config.metric as MetricId<"f64">, open, config.channels, log);
   }
 
   /** Number of counters read per poll. */
@@ -201,6 +216,7 @@ export class RaplSource implements Source {
         sums[s] = j;
       } else sums[s]! += j;
     }
+    this.#watchStill(sums, has);
     const totals = this.#totals;
     const present = this.#present;
     present.fill(0);
@@ -224,6 +240,36 @@ export class RaplSource implements Source {
     }
   }
 
+  /**
+   * A real RAPL counter moves every millisecond (a package uses watts even idle): one that reads the same
+   * for a whole second of polls does not count. Seen on a virtual machine (Firecracker, 2026-11-30) whose
+   * perf `power` PMU lists energy-psys and reads 0, as `perf stat` does there. One warning names them.
+   */
+  #watchStill(sums: Float64Array, has: Uint8Array): void {
+    const watch = this.#watch;
+    if (watch === "done" || !has.includes(1)) return; // done, or a baseline poll: nothing measured yet
+    const w = watch ??
+      (this.#watch = { since: performance.now(), polls: 0, moved: new Uint8Array(sums.length) });
+    w.polls++;
+    for (let s = 0; s < sums.length; s++) if (has[s] === 1 && sums[s]! > 0) w.moved[s] = 1;
+    const seconds = (performance.now() - w.since) / 1000;
+    if (w.polls < 2 || seconds * 1000 < STILL_MS) return;
+    this.#watch = "done";
+    const still = this.#slots.filter((_, s) => w.moved[s] === 0).map((slot) => {
+      const where = slot.resource.id === "" ? "" : ` (${slot.resource.kind} ${slot.resource.id})`;
+      return `${RAPL_DOMAINS[slot.domain]}${where}`;
+    });
+    if (still.length === 0) return;
+    this.#log?.warn(
+      `RAPL counters that did not move in ${seconds.toFixed(1)} s of polls: ${
+        still.join(", ")
+      }. A real RAPL ` +
+        "counter moves every millisecond: this machine exposes RAPL but does not count (seen in virtual " +
+        "machines), and the energy of these domains reads 0, which is not a measurement. Disable the rapl " +
+        "plugin here, or estimate with energy-estimation-tdp.",
+    );
+  }
+
   reset(): void {
     for (const ch of this.#channels) ch.reset();
   }
@@ -235,6 +281,6 @@ export class RaplSource implements Source {
 }
 
 /** The module entry the sampling Worker calls (`SourceModule`): opens the source described by `config`. */
-export function createSource(config: RaplSourceConfig): Source {
-  return RaplSource.open(config);
+export function createSource(config: RaplSourceConfig, context?: SourceContext): Source {
+  return RaplSource.open(config, context?.log);
 }
