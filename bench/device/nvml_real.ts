@@ -63,7 +63,6 @@ for (const mode of ["full", "minimal"] as const) {
     const d = nvml.handleByIndex(0);
     const calls: [string, () => unknown][] = [
       ["nvmlDeviceGetTotalEnergyConsumption", () => nvml.totalEnergy(d)],
-      ["nvmlDeviceGetFieldValues (total energy)", () => nvml.energyField(d)],
       ["nvmlDeviceGetFieldValues (instant power)", () => nvml.instantPower(d)],
       ["nvmlDeviceGetPowerUsage", () => nvml.powerUsage(d)],
       ["nvmlDeviceGetTemperature", () => nvml.temperature(d)],
@@ -94,21 +93,6 @@ for (const mode of ["full", "minimal"] as const) {
       }
       say(`  ${name}: median ${pct(us, 50).toFixed(0)} µs, max ${Math.max(...us).toFixed(0)} µs${error}`);
     }
-    // The two ways to the energy counter, read one right after the other, 50 ms apart: the same counter?
-    const pairs: string[] = [];
-    for (let i = 0; i < 20; i++) {
-      await new Promise((r) => setTimeout(r, 50));
-      let fn = NaN, field = NaN;
-      try {
-        fn = nvml.totalEnergy(d);
-        field = nvml.energyField(d);
-      } catch (e) {
-        pairs.push(`fails: ${(e as Error).message}`);
-        break;
-      }
-      pairs.push(`${fn}/${field - fn}`);
-    }
-    say(`  energy: the function's reading / the field's minus it, mJ: ${pairs.join(" ")}`);
   } finally {
     nvml.close();
   }

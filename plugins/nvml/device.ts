@@ -15,8 +15,6 @@ import { type DeviceHandle, NVML, type Nvml, NvmlError, NvmlFieldError } from ".
 /** What a device answers. */
 export interface Features {
   energy: boolean;
-  /** The energy counter through the total-energy field (NVML_FI_DEV_TOTAL_ENERGY_CONSUMPTION): cheaper. */
-  energyField: boolean;
   /** The instant-power field (NVML_FI_DEV_POWER_INSTANT). */
   powerField: boolean;
   /** nvmlDeviceGetPowerUsage */
@@ -113,8 +111,6 @@ export function detectFeatures(nvml: Nvml, d: DeviceHandle, denied: string[] = [
   const has = (name: string, f: () => unknown) => supported(f, name, denied);
   return {
     energy: has("total_energy_consumption", () => nvml.totalEnergy(d)),
-    // the same counter, read through a field: 3.5 ms a call against tens of µs on an H200 (driver 580)
-    energyField: has("total_energy_consumption(field)", () => nvml.energyField(d)),
     // the field's own nvmlReturn only says "no instant field" (NvmlFieldError); the call's may fail the device
     powerField: has("instant_power(field)", () => nvml.instantPower(d)),
     powerUsage: has("instant_power", () => nvml.powerUsage(d)),
@@ -133,8 +129,7 @@ export function detectFeatures(nvml: Nvml, d: DeviceHandle, denied: string[] = [
 /** The features a device has, by Alumet's names, for the start-up line. */
 export function describeFeatures(f: Features, powerReading: PowerReading): string {
   const names: string[] = [];
-  if (f.energyField) names.push("total_energy_consumption(field)");
-  else if (f.energy) names.push("total_energy_consumption");
+  if (f.energy) names.push("total_energy_consumption");
   if (f.powerField) names.push("instant_power(field)");
   else if (f.powerUsage) names.push(`instant_power(nvmlDeviceGetPowerUsage, ${powerReading})`);
   if (f.temperature) names.push("temperature_gpu");

@@ -146,8 +146,6 @@ export const NVML = {
   ERROR_LIB_RM_VERSION_MISMATCH: 18,
   /** nvmlFieldValue_t.fieldId of the instantaneous power (mW), R525+. */
   FI_DEV_POWER_INSTANT: 186,
-  /** nvmlFieldValue_t.fieldId of the total energy (mJ since the driver was loaded), as the function's. */
-  FI_DEV_TOTAL_ENERGY_CONSUMPTION: 83,
   /** nvmlClockType_t */
   CLOCK_GRAPHICS: 0,
   CLOCK_SM: 1,
@@ -409,29 +407,20 @@ export class Nvml {
    * an {@linkcode NvmlFieldError}, the call's own as an {@linkcode NvmlError}.
    */
   instantPower(d: DeviceHandle): number {
-    return this.#fieldValue(d, NVML.FI_DEV_POWER_INSTANT, "NVML_FI_DEV_POWER_INSTANT");
-  }
-
-  /**
-   * The total energy (mJ since the driver was loaded) through nvmlDeviceGetFieldValues and
-   * NVML_FI_DEV_TOTAL_ENERGY_CONSUMPTION: the same counter as nvmlDeviceGetTotalEnergyConsumption, which
-   * took 3.5 ms a call on an H200 (driver 580) where this took tens of µs. Errors as {@linkcode instantPower}.
-   */
-  energyField(d: DeviceHandle): number {
-    return this.#fieldValue(d, NVML.FI_DEV_TOTAL_ENERGY_CONSUMPTION, "NVML_FI_DEV_TOTAL_ENERGY_CONSUMPTION");
-  }
-
-  #fieldValue(d: DeviceHandle, fieldId: number, fieldName: string): number {
     const f = this.#s.nvmlDeviceGetFieldValues;
     if (f === null) throw this.#absent("nvmlDeviceGetFieldValues");
     const v = this.#fieldView;
     const L = LAYOUT.fieldValue;
     this.#field.fill(0);
-    v.setUint32(L.fieldId, fieldId, true);
+    v.setUint32(L.fieldId, NVML.FI_DEV_POWER_INSTANT, true);
     this.#check("nvmlDeviceGetFieldValues", f(d, 1, this.#field));
     const fr = v.getInt32(L.nvmlReturn, true);
     if (fr !== NVML.SUCCESS) {
-      throw new NvmlFieldError(`nvmlDeviceGetFieldValues(${fieldName})`, fr, this.errorString(fr));
+      throw new NvmlFieldError(
+        "nvmlDeviceGetFieldValues(NVML_FI_DEV_POWER_INSTANT)",
+        fr,
+        this.errorString(fr),
+      );
     }
     // nvmlValueType_t: 0 double, 1 uint, 2 ulong, 3 ulonglong, 4 sll, 5 int, 6 ushort
     switch (v.getInt32(L.valueType, true)) {

@@ -130,8 +130,8 @@ export class NvmlSource implements Source {
     const d = this.#d;
     const m = this.#m;
     const resource = this.#resource;
-    step(f.energyField || f.energy, () => {
-      const delta = this.#energy.update(f.energyField ? n.energyField(d) : n.totalEnergy(d));
+    step(f.energy, () => {
+      const delta = this.#energy.update(n.totalEnergy(d));
       // 0: NVML has not refreshed the counter since the previous poll (every 20–100 ms): no new information.
       if (delta !== NO_DELTA && delta > 0) batch.push(m.energy, delta, { resource });
     });

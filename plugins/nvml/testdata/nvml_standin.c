@@ -10,8 +10,7 @@
  *   index 0  "NVIDIA H100 80GB HBM3", bus 00000000:17:00.0, Hopper, PCI id 0x2330: every query works;
  *            the instant-power field (NVML_FI_DEV_POWER_INSTANT, 186) reads 312 500 mW and
  *            nvmlDeviceGetPowerUsage (a 1 s average on Hopper) 300 000 mW; total energy starts at
- *            1 000 000 mJ and grows by 250 mJ at each read (nvmlDeviceGetTotalEnergyConsumption, or the field
- *            NVML_FI_DEV_TOTAL_ENERGY_CONSUMPTION, 83, which the A100 below does not answer).
+ *            1 000 000 mJ and grows by 250 mJ at each nvmlDeviceGetTotalEnergyConsumption call.
  *   index 1  bus 00000000:65:00.0: lost (nvmlDeviceGetPciInfo answers, every other query returns
  *            NVML_ERROR_GPU_IS_LOST, as after an Xid 79 "GPU has fallen off the bus").
  *   index 2  "NVIDIA A100-SXM4-40GB", bus 00000000:B1:00.0, Ampere GA100, PCI id 0x20B0, MIG enabled with two
@@ -120,9 +119,7 @@ typedef enum nvmlClockType_enum {
 
 typedef enum nvmlValueType_enum {
     NVML_VALUE_TYPE_DOUBLE = 0,
-    NVML_VALUE_TYPE_UNSIGNED_INT = 1,
-    NVML_VALUE_TYPE_UNSIGNED_LONG = 2,
-    NVML_VALUE_TYPE_UNSIGNED_LONG_LONG = 3
+    NVML_VALUE_TYPE_UNSIGNED_INT = 1
 } nvmlValueType_t;
 
 typedef union nvmlValue_st {
@@ -146,7 +143,6 @@ typedef struct nvmlFieldValue_st {
 } nvmlFieldValue_t;
 #define NVML_FI_DEV_POWER_AVERAGE 185
 #define NVML_FI_DEV_POWER_INSTANT 186
-#define NVML_FI_DEV_TOTAL_ENERGY_CONSUMPTION 83
 
 /* _v2 (all drivers since R470): 24 bytes */
 typedef struct nvmlProcessInfo_v2_st {
@@ -335,12 +331,6 @@ nvmlReturn_t nvmlDeviceGetFieldValues(nvmlDevice_t device, int valuesCount, nvml
             v->valueType = NVML_VALUE_TYPE_UNSIGNED_INT;
             v->value.uiVal = v->fieldId == NVML_FI_DEV_POWER_INSTANT ? 312500 : 300000;
             v->nvmlReturn = v->fieldId == NVML_FI_DEV_POWER_INSTANT ? (nvmlReturn_t)field_return : NVML_SUCCESS;
-        } else if (device->mig < 0 && device->index == 0 && v->fieldId == NVML_FI_DEV_TOTAL_ENERGY_CONSUMPTION) {
-            /* the same counter as nvmlDeviceGetTotalEnergyConsumption, with the same step */
-            energy[0] += energy_step[0];
-            v->valueType = NVML_VALUE_TYPE_UNSIGNED_LONG_LONG;
-            v->value.ullVal = energy[0];
-            v->nvmlReturn = NVML_SUCCESS;
         } else {
             v->nvmlReturn = NVML_ERROR_NOT_SUPPORTED;
         }
