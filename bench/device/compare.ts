@@ -140,7 +140,7 @@ for (
 const sm = of("nvml_clock_info").filter((p) => p.fields.clock_type === "SM" && inLoad(p.t));
 say(
   `SM clock during the load (median): plugin ${(median(sm.map((p) => p.value)) / 1e6).toFixed(0)} MHz, ` +
-    `nvidia-smi clocks.sm ${median(smiCol("clocks.sm"))} MHz`,
+    `nvidia-smi clocks.sm ${median(smiCol("clocks.current.sm"))} MHz`,
 );
 
 // 3. The program's process: memory against nvidia-smi's compute apps, and its SM utilization.
