@@ -9,15 +9,8 @@
  * @module
  */
 import { diagnoseLibrary } from "../ffi/library.ts";
-import {
-  CLOCK_MONOTONIC,
-  LIBC,
-  libc,
-  LIBC_SYMBOLS,
-  SCHED_FIFO,
-  SCHED_OTHER,
-  TIMER_ABSTIME,
-} from "../ffi/libc.ts";
+import { CLOCK_MONOTONIC, LIBC, libc, LIBC_SYMBOLS, TIMER_ABSTIME } from "../ffi/libc.ts";
+import { capEff, realtimeGranted } from "../pipeline/realtime.ts";
 import type { Diagnosis, PluginMetadata } from "../plugin/plugin.ts";
 import { messageOf } from "../errors.ts";
 
@@ -45,14 +38,7 @@ function listDir(path: string): string[] {
   }
 }
 
-/** Effective capabilities of this process, from /proc/self/status (`CapEff`). */
-function capEff(): bigint {
-  const m = /CapEff:\s*([0-9a-f]+)/.exec(readText("/proc/self/status") ?? "");
-  return m ? BigInt(`0x${m[1]}`) : 0n;
-}
-
 const CAP_SYS_ADMIN = 21n;
-const CAP_SYS_NICE = 23n;
 const CAP_PERFMON = 38n;
 
 /** What {@linkcode measureTicks} found. */
@@ -108,7 +94,8 @@ export const ON_TIME_TARGET_PCT = 99.5;
  * machine, where `sampling_realtime = true` keeps ticks on time at the measured program's expense.
  *
  * @param burst the ticks measured; default: measured now (half a second)
- * @param mayRealtime whether this process may use SCHED_FIFO (root or CAP_SYS_NICE); default: found out
+ * @param mayRealtime whether the kernel gives this process SCHED_FIFO; default: tried ({@linkcode realtimeGranted}), only
+ *   when ticks are late
  *
  * @example
  * ```ts
@@ -121,7 +108,7 @@ export const ON_TIME_TARGET_PCT = 99.5;
  * assert.match(loaded.fix!, /root or CAP_SYS_NICE/);
  * ```
  */
-export function realtimeCheck(burst: TickBurst = measureTicks(), mayRealtime = mayUseRealtime()): Diagnosis {
+export function realtimeCheck(burst: TickBurst = measureTicks(), mayRealtime?: boolean): Diagnosis {
   const onTime = 100 * (burst.ticks - burst.late) / burst.ticks;
   const ok = onTime >= ON_TIME_TARGET_PCT;
   const detail = `${onTime.toFixed(1)} % of ${burst.ticks} ticks at 1 ms woke on time (within a period) at ` +
@@ -138,27 +125,12 @@ export function realtimeCheck(burst: TickBurst = measureTicks(), mayRealtime = m
       "set sampling_realtime = true at the top of the config (SCHED_FIFO for sources polled every 3 ms or " +
       "less): ticks stay on time, but the sampling thread preempts the measured program (+7 % slowdown of a " +
       "CPU-bound program at 1 kHz, against +1.3 % without)" +
-      (mayRealtime
+      ((mayRealtime ?? realtimeGranted())
         ? ""
         : "; the kernel refuses it to this process: it needs root or CAP_SYS_NICE and, with RT group " +
           "scheduling, a cgroup with a realtime budget (run the agent in the root cgroup)") +
       "; or poll less often",
   };
-}
-
-/**
- * Whether the kernel gives this process SCHED_FIFO: tried on this thread and put back at once. Root or
- * CAP_SYS_NICE is not enough where RT group scheduling leaves this process's cgroup no realtime budget.
- */
-function mayUseRealtime(): boolean {
-  if (Deno.uid() !== 0 && (capEff() >> CAP_SYS_NICE & 1n) !== 1n) return false;
-  try {
-    if (libc().sched_setscheduler(0, SCHED_FIFO, new Int32Array([1])) !== 0) return false;
-    libc().sched_setscheduler(0, SCHED_OTHER, new Int32Array([0]));
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 /**

@@ -66,6 +66,10 @@ const GROUPS = {
     },
     /** `int sched_setscheduler(pid_t pid, int policy, const struct sched_param *param)`; pid 0 = this thread */
     sched_setscheduler: { parameters: ["i32", "i32", "buffer"], result: "i32" },
+    /** `int sched_getscheduler(pid_t pid)`: the policy of the thread; pid 0 = this thread */
+    sched_getscheduler: { parameters: ["i32"], result: "i32" },
+    /** `int sched_getparam(pid_t pid, struct sched_param *param)`: its priority */
+    sched_getparam: { parameters: ["i32", "buffer"], result: "i32" },
   },
   /** System calls without a libc wrapper (perf_event_open, bpf…). */
   syscall: {

@@ -31,7 +31,7 @@ import { messageOf, NormalStop, RetryableError } from "../errors.ts";
 import type { Source, SourceContext } from "../plugin/plugin.ts";
 import { LatenessHistogram } from "./lateness.ts";
 import { CLOCK_MONOTONIC, errno, libc, SCHED_FIFO, TIMER_ABSTIME } from "../ffi/libc.ts";
-import { REALTIME_PRIORITY, realtimeRefused } from "./realtime.ts";
+import { privilegedForRealtime, REALTIME_PRIORITY, realtimeRefused } from "./realtime.ts";
 import { Counts, type SamplerCommand, type SamplerMessage } from "./sampler_protocol.ts";
 
 interface Hot {
@@ -94,7 +94,7 @@ function maybeRealtime(minPeriod: number): void {
     level: r === 0 ? "debug" : "warn",
     message: r === 0
       ? `Sampling thread set to SCHED_FIFO priority ${REALTIME_PRIORITY}`
-      : realtimeRefused(code, Deno.uid() === 0),
+      : realtimeRefused(code, privilegedForRealtime()),
   });
 }
 
