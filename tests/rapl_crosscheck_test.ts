@@ -5,17 +5,10 @@
  */
 import assert from "node:assert/strict";
 import { needs, testWith } from "../src/testing/needs.ts";
+import { perfDomain } from "../plugins/rapl/domains.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
 const EVENTS = "/sys/bus/event_source/devices/power/events";
-/** The plugin's domain for each perf event (plugins/rapl/domains.ts). */
-const DOMAINS: Record<string, string> = {
-  pkg: "package",
-  cores: "pp0",
-  gpu: "pp1",
-  ram: "dram",
-  psys: "platform",
-};
 
 /** The `energy-*` events this machine's power PMU lists (none without the PMU). */
 function powerEvents(): string[] {
@@ -73,7 +66,7 @@ const test = async () => {
     const summary = JSON.parse(await Deno.readTextFile(`${dir}/summary.json`));
     const series: { attributes: Record<string, string>; joules: number }[] = summary.energy.series;
     for (const e of events) {
-      const domain = DOMAINS[e.slice("energy-".length)];
+      const domain = perfDomain(e);
       if (domain === undefined) continue; // an event the plugin does not know
       const perfJ = theirs.get(e.slice("energy-".length));
       assert.ok(perfJ !== undefined, `perf stat gave no ${e}: ${[...theirs]}`);

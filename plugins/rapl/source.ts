@@ -11,7 +11,7 @@
 import type { Batch } from "../../src/model/batch.ts";
 import type { MetricId } from "../../src/model/metrics.ts";
 import { Resource } from "../../src/model/resources.ts";
-import type { Source, SourceContext } from "../../src/plugin/plugin.ts";
+import type { Source, SourceContext, SourceLog } from "../../src/plugin/plugin.ts";
 import { Counter, NO_DELTA } from "../../src/model/counter.ts";
 import { ProcFile } from "../../src/ffi/proc_file.ts";
 import { PerfGroup } from "../../src/ffi/perf_event.ts";
@@ -148,7 +148,7 @@ export class RaplSource implements Source {
   readonly #present = new Uint8Array(RAPL_DOMAINS.length);
   readonly #totalAttributes = RAPL_DOMAINS.map((d) => Object.freeze({ domain: `${d}_total` }));
   readonly #local = Resource.localMachine();
-  readonly #log: SourceContext["log"] | undefined;
+  readonly #log: SourceLog | undefined;
   /** Watching for counters that never move: since when (the first measured poll), and which slots moved. */
   #watch: { since: number; polls: number; moved: Uint8Array } | "done" | undefined;
 
@@ -156,7 +156,7 @@ export class RaplSource implements Source {
     metric: MetricId<"f64">,
     channels: OpenChannel[],
     config: readonly RaplChannel[],
-    log: SourceContext["log"] | undefined,
+    log: SourceLog | undefined,
   ) {
     this.#metric = metric;
     this.#channels = channels;
@@ -186,7 +186,7 @@ export class RaplSource implements Source {
    * Opens every channel (all or none: the ones already open are closed when one fails). `log` receives one
    * warning when counters have not moved over the first second of polls (see {@linkcode STILL_MS}).
    */
-  static open(config: RaplSourceConfig, log?: SourceContext["log"]): RaplSource {
+  static open(config: RaplSourceConfig, log?: SourceLog): RaplSource {
     const open: OpenChannel[] = [];
     try {
       for (const ch of config.channels) open.push(ch.kind === "powercap" ? openPowercap(ch) : openPerf(ch));
@@ -241,9 +241,12 @@ export class RaplSource implements Source {
   }
 
   /**
-   * A real RAPL counter moves every millisecond (a package uses watts even idle): one that reads the same
-   * for a whole second of polls does not count. Seen on a virtual machine (Firecracker, 2026-11-30) whose
-   * perf `power` PMU lists energy-psys and reads 0, as `perf stat` does there. One warning names them.
+   * A package's RAPL counter moves every millisecond (a package uses watts even idle): when no counter has
+   * moved over the first second of polls (two measured polls at least {@linkcode STILL_MS} apart), RAPL is
+   * listed but does not count, and one warning says so. Seen on a virtual machine (Firecracker, 2026-11-30)
+   * whose perf `power` PMU lists energy-psys and reads 0, as `perf stat` does there. Some domains only may
+   * read 0 on real hardware (an idle or absent integrated GPU's pp1, an unreported DRAM domain): one info line
+   * names them.
    */
   #watchStill(sums: Float64Array, has: Uint8Array): void {
     const watch = this.#watch;
@@ -260,13 +263,17 @@ export class RaplSource implements Source {
       return `${RAPL_DOMAINS[slot.domain]}${where}`;
     });
     if (still.length === 0) return;
+    const list = `${still.join(", ")} did not move in ${seconds.toFixed(1)} s of polls`;
+    if (still.length < this.#slots.length) {
+      this.#log?.info(
+        `RAPL: ${list}; their energy reads 0 (an idle or absent integrated GPU, an unreported domain)`,
+      );
+      return;
+    }
     this.#log?.warn(
-      `RAPL counters that did not move in ${seconds.toFixed(1)} s of polls: ${
-        still.join(", ")
-      }. A real RAPL ` +
-        "counter moves every millisecond: this machine exposes RAPL but does not count (seen in virtual " +
-        "machines), and the energy of these domains reads 0, which is not a measurement. Disable the rapl " +
-        "plugin here, or estimate with energy-estimation-tdp.",
+      `No RAPL counter moves: ${list}. A package's RAPL counter moves every millisecond: this machine lists ` +
+        "RAPL but does not count (seen in virtual machines), and the energy reads 0, which is not a " +
+        "measurement. Disable the rapl plugin here, or estimate with energy-estimation-tdp.",
     );
   }
 
