@@ -10,9 +10,9 @@ const MODULE = new URL("./testdata/logging_source.ts", import.meta.url);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 for (
-  const [where, period] of [["the sampling Worker", "1ms"], ["the main thread", "20ms"]] as const
+  const [where, period] of [["in the sampling Worker", "1ms"], ["on the main thread", "20ms"]] as const
 ) {
-  Deno.test(`a module source polled in ${where} logs through its context, in its own name`, async () => {
+  Deno.test(`a module source polled ${where} logs through its context, in its own name`, async () => {
     const lines: string[] = [];
     const previous = setLogSink(
       ((level: string, scope: string, message: string) =>
@@ -58,7 +58,7 @@ Deno.test("testPlugin gives a module source the same context", async () => {
     setLogSink(previous);
   }
   assert.deepEqual(lines.filter((l) => l.startsWith("warn")), [
-    "warn talker/talk: created",
-    "warn talker/talk: third poll",
+    "warn source/talker/talk: created",
+    "warn source/talker/talk: third poll",
   ]);
 });

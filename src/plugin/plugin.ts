@@ -129,18 +129,23 @@ export interface SourceModule {
   readonly blocking?: boolean;
 }
 
+/** A log in a source's name (`source/<plugin>/<name>`). */
+export interface SourceLog {
+  error(message: string): void;
+  warn(message: string): void;
+  info(message: string): void;
+  debug(message: string): void;
+}
+
 /**
  * What a module source's `createSource(config, context)` is given besides its config, wherever it runs (the
  * sampling Worker, a Worker of its own, or the main thread): a log in the source's name, for what is worth
- * saying without failing a poll (a counter that never moves, a fallback taken).
+ * saying once without failing a poll (a counter that never moves, a fallback taken). Not for every poll: from
+ * a Worker, each call is a message to the main thread, whatever the log level. A factory that takes one
+ * argument ignores it.
  */
 export interface SourceContext {
-  readonly log: {
-    error(message: string): void;
-    warn(message: string): void;
-    info(message: string): void;
-    debug(message: string): void;
-  };
+  readonly log: SourceLog;
 }
 
 /** When a managed source is polled and flushed. */

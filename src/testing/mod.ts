@@ -126,7 +126,7 @@ export async function testPlugin<C>(
       if (sources.has(name)) added = Promise.reject(new RangeError(`Source "${name}" is already added`));
       else if ("module" in source) {
         added = import(String(source.module)).then(async (m) => {
-          const context: SourceContext = { log: log.child(name) };
+          const context: SourceContext = { log: new Logger(`source/${meta.name}/${name}`) };
           const entry = { source: await m[source.export ?? "createSource"](source.config, context), trigger };
           sources.set(name, entry);
           return entry;
