@@ -24,7 +24,7 @@ for (const mode of ["full", "minimal"] as const) {
   say(`${mode}: init + probe + start ${startMs.toFixed(1)} ms; sources: ${names.join(", ") || "none"}`);
   if (names.length === 0) {
     say("no GPU source: nothing to measure here");
-    break;
+    Deno.exit(0);
   }
   const { source } = h.sources.get(names[0]!)!;
   const first = new Batch(256);
