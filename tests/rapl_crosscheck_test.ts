@@ -6,8 +6,8 @@
 import assert from "node:assert/strict";
 import { needs, testWith } from "../src/testing/needs.ts";
 import { perfDomain } from "../plugins/rapl/domains.ts";
+import { alumet, inTempDir } from "./testdata/exec/cli.ts";
 
-const ROOT = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
 const EVENTS = "/sys/bus/event_source/devices/power/events";
 
 /** The `energy-*` events this machine's power PMU lists (none without the PMU). */
@@ -22,40 +22,28 @@ function powerEvents(): string[] {
 const events = powerEvents();
 const name =
   "alumet exec -- perf stat -a -e power/energy-*/ -- sleep 2: the rapl plugin's joules per domain hold perf stat's";
-const test = async () => {
-  const dir = await Deno.makeTempDir({ prefix: "alumet-rapl-perf-" });
-  try {
-    const o = await new Deno.Command(Deno.execPath(), {
-      args: [
-        "run",
-        "--quiet",
-        "-A",
-        `${ROOT}/src/agent/main.ts`,
-        "--plugins",
-        "rapl,csv",
-        "exec",
-        "--json",
-        "summary.json",
-        "--",
-        "perf",
-        "stat",
-        "-a",
-        "-x,",
-        "-o",
-        "ps.txt",
-        "-e",
-        events.map((e) => `power/${e}/`).join(","),
-        "--",
-        "sleep",
-        "2",
-      ],
-      cwd: dir,
-      env: { ALUMET_LOG: "warn" },
-      stdout: "piped",
-      stderr: "piped",
-    }).output();
-    const d = new TextDecoder();
-    assert.equal(o.code, 0, d.decode(o.stdout) + d.decode(o.stderr));
+const test = () =>
+  inTempDir("rapl-perf", async (dir) => {
+    const r = await alumet(dir, [
+      "--plugins",
+      "rapl,csv",
+      "exec",
+      "--json",
+      "summary.json",
+      "--",
+      "perf",
+      "stat",
+      "-a",
+      "-x,",
+      "-o",
+      "ps.txt",
+      "-e",
+      events.map((e) => `power/${e}/`).join(","),
+      "--",
+      "sleep",
+      "2",
+    ]);
+    assert.equal(r.code, 0, r.stdout + r.stderr);
     // perf stat -x, lines: value,unit,event,…
     const theirs = new Map<string, number>();
     for (const line of (await Deno.readTextFile(`${dir}/ps.txt`)).split("\n")) {
@@ -83,10 +71,7 @@ const test = async () => {
         `${domain}: the plugin ${ours.toFixed(3)} J, perf stat ${perfJ} J`,
       );
     }
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-};
+  });
 
 if (events.length === 0) Deno.test({ name, ignore: true, fn: test }); // no RAPL PMU: hardware, not a package
 else testWith([needs.root, needs.command("perf")], name, test);
