@@ -94,8 +94,8 @@ export const ON_TIME_TARGET_PCT = 99.5;
  * machine, where `sampling_realtime = true` keeps ticks on time at the measured program's expense.
  *
  * @param burst the ticks measured; default: measured now (half a second)
- * @param mayRealtime whether the kernel gives this process SCHED_FIFO; default: tried ({@linkcode realtimeGranted}), only
- *   when ticks are late
+ * @param mayRealtime whether the kernel gives this process SCHED_FIFO; default: tried
+ *   ({@linkcode realtimeGranted}), only when ticks are late
  *
  * @example
  * ```ts

@@ -316,8 +316,6 @@ export const CLOCK_MONOTONIC = 1;
 export const TIMER_ABSTIME = 1;
 /** `SCHED_FIFO` */
 export const SCHED_FIFO = 1;
-/** `SCHED_OTHER`, the normal policy */
-export const SCHED_OTHER = 0;
 /** `RUSAGE_SELF` */
 export const RUSAGE_SELF = 0;
 /** `RUSAGE_CHILDREN` */

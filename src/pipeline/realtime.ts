@@ -5,7 +5,7 @@
  */
 import { ERRNO_NAMES, libc, SCHED_FIFO, strerror } from "../ffi/libc.ts";
 
-/** The sampling thread's `SCHED_FIFO` priority when the config asks for realtime: 55, Alumet's choice (56 % of 99). */
+/** The sampling thread's `SCHED_FIFO` priority when the config asks for realtime: 55, as Alumet (56 % of 99). */
 export const REALTIME_PRIORITY = 55;
 const EPERM = 1;
 const CAP_SYS_NICE = 23n;
@@ -45,10 +45,10 @@ export function realtimeGranted(): boolean {
 }
 
 /**
- * Why the kernel refused `SCHED_FIFO`, and what to do (`privileged`: root or CAP_SYS_NICE). Privileged,
- * EPERM comes from RT group scheduling
- * (`CONFIG_RT_GROUP_SCHED`): a cgroup other than the root one may run realtime threads only within its
- * `cpu.rt_runtime_us` budget, 0 unless given (cgroup v1), and not at all under cgroup v2's cpu controller.
+ * Why the kernel refused `SCHED_FIFO`, and what to do (`privileged`: root or CAP_SYS_NICE). With the
+ * privileges, EPERM comes from RT group scheduling (`CONFIG_RT_GROUP_SCHED`): a cgroup other than the root one
+ * may run realtime threads only within its `cpu.rt_runtime_us` budget, 0 unless given (cgroup v1), and not at
+ * all under cgroup v2's cpu controller.
  *
  * @example
  * ```ts
@@ -63,9 +63,9 @@ export function realtimeRefused(code: number, privileged: boolean): string {
   const fix = code !== EPERM
     ? "poll less often, or set sampling_realtime = false"
     : privileged
-    ? "with root or CAP_SYS_NICE, this is the kernel's RT group scheduling: this process's cgroup has no realtime budget " +
-      "(cgroup v2 with the cpu controller, or cpu.rt_runtime_us = 0 under cgroup v1). Run the agent in the " +
-      "root cgroup, or give its cgroup a cpu.rt_runtime_us budget (cgroup v1)"
+    ? "with root or CAP_SYS_NICE, this is the kernel's RT group scheduling: this process's cgroup has no " +
+      "realtime budget (cgroup v2 with the cpu controller, or cpu.rt_runtime_us = 0 under cgroup v1). Run the " +
+      "agent in the root cgroup, or give its cgroup a cpu.rt_runtime_us budget (cgroup v1)"
     : "it needs root or CAP_SYS_NICE (or ulimit -r of at least " + REALTIME_PRIORITY + ")";
   return `sampling_realtime: the kernel refused SCHED_FIFO for the sampling thread: ${why}; ${fix}. ` +
     "Sampling goes on at normal priority: ticks may be late on a loaded machine.";
