@@ -25,6 +25,7 @@
  * @module
  */
 import { alumetTaskArgs } from "./memory.ts";
+import { raplShown } from "../plugins/rapl/discovery.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
 const PROGRAMS = new URL("./programs/", import.meta.url).pathname;
@@ -252,17 +253,6 @@ function configs(canPerf: boolean, hasPerf: boolean, hasRapl: boolean): Config[]
   return out;
 }
 
-/** Whether this machine shows RAPL: a powercap zone or the perf `power` PMU. */
-function raplPresent(): boolean {
-  for (const path of ["/sys/class/powercap/intel-rapl:0", "/sys/bus/event_source/devices/power"]) {
-    try {
-      Deno.statSync(path);
-      return true;
-    } catch { /* absent */ }
-  }
-  return false;
-}
-
 async function build(dir: string, name: string): Promise<string> {
   const bin = `${dir}/${name}`;
   let out: Deno.CommandOutput;
@@ -446,7 +436,7 @@ export async function runOverhead(options: OverheadOptions = {}): Promise<Overhe
     const hasPerf = await has("perf", ["--version"]);
     if (!root) log("overhead: perf configurations skipped (system-wide counters need root)");
     else if (!hasPerf) log("overhead: perf stat skipped (perf is not installed)");
-    const hasRapl = raplPresent();
+    const hasRapl = raplShown();
     if (!hasRapl) log("overhead: rapl at 1 kHz skipped (no RAPL on this machine)");
     const list = configs(root, hasPerf, hasRapl);
 

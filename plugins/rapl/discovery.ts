@@ -76,6 +76,30 @@ export function unreadableReason(path: string): string | undefined {
 }
 
 /**
+ * Whether `root` (a sysfs mount, `/sys` on a machine) shows RAPL at all: an `intel-rapl:0` powercap zone or the
+ * perf `power` PMU. A quick look, not a plan: {@linkcode scanPowercap} and {@linkcode planPerf} say what can
+ * be read.
+ *
+ * @example
+ * ```ts
+ * import { raplShown } from "./discovery.ts";
+ * import assert from "node:assert/strict";
+ * assert.equal(raplShown("/nonexistent"), false);
+ * ```
+ */
+export function raplShown(root = "/sys"): boolean {
+  for (const path of [`${root}/class/powercap/intel-rapl:0`, `${root}/bus/event_source/devices/power`]) {
+    try {
+      Deno.statSync(path);
+      return true;
+    } catch {
+      // not there
+    }
+  }
+  return false;
+}
+
+/**
  * The RAPL zones under `<root>/class/powercap`.
  *
  * @example

@@ -14,6 +14,7 @@ import {
   raplConfigSchema,
   type RaplPlugin,
   raplPlugin,
+  raplShown,
   RaplSource,
   scanPowercap,
   STILL_MS,
@@ -345,23 +346,10 @@ Deno.test("no RAPL at all: one warning with the fix, no source, start does not t
   }
 });
 
-/** Whether this machine's /sys shows RAPL: an intel-rapl powercap zone or the perf `power` PMU. */
-function raplShownHere(): boolean {
-  for (const path of ["/sys/class/powercap/intel-rapl:0", "/sys/bus/event_source/devices/power/events"]) {
-    try {
-      Deno.statSync(path);
-      return true;
-    } catch {
-      // not there
-    }
-  }
-  return false;
-}
-
 Deno.test("this machine, with the defaults: where /sys shows RAPL, a source whose polls measure energy (or say that its counters do not count); elsewhere one warning and no source", async () => {
   using logs = captureLogs();
   await using h = await testPlugin(raplPlugin, {});
-  if (!raplShownHere()) {
+  if (!raplShown()) {
     assert.equal(h.sources.size, 0);
     assert.equal(logs.lines.filter((l) => l.startsWith("warn")).length, 1, logs.lines.join("\n"));
     return;
