@@ -31,8 +31,16 @@ const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.len
 
 export async function runExec(
   runs = 11,
-): Promise<{ bareMs: number; execMs: number; sourcesMs: number; perfMs: number | undefined }> {
+): Promise<{
+  bareMs: number;
+  execMs: number;
+  sourcesMs: number;
+  perfMs: number | undefined;
+  eagerCopyMs: number;
+  lazyCopyMs: number;
+}> {
   const dir = await Deno.makeTempDir({ prefix: "alumet-exec-bench-" });
+  let copies: BundleCopies | undefined;
   try {
     await Deno.writeTextFile(`${dir}/empty.ts`, "");
     const deno = Deno.execPath();
@@ -50,25 +58,79 @@ export async function runExec(
     await wall(deno, exec, dir, sources);
     await expectOrigin(dir, {}, "the bundle");
     await expectOrigin(dir, sources, "the sources");
+    copies = bundleCopies();
+    await wall(deno, copies.eager, dir); // each copy's code cache, made with its own flags
+    await wall(deno, copies.lazy, dir);
     const b: number[] = [];
     const e: number[] = [];
     const s: number[] = [];
     const p: number[] = [];
+    const ce: number[] = [];
+    const cl: number[] = [];
     for (let i = 0; i < runs; i++) {
       b.push(await wall(deno, bare, dir));
       e.push(await wall(deno, exec, dir));
       s.push(await wall(deno, exec, dir, sources));
       if (hasPerf) p.push(await wall("perf", ["stat", "-o", "/dev/null", "--", "true"], dir));
+      ce.push(await wall(deno, copies.eager, dir));
+      cl.push(await wall(deno, copies.lazy, dir));
     }
     return {
       bareMs: median(b),
       execMs: median(e),
       sourcesMs: median(s),
       perfMs: hasPerf ? median(p) : undefined,
+      eagerCopyMs: median(ce),
+      lazyCopyMs: median(cl),
     };
   } finally {
     await Deno.remove(dir, { recursive: true });
+    if (copies !== undefined) await Deno.remove(copies.dir, { recursive: true });
   }
+}
+
+/** `deno` arguments that run `exec -- true` from two copies of the current bundle. */
+interface BundleCopies {
+  /** With the `alumet` task's V8 flags. */
+  readonly eager: string[];
+  /** With the same flags but `--no-lazy`: V8's default, lazy compilation. */
+  readonly lazy: string[];
+  /** Where the copies are (to remove). */
+  readonly dir: string;
+}
+
+/**
+ * What the task's `--no-lazy` saves, the same code in the same rounds: two copies of the current bundle (under
+ * `.build/`, two levels below the root as the bundle is), each run through the same small entry, one with the
+ * task's flags and one without `--no-lazy`. Two copies, because Deno keeps one code cache entry per module and
+ * writes it again when it was made under other V8 flags: runs alternating the flags on the same files would each
+ * compile everything.
+ */
+function bundleCopies(): BundleCopies {
+  const root = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
+  const record = JSON.parse(Deno.readTextFileSync(`${root}/.build/cli.json`)) as { dir: string };
+  const dir = Deno.makeTempDirSync({ dir: `${root}/.build`, prefix: "bench-copies-" });
+  const entry = `${dir}/entry.js`;
+  Deno.writeTextFileSync(
+    entry,
+    "const [url, ...args] = Deno.args;\nconst { main } = await import(url);\n" +
+      "Deno.exit(await main(args, { url, whySources: undefined }));\n",
+  );
+  const run = (name: string, flags: (word: string) => string) => {
+    Deno.mkdirSync(`${dir}/${name}`);
+    for (const e of Deno.readDirSync(`${root}/.build/${record.dir}`)) {
+      if (e.isFile && e.name.endsWith(".js")) {
+        Deno.copyFileSync(`${root}/.build/${record.dir}/${e.name}`, `${dir}/${name}/${e.name}`);
+      }
+    }
+    const task = alumetTaskArgs();
+    return [...task.slice(0, -1).map(flags), entry, `file://${dir}/${name}/cli.js`, "exec", "--", "true"];
+  };
+  const withoutNoLazy = (w: string) =>
+    w.startsWith("--v8-flags=")
+      ? w.replace(/,--no-lazy\b|--no-lazy,?/, "").replace(/^--v8-flags=$/, "--v8-flags=--lazy")
+      : w;
+  return { eager: run("eager", (w) => w), lazy: run("lazy", withoutNoLazy), dir };
 }
 
 /** Checks that the CLI runs from `origin` with `env` (a comparison of the bundle with itself would be void). */

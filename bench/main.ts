@@ -138,6 +138,16 @@ if (want("exec")) {
     unit: "ms",
     runs: rs.map((r) => r.sourcesMs - r.bareMs),
   });
+  rows.push({
+    name: "exec -- true, a copy of the bundle with the task's V8 flags, over bare",
+    unit: "ms",
+    runs: rs.map((r) => r.eagerCopyMs - r.bareMs),
+  });
+  rows.push({
+    name: "  the same copy without --no-lazy (V8's lazy compilation), over bare",
+    unit: "ms",
+    runs: rs.map((r) => r.lazyCopyMs - r.bareMs),
+  });
   if (rs.every((r) => r.perfMs !== undefined)) {
     rows.push({ name: "perf stat -- true", unit: "ms", runs: rs.map((r) => r.perfMs!) });
     rows.push({
