@@ -210,20 +210,13 @@ export const aggregationPlugin = definePlugin({
           ctx.log.warn("metrics = [] (the default): nothing to aggregate. List the metrics to aggregate");
           return;
         }
-        // A stream, so that the windows still open at shutdown can be emitted after the last batch.
-        ctx.addTransform(
-          "transform",
-          new TransformStream<Batch, Batch>({
-            transform(batch, controller) {
-              aggregator?.apply(batch);
-              controller.enqueue(batch);
-            },
-            flush(controller) {
-              const last = aggregator?.drain();
-              if (last !== undefined && last.length > 0) controller.enqueue(last);
-            },
-          }),
-        );
+        // The windows still open at shutdown are emitted after the last batch, by close().
+        ctx.addTransform("transform", {
+          apply(batch) {
+            aggregator?.apply(batch);
+          },
+          close: () => aggregator?.drain(),
+        });
       },
       preStart(ctx) {
         if (config.metrics.length === 0) return;

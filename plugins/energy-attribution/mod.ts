@@ -24,7 +24,13 @@ import { defineMetrics } from "../../src/model/metric_set.ts";
 import type { MetricId, MetricRegistry } from "../../src/model/metrics.ts";
 import { unit } from "../../src/model/units.ts";
 import { definePlugin } from "../../src/plugin/define.ts";
-import type { ElementContext, Plugin, PreStartContext, StartContext } from "../../src/plugin/plugin.ts";
+import type {
+  ElementContext,
+  Plugin,
+  PreStartContext,
+  StartContext,
+  Transform,
+} from "../../src/plugin/plugin.ts";
 import { duration, type TransformContext, z } from "../../src/plugin/schema.ts";
 import { countCpus } from "../../src/sys/system.ts";
 import { EnergyAttributor, joulesPerUnit } from "./attribution.ts";
@@ -193,24 +199,20 @@ export const energyAttributionConfigSchema = z.strictObject({
 /** The validated `[plugins.energy-attribution]` table. */
 export type EnergyAttributionConfig = z.infer<typeof energyAttributionConfigSchema>;
 
-/** Runs an {@linkcode EnergyAttributor} as a TransformStream: points pass through, attributions are appended. */
-function defaultTransform(
-  attributor: EnergyAttributor,
-  ctx: () => ElementContext,
-): TransformStream<Batch, Batch> {
-  return new TransformStream<Batch, Batch>({
-    transform(batch, controller) {
+/** Runs an {@linkcode EnergyAttributor} as a transform: points pass through, attributions are appended. */
+function defaultTransform(attributor: EnergyAttributor, ctx: () => ElementContext): Transform {
+  return {
+    apply(batch) {
       attributor.ingest(batch, ctx());
       attributor.emit(batch);
-      controller.enqueue(batch);
     },
-    flush(controller) {
+    close() {
       // At shutdown every pending interval is computed (what is still unknown goes to `unattributed`).
       const last = new Batch();
       attributor.emit(last, true);
-      if (last.length > 0) controller.enqueue(last);
+      return last;
     },
-  });
+  };
 }
 
 /** The plugin instance. */
@@ -263,7 +265,7 @@ export class EnergyAttributionPlugin implements Plugin {
       ...(c.max_wait !== undefined ? { maxWaitMs: c.max_wait } : {}),
     });
     this.attributor = a;
-    // A TransformStream is given no element context: the registry comes from preStart, before any batch.
+    // The registry comes from preStart, before any batch.
     const context: ElementContext = {
       metric: (id) => {
         if (this.#registry === undefined) {

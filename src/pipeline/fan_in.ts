@@ -5,14 +5,16 @@
  */
 import { messageOf } from "../errors.ts";
 import type { Logger } from "../log.ts";
+import { Channel, type ChannelController, type ReadableLike, type ReaderLike } from "./channel.ts";
 
 interface Input<T> {
   readonly name: string;
-  readonly reader: ReadableStreamDefaultReader<T>;
+  readonly reader: ReaderLike<T>;
 }
 
 /**
- * Merges readable streams into {@linkcode FanIn.readable}. Each input is read only when the merged stream has
+ * Merges readable streams (or the pipeline's channels) into {@linkcode FanIn.readable}, a
+ * {@linkcode Channel}. Each input is read only when the merged stream has
  * room (`desiredSize > 0`), so a slow consumer holds every source back instead of letting a queue grow; at most
  * one chunk per input is in flight beyond the high-water mark. Inputs can be added while it runs. It closes
  * once {@linkcode FanIn.seal} was called and every input has ended. Cancelling it cancels every input. An input
@@ -32,8 +34,8 @@ interface Input<T> {
  * ```
  */
 export class FanIn<T> {
-  readonly readable: ReadableStream<T>;
-  #controller!: ReadableStreamDefaultController<T>;
+  readonly readable: Channel<T>;
+  #controller!: ChannelController<T>;
   #inputs = new Set<Input<T>>();
   #waiting: (() => void)[] = [];
   #sealed = false;
@@ -45,7 +47,7 @@ export class FanIn<T> {
       throw new RangeError(`The source channel size must be an integer >= 1, got ${highWaterMark}`);
     }
     this.#log = log;
-    this.readable = new ReadableStream<T>({
+    this.readable = new Channel<T>({
       start: (c) => {
         this.#controller = c;
       },
@@ -55,11 +57,11 @@ export class FanIn<T> {
         this.#release();
         await Promise.allSettled([...this.#inputs].map((i) => i.reader.cancel(reason)));
       },
-    }, new CountQueuingStrategy({ highWaterMark }));
+    }, highWaterMark);
   }
 
   /** Adds an input stream. Throws once sealed. */
-  add(name: string, stream: ReadableStream<T>): void {
+  add(name: string, stream: ReadableLike<T>): void {
     if (this.#sealed) throw new Error(`Cannot add input "${name}": the pipeline is shutting down`);
     const input: Input<T> = { name, reader: stream.getReader() };
     this.#inputs.add(input);

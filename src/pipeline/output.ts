@@ -20,6 +20,7 @@ import type { Logger } from "../log.ts";
 import type { ElementContext, FullPolicy, Output } from "../plugin/plugin.ts";
 import { type ElementName, formatName } from "./names.ts";
 import type { ElementState } from "./source.ts";
+import type { BatchSink } from "./transform.ts";
 
 /** Counters of one output. */
 export interface OutputStats {
@@ -567,8 +568,13 @@ export class OutputTask {
  * only for those whose policy is `block`.
  */
 export function fanOut(outputs: () => Iterable<OutputTask>): WritableStream<Batch> {
-  return new WritableStream<Batch>({
-    write(batch) {
+  return new WritableStream<Batch>(batchSink(outputs));
+}
+
+/** {@linkcode fanOut}'s sink, for the flow that runs without streams (runFlow, ./transform.ts). */
+export function batchSink(outputs: () => Iterable<OutputTask>): BatchSink {
+  return {
+    write(batch: Batch) {
       let waits: Promise<void>[] | undefined;
       for (const o of outputs()) {
         const w = o.offer(batch);
@@ -582,5 +588,5 @@ export function fanOut(outputs: () => Iterable<OutputTask>): WritableStream<Batc
     async abort() {
       await Promise.all([...outputs()].map((o) => o.closeInput()));
     },
-  });
+  };
 }

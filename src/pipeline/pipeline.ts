@@ -32,11 +32,11 @@ import type {
 import type { ControlHandle, ElementInfo } from "./control.ts";
 import { FanIn } from "./fan_in.ts";
 import { type ElementKind, type ElementName, ElementPattern, formatName } from "./names.ts";
-import { fanOut, outputFromWritable, OutputTask } from "./output.ts";
+import { batchSink, outputFromWritable, OutputTask } from "./output.ts";
 import { ManagedSource, type SourceStats, type SourceTask } from "./source.ts";
 import { HOT_PERIOD_MS, Sampler } from "./sampler.ts";
 import type { LatenessHistogram } from "./lateness.ts";
-import { chainTransforms, TransformStage } from "./transform.ts";
+import { runFlow, TransformStage } from "./transform.ts";
 
 /** How many stopped sources stay listed before the oldest are forgotten. */
 export const MAX_STOPPED = 256;
@@ -327,7 +327,10 @@ export class Pipeline {
   ): void {
     this.#assertBuilding("add an output");
     const n = this.#checkName("output", plugin, name);
-    const o = output instanceof WritableStream ? outputFromWritable(output) : output;
+    // Told apart without touching the WritableStream global (which would load Deno's streams code).
+    const o = typeof (output as Output).write === "function"
+      ? output as Output
+      : outputFromWritable(output as WritableStream<Batch>);
     if (options.queue !== undefined && !(Number.isInteger(options.queue) && options.queue > 0)) {
       throw new RangeError(
         `Output "${formatName(n)}": queue must be a positive integer, got ${options.queue}`,
@@ -381,8 +384,8 @@ export class Pipeline {
         log.error(`Autonomous source ${formatName(spec.name)} failed to start: ${messageOf(e)}`);
       }
     }
-    const transformed = chainTransforms(fanIn.readable, this.#transforms, this.#ctx);
-    this.#flow = transformed.pipeTo(fanOut(() => this.#outputs.values())).catch((e) => {
+    const sink = batchSink(() => this.#outputs.values());
+    this.#flow = runFlow(fanIn.readable, this.#transforms, this.#ctx, sink).catch((e) => {
       log.error(`The pipeline broke: ${messageOf(e)}`);
     });
     for (const s of this.#sources.values()) s.start();

@@ -641,3 +641,44 @@ Deno.test("triggerIntervals: a hot source without a flush interval flushes every
   assert.deepEqual(triggerIntervals({ pollInterval: "1ms", flushInterval: "1ms" }), { poll: 1, flush: 1 });
   assert.deepEqual(triggerIntervals({ pollInterval: "1s" }), { poll: 1000, flush: 1000 });
 });
+
+Deno.test("A transform's close() may return a last batch: it goes through the transforms after it, then to the outputs", async (t) => {
+  for (const withStream of [false, true]) {
+    await t.step(
+      withStream ? "with a TransformStream in the chain" : "with Transform objects only",
+      async () => {
+        const { m, pipeline } = setup();
+        await pipeline.addManagedSource("test", "in", counter(m), { pollInterval: 2, flushInterval: 2 });
+        let held = 0;
+        // Holds back every point (as a window still open), gives one point with their count at close().
+        pipeline.addTransform("test", "hold", {
+          apply(b) {
+            held += b.length;
+            return new Batch();
+          },
+          close() {
+            const last = new Batch();
+            last.push(m, 1000 + held);
+            return last;
+          },
+        });
+        if (withStream) pipeline.addTransform("test", "stream", new TransformStream<Batch, Batch>());
+        const seen: number[] = [];
+        pipeline.addTransform("test", "after", {
+          apply(b) {
+            for (let i = 0; i < b.length; i++) seen.push(Number(b.valueAt(i)));
+          },
+        });
+        const out = recorder(m);
+        pipeline.addOutput("test", "out", out);
+        pipeline.start();
+        await sleep(30);
+        await pipeline.stop();
+        assert.ok(held > 0);
+        assert.deepEqual(out.values, [1000 + held]);
+        assert.deepEqual(seen, [1000 + held], "the transform after it saw the last batch");
+        assert.equal(out.closed, 1);
+      },
+    );
+  }
+});

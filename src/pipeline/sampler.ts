@@ -9,6 +9,7 @@ import { projectModule } from "../plugin/module_url.ts";
 import { type Batch, BatchDecoder } from "../model/batch.ts";
 import type { Logger } from "../log.ts";
 import type { SourceModule } from "../plugin/plugin.ts";
+import { Channel, type ChannelController } from "./channel.ts";
 import { LatenessHistogram } from "./lateness.ts";
 import { type ElementName, formatName } from "./names.ts";
 import { Counts, type SamplerCommand, type SamplerMessage } from "./sampler_protocol.ts";
@@ -245,7 +246,7 @@ export class Sampler {
 /** A hot source polled in the sampling Worker. */
 export class WorkerSource implements SourceTask {
   readonly name: ElementName;
-  readonly readable: ReadableStream<Batch>;
+  readonly readable: Channel<Batch>;
   readonly stats: SourceStats = { polls: 0, late: 0, missed: 0, points: 0, errors: 0 };
   readonly lateness: LatenessHistogram = new LatenessHistogram();
   readonly thread = "worker" as const;
@@ -254,7 +255,7 @@ export class WorkerSource implements SourceTask {
   #id: number;
   #state: ElementState;
   #period: number;
-  #controller!: ReadableStreamDefaultController<Batch>;
+  #controller!: ChannelController<Batch>;
   #closed = false;
   #ended = Promise.withResolvers<void>();
   /** Decodes the Worker's batches, giving resources, consumers and attribute sets a stable identity. */
@@ -271,7 +272,7 @@ export class WorkerSource implements SourceTask {
     this.log = log;
     // The Worker cannot wait for a slow pipeline without missing its ticks: its batches are always taken,
     // and backpressure applies downstream (the fan-in reads this stream only when there is room).
-    this.readable = new ReadableStream<Batch>({
+    this.readable = new Channel<Batch>({
       start: (c) => {
         this.#controller = c;
       },

@@ -13,6 +13,7 @@ import { now } from "../model/timestamp.ts";
 import { messageOf, NormalStop, RetryableError } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import type { Source } from "../plugin/plugin.ts";
+import { Channel, type ChannelController } from "./channel.ts";
 import { type ElementName, formatName } from "./names.ts";
 import { LatenessHistogram } from "./lateness.ts";
 import { STOP_GRACE_MS } from "./task.ts";
@@ -48,7 +49,8 @@ export type ElementState = "running" | "paused" | "stopped";
 /** What the pipeline drives of a managed source, whether it runs on the main thread or in a sampling Worker. */
 export interface SourceTask {
   readonly name: ElementName;
-  readonly readable: ReadableStream<Batch>;
+  /** Its flushed batches, for the fan-in. */
+  readonly readable: Channel<Batch>;
   readonly stats: SourceStats;
   /** Lateness of the scheduled ticks. */
   readonly lateness: LatenessHistogram;
@@ -84,7 +86,7 @@ export interface ManagedSourceOptions {
  */
 export class ManagedSource implements SourceTask {
   readonly name: ElementName;
-  readonly readable: ReadableStream<Batch>;
+  readonly readable: Channel<Batch>;
   readonly stats: SourceStats = { polls: 0, late: 0, missed: 0, points: 0, errors: 0 };
   readonly lateness: LatenessHistogram = new LatenessHistogram();
   readonly thread = "main" as const;
@@ -95,7 +97,7 @@ export class ManagedSource implements SourceTask {
   #flushRounds: number;
   #rounds = 0;
   #batch = new Batch(64);
-  #controller!: ReadableStreamDefaultController<Batch>;
+  #controller!: ChannelController<Batch>;
   #lock: Promise<unknown> = Promise.resolve();
   #wake: (() => void) | undefined;
   #pulled: (() => void) | undefined;
@@ -114,7 +116,7 @@ export class ManagedSource implements SourceTask {
     this.#flushInterval = options.flushInterval;
     this.#flushRounds = roundsFor(options.flushInterval, options.pollInterval);
     this.#state = options.paused ? "paused" : "running";
-    this.readable = new ReadableStream<Batch>({
+    this.readable = new Channel<Batch>({
       start: (c) => {
         this.#controller = c;
       },
@@ -128,7 +130,7 @@ export class ManagedSource implements SourceTask {
         this.#wake?.();
         this.#pulled?.();
       },
-    }, new CountQueuingStrategy({ highWaterMark: options.highWaterMark ?? 2 }));
+    }, options.highWaterMark ?? 2);
   }
 
   /** `running`, `paused` or `stopped`. */

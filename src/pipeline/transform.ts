@@ -1,15 +1,19 @@
 /**
- * The transform chain: plugin transforms applied in order, fused into as few TransformStreams as possible.
+ * The transform chain: plugin transforms applied in order. When every transform is a `Transform` object (every
+ * built-in plugin's), {@linkcode runFlow} applies them in a plain loop from the fan-in to the outputs, with no
+ * Web Stream; when a plugin hands a `TransformStream`, the chain is piped as streams, consecutive `Transform`
+ * objects fused into one TransformStream.
  *
  * A transform that throws a `RetryableError` leaves that batch as it was and goes on; any other error disables
  * that transform (logged once) and the batches flow on through the others.
  *
  * @module
  */
-import type { Batch } from "../model/batch.ts";
+import { Batch } from "../model/batch.ts";
 import { messageOf, RetryableError } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import type { ElementContext, Transform } from "../plugin/plugin.ts";
+import type { ReadableLike } from "./channel.ts";
 import type { ElementName } from "./names.ts";
 import type { ElementState } from "./source.ts";
 
@@ -32,37 +36,61 @@ export class TransformStage {
   }
 }
 
+/** A plugin's `TransformStream` (told apart without touching the global, which would load Deno's streams code). */
 function isStream(x: Transform | TransformStream<Batch, Batch>): x is TransformStream<Batch, Batch> {
-  return x instanceof TransformStream;
+  return typeof (x as Transform).apply !== "function";
+}
+
+/** Applies `Transform` objects to `batch` in order: a failing one is skipped (retryable) or disabled. */
+async function applyAll(
+  stages: readonly TransformStage[],
+  batch: Batch,
+  ctx: ElementContext,
+): Promise<Batch> {
+  let b = batch;
+  for (const s of stages) {
+    if (s.state !== "running") continue;
+    try {
+      const r = await (s.element as Transform).apply(b, ctx);
+      if (r !== undefined) b = r;
+    } catch (e) {
+      if (e instanceof RetryableError) s.log.warn(`Skipped one batch: ${e.message}`);
+      else s.fail(e);
+    }
+  }
+  return b;
+}
+
+/**
+ * Closes `Transform` objects in order once no batch will come (`close`, or the older `finish`): a batch that
+ * one returns goes through the stages after it, then to `deliver`.
+ */
+async function closeAll(
+  stages: readonly TransformStage[],
+  ctx: ElementContext,
+  deliver: (batch: Batch) => void | Promise<void>,
+): Promise<void> {
+  for (const [i, s] of stages.entries()) {
+    let last: void | Batch = undefined;
+    try {
+      const t = s.element as Transform;
+      last = await (t.close !== undefined ? t.close() : t.finish?.());
+    } catch (e) {
+      s.log.error(`close() failed: ${messageOf(e)}`);
+    }
+    if (last instanceof Batch && last.length > 0) {
+      await deliver(await applyAll(stages.slice(i + 1), last, ctx));
+    }
+  }
 }
 
 /** Applies consecutive `Transform` objects in one TransformStream (one stream hop for all of them). */
 function fused(stages: TransformStage[], ctx: ElementContext): TransformStream<Batch, Batch> {
   return new TransformStream<Batch, Batch>({
     async transform(batch, controller) {
-      let b = batch;
-      for (const s of stages) {
-        if (s.state !== "running") continue;
-        try {
-          const r = await (s.element as Transform).apply(b, ctx);
-          if (r !== undefined) b = r;
-        } catch (e) {
-          if (e instanceof RetryableError) s.log.warn(`Skipped one batch: ${e.message}`);
-          else s.fail(e);
-        }
-      }
-      controller.enqueue(b);
+      controller.enqueue(await applyAll(stages, batch, ctx));
     },
-    async flush() {
-      for (const s of stages) {
-        try {
-          const t = s.element as Transform;
-          await (t.close !== undefined ? t.close() : t.finish?.());
-        } catch (e) {
-          s.log.error(`close() failed: ${messageOf(e)}`);
-        }
-      }
-    },
+    flush: (controller) => closeAll(stages, ctx, (b) => controller.enqueue(b)),
   });
 }
 
@@ -139,4 +167,66 @@ export function chainTransforms(
   }
   flushRun();
   return out;
+}
+
+/** Where the chain delivers: the outputs' fan-out (./output.ts), as the underlying sink of a WritableStream. */
+export interface BatchSink {
+  write(batch: Batch): void | Promise<void>;
+  close(): Promise<void>;
+  abort(reason: unknown): Promise<void>;
+}
+
+/** A `ReadableStream` that reads `input` (a channel) only when its consumer asks. */
+function asStream<T>(input: ReadableLike<T>): ReadableStream<T> {
+  const reader = input.getReader();
+  return new ReadableStream<T>({
+    async pull(controller) {
+      const r = await reader.read();
+      if (r.done) controller.close();
+      else controller.enqueue(r.value);
+    },
+    cancel: (reason) => reader.cancel(reason),
+  }, { highWaterMark: 0 });
+}
+
+/**
+ * Runs the pipeline's flow: every batch of `input` through every stage, then to `sink`; resolves once `input`
+ * has ended and the sink is closed, rejects when the flow broke (as `pipeTo` does: a failing read aborts the
+ * sink, a failing write cancels the input). Without `TransformStream` stages, a plain loop: one batch at a
+ * time, each write awaited before the next read (backpressure goes back to the fan-in and the sources).
+ */
+export async function runFlow(
+  input: ReadableLike<Batch>,
+  stages: readonly TransformStage[],
+  ctx: ElementContext,
+  sink: BatchSink,
+): Promise<void> {
+  if (stages.some((s) => isStream(s.element))) {
+    await chainTransforms(asStream(input), stages, ctx).pipeTo(new WritableStream<Batch>(sink));
+    return;
+  }
+  const reader = input.getReader();
+  try {
+    for (;;) {
+      let r: ReadableStreamReadResult<Batch>;
+      try {
+        r = await reader.read();
+      } catch (e) {
+        await sink.abort(e);
+        throw e;
+      }
+      if (r.done) break;
+      const batch = await applyAll(stages, r.value, ctx);
+      try {
+        await sink.write(batch);
+      } catch (e) {
+        await reader.cancel(e).catch(() => {});
+        throw e;
+      }
+    }
+    await closeAll(stages, ctx, (b) => sink.write(b));
+    await sink.close();
+  } finally {
+    reader.releaseLock();
+  }
 }

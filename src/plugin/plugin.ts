@@ -162,8 +162,12 @@ export interface Trigger {
 /** A transform, applied in plugin order to every batch, in place. Returning a batch replaces it. */
 export interface Transform {
   apply(batch: Batch, ctx: ElementContext): void | Batch | Promise<void | Batch>;
-  /** Called once at shutdown, after the last batch (like `close` of sources and outputs). */
-  close?(): void | Promise<void>;
+  /**
+   * Called once at shutdown, after the last batch (like `close` of sources and outputs). A batch it returns
+   * (what the transform still held: windows still open, intervals still pending) goes on through the
+   * transforms after it, then to the outputs.
+   */
+  close?(): void | Batch | Promise<void | Batch>;
   /** @deprecated renamed {@linkcode Transform.close}; still called when `close` is absent. */
   finish?(): void | Promise<void>;
 }

@@ -70,8 +70,13 @@ export interface PluginHarness extends AsyncDisposable {
   runTask(name: string): Promise<void>;
   /** Polls a managed source once, as the pipeline would, and returns the batch it filled. */
   poll(source: string): Promise<Batch>;
-  /** Applies a transform to `batch` and returns the result. */
+  /**
+   * Applies a transform to `batch` and returns the result (a `TransformStream` is then closed: its last
+   * batches are in the result).
+   */
   transform(name: string, batch: Batch): Promise<Batch>;
+  /** Closes a `Transform` object as the pipeline does at shutdown, and returns the last batch it gave, if any. */
+  closeTransform(name: string): Promise<Batch | undefined>;
   /** Writes `batch` to an output. */
   write(output: string, batch: Batch): Promise<void>;
   /** Calls the plugin's `stop`, then its dispose. */
@@ -197,6 +202,14 @@ export async function testPlugin<C>(
         return merged;
       }
       return (await t.apply(batch, context)) ?? batch;
+    },
+    async closeTransform(name) {
+      const t = one(transforms, name, "transform");
+      if (t instanceof TransformStream) {
+        throw new Error(`Transform "${name}" is a TransformStream: transform() closes it`);
+      }
+      const last = await (t.close !== undefined ? t.close() : t.finish?.());
+      return last instanceof Batch ? last : undefined;
     },
     async write(name, batch) {
       await one(outputs, name, "output").output.write(batch, context);
