@@ -305,3 +305,33 @@ testWith(
     assert.ok(e.rusage.maxRssKiB > 0 && e.rusage.maxRssKiB < 20 * 1024, `maxrss ${e.rusage.maxRssKiB} KiB`);
   },
 );
+
+testWith(
+  [{ what: "a reaped start", missing: () => reapedStartUnavailable() }],
+  "startReaped: the program runs in the directory asked for, with this process's environment, an empty signal mask and SIGPIPE at its default",
+  async () => {
+    const dir = await Deno.makeTempDir({ prefix: "alumet-reaped-" });
+    try {
+      Deno.env.set("ALUMET_REAPED_TEST", "it's here");
+      const script =
+        'pwd > out; printf %s "$ALUMET_REAPED_TEST" > env; grep -E "^Sig(Blk|Ign)" /proc/self/status > sig';
+      const p = await startReaped("sh", ["-c", script], dir);
+      assert.ok(p.stopped);
+      const exit = p.wait();
+      Deno.kill(p.pid, "SIGCONT");
+      assert.equal((await exit).code, 0);
+      assert.equal(Deno.readTextFileSync(`${dir}/out`).trim(), Deno.realPathSync(dir));
+      assert.equal(Deno.readTextFileSync(`${dir}/env`), "it's here");
+      const sig = Object.fromEntries(
+        Deno.readTextFileSync(`${dir}/sig`).trim().split("\n").map((l) =>
+          l.split(/:\s+/) as [string, string]
+        ),
+      );
+      assert.equal(BigInt(`0x${sig.SigBlk}`), 0n, "no signal blocked");
+      assert.equal((BigInt(`0x${sig.SigIgn}`) >> 12n) & 1n, 0n, "SIGPIPE not ignored (Deno ignores it)");
+    } finally {
+      Deno.env.delete("ALUMET_REAPED_TEST");
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+);

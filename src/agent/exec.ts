@@ -4,7 +4,14 @@
  * @module
  */
 import { AlumetError, closest } from "../errors.ts";
-import { ffiAvailable, type Rusage, setChildSubreaper, waitChild } from "../ffi/libc.ts";
+import {
+  ffiAvailable,
+  killProcess,
+  posixSpawn,
+  type Rusage,
+  setChildSubreaper,
+  waitChild,
+} from "../ffi/libc.ts";
 import { ProcFile } from "../ffi/proc_file.ts";
 import { isStoppedState, statState } from "../sys/proc_state.ts";
 import { auxvInfo } from "../sys/system.ts";
@@ -222,7 +229,8 @@ export interface ReapedProgram {
  * Starts `program` as a child of this process that is not forked from it, stopped just before its `exec`, so
  * that the kernel's accounting of it is its own (a process forked from the agent would inherit the agent's peak
  * memory into its `ru_maxrss`, the kernel keeping the old memory's high-water mark at exec). One process hop:
- * this process becomes a child subreaper for the moment of the start; a shell (spawned by Deno) forks a
+ * this process becomes a child subreaper for the moment of the start; a shell (started by
+ * {@linkcode posixSpawn} as `Deno.Command` would start it) forks a
  * subshell that stops itself (see `REAPED_START`); its pid is the shell's only child
  * (`/proc/<shell>/task/<shell>/children`, no file written); once it is stopped the shell, which only waits for
  * it, is killed, and the subshell is reparented to this process. Continued, it execs the program with
@@ -244,26 +252,31 @@ export async function startReaped(
   let pid: number | undefined;
   let stopped = false;
   try {
-    const shell = new Deno.Command("/bin/sh", {
-      args: ["-c", REAPED_START, "sh", program, ...args],
-      cwd,
-      stdin: "inherit",
-      stdout: "inherit",
-      stderr: "inherit",
-    }).spawn();
+    // posixSpawn, not Deno.Command: the same start, without loading Deno's process and streams code. Another
+    // working directory is the shell's first step.
+    const here = cwd === Deno.cwd();
+    const shell = posixSpawn("/bin/sh", [
+      "sh",
+      "-c",
+      here ? REAPED_START : `cd -- "$1" || exit 126; shift; ${REAPED_START}`,
+      "sh",
+      ...(here ? [] : [cwd]),
+      program,
+      ...args,
+    ]);
     try {
-      pid = await waitForOnlyChild(shell.pid);
+      pid = await waitForOnlyChild(shell);
       stopped = pid !== undefined && await waitForStoppedStart(pid);
     } finally {
       // The shell only waits for its subshell: ended, it leaves the subshell to this process (the subreaper).
       if (stopped) {
         try {
-          Deno.kill(shell.pid, "SIGKILL");
+          killProcess(shell, SIGNAL_NUMBERS.SIGKILL!);
         } catch {
           // already gone
         }
       }
-      await shell.status;
+      await waitChild(shell);
     }
     if (!stopped) {
       throw new AlumetError(`Cannot start "${program}": the start-up shell failed before the program's exec`);

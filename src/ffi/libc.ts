@@ -51,6 +51,34 @@ const GROUPS = {
       nonblocking: true,
     },
   },
+  /**
+   * Starting a process without Deno's process code (`exec`'s start: `Deno.Command` first loads Deno's process,
+   * fetch-body and streams modules).
+   */
+  spawn: {
+    /**
+     * `int posix_spawn(pid_t *pid, const char *path, const posix_spawn_file_actions_t *actions,
+     * const posix_spawnattr_t *attr, char *const argv[], char *const envp[])`: returns an error number
+     */
+    posix_spawn: {
+      parameters: ["buffer", "buffer", "pointer", "buffer", "buffer", "pointer"],
+      result: "i32",
+    },
+    /** `int posix_spawnattr_init(posix_spawnattr_t *attr)` */
+    posix_spawnattr_init: { parameters: ["buffer"], result: "i32" },
+    /** `int posix_spawnattr_destroy(posix_spawnattr_t *attr)` */
+    posix_spawnattr_destroy: { parameters: ["buffer"], result: "i32" },
+    /** `int posix_spawnattr_setflags(posix_spawnattr_t *attr, short flags)` */
+    posix_spawnattr_setflags: { parameters: ["buffer", "i16"], result: "i32" },
+    /** `int posix_spawnattr_setsigmask(posix_spawnattr_t *attr, const sigset_t *mask)` */
+    posix_spawnattr_setsigmask: { parameters: ["buffer", "buffer"], result: "i32" },
+    /** `int posix_spawnattr_setsigdefault(posix_spawnattr_t *attr, const sigset_t *set)` */
+    posix_spawnattr_setsigdefault: { parameters: ["buffer", "buffer"], result: "i32" },
+    /** `int kill(pid_t pid, int sig)` */
+    kill: { parameters: ["i32", "i32"], result: "i32" },
+    /** `extern char **environ`: the address of the variable (read it at each use: `setenv` may move it) */
+    environ: { type: "pointer" },
+  },
   /** Clocks and sleeps (the sampling Worker's). */
   clock: {
     /** `int clock_gettime(clockid_t clockid, struct timespec *tp)` */
@@ -98,6 +126,7 @@ const SYMBOLS = {
   ...GROUPS.io,
   ...GROUPS.errno,
   ...GROUPS.process,
+  ...GROUPS.spawn,
   ...GROUPS.clock,
   ...GROUPS.syscall,
   ...GROUPS.inotify,
@@ -400,6 +429,65 @@ export interface ChildExit {
 export function decodeWaitStatus(status: number): { code: number | null; signal: number | null } {
   const sig = status & 0x7f;
   return sig === 0 ? { code: (status >> 8) & 0xff, signal: null } : { code: null, signal: sig };
+}
+
+/** glibc's `POSIX_SPAWN_SETSIGDEF` and `POSIX_SPAWN_SETSIGMASK`. */
+const POSIX_SPAWN_SETSIGDEF = 0x04;
+const POSIX_SPAWN_SETSIGMASK = 0x08;
+/** `SIGPIPE` (13 on Linux). */
+const SIGPIPE = 13;
+/** Room for a `posix_spawnattr_t` (336 bytes in glibc on x86_64 and aarch64). */
+const SPAWNATTR_BYTES = 512;
+
+/**
+ * Starts `path` with arguments `argv` (`argv[0]` included) as a child of this process, with this process's
+ * environment, working directory, stdin, stdout and stderr, in its process group, as `Deno.Command` with
+ * `"inherit"` starts it (Rust's `posix_spawn`, an empty signal mask, `SIGPIPE` at its default: Deno ignores
+ * it; a handled signal is reset by the `exec` itself, an ignored one stays ignored), without loading Deno's
+ * process code. Reap it with {@linkcode waitChild}. Throws an {@linkcode ErrnoError} when it cannot be started
+ * (the error number that `posix_spawn` returns: `ENOENT` when `path` does not exist).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { posixSpawn, waitChild } from "./libc.ts";
+ * const pid = posixSpawn("/bin/sh", ["sh", "-c", "exit 3"]);
+ * assert.equal((await waitChild(pid)).code, 3);
+ * ```
+ */
+export function posixSpawn(path: string, argv: readonly string[]): number {
+  const s = libc();
+  const attr = new Uint8Array(SPAWNATTR_BYTES);
+  const spawnError = (call: string, err: number) => new ErrnoError(`${call}(${path})`, err);
+  let err = s.posix_spawnattr_init(attr);
+  if (err !== 0) throw spawnError("posix_spawnattr_init", err);
+  try {
+    const emptySet = new BigUint64Array(16); // sigset_t: 1024 bits
+    const pipeSet = new BigUint64Array(16);
+    pipeSet[0] = 1n << BigInt(SIGPIPE - 1);
+    err = s.posix_spawnattr_setflags(attr, POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK) ||
+      s.posix_spawnattr_setsigmask(attr, emptySet) || s.posix_spawnattr_setsigdefault(attr, pipeSet);
+    if (err !== 0) throw spawnError("posix_spawnattr_set*", err);
+    // The strings stay referenced (here) until the call returns: their pointers are valid through it.
+    const strings = argv.map(cString);
+    const pointers = new BigUint64Array(strings.length + 1);
+    strings.forEach((c, i) => pointers[i] = BigInt(Deno.UnsafePointer.value(Deno.UnsafePointer.of(c))));
+    const environ = new Deno.UnsafePointerView(s.environ as Deno.PointerObject).getPointer();
+    const pid = new Int32Array(1);
+    err = s.posix_spawn(pid, cString(path), null, attr, pointers, environ);
+    if (err !== 0) throw spawnError("posix_spawn", err);
+    return pid[0]!;
+  } finally {
+    s.posix_spawnattr_destroy(attr);
+  }
+}
+
+/**
+ * `kill(pid, signal)`, by number (`SIGCONT` is 18 on x86_64 and aarch64 Linux): `Deno.kill` first loads
+ * Deno's process code. Throws an {@linkcode ErrnoError}.
+ */
+export function killProcess(pid: number, signal: number): void {
+  unwrap(libc().kill(pid, signal), `kill(${pid}, ${signal})`);
 }
 
 /**

@@ -4,7 +4,7 @@
  * @module
  */
 import { AlumetError, messageOf, UsageError } from "../../errors.ts";
-import { ffiAvailable, getrusage, type Rusage, RUSAGE_CHILDREN } from "../../ffi/libc.ts";
+import { ffiAvailable, getrusage, killProcess, type Rusage, RUSAGE_CHILDREN } from "../../ffi/libc.ts";
 import { type Logger, logLevel } from "../../log.ts";
 import { parseDuration } from "../../model/duration.ts";
 import { Consumer } from "../../model/resources.ts";
@@ -25,6 +25,7 @@ import {
   ReapedStartUnavailable,
   reapedStartUnavailable,
   resolveProgram,
+  SIGNAL_NUMBERS,
   spawnStopped,
   startReaped,
   waitForStoppedStart,
@@ -421,7 +422,11 @@ async function runOnce(
     logger.warn(`${program} (pid ${pid}) did not reach its stopped start; measuring it anyway`);
   }
   await agent.events.publish("startConsumerMeasurement", [Consumer.process(pid)]);
-  if (stopped) Deno.kill(pid, "SIGCONT");
+  if (stopped) {
+    // A native kill where the start was native too: Deno.kill first loads Deno's process code.
+    if (reapedProgram !== undefined) killProcess(pid, SIGNAL_NUMBERS.SIGCONT!);
+    else Deno.kill(pid, "SIGCONT");
+  }
   let code: number;
   let signal: string | null;
   let cpu: CpuTime | undefined;
