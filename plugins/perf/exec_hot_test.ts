@@ -82,10 +82,12 @@ Deno.test("under exec at 1 ms, the program's counters are read in the sampling W
     await agent.events.publish("startConsumerMeasurement", [Consumer.process(child.pid)]);
     const name = `source/perf/pid-${child.pid}`;
     const readsBefore = mainReads;
+    const stolenBefore = stolenMs();
     const t0 = performance.now();
     Deno.kill(child.pid, "SIGCONT");
     const output = await child.output();
     const wallMs = performance.now() - t0;
+    const stolen = stolenMs() - stolenBefore;
     await agent.control.triggerNow(); // exec's final read, at the program's end
     const readsDuring = mainReads - readsBefore;
     await agent.events.publish("endConsumerMeasurement", [Consumer.process(child.pid)]);
@@ -106,12 +108,15 @@ Deno.test("under exec at 1 ms, the program's counters are read in the sampling W
     assert.ok(!lines.some((l) => l.includes("on the main thread")), lines.join("\n"));
 
     // The totals: the kernel's CPU time of the program (and of its stopped start, a few ms of sh) against
-    // the last task-clock read.
+    // the last task-clock read, which also runs on while the hypervisor steals the vCPU (the scheduler's
+    // accounting, which `times` reports, leaves that out: see src/testing/steal.ts).
     const cpuMs = shellCpuMs(new TextDecoder().decode(output.stdout));
     const ours = last.get("perf_task_clock")! / 1e6;
     assert.ok(
-      Math.abs(ours - cpuMs) <= 0.1 * cpuMs + 15,
-      `task-clock ${ours.toFixed(1)} ms, the shell's own CPU time (times) ${cpuMs} ms`,
+      ours - cpuMs <= 0.1 * cpuMs + 15 + stolen && cpuMs - ours <= 0.1 * cpuMs + 15,
+      `task-clock ${
+        ours.toFixed(1)
+      } ms, the shell's own CPU time (times) ${cpuMs} ms, ${stolen} ms stolen meanwhile`,
     );
     // An upper bound: the children that parallel test modules reap meanwhile only add to it.
     const faults = after.minorFaults + after.majorFaults - before.minorFaults - before.majorFaults;
