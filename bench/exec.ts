@@ -93,7 +93,7 @@ export async function runExec(
 interface BundleCopies {
   /** With the `alumet` task's V8 flags. */
   readonly eager: string[];
-  /** With the same flags but `--no-lazy`: V8's default, lazy compilation. */
+  /** With the task's V8 flags less `--no-lazy`: V8's default, lazy compilation. */
   readonly lazy: string[];
   /** Where the copies are (to remove). */
   readonly dir: string;
@@ -110,14 +110,14 @@ function bundleCopies(): BundleCopies {
   const root = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
   const record = JSON.parse(Deno.readTextFileSync(`${root}/.build/cli.json`)) as { dir: string };
   const dir = Deno.makeTempDirSync({ dir: `${root}/.build`, prefix: "bench-copies-" });
-  const entry = `${dir}/entry.js`;
-  Deno.writeTextFileSync(
-    entry,
-    "const [url, ...args] = Deno.args;\nconst { main } = await import(url);\n" +
-      "Deno.exit(await main(args, { url, whySources: undefined }));\n",
-  );
   const run = (name: string, flags: (word: string) => string) => {
     Deno.mkdirSync(`${dir}/${name}`);
+    const entry = `${dir}/${name}/entry.js`; // one per copy too: a module shared by both would be cached twice
+    Deno.writeTextFileSync(
+      entry,
+      "const [url, ...args] = Deno.args;\nconst { main } = await import(url);\n" +
+        "Deno.exit(await main(args, { url, whySources: undefined }));\n",
+    );
     for (const e of Deno.readDirSync(`${root}/.build/${record.dir}`)) {
       if (e.isFile && e.name.endsWith(".js")) {
         Deno.copyFileSync(`${root}/.build/${record.dir}/${e.name}`, `${dir}/${name}/${e.name}`);

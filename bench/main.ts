@@ -144,7 +144,7 @@ if (want("exec")) {
     runs: rs.map((r) => r.eagerCopyMs - r.bareMs),
   });
   rows.push({
-    name: "  the same copy without --no-lazy (V8's lazy compilation), over bare",
+    name: "  another copy without --no-lazy (V8's lazy compilation), over bare",
     unit: "ms",
     runs: rs.map((r) => r.lazyCopyMs - r.bareMs),
   });

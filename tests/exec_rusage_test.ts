@@ -314,7 +314,7 @@ testWith(
     try {
       Deno.env.set("ALUMET_REAPED_TEST", "it's here");
       const script =
-        'pwd > out; printf %s "$ALUMET_REAPED_TEST" > env; grep -E "^Sig(Blk|Ign)" /proc/self/status > sig';
+        'pwd -P > out; printf %s "$ALUMET_REAPED_TEST" > env; grep -E "^Sig(Blk|Ign)" /proc/self/status > sig';
       const p = await startReaped("sh", ["-c", script], dir);
       assert.ok(p.stopped);
       const exit = p.wait();

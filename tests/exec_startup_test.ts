@@ -51,6 +51,14 @@ Deno.test("exec -- true with the defaults loads no Web Streams, no process and n
   );
   await inTempDir("startup", async (dir) => {
     const [deno, ...line] = alumetRunLine();
+    // A stale bundle is made again first (with `deno bundle`, through Deno.Command): not what is looked at.
+    const warm = await new Deno.Command(deno!, {
+      args: [...line, "--log-level", "debug", "plugins", "list"],
+      cwd: dir,
+      stdout: "null",
+      stderr: "piped",
+    }).output();
+    assert.match(new TextDecoder().decode(warm.stderr), /Running from the bundle/);
     const scripts = await scriptsLoaded(dir, deno!, [
       ...line,
       "exec",

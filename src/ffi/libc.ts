@@ -468,19 +468,28 @@ export function posixSpawn(path: string, argv: readonly string[]): number {
     err = s.posix_spawnattr_setflags(attr, POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK) ||
       s.posix_spawnattr_setsigmask(attr, emptySet) || s.posix_spawnattr_setsigdefault(attr, pipeSet);
     if (err !== 0) throw spawnError("posix_spawnattr_set*", err);
-    // The strings stay referenced (here) until the call returns: their pointers are valid through it.
+    // The strings must outlive the call: held by a module variable until it returns (a local that is not used
+    // after the loop below may be collected before, as far as the language is concerned).
     const strings = argv.map(cString);
+    spawnArgv = strings;
     const pointers = new BigUint64Array(strings.length + 1);
     strings.forEach((c, i) => pointers[i] = BigInt(Deno.UnsafePointer.value(Deno.UnsafePointer.of(c))));
     const environ = new Deno.UnsafePointerView(s.environ as Deno.PointerObject).getPointer();
     const pid = new Int32Array(1);
-    err = s.posix_spawn(pid, cString(path), null, attr, pointers, environ);
+    const cPath = cString(path);
+    spawnPath = cPath;
+    err = s.posix_spawn(pid, cPath, null, attr, pointers, environ);
     if (err !== 0) throw spawnError("posix_spawn", err);
     return pid[0]!;
   } finally {
+    spawnArgv = spawnPath = undefined;
     s.posix_spawnattr_destroy(attr);
   }
 }
+
+/** What {@linkcode posixSpawn} keeps reachable during its call: the C strings its argv points to. */
+let spawnArgv: Uint8Array[] | undefined;
+let spawnPath: Uint8Array | undefined;
 
 /**
  * `kill(pid, signal)`, by number (`SIGCONT` is 18 on x86_64 and aarch64 Linux): `Deno.kill` first loads

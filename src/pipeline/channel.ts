@@ -34,7 +34,7 @@ export interface ChannelController<T> {
   close(): void;
   /** Fails the channel: pending and later reads reject with `reason`. */
   error(reason: unknown): void;
-  /** The high-water mark minus the queued values (≤ 0: full); 0 once closed, null once errored. */
+  /** The high-water mark minus the queued values (≤ 0: full); 0 once ended, null once errored. */
   readonly desiredSize: number | null;
 }
 
@@ -42,7 +42,10 @@ export interface ChannelController<T> {
 export interface ChannelSource<T> {
   /** Called once, from the constructor. */
   start?(controller: ChannelController<T>): void;
-  /** Called when there is room (after the start, and after each read that leaves some), synchronously. */
+  /**
+   * Called when there is room or a read waits (after the start, after each read that leaves room, when a read
+   * finds the queue empty), synchronously. One that throws errors the channel.
+   */
   pull?(controller: ChannelController<T>): void;
   /** Called once when the reader cancels: the queue is dropped and the channel is closed. */
   cancel?(reason: unknown): void | Promise<void>;
@@ -51,9 +54,9 @@ export interface ChannelSource<T> {
 /**
  * A single-reader queue with a `ReadableStream`'s semantics where the pipeline relies on them: reads wait for a
  * value, `desiredSize` counts against the high-water mark (backpressure), `pull` is called while there is
- * room, a close ends the reads once the queue is drained, a cancel drops the queue. Unlike a stream, `pull`
- * is called synchronously (the pipeline's callbacks only wake a waiting writer) and may be called again while
- * there is room.
+ * room or a read waits, a close ends the reads once the queue is drained, a cancel drops the queue, releasing
+ * the reader rejects its pending reads. Unlike a stream, `pull` is called synchronously (the pipeline's
+ * callbacks only wake a waiting writer) and may be called again before it has produced anything.
  *
  * @example
  * ```ts
@@ -125,6 +128,10 @@ export class Channel<T> implements ReadableLike<T>, AsyncIterable<T> {
         if (released) return;
         released = true;
         this.#locked = false;
+        // As a stream's reader: its reads still pending fail (they must not take the next reader's values).
+        const reads = this.#reads;
+        this.#reads = [];
+        for (const r of reads) r.reject(new TypeError("The reader was released"));
       },
     };
   }
@@ -150,12 +157,18 @@ export class Channel<T> implements ReadableLike<T>, AsyncIterable<T> {
 
   #desiredSize(): number | null {
     if (this.#state === "errored") return null;
-    if (this.#state !== "open") return 0;
-    return this.#highWaterMark - this.#queue.length;
+    if (this.#state === "closed") return 0;
+    return this.#highWaterMark - this.#queue.length; // also while closing, as a stream
   }
 
   #pullIfRoom(): void {
-    if (this.#state === "open" && this.#desiredSize()! > 0) this.#source.pull?.(this.#controller);
+    if (this.#state !== "open" || this.#source.pull === undefined) return;
+    if (this.#desiredSize()! <= 0 && this.#reads.length === 0) return;
+    try {
+      this.#source.pull(this.#controller);
+    } catch (e) {
+      this.#fail(e);
+    }
   }
 
   #enqueue(value: T): void {

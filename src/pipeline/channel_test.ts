@@ -23,10 +23,11 @@ Deno.test("Channel: values in order, reads wait for them, a close ends the reads
   controller.enqueue(2);
   controller.enqueue(3);
   controller.close();
-  assert.equal(controller.desiredSize, 0);
+  assert.equal(controller.desiredSize, 2, "closing: counted as a stream does until the queue is drained");
   assert.throws(() => controller.enqueue(4), TypeError);
   assert.deepEqual(await reader.read(), { done: false, value: 2 });
   assert.deepEqual(await reader.read(), { done: false, value: 3 });
+  assert.equal(controller.desiredSize, 0);
   assert.equal((await reader.read()).done, true);
   assert.equal((await reader.read()).done, true);
 });
@@ -93,4 +94,41 @@ Deno.test("Channel: leaving a for-await loop early cancels it", async () => {
   }
   assert.equal(calls.cancel.length, 1);
   assert.equal(ch.locked, false);
+});
+
+Deno.test("Channel: a high-water mark of 0 still pulls for a waiting read; a pull that throws errors it", async () => {
+  let controller!: ChannelController<number>;
+  let pulls = 0;
+  const ch = new Channel<number>({
+    start: (c) => (controller = c),
+    pull: () => {
+      if (++pulls === 2) controller.enqueue(7);
+    },
+  }, 0);
+  assert.equal(pulls, 0, "no room and no read: no pull");
+  const reader = ch.getReader();
+  const waiting = reader.read();
+  assert.equal(pulls, 1);
+  const second = reader.read();
+  assert.equal((await waiting).value, 7);
+  controller.enqueue(8);
+  assert.equal((await second).value, 8);
+
+  const failing = new Channel<number>({
+    pull() {
+      throw new Error("pull broke");
+    },
+  }, 1);
+  await assert.rejects(failing.getReader().read(), /pull broke/);
+});
+
+Deno.test("Channel: releasing the reader fails its pending reads; the next reader gets the next values", async () => {
+  const { ch, controller } = open(2);
+  const first = ch.getReader();
+  const pending = first.read();
+  first.releaseLock();
+  await assert.rejects(pending, TypeError);
+  const second = ch.getReader();
+  controller.enqueue(1);
+  assert.deepEqual(await second.read(), { done: false, value: 1 });
 });

@@ -682,3 +682,33 @@ Deno.test("A transform's close() may return a last batch: it goes through the tr
     );
   }
 });
+
+Deno.test("A transform disabled by an error is still closed, but the batch its close() returns is dropped", async () => {
+  const logs = captureLogs();
+  try {
+    const { m, pipeline } = setup();
+    await pipeline.addManagedSource("test", "in", counter(m), { pollInterval: 2, flushInterval: 2 });
+    let closed = 0;
+    pipeline.addTransform("test", "broken", {
+      apply() {
+        throw new Error("inconsistent now");
+      },
+      close() {
+        closed++;
+        const last = new Batch();
+        last.push(m, 9999);
+        return last;
+      },
+    });
+    const out = recorder(m);
+    pipeline.addOutput("test", "out", out);
+    pipeline.start();
+    await sleep(30);
+    await pipeline.stop();
+    assert.equal(closed, 1);
+    assert.ok(out.values.length > 0 && !out.values.includes(9999), `${out.values}`);
+    assert.ok(logs.lines.some((l) => l.includes("inconsistent now")));
+  } finally {
+    logs.restore();
+  }
+});

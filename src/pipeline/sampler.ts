@@ -277,7 +277,9 @@ export class WorkerSource implements SourceTask {
         this.#controller = c;
       },
       cancel: () => {
-        void this.stop();
+        // Cancelled (the flow broke): nothing more is sent through it; the Worker's source is stopped.
+        this.#closed = true;
+        void this.stop().catch(() => {});
       },
     });
   }

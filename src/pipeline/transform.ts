@@ -9,7 +9,7 @@
  *
  * @module
  */
-import { Batch } from "../model/batch.ts";
+import type { Batch } from "../model/batch.ts";
 import { messageOf, RetryableError } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import type { ElementContext, Transform } from "../plugin/plugin.ts";
@@ -62,8 +62,18 @@ async function applyAll(
 }
 
 /**
+ * A batch, told apart by shape rather than class: a plugin that imports the framework from another URL has its
+ * own copy of `Batch` (as `apply`'s results, which are not checked either).
+ */
+export function isBatch(x: unknown): x is Batch {
+  return typeof x === "object" && x !== null && typeof (x as Batch).length === "number" &&
+    typeof (x as Batch).metricAt === "function";
+}
+
+/**
  * Closes `Transform` objects in order once no batch will come (`close`, or the older `finish`): a batch that
- * one returns goes through the stages after it, then to `deliver`.
+ * one returns goes through the stages after it, then to `deliver`; one from a stage disabled by an error is
+ * dropped (its state may be inconsistent), as a failed `TransformStream` is not flushed.
  */
 async function closeAll(
   stages: readonly TransformStage[],
@@ -78,7 +88,8 @@ async function closeAll(
     } catch (e) {
       s.log.error(`close() failed: ${messageOf(e)}`);
     }
-    if (last instanceof Batch && last.length > 0) {
+    if (s.state === "stopped") continue;
+    if (isBatch(last) && last.length > 0) {
       await deliver(await applyAll(stages.slice(i + 1), last, ctx));
     }
   }

@@ -53,6 +53,7 @@ import type {
 import { registerMetrics } from "../model/metric_set.ts";
 import { validatePluginConfig } from "../plugin/config.ts";
 import { outputFromWritable } from "../pipeline/output.ts";
+import { isBatch } from "../pipeline/transform.ts";
 
 /** A plugin started without a pipeline: its elements are captured so a test can drive them by hand. */
 export interface PluginHarness extends AsyncDisposable {
@@ -209,7 +210,7 @@ export async function testPlugin<C>(
         throw new Error(`Transform "${name}" is a TransformStream: transform() closes it`);
       }
       const last = await (t.close !== undefined ? t.close() : t.finish?.());
-      return last instanceof Batch ? last : undefined;
+      return isBatch(last) ? last : undefined;
     },
     async write(name, batch) {
       await one(outputs, name, "output").output.write(batch, context);
