@@ -255,7 +255,7 @@ export async function startReaped(
     // posixSpawn, not Deno.Command: the same start, without loading Deno's process and streams code. Another
     // working directory is the shell's first step (`cd -P`: the directory itself, as chdir(2) gives it).
     const here = cwd === Deno.cwd();
-    const shell = posixSpawn("/bin/sh", [
+    const shell = await posixSpawn("/bin/sh", [
       "sh",
       "-c",
       here ? REAPED_START : `cd -P -- "$1" || exit 126; shift; ${REAPED_START}`,
