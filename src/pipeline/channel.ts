@@ -104,26 +104,10 @@ export class Channel<T> implements ReadableLike<T>, AsyncIterable<T> {
     if (this.#locked) throw new TypeError("The channel is locked to a reader");
     this.#locked = true;
     let released = false;
-    const check = () => {
-      if (released) throw new TypeError("The reader was released");
-    };
+    const gone = () => Promise.reject(new TypeError("The reader was released"));
     return {
-      read: () => {
-        try {
-          check();
-        } catch (e) {
-          return Promise.reject(e);
-        }
-        return this.#read();
-      },
-      cancel: (reason?: unknown) => {
-        try {
-          check();
-        } catch (e) {
-          return Promise.reject(e);
-        }
-        return this.#cancel(reason);
-      },
+      read: () => released ? gone() : this.#read(),
+      cancel: (reason?: unknown) => released ? gone() : this.#cancel(reason),
       releaseLock: () => {
         if (released) return;
         released = true;

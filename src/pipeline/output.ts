@@ -564,14 +564,9 @@ export class OutputTask {
 }
 
 /**
- * The sink at the end of the transforms: hands each batch to every output task that accepts it, and waits
- * only for those whose policy is `block`.
+ * The fan-out at the end of the transforms: hands each batch to every output task that accepts it, and waits
+ * only for those whose policy is `block` (runFlow, ./transform.ts, calls it, or writes to it as a stream).
  */
-export function fanOut(outputs: () => Iterable<OutputTask>): WritableStream<Batch> {
-  return new WritableStream<Batch>(batchSink(outputs));
-}
-
-/** {@linkcode fanOut}'s sink, for the flow that runs without streams (runFlow, ./transform.ts). */
 export function batchSink(outputs: () => Iterable<OutputTask>): BatchSink {
   return {
     write(batch: Batch) {

@@ -157,7 +157,7 @@ function guarded(stage: TransformStage): TransformStream<Batch, Batch> {
 }
 
 /** Pipes `input` through every stage, fusing runs of `Transform` objects. */
-export function chainTransforms(
+function chainTransforms(
   input: ReadableStream<Batch>,
   stages: readonly TransformStage[],
   ctx: ElementContext,
@@ -187,19 +187,6 @@ export interface BatchSink {
   abort(reason: unknown): Promise<void>;
 }
 
-/** A `ReadableStream` that reads `input` (a channel) only when its consumer asks. */
-function asStream<T>(input: ReadableLike<T>): ReadableStream<T> {
-  const reader = input.getReader();
-  return new ReadableStream<T>({
-    async pull(controller) {
-      const r = await reader.read();
-      if (r.done) controller.close();
-      else controller.enqueue(r.value);
-    },
-    cancel: (reason) => reader.cancel(reason),
-  }, { highWaterMark: 0 });
-}
-
 /**
  * Runs the pipeline's flow: every batch of `input` through every stage, then to `sink`; resolves once `input`
  * has ended and the sink is closed, rejects when the flow broke (as `pipeTo` does: a failing read aborts the
@@ -207,13 +194,14 @@ function asStream<T>(input: ReadableLike<T>): ReadableStream<T> {
  * time, each write awaited before the next read (backpressure goes back to the fan-in and the sources).
  */
 export async function runFlow(
-  input: ReadableLike<Batch>,
+  input: ReadableLike<Batch> & AsyncIterable<Batch>,
   stages: readonly TransformStage[],
   ctx: ElementContext,
   sink: BatchSink,
 ): Promise<void> {
   if (stages.some((s) => isStream(s.element))) {
-    await chainTransforms(asStream(input), stages, ctx).pipeTo(new WritableStream<Batch>(sink));
+    // ReadableStream.from reads the channel only when the chain asks (a high-water mark of 0).
+    await chainTransforms(ReadableStream.from(input), stages, ctx).pipeTo(new WritableStream<Batch>(sink));
     return;
   }
   const reader = input.getReader();
