@@ -1,11 +1,14 @@
 /**
- * The measurement pipeline on Web Streams:
+ * The measurement pipeline:
  *
  * ```
  * managed sources ─┐                                     ┌─▶ queue ─▶ output
- * autonomous ──────┼─▶ FanIn ─▶ transforms (in order) ─▶ fanOut ─▶ queue ─▶ output
+ * autonomous ──────┼─▶ FanIn ─▶ transforms (in order) ─▶ fan-out ─▶ queue ─▶ output
  * (added at run time)┘                                   └─▶ queue ─▶ output
  * ```
+ *
+ * Between its own stages batches go through channels (./channel.ts) and a loop (runFlow, ./transform.ts); Web
+ * Streams where a plugin hands one (an autonomous source, a `TransformStream`, a `WritableStream` output).
  *
  * Shutdown drains: sources stop and flush, the fan-in closes once every source stream has ended, transforms
  * see the last batch and `close`, every output writes its queue and closes. Every point polled before the
